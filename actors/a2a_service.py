@@ -1,0 +1,492 @@
+"""A2AService: every A2A operation on the canonical (1.0) models.
+
+Bindings (JSON-RPC of either generation, HTTP+JSON) translate their wire shapes
+into these calls and render what comes back; the semantics live here once:
+blocking and non-blocking send, continuing a task, history length, list filters
+and cursors, cancellation, subscriptions and push configs. Each call takes the
+caller's principal; a task is visible only to the principal that created it.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+
+from actors.agent_runner import RunRequest
+from actors.store_port import PushConfigRecord, StoredEvent, TaskQuery, TaskRecord
+from actors.task_store import ServerTaskStore
+from protocol.errors import (
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from protocol.models import (
+    CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    Task,
+    TaskPushNotificationConfig,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+    parse_timestamp,
+)
+from protocol.states import IllegalTransition, ends_stream, is_interrupted, is_terminal
+
+__all__ = [
+    "A2AService",
+    "Dispatcher",
+    "PushWatcher",
+    "SendOutcome",
+    "ServiceSettings",
+    "check_push_url",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(Protocol):
+    """Where accepted tasks go to be run (the in-process runner, later the worker queue)."""
+
+    async def submit(self, req: RunRequest) -> None: ...
+
+    def cancel(self, task_id: str) -> bool: ...
+
+
+class PushWatcher(Protocol):
+    """Told about each new push config so delivery can start."""
+
+    def watch(self, record: PushConfigRecord) -> None: ...
+
+
+@attrs.frozen
+class ServiceSettings:
+    push_notifications: bool = True
+    allow_private_push_urls: bool = False
+    """Allow webhook URLs on loopback/private/link-local addresses (tests, closed networks)."""
+    cancel_timeout: float = 10.0
+    """How long CancelTask waits for a running agent to wind down."""
+    default_page_size: int = 50
+    keepalive: float = 15.0
+    """Seconds of silence after which a stream gets a keep-alive (SSE comment)."""
+
+
+@attrs.frozen
+class SendOutcome:
+    """The result of SendMessage: the task, or the agent's direct reply."""
+
+    record: TaskRecord
+    message: Message | None = None
+
+
+def check_push_url(url: str, *, allow_private: bool) -> None:
+    """Refuse webhook URLs that are not http(s) or that point inside the network."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidParamsError(f"push notification url must be an absolute http(s) URL: {url!r}")
+    if allow_private:
+        return
+    host = parts.hostname
+    if host == "localhost" or host.endswith(".localhost"):
+        raise InvalidParamsError(
+            f"push notification url {url!r} points to localhost; refused (server option "
+            "--allow-private-push-urls allows it)"
+        )
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: checked again when it is resolved at delivery time
+    if not addr.is_global:
+        raise InvalidParamsError(
+            f"push notification url {url!r} points to a private or loopback address; refused "
+            "(server option --allow-private-push-urls allows it)"
+        )
+
+
+def encode_cursor(cursor: tuple[float, str]) -> str:
+    raw = json.dumps([cursor[0], cursor[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        at, task_id = json.loads(raw)
+        return float(at), str(task_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidParamsError(f"pageToken {token!r} is not a token this server issued") from exc
+
+
+def shape_task(task: Task, history_length: int | None, *, include_artifacts: bool = True) -> Task:
+    """Apply historyLength (None: all, 0: none, n: the last n) and includeArtifacts."""
+    update: dict[str, object] = {}
+    if history_length is not None and task.history is not None:
+        update["history"] = task.history[-history_length:] if history_length > 0 else None
+    if not include_artifacts:
+        update["artifacts"] = None
+    return task.model_copy(update=update) if update else task
+
+
+class A2AService:
+    def __init__(
+        self,
+        store: ServerTaskStore,
+        dispatcher: Dispatcher,
+        *,
+        push: PushWatcher | None = None,
+        settings: ServiceSettings = ServiceSettings(),
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._push = push
+        self.settings = settings
+        self._new_id = new_id
+
+    @property
+    def store(self) -> ServerTaskStore:
+        return self._store
+
+    # --- lookup -------------------------------------------------------------------
+
+    async def _visible(self, task_id: str, principal: str) -> TaskRecord:
+        record = await self._store.get_task(task_id)
+        if record is None or record.owner != principal:
+            raise TaskNotFoundError(f"task {task_id!r} not found", metadata={"taskId": task_id})
+        return record
+
+    # --- send -----------------------------------------------------------------------
+
+    async def _accept(self, req: SendMessageRequest, principal: str) -> TaskRecord:
+        """Create or continue the task a message addresses, and dispatch it."""
+        msg = req.message
+        if not msg.parts:
+            raise InvalidParamsError("message.parts: a message needs at least one part")
+        cfg = req.configuration
+        push_cfg = cfg.task_push_notification_config if cfg else None
+        if push_cfg is not None and not self.settings.push_notifications:
+            raise PushNotificationNotSupportedError()
+        if msg.task_id:
+            record = await self._visible(msg.task_id, principal)
+            task = record.task
+            if msg.context_id and msg.context_id != task.context_id:
+                raise InvalidParamsError(
+                    f"message.contextId {msg.context_id!r} does not match the context "
+                    f"{task.context_id!r} of task {task.id!r}"
+                )
+            if is_terminal(task.status.state):
+                raise UnsupportedOperationError(
+                    f"task {task.id!r} is {task.status.state.value} and accepts no more "
+                    "messages; send without taskId to start a new task",
+                    metadata={"taskId": task.id},
+                )
+            if not is_interrupted(task.status.state):
+                raise UnsupportedOperationError(
+                    f"task {task.id!r} is still {task.status.state.value}; it accepts a new "
+                    "message once it asks for input",
+                    metadata={"taskId": task.id},
+                )
+            msg = msg.model_copy(update={"context_id": task.context_id})
+            resumed = StreamResponse(status_update=TaskStatusUpdateEvent(
+                task_id=task.id, context_id=task.context_id,
+                status=TaskStatus(state=TaskState.SUBMITTED)))
+            try:
+                record = await self._store.write(task.id, (resumed,), add_history=(msg,))
+            except IllegalTransition as exc:  # ended concurrently
+                raise UnsupportedOperationError(f"task {task.id!r} cannot continue: {exc}") from exc
+            if push_cfg is not None:
+                await self._put_push(record, push_cfg, principal, from_seq=record.seq - 1)
+        else:
+            task_id = self._new_id()
+            context_id = msg.context_id or self._new_id()
+            msg = msg.model_copy(update={"task_id": task_id, "context_id": context_id})
+            task = Task(id=task_id, context_id=context_id,
+                        status=TaskStatus(state=TaskState.SUBMITTED), history=[msg])
+            configs = ()
+            if push_cfg is not None:
+                configs = (self._push_record(task_id, push_cfg, principal, delivered_seq=0),)
+            record = await self._store.create_task(task, owner=principal, push_configs=configs)
+            for c in configs:
+                if self._push is not None:
+                    self._push.watch(c)
+        await self._dispatcher.submit(RunRequest(
+            task_id=record.task_id, metadata=dict(req.metadata or {}),
+            accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
+            principal=principal))
+        return record
+
+    async def send_message(self, req: SendMessageRequest, principal: str = "") -> SendOutcome:
+        """SendMessage: waits for a terminal or interrupted state unless returnImmediately."""
+        record = await self._accept(req, principal)
+        cfg = req.configuration
+        history_length = cfg.history_length if cfg else None
+        if not (cfg and cfg.return_immediately):
+            record = await self._store.wait_record(
+                record.task_id, lambda r: ends_stream(r.state)
+            )
+            reply = _direct_reply(record.task)
+            if reply is not None:
+                return SendOutcome(record=record, message=reply)
+        task = shape_task(record.task, history_length)
+        return SendOutcome(record=attrs.evolve(record, task=task))
+
+    async def send_streaming(
+        self, req: SendMessageRequest, principal: str = ""
+    ) -> tuple[StoredEvent, AsyncIterator[StoredEvent | None]]:
+        """SendStreamingMessage: the task as first event, then its live events."""
+        record = await self._accept(req, principal)
+        first = StoredEvent(task_id=record.task_id, seq=record.seq,
+                            event=StreamResponse(task=record.task))
+        return first, self.follow(record.task_id, record.seq)
+
+    # --- tasks ----------------------------------------------------------------------
+
+    async def get_task(self, req: GetTaskRequest, principal: str = "") -> Task:
+        record = await self._visible(req.id, principal)
+        return shape_task(record.task, req.history_length)
+
+    async def list_tasks(self, req: ListTasksRequest, principal: str = "") -> ListTasksResponse:
+        page_size = req.page_size or self.settings.default_page_size
+        query = TaskQuery(
+            owner=principal,
+            context_id=req.context_id or None,
+            state=req.status if req.status not in (None, TaskState.UNSPECIFIED) else None,
+            status_after=(parse_timestamp(req.status_timestamp_after)
+                          if req.status_timestamp_after else None),
+            page_size=page_size,
+            cursor=decode_cursor(req.page_token) if req.page_token else None,
+        )
+        page = await self._store.list_tasks(query)
+        tasks = [
+            shape_task(r.task, req.history_length, include_artifacts=bool(req.include_artifacts))
+            for r in page.records
+        ]
+        return ListTasksResponse(
+            tasks=tasks,
+            next_page_token=encode_cursor(page.next_cursor) if page.next_cursor else "",
+            page_size=page_size,
+            total_size=page.total_size,
+        )
+
+    async def cancel_task(self, req: CancelTaskRequest, principal: str = "") -> Task:
+        record = await self._visible(req.id, principal)
+        if is_terminal(record.state):
+            raise TaskNotCancelableError(
+                f"task {req.id!r} is {record.state.value} and cannot be canceled",
+                metadata={"taskId": req.id},
+            )
+        if self._dispatcher.cancel(req.id):
+            with trio.move_on_after(self.settings.cancel_timeout):
+                record = await self._store.wait_record(req.id, lambda r: is_terminal(r.state))
+                return record.task
+            log.warning("agent did not stop within the cancel timeout", extra={"task_id": req.id})
+        event = StreamResponse(status_update=TaskStatusUpdateEvent(
+            task_id=req.id, context_id=record.task.context_id,
+            status=TaskStatus(state=TaskState.CANCELED)))
+        try:
+            record = await self._store.write(req.id, (event,))
+        except IllegalTransition:
+            record = await self._visible(req.id, principal)
+            if record.state is not TaskState.CANCELED:
+                raise TaskNotCancelableError(
+                    f"task {req.id!r} ended as {record.state.value} before it could be canceled",
+                    metadata={"taskId": req.id},
+                ) from None
+        return record.task
+
+    async def subscribe(
+        self, task_id: str, principal: str = "", *, last_event_id: int | None = None
+    ) -> tuple[StoredEvent | None, AsyncIterator[StoredEvent | None]]:
+        """SubscribeToTask: the current task first, then live events.
+
+        With `last_event_id` (SSE resume) there is no snapshot: the log is replayed
+        from after that id, which also works on a task that has ended since.
+        """
+        record = await self._visible(task_id, principal)
+        if last_event_id is not None:
+            if last_event_id < 0 or last_event_id > record.seq:
+                raise InvalidParamsError(
+                    f"Last-Event-ID {last_event_id} is not an event of task {task_id!r} "
+                    f"(its log ends at {record.seq})"
+                )
+            return None, self.follow(task_id, last_event_id)
+        if is_terminal(record.state):
+            raise UnsupportedOperationError(
+                f"task {task_id!r} is {record.state.value}; there is nothing to subscribe to",
+                metadata={"taskId": task_id},
+            )
+        first = StoredEvent(task_id=task_id, seq=record.seq, event=StreamResponse(task=record.task))
+        if ends_stream(record.state):
+            return first, _empty()
+        return first, self.follow(task_id, record.seq)
+
+    async def follow(self, task_id: str, after_seq: int) -> AsyncIterator[StoredEvent | None]:
+        """Committed events after `after_seq` until the task ends or pauses.
+
+        Yields None after every `settings.keepalive` seconds without an event, so
+        a stream can send a keep-alive; the wait itself holds no state and is safe
+        to interrupt there.
+        """
+        cursor = after_seq
+        keepalive = self.settings.keepalive
+        while True:
+            events: list[StoredEvent] | None = None
+            with trio.move_on_after(keepalive):
+                events = await self._store.wait_events(task_id, cursor)
+            if events is None:
+                yield None
+                continue
+            if not events:
+                return
+            for ev in events:
+                cursor = ev.seq
+                yield ev
+                if _ends(ev.event):
+                    return
+
+    # --- push configs ------------------------------------------------------------------
+
+    def _require_push(self) -> None:
+        if not self.settings.push_notifications:
+            raise PushNotificationNotSupportedError()
+
+    def _push_record(self, task_id: str, cfg: TaskPushNotificationConfig, principal: str,
+                     *, delivered_seq: int) -> PushConfigRecord:
+        check_push_url(cfg.url, allow_private=self.settings.allow_private_push_urls)
+        config = cfg.model_copy(update={"task_id": task_id, "id": cfg.id or task_id,
+                                        "tenant": None})
+        return PushConfigRecord(config=config, owner=principal, delivered_seq=delivered_seq)
+
+    async def _put_push(self, record: TaskRecord, cfg: TaskPushNotificationConfig, principal: str,
+                        *, from_seq: int) -> PushConfigRecord:
+        rec = self._push_record(record.task_id, cfg, principal, delivered_seq=from_seq)
+        await self._store.put_push_config(rec)
+        if self._push is not None:
+            self._push.watch(rec)
+        return rec
+
+    async def create_push_config(
+        self, cfg: TaskPushNotificationConfig, principal: str = ""
+    ) -> TaskPushNotificationConfig:
+        """Create or replace a config; it receives the task's events from now on."""
+        self._require_push()
+        if not cfg.task_id:
+            raise InvalidParamsError("taskId: required")
+        record = await self._visible(cfg.task_id, principal)
+        rec = await self._put_push(record, cfg, principal, from_seq=record.seq)
+        return rec.config
+
+    async def get_push_config(
+        self, req: GetTaskPushNotificationConfigRequest, principal: str = ""
+    ) -> TaskPushNotificationConfig:
+        self._require_push()
+        await self._visible(req.task_id, principal)
+        rec = await self._store.get_push_config(req.task_id, req.id)
+        if rec is None:
+            raise TaskNotFoundError(
+                f"push notification config {req.id!r} of task {req.task_id!r} not found",
+                metadata={"taskId": req.task_id, "configId": req.id},
+            )
+        return rec.config
+
+    async def list_push_configs(
+        self, req: ListTaskPushNotificationConfigsRequest, principal: str = ""
+    ) -> ListTaskPushNotificationConfigsResponse:
+        self._require_push()
+        await self._visible(req.task_id, principal)
+        configs = [r.config for r in await self._store.list_push_configs(req.task_id)]
+        start = 0
+        if req.page_token:
+            try:
+                start = int(req.page_token)
+            except ValueError:
+                raise InvalidParamsError(
+                    f"pageToken {req.page_token!r} is not a token this server issued"
+                ) from None
+        size = req.page_size or self.settings.default_page_size
+        page = configs[start:start + size]
+        more = start + size < len(configs)
+        return ListTaskPushNotificationConfigsResponse(
+            configs=page, next_page_token=str(start + size) if more else "")
+
+    async def delete_push_config(
+        self, req: DeleteTaskPushNotificationConfigRequest, principal: str = ""
+    ) -> None:
+        self._require_push()
+        await self._visible(req.task_id, principal)
+        if not await self._store.delete_push_config(req.task_id, req.id):
+            raise TaskNotFoundError(
+                f"push notification config {req.id!r} of task {req.task_id!r} not found",
+                metadata={"taskId": req.task_id, "configId": req.id},
+            )
+
+    # --- recovery -------------------------------------------------------------------
+
+    async def recover(self) -> tuple[int, int]:
+        """After a restart: re-queue tasks that never started, fail those cut off mid-run.
+
+        Returns (requeued, failed).
+        """
+        requeued = failed = 0
+        for record in await self._store.list_unfinished():
+            if record.state is TaskState.SUBMITTED:
+                await self._dispatcher.submit(RunRequest(task_id=record.task_id,
+                                                         principal=record.owner))
+                requeued += 1
+                continue
+            event = StreamResponse(status_update=TaskStatusUpdateEvent(
+                task_id=record.task_id, context_id=record.task.context_id,
+                status=TaskStatus(state=TaskState.FAILED, message=Message(
+                    message_id=self._new_id(), role=Role.AGENT,
+                    task_id=record.task_id, context_id=record.task.context_id,
+                    parts=[{"text": "the server restarted while this task was running; "
+                                    "its agent was interrupted"}]))))
+            try:
+                await self._store.write(record.task_id, (event,))
+                failed += 1
+            except IllegalTransition:
+                pass
+        if requeued or failed:
+            log.info("recovered tasks after restart", extra={"requeued": requeued, "failed": failed})
+        return requeued, failed
+
+
+def _ends(event: StreamResponse) -> bool:
+    if event.status_update is not None:
+        return ends_stream(event.status_update.status.state)
+    if event.task is not None:
+        return ends_stream(event.task.status.state)
+    return False
+
+
+def _direct_reply(task: Task) -> Message | None:
+    """The agent's reply if the task ended with `Emitter.reply` (see actors.agent)."""
+    if (task.status.state is TaskState.COMPLETED and task.status.message is None
+            and not task.artifacts and task.history and task.history[-1].role is Role.AGENT):
+        return task.history[-1]
+    return None
+
+
+async def _empty() -> AsyncIterator[StoredEvent | None]:
+    return
+    yield

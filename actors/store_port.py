@@ -1,0 +1,180 @@
+"""The port between the ServerTaskStore actor and a storage backend.
+
+A task is a record (the folded snapshot) plus an append-only event log with a
+per-task sequence number. Backends only persist and query; the actor owns
+ordering, state-machine checks, batching and wake-ups.
+
+The shape is chosen so that a backend shared by several server processes
+(PostgreSQL) fits without changing callers:
+
+* every write names the sequence number it expects the task to be at
+  (`TaskWrite.expected_seq`); a backend refuses a write whose expectation does
+  not hold with `ConflictError` instead of overwriting (optimistic concurrency);
+* pages are addressed by an opaque cursor, never by offset;
+* push delivery progress is stored per config, so any replica can resume it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from protocol.models import StreamResponse, Task, TaskPushNotificationConfig, TaskState
+
+__all__ = [
+    "ConflictError",
+    "PushConfigRecord",
+    "StoredEvent",
+    "TaskBackend",
+    "TaskPage",
+    "TaskQuery",
+    "TaskRecord",
+    "TaskWrite",
+]
+
+
+class ConflictError(Exception):
+    """A write's expected sequence number did not match the stored one."""
+
+
+@attrs.frozen
+class TaskRecord:
+    """The current snapshot of one task and where its log stands."""
+
+    task: Task
+    owner: str
+    """Principal that created the task; "" when auth is off."""
+    seq: int
+    """Sequence number of the newest event in the task's log (the first event is 1)."""
+    created_at: float
+    """Epoch seconds when the task was created."""
+    status_at: float
+    """Epoch seconds of the latest status change: ListTasks order and filter key."""
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id
+
+    @property
+    def state(self) -> TaskState:
+        return self.task.status.state
+
+
+@attrs.frozen
+class StoredEvent:
+    """One entry of a task's log."""
+
+    task_id: str
+    seq: int
+    event: StreamResponse
+
+
+@attrs.frozen
+class PushConfigRecord:
+    """A push notification config and how far delivery has got."""
+
+    config: TaskPushNotificationConfig
+    """Has `id` and `task_id` set."""
+    owner: str
+    delivered_seq: int = 0
+    """Events up to and including this sequence number were acknowledged by the receiver."""
+
+    @property
+    def task_id(self) -> str:
+        assert self.config.task_id is not None
+        return self.config.task_id
+
+    @property
+    def config_id(self) -> str:
+        assert self.config.id is not None
+        return self.config.id
+
+
+@attrs.frozen
+class TaskWrite:
+    """One atomic change to one task: the new record and the events that led to it.
+
+    `events` carry consecutive sequence numbers `expected_seq + 1 .. record.seq`.
+    `expected_seq is None` creates the task (it must not exist yet).
+    """
+
+    record: TaskRecord
+    events: tuple[StoredEvent, ...]
+    expected_seq: int | None
+    push_configs: tuple[PushConfigRecord, ...] = ()
+    """Configs to insert or replace in the same transaction (e.g. from SendMessage)."""
+
+
+@attrs.frozen
+class TaskQuery:
+    """Filters of ListTasks. None means no filter."""
+
+    owner: str | None = None
+    context_id: str | None = None
+    state: TaskState | None = None
+    status_after: float | None = None
+    page_size: int = 50
+    cursor: tuple[float, str] | None = None
+    """(status_at, task_id) of the last task on the previous page; order is newest first."""
+
+
+@attrs.frozen
+class TaskPage:
+    records: list[TaskRecord]
+    next_cursor: tuple[float, str] | None
+    """None on the last page."""
+    total_size: int
+    """How many tasks match the filters, over all pages."""
+
+
+@runtime_checkable
+class TaskBackend(Protocol):
+    """Persistence for tasks, their event logs and push configs.
+
+    Every method may be called concurrently from several trio tasks. `commit` is
+    atomic for the whole batch: either every write is stored or none is.
+    """
+
+    async def commit(self, writes: Sequence[TaskWrite]) -> None:
+        """Persist a batch atomically; `ConflictError` if an expectation fails."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Tasks matching `query`, newest `status_at` first (ties: task id descending)."""
+        ...
+
+    async def read_events(self, task_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Up to `limit` events with seq > after_seq, ascending."""
+        ...
+
+    async def list_unfinished(self) -> list[TaskRecord]:
+        """Tasks in the submitted or working state (recovery after a restart)."""
+        ...
+
+    async def put_push_config(self, record: PushConfigRecord) -> None:
+        """Insert or replace a config (keyed by task id and config id)."""
+        ...
+
+    async def get_push_config(self, task_id: str, config_id: str) -> PushConfigRecord | None: ...
+
+    async def list_push_configs(self, task_id: str) -> list[PushConfigRecord]:
+        """Configs of one task, in creation order."""
+        ...
+
+    async def delete_push_config(self, task_id: str, config_id: str) -> bool:
+        """True if it existed."""
+        ...
+
+    async def set_push_delivered(self, task_id: str, config_id: str, seq: int) -> None:
+        """Record delivery progress; never moves it backwards."""
+        ...
+
+    async def list_pending_push(self) -> list[PushConfigRecord]:
+        """Configs whose delivered_seq is behind their task's seq."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,393 @@
+"""ServerTaskStore: the one source of truth for tasks on a server.
+
+Every change to a task goes through `write()`: the event is checked against the
+lifecycle, folded into the task's snapshot, given the next sequence number and
+queued for the committer. The committer takes whatever has queued up and hands
+it to the backend as one atomic batch (group commit), then publishes it: the
+committed snapshot moves on and the task's waiters are woken.
+
+Readers never slow the store down. A subscriber keeps its own cursor into the
+task's log and calls `wait_events(task_id, after_seq)`; the store only wakes it
+(level-triggered: a fresh `trio.Event` per commit) and it reads whatever it has
+not yet seen, from a short in-memory tail or from the backend. A subscriber that
+falls far behind costs a backend read, never a buffer that grows.
+
+Only committed state is ever visible: `get_task`, `wait_events` and
+`wait_record` see nothing a crash could take back.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+
+from actors.store_port import (
+    PushConfigRecord,
+    StoredEvent,
+    TaskBackend,
+    TaskPage,
+    TaskQuery,
+    TaskRecord,
+    TaskWrite,
+)
+from protocol.models import Message, StreamResponse, Task, format_timestamp
+from protocol.states import apply_event, is_terminal
+
+__all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics"]
+
+log = logging.getLogger(__name__)
+
+
+class StoreClosedError(Exception):
+    """The store is not running (not started yet, or shut down)."""
+
+
+@attrs.frozen
+class StoreStatistics:
+    cached_tasks: int
+    queued_writes: int
+    commits: int
+    committed_writes: int
+    failed_commits: int
+    max_batch: int
+
+
+@attrs.define(eq=False)
+class _Entry:
+    head: TaskRecord
+    """Snapshot including queued, not yet committed writes."""
+    committed: TaskRecord
+    tail: collections.deque[StoredEvent]
+    changed: trio.Event = attrs.field(factory=trio.Event)
+    pending: int = 0
+    generation: int = 0
+    """Bumped when a failed commit rolls `head` back: queued writes of an older
+    generation were built on the lost state and are refused."""
+
+
+@attrs.define(eq=False)
+class _Pending:
+    write: TaskWrite
+    entry: _Entry
+    generation: int
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: BaseException | None = None
+
+
+class ServerTaskStore:
+    """Owns every task of the server; see the module docstring.
+
+    `write_queue` bounds the writes waiting for the committer (backpressure on
+    producers when the backend falls behind); `max_batch` bounds one commit;
+    `tail_size` is how many recent events per task are served from memory;
+    `cache_size` is how many finished tasks stay cached after their last write.
+    """
+
+    def __init__(
+        self,
+        backend: TaskBackend,
+        *,
+        clock: Callable[[], float] = time.time,
+        write_queue: int = 4096,
+        max_batch: int = 512,
+        tail_size: int = 64,
+        cache_size: int = 4096,
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._send, self._recv = trio.open_memory_channel[_Pending](write_queue)
+        self._max_batch = max_batch
+        self._tail_size = tail_size
+        self._cache_size = cache_size
+        self._entries: dict[str, _Entry] = {}
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._running = False
+        self._commits = 0
+        self._committed_writes = 0
+        self._failed_commits = 0
+        self._biggest_batch = 0
+
+    @property
+    def backend(self) -> TaskBackend:
+        return self._backend
+
+    def now(self) -> float:
+        """Wall-clock time used for task timestamps (injected for tests)."""
+        return self._clock()
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            cached_tasks=len(self._entries),
+            queued_writes=self._send.statistics().current_buffer_used,
+            commits=self._commits,
+            committed_writes=self._committed_writes,
+            failed_commits=self._failed_commits,
+            max_batch=self._biggest_batch,
+        )
+
+    # --- the committer ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the committer until cancelled. Writes queued at cancellation are failed."""
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                first = await self._recv.receive()
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self._commit(batch)
+        finally:
+            self._running = False
+            with trio.CancelScope(shield=True):
+                self._fail_queued(StoreClosedError("the task store shut down"))
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while True:
+            try:
+                p = self._recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            p.error = exc
+            p.done.set()
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        live = []
+        for p in batch:
+            if p.generation != p.entry.generation:
+                p.error = StoreClosedError("an earlier write to this task failed to commit")
+                p.entry.pending -= 1
+                p.done.set()
+            else:
+                live.append(p)
+        if not live:
+            return
+        self._biggest_batch = max(self._biggest_batch, len(live))
+        try:
+            with trio.CancelScope(shield=True):
+                await self._backend.commit([p.write for p in live])
+        except Exception as exc:
+            self._failed_commits += 1
+            log.error("task store commit failed", extra={"writes": len(live), "error": repr(exc)})
+            for p in live:
+                entry = p.entry
+                entry.pending -= 1
+                if entry.generation == p.generation:
+                    entry.generation += 1
+                    entry.head = entry.committed
+                p.error = exc
+                p.done.set()
+            return
+        self._commits += 1
+        self._committed_writes += len(live)
+        woken: dict[int, _Entry] = {}
+        for p in live:
+            entry = p.entry
+            entry.pending -= 1
+            entry.committed = p.write.record
+            entry.tail.extend(p.write.events)
+            woken[id(entry)] = entry
+            p.done.set()
+        for entry in woken.values():
+            changed, entry.changed = entry.changed, trio.Event()
+            changed.set()
+            if is_terminal(entry.committed.state) and entry.pending == 0:
+                self._remember_finished(entry.committed.task_id)
+
+    def _remember_finished(self, task_id: str) -> None:
+        self._finished[task_id] = None
+        self._finished.move_to_end(task_id)
+        while len(self._finished) > self._cache_size:
+            old, _ = self._finished.popitem(last=False)
+            entry = self._entries.get(old)
+            if entry is not None and entry.pending == 0:
+                del self._entries[old]
+
+    # --- writes -------------------------------------------------------------------
+
+    async def create_task(
+        self,
+        task: Task,
+        *,
+        owner: str,
+        push_configs: Sequence[PushConfigRecord] = (),
+    ) -> TaskRecord:
+        """Store a new task; its first log entry (seq 1) is the task itself."""
+        if task.id in self._entries:
+            raise ValueError(f"task {task.id} already exists")
+        now = self._clock()
+        if task.status.timestamp is None:
+            task = task.model_copy(
+                update={"status": task.status.model_copy(update={"timestamp": format_timestamp(now)})}
+            )
+        record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now)
+        event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
+        entry = _Entry(head=record, committed=record, tail=collections.deque(maxlen=self._tail_size))
+        self._entries[task.id] = entry
+        write = TaskWrite(record=record, events=(event,), expected_seq=None,
+                          push_configs=tuple(push_configs))
+        try:
+            await self._enqueue(entry, write, wait=True)
+        except BaseException:
+            if entry.committed.seq == 1 and self._entries.get(task.id) is entry and entry.pending == 0:
+                # never committed: forget it
+                if not entry.tail:
+                    del self._entries[task.id]
+            raise
+        return record
+
+    async def write(
+        self,
+        task_id: str,
+        events: Sequence[StreamResponse] = (),
+        *,
+        add_history: Sequence[Message] = (),
+        wait: bool = True,
+    ) -> TaskRecord:
+        """Apply events (and history messages) to a task and log the events.
+
+        Raises `protocol.states.IllegalTransition` (nothing is written) if an
+        event breaks the lifecycle, KeyError if the task does not exist. With
+        `wait=False` it returns once the write is queued: readers see it only
+        when it is committed, so nothing unacknowledged leaks either way.
+        """
+        entry = await self._entry(task_id)
+        if entry is None:
+            raise KeyError(task_id)
+        head = entry.head
+        task = head.task
+        if add_history:
+            task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
+        status_at = head.status_at
+        stored: list[StoredEvent] = []
+        seq = head.seq
+        now = self._clock()
+        for ev in events:
+            if ev.status_update is not None and ev.status_update.status.timestamp is None:
+                status = ev.status_update.status.model_copy(
+                    update={"timestamp": format_timestamp(now)}
+                )
+                ev = StreamResponse(
+                    status_update=ev.status_update.model_copy(update={"status": status})
+                )
+            task = apply_event(task, ev)
+            if ev.status_update is not None:
+                status_at = now
+            seq += 1
+            stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
+        record = attrs.evolve(head, task=task, seq=seq, status_at=status_at)
+        write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
+        entry.head = record
+        await self._enqueue(entry, write, wait=wait)
+        return record
+
+    async def _enqueue(self, entry: _Entry, write: TaskWrite, *, wait: bool) -> None:
+        if not self._running:
+            entry.head = entry.committed
+            raise StoreClosedError("the task store is not running")
+        p = _Pending(write=write, entry=entry, generation=entry.generation)
+        entry.pending += 1
+        try:
+            self._send.send_nowait(p)
+        except trio.WouldBlock:
+            try:
+                await self._send.send(p)
+            except BaseException:
+                entry.pending -= 1
+                entry.generation += 1
+                entry.head = entry.committed
+                raise
+        if wait:
+            await p.done.wait()
+            if p.error is not None:
+                raise p.error
+
+    # --- reads --------------------------------------------------------------------
+
+    async def _entry(self, task_id: str) -> _Entry | None:
+        entry = self._entries.get(task_id)
+        if entry is not None:
+            return entry
+        record = await self._backend.get_task(task_id)
+        if record is None:
+            return None
+        entry = self._entries.get(task_id)  # loaded concurrently meanwhile?
+        if entry is None:
+            entry = _Entry(head=record, committed=record,
+                           tail=collections.deque(maxlen=self._tail_size))
+            self._entries[task_id] = entry
+            if is_terminal(record.state):
+                self._remember_finished(task_id)
+        return entry
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """The committed record of a task, or None."""
+        entry = await self._entry(task_id)
+        return None if entry is None else entry.committed
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        return await self._backend.list_tasks(query)
+
+    async def wait_record(
+        self, task_id: str, predicate: Callable[[TaskRecord], bool]
+    ) -> TaskRecord:
+        """Wait until the committed record satisfies `predicate`; KeyError if unknown."""
+        entry = await self._entry(task_id)
+        if entry is None:
+            raise KeyError(task_id)
+        while not predicate(entry.committed):
+            await entry.changed.wait()
+        return entry.committed
+
+    async def wait_events(
+        self, task_id: str, after_seq: int, *, limit: int = 256
+    ) -> list[StoredEvent]:
+        """Committed events with seq > after_seq, waiting for at least one.
+
+        Returns [] only when the task is terminal and nothing newer exists.
+        KeyError if the task does not exist.
+        """
+        entry = await self._entry(task_id)
+        if entry is None:
+            raise KeyError(task_id)
+        while entry.committed.seq <= after_seq:
+            if is_terminal(entry.committed.state):
+                return []
+            await entry.changed.wait()
+        tail = entry.tail
+        if tail and tail[0].seq <= after_seq + 1:
+            start = after_seq + 1 - tail[0].seq
+            end = min(len(tail), start + limit)
+            upto = entry.committed.seq
+            return [tail[i] for i in range(start, end) if tail[i].seq <= upto]
+        return await self._backend.read_events(task_id, after_seq, limit)
+
+    async def read_events(self, task_id: str, after_seq: int, limit: int = 256) -> list[StoredEvent]:
+        """Committed events after `after_seq` without waiting."""
+        return await self._backend.read_events(task_id, after_seq, limit)
+
+    async def list_unfinished(self) -> list[TaskRecord]:
+        return await self._backend.list_unfinished()
+
+    # --- push configs ---------------------------------------------------------------
+
+    async def put_push_config(self, record: PushConfigRecord) -> None:
+        await self._backend.put_push_config(record)
+
+    async def get_push_config(self, task_id: str, config_id: str) -> PushConfigRecord | None:
+        return await self._backend.get_push_config(task_id, config_id)
+
+    async def list_push_configs(self, task_id: str) -> list[PushConfigRecord]:
+        return await self._backend.list_push_configs(task_id)
+
+    async def delete_push_config(self, task_id: str, config_id: str) -> bool:
+        return await self._backend.delete_push_config(task_id, config_id)

@@ -1,0 +1,160 @@
+"""Command line: `python -m runtime server ...`.
+
+Every flag has an environment variable (shown in `--help`); a flag given on the
+command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from runtime.auth import load_tokens
+from runtime.server import ServerConfig, open_server
+
+__all__ = ["main"]
+
+ENV_PREFIX = "TRIO_A2A_"
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, with the structured `extra` fields of each record."""
+
+    _skip = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._skip and not key.startswith("_"):
+                out[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _bool_env(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description="trio-a2a runtime")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser(
+        "server", help="run the A2A server",
+        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3) with the "
+                    "built-in echo agent. Each flag can also be set by the environment "
+                    "variable shown in brackets.",
+    )
+    s.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                   help="address to listen on [TRIO_A2A_HOST] (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=int(_env("PORT", "8000") or 8000),
+                   help="TCP port; 0 picks a free one [TRIO_A2A_PORT] (default 8000)")
+    s.add_argument("--public-url", default=_env("PUBLIC_URL"),
+                   help="base URL to publish in the agent card when clients reach the server "
+                        "through a proxy [TRIO_A2A_PUBLIC_URL] (default http://HOST:PORT)")
+    s.add_argument("--store", choices=("sqlite", "memory"), default=_env("STORE", "sqlite"),
+                   help="task store: 'sqlite' keeps tasks in DATA_DIR/tasks.sqlite3 across "
+                        "restarts; 'memory' forgets them on exit [TRIO_A2A_STORE] "
+                        "(default sqlite)")
+    s.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "data") or "data"),
+                   help="directory of the SQLite store [TRIO_A2A_DATA_DIR] (default ./data)")
+    s.add_argument("--sqlite-synchronous", choices=("normal", "full"),
+                   default=_env("SQLITE_SYNCHRONOUS", "normal"),
+                   help="'normal' survives a process crash, 'full' also a power loss, at some "
+                        "cost in throughput [TRIO_A2A_SQLITE_SYNCHRONOUS] (default normal)")
+    s.add_argument("--tokens-file", default=_env("TOKENS_FILE"),
+                   help="turn on bearer-token auth with tokens from this file, one "
+                        "'principal:token' per line [TRIO_A2A_TOKENS_FILE]")
+    s.add_argument("--tokens-env", default="TRIO_A2A_TOKENS", metavar="VAR",
+                   help="environment variable holding 'principal:token' pairs separated by "
+                        "commas; if set and non-empty, auth is on (default TRIO_A2A_TOKENS)")
+    s.add_argument("--no-push", action="store_true", default=_bool_env("NO_PUSH"),
+                   help="turn off push notifications [TRIO_A2A_NO_PUSH=1]")
+    s.add_argument("--allow-private-push-urls", action="store_true",
+                   default=_bool_env("ALLOW_PRIVATE_PUSH_URLS"),
+                   help="allow push webhooks on loopback and private addresses "
+                        "[TRIO_A2A_ALLOW_PRIVATE_PUSH_URLS=1] (default: refused)")
+    s.add_argument("--max-body", type=int, default=int(_env("MAX_BODY", str(10 << 20)) or 0),
+                   help="largest request body in bytes; larger ones get 413 "
+                        "[TRIO_A2A_MAX_BODY] (default 10 MiB)")
+    s.add_argument("--keepalive", type=float, default=float(_env("KEEPALIVE", "15") or 15),
+                   help="seconds between SSE keep-alive comments on idle streams "
+                        "[TRIO_A2A_KEEPALIVE] (default 15)")
+    s.add_argument("--max-concurrent-tasks", type=int,
+                   default=int(_env("MAX_CONCURRENT_TASKS", "256") or 256),
+                   help="agent runs in parallel; further tasks wait in the queue "
+                        "[TRIO_A2A_MAX_CONCURRENT_TASKS] (default 256)")
+    s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
+                   choices=("debug", "info", "warning", "error"),
+                   help="log level [TRIO_A2A_LOG_LEVEL] (default info)")
+    s.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=("text", "json"),
+                   help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]")
+    return parser
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
+    return ServerConfig(
+        host=args.host, port=args.port, public_url=args.public_url, store=args.store,
+        data_dir=args.data_dir, sqlite_synchronous=args.sqlite_synchronous, tokens=tokens,
+        push_notifications=not args.no_push, allow_private_push_urls=args.allow_private_push_urls,
+        max_body=args.max_body, keepalive=args.keepalive,
+        max_concurrent_tasks=args.max_concurrent_tasks,
+    )
+
+
+async def run_server(config: ServerConfig) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_server(config) as server:
+            print(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
+                  f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
+                  file=sys.stderr, flush=True)
+            async for _ in signals:
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if args.command == "server":
+        try:
+            config = server_config(args)
+        except ValueError as exc:
+            parser.error(str(exc))
+        try:
+            trio.run(run_server, config)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    parser.error(f"unknown command {args.command!r}")
+    return 2

@@ -1,0 +1,70 @@
+"""Task event streams as Server-Sent Events responses.
+
+Each frame's `id:` is the event's sequence number in the task's log, so a client
+that reconnects with `Last-Event-ID` resumes exactly after the last frame it saw.
+Idle streams get a comment line (keep-alive) every `ServiceSettings.keepalive`
+seconds. A client that goes away only cancels this response: the task runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from quart import Response
+
+from actors.store_port import StoredEvent
+from protocol.errors import A2AError, InternalError
+from protocol.models import StreamResponse
+from protocol.sse import encode_comment
+
+__all__ = ["event_frames", "sse_response"]
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = encode_comment("keep-alive")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _frame(data: bytes, *, seq: int | None = None, event: str | None = None) -> bytes:
+    # `data` is compact JSON: it has no line breaks, so one data line carries it.
+    head = b""
+    if event is not None:
+        head += b"event: " + event.encode() + b"\n"
+    if seq is not None:
+        head += b"id: " + str(seq).encode() + b"\n"
+    return head + b"data: " + data + b"\n\n"
+
+
+async def event_frames(
+    first: StoredEvent | None,
+    events: AsyncIterator[StoredEvent | None],
+    render: Callable[[StreamResponse], bytes],
+    render_error: Callable[[A2AError], bytes],
+) -> AsyncIterator[bytes]:
+    """SSE frames for an optional first event, then live events and keep-alives."""
+    if first is not None:
+        yield _frame(render(first.event), seq=first.seq)
+    try:
+        async for ev in events:
+            if ev is None:
+                yield KEEPALIVE
+            else:
+                yield _frame(render(ev.event), seq=ev.seq)
+    except A2AError as err:
+        yield _frame(render_error(err), event="error")
+    except Exception:
+        log.exception("task event stream failed")
+        yield _frame(render_error(InternalError("the event stream failed")), event="error")
+
+
+async def error_frames(data: bytes) -> AsyncIterator[bytes]:
+    """A stream that carries one error and ends (errors of streaming methods)."""
+    yield _frame(data, event="error")
+
+
+def sse_response(frames: AsyncIterator[bytes]) -> Response:
+    response = Response(frames, status=200, content_type="text/event-stream",
+                        headers=SSE_HEADERS)
+    response.timeout = None
+    return response
