@@ -117,8 +117,9 @@ class ServerTaskStore:
         return self._backend
 
     def now(self) -> float:
-        """Wall-clock time used for task timestamps (injected for tests)."""
-        return self._clock()
+        """Wall-clock time for task timestamps (injected for tests), in whole
+        milliseconds so that it equals what the wire timestamp says."""
+        return round(self._clock() * 1000) / 1000
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(
@@ -224,7 +225,7 @@ class ServerTaskStore:
         """Store a new task; its first log entry (seq 1) is the task itself."""
         if task.id in self._entries:
             raise ValueError(f"task {task.id} already exists")
-        now = self._clock()
+        now = self.now()
         if task.status.timestamp is None:
             task = task.model_copy(
                 update={"status": task.status.model_copy(update={"timestamp": format_timestamp(now)})}
@@ -265,12 +266,10 @@ class ServerTaskStore:
             raise KeyError(task_id)
         head = entry.head
         task = head.task
-        if add_history:
-            task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
         status_at = head.status_at
         stored: list[StoredEvent] = []
         seq = head.seq
-        now = self._clock()
+        now = self.now()
         for ev in events:
             if ev.status_update is not None and ev.status_update.status.timestamp is None:
                 status = ev.status_update.status.model_copy(
@@ -284,6 +283,8 @@ class ServerTaskStore:
                 status_at = now
             seq += 1
             stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
+        if add_history:  # after the events: a status change first moves its message to history
+            task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
         record = attrs.evolve(head, task=task, seq=seq, status_at=status_at)
         write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
         entry.head = record

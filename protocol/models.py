@@ -77,8 +77,9 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 def format_timestamp(epoch: float) -> str:
     """RFC 3339 UTC timestamp with millisecond precision, as ProtoJSON writes it."""
-    t = _dt.datetime.fromtimestamp(epoch, tz=_dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    ms = round(epoch * 1000)
+    t = _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def parse_timestamp(value: str) -> float:
