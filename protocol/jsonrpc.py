@@ -121,8 +121,9 @@ def parse_payload(body: bytes | str, *, version: str = "1.0") -> ParsedPayload:
         return ParsedPayload(False, () if item is None else (item,))
     if isinstance(obj, list):
         if not obj:
+            # JSON-RPC 2.0 section 6: an empty array gets a single response object
             err = InvalidRequestError("Invalid request: empty batch")
-            return ParsedPayload(True, (error_response(None, err, version=version),))
+            return ParsedPayload(False, (error_response(None, err, version=version),))
         items = []
         for element in obj:
             item = _check(element, version)

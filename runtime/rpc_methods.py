@@ -184,12 +184,12 @@ async def v03_get(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> 
 
 
 async def v03_cancel(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
-    req = _v03_params(v03.cancel_params_from_v03, params)
+    req = _v03_params(lambda p: v03.task_id_from_v03(p, CancelTaskRequest), params)
     return _dumps(v03.task_to_v03(await svc.cancel_task(req, ctx.principal)))
 
 
 async def v03_resubscribe(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
-    req = _v03_params(v03.subscribe_params_from_v03, params)
+    req = _v03_params(lambda p: v03.task_id_from_v03(p, SubscribeToTaskRequest), params)
     first, events = await svc.subscribe(req.id, ctx.principal, last_event_id=ctx.last_event_id)
     return RpcStream(first=first, events=events, render=_render03)
 
@@ -208,18 +208,18 @@ async def v03_push_set(svc: A2AService, params: dict[str, Any], ctx: CallContext
 
 
 async def v03_push_get(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
-    req = _v03_params(v03.push_get_params_from_v03, params)
+    req = _v03_params(v03.push_config_get_from_v03, params)
     return _dumps(v03.push_config_to_v03(await svc.get_push_config(req, ctx.principal)))
 
 
 async def v03_push_list(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
-    req = _v03_params(v03.push_list_params_from_v03, params)
+    req = _v03_params(v03.push_config_list_from_v03, params)
     resp = await svc.list_push_configs(req, ctx.principal)
     return _dumps([v03.push_config_to_v03(c) for c in resp.configs])
 
 
 async def v03_push_delete(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
-    req = _v03_params(v03.push_delete_params_from_v03, params)
+    req = _v03_params(v03.push_config_delete_from_v03, params)
     await svc.delete_push_config(req, ctx.principal)
     return b"null"
 

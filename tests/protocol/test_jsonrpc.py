@@ -157,7 +157,7 @@ def test_empty_batch() -> None:
     [err] = parsed.items
     assert code_of(err) == -32600 and err["id"] is None
     assert "empty" in err["error"]["message"]
-    assert parsed.response_body(list(parsed.items)) == [err]
+    assert parsed.response_body(list(parsed.items)) == err  # a single object (section 6)
 
 
 def test_batch_mixed_keeps_order() -> None:
