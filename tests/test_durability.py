@@ -1,0 +1,95 @@
+"""Restart on the same SQLite data dir: every acknowledged task and event is served again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import trio
+
+from runtime.server import ServerConfig, open_server
+from tests.agents import Controls, scripted_agent
+from tests.conftest import Rpc, results, user_message
+
+
+def config(data_dir: Path, controls: Controls) -> ServerConfig:
+    return ServerConfig(port=0, store="sqlite", data_dir=data_dir, agent=scripted_agent(controls),
+                        allow_private_push_urls=True)
+
+
+async def test_restart_serves_tasks_and_events(tmp_path: Path) -> None:
+    controls = Controls()
+    with trio.fail_after(30):
+        async with open_server(config(tmp_path, controls)) as srv, \
+                httpx.AsyncClient(base_url=srv.url) as c:
+            rpc = Rpc(c, "1.0")
+            done_events = await rpc.stream("SendStreamingMessage",
+                                           {"message": user_message("chunks 4")})
+            done = results(done_events)[0]["task"]["id"]
+            asked = (await rpc.call("SendMessage", {"message": user_message("ask")}))["task"]
+            running = (await rpc.call("SendMessage", {"message": user_message("wait"),
+                                                      "configuration": {"returnImmediately": True}}
+                                      ))["task"]
+            while running["id"] not in controls.started:
+                await trio.sleep(0.01)
+            before = {t["id"]: t for t in (await rpc.call("ListTasks", {"includeArtifacts": True}
+                                                          ))["tasks"]}
+        assert (tmp_path / "tasks.sqlite3").exists()
+
+        controls2 = Controls()
+        async with open_server(config(tmp_path, controls2)) as srv, \
+                httpx.AsyncClient(base_url=srv.url) as c:
+            rpc = Rpc(c, "1.0")
+            after = {t["id"]: t for t in (await rpc.call("ListTasks", {"includeArtifacts": True}
+                                                         ))["tasks"]}
+            assert set(after) == set(before)
+            assert after[done] == before[done]
+            assert after[asked["id"]] == before[asked["id"]]
+            # the task cut off mid-run is failed, with the reason
+            cut = await rpc.call("GetTask", {"id": running["id"]})
+            assert cut["status"]["state"] == "TASK_STATE_FAILED"
+            assert "restarted" in cut["status"]["message"]["parts"][0]["text"]
+            # the full event log replays from Last-Event-ID 0, identical
+            replay = await rpc.stream("SubscribeToTask", {"id": done},
+                                      headers={"Last-Event-ID": "0"})
+            assert [e.id for e in replay] == [e.id for e in done_events]
+            assert [json.loads(e.data)["result"] for e in replay] == results(done_events)
+            # the interrupted task can still be continued
+            cont = await rpc.call("SendMessage", {"message": user_message(
+                "ask Grace", taskId=asked["id"])})
+            assert cont["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+async def test_submitted_tasks_are_requeued_after_restart(tmp_path: Path) -> None:
+    """A task accepted but not started before the stop runs after the restart."""
+    controls = Controls()
+    with trio.fail_after(30):
+        cfg = attrs_evolve(config(tmp_path, controls), max_concurrent_tasks=1)
+        async with open_server(cfg) as srv, httpx.AsyncClient(base_url=srv.url) as c:
+            rpc = Rpc(c, "1.0")
+            blocker = (await rpc.call("SendMessage", {"message": user_message("wait"),
+                                                      "configuration": {"returnImmediately": True}}
+                                      ))["task"]
+            queued = (await rpc.call("SendMessage", {"message": user_message("echo later"),
+                                                     "configuration": {"returnImmediately": True}}
+                                     ))["task"]
+            while blocker["id"] not in controls.started:
+                await trio.sleep(0.01)
+            assert (await rpc.call("GetTask", {"id": queued["id"]}))["status"]["state"] == \
+                "TASK_STATE_SUBMITTED"
+        async with open_server(config(tmp_path, Controls())) as srv, \
+                httpx.AsyncClient(base_url=srv.url) as c:
+            rpc = Rpc(c, "1.0")
+            while True:
+                task = await rpc.call("GetTask", {"id": queued["id"]})
+                if task["status"]["state"] == "TASK_STATE_COMPLETED":
+                    break
+                await trio.sleep(0.01)
+            assert task["artifacts"][0]["parts"][0]["text"].startswith("echo")
+
+
+def attrs_evolve(cfg: ServerConfig, **changes: object) -> ServerConfig:
+    import attrs
+
+    return attrs.evolve(cfg, **changes)
