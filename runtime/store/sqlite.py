@@ -1,0 +1,475 @@
+"""SQLite `TaskBackend`: one WAL-mode file, stdlib sqlite3 in worker threads.
+
+One writer connection and one reader connection, each serialized by its own
+`trio.CapacityLimiter(1)`: WAL lets readers run against the last committed
+snapshot while a commit is in flight, so reads never queue behind writes. Worker
+threads are never abandoned on cancellation, because a connection must not be
+used by two threads at once and a transaction must not be left half-done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import trio
+
+from actors.store_port import (
+    ConflictError,
+    PushConfigRecord,
+    StoredEvent,
+    TaskPage,
+    TaskQuery,
+    TaskRecord,
+    TaskWrite,
+)
+from protocol.models import StreamResponse, Task, TaskPushNotificationConfig
+from runtime.store.memory import UNFINISHED_STATES, check_write
+
+__all__ = ["SCHEMA_VERSION", "SQLiteBackend", "open_sqlite_backend"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Synchronous = Literal["normal", "full", "extra"]
+
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+"""Checkpoint when the WAL reaches ~40 MB instead of SQLite's 4 MB default.
+
+A checkpoint runs inside the commit that crosses the threshold and fsyncs the
+database file; at the default every ~16th batch of 16 writes paid it (p99 commit
+latency 15 ms vs 2 ms, throughput ~12% lower in a local run).
+"""
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes the WAL file is truncated back to after a checkpoint, so a burst does not keep its disk."""
+
+SCHEMA_VERSION = 1
+"""Stored in PRAGMA user_version; bump it and add a migration step when the schema changes."""
+
+_SCHEMA = """
+CREATE TABLE tasks (
+    task_key   INTEGER PRIMARY KEY,
+    task_id    TEXT NOT NULL UNIQUE,
+    context_id TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    status_at  REAL NOT NULL,
+    task_json  TEXT NOT NULL
+);
+CREATE INDEX tasks_by_time    ON tasks (status_at DESC, task_id DESC);
+CREATE INDEX tasks_by_owner   ON tasks (owner, status_at DESC, task_id DESC);
+CREATE INDEX tasks_by_context ON tasks (context_id, status_at DESC, task_id DESC);
+CREATE INDEX tasks_by_state   ON tasks (state, status_at DESC, task_id DESC);
+-- Keyed by the task's integer key (a rowid alias, so stable across VACUUM), not
+-- its id: ids are usually random UUIDs, and keying the log by them scatters every
+-- commit over the whole B-tree. Integer keys grow with creation, so appends to
+-- live tasks' logs land in the last few pages (measured: ~25% fewer WAL pages
+-- per commit).
+CREATE TABLE events (
+    task_key   INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    event_json TEXT NOT NULL,
+    PRIMARY KEY (task_key, seq)
+) WITHOUT ROWID;
+-- `created` aliases the rowid: assigned increasing on insert, kept on upsert and
+-- stable across VACUUM, so it gives creation order.
+CREATE TABLE push_configs (
+    created       INTEGER PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    config_id     TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    delivered_seq INTEGER NOT NULL,
+    config_json   TEXT NOT NULL,
+    UNIQUE (task_id, config_id)
+);
+"""
+
+# Both take the same leading parameters (see _commit_sync).
+_INSERT_TASK = (
+    "INSERT INTO tasks (context_id, owner, state, seq, created_at, status_at, task_json, task_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_TASK = (
+    "UPDATE tasks SET context_id = ?, owner = ?, state = ?, seq = ?, created_at = ?,"
+    " status_at = ?, task_json = ? WHERE task_id = ? AND seq = ?"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (task_key, seq, event_json)"
+    " VALUES ((SELECT task_key FROM tasks WHERE task_id = ?), ?, ?)"
+)
+_UPSERT_PUSH = (
+    "INSERT INTO push_configs (task_id, config_id, owner, delivered_seq, config_json)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id, config_id) DO UPDATE SET"
+    " owner = excluded.owner, delivered_seq = excluded.delivered_seq,"
+    " config_json = excluded.config_json"
+)
+_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at"
+_PUSH_COLUMNS = "config_json, owner, delivered_seq"
+
+
+def _dump(model: Any) -> str:
+    return model.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _task_row(row: tuple[str, str, int, float, float]) -> TaskRecord:
+    return TaskRecord(
+        task=Task.model_validate_json(row[0]),
+        owner=row[1],
+        seq=row[2],
+        created_at=row[3],
+        status_at=row[4],
+    )
+
+
+def _push_row(row: tuple[str, str, int]) -> PushConfigRecord:
+    return PushConfigRecord(
+        config=TaskPushNotificationConfig.model_validate_json(row[0]),
+        owner=row[1],
+        delivered_seq=row[2],
+    )
+
+
+def _push_params(push: PushConfigRecord) -> tuple[str, str, str, int, str]:
+    return (push.task_id, push.config_id, push.owner, push.delivered_seq, _dump(push.config))
+
+
+def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; commit() issues BEGIN IMMEDIATE.
+    # `timeout` sets SQLite's busy timeout.
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+    return conn
+
+
+def _prepare_schema(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise RuntimeError(f"could not switch {conn} to WAL mode (got {mode!r})")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            logger.info("created task store schema v%d", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"task store schema v{version} is not supported (this build: v{SCHEMA_VERSION})"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteBackend:
+    """`TaskBackend` on one SQLite file. Build it with `open_sqlite_backend`."""
+
+    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, path: str) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
+        self._closed = False
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(fn, self._writer, self._write_limiter)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(fn, self._reader, self._read_limiter)
+
+    async def _run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        conn: sqlite3.Connection,
+        limiter: trio.CapacityLimiter,
+    ) -> T:
+        self._check_open()
+
+        def guarded() -> T:
+            # Re-checked under the limiter: aclose() may have won the race for it.
+            self._check_open()
+            return fn(conn)
+
+        return await trio.to_thread.run_sync(guarded, limiter=limiter)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("task backend is closed")
+
+    # --- writes -------------------------------------------------------------------
+
+    async def commit(self, writes: Sequence[TaskWrite]) -> None:
+        """Persist a batch in one transaction; `ConflictError` (nothing stored) on a mismatch."""
+        for write in writes:
+            check_write(write)
+        if writes:
+            await self._write(lambda conn: _commit_sync(conn, writes))
+
+    async def put_push_config(self, record: PushConfigRecord) -> None:
+        """Insert or replace; a replaced config keeps its place in creation order."""
+        params = _push_params(record)
+        await self._write(lambda conn: conn.execute(_UPSERT_PUSH, params))
+
+    async def delete_push_config(self, task_id: str, config_id: str) -> bool:
+        """True if it existed."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM push_configs WHERE task_id = ? AND config_id = ?",
+                (task_id, config_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
+    async def set_push_delivered(self, task_id: str, config_id: str, seq: int) -> None:
+        """Record delivery progress; never moves it backwards, ignores unknown configs."""
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE push_configs SET delivered_seq = MAX(delivered_seq, ?)"
+                " WHERE task_id = ? AND config_id = ?",
+                (seq, task_id, config_id),
+            )
+        )
+
+    # --- reads --------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        def run(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+            return None if row is None else _task_row(row)
+
+        return await self._read(run)
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Tasks matching `query`, newest `status_at` first (ties: task id descending).
+
+        `status_after` is inclusive (status_at >= it), as in the a2a-sdk stores.
+        """
+        if query.page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {query.page_size}")
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("owner = ?", query.owner),
+            ("context_id = ?", query.context_id),
+            ("state = ?", None if query.state is None else query.state.value),
+            ("status_at >= ?", query.status_after),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        filters = " AND ".join(where) or "1"
+        page_where = filters
+        page_params = list(params)
+        if query.cursor is not None:
+            page_where += " AND (status_at, task_id) < (?, ?)"
+            page_params.extend(query.cursor)
+        page_sql = (
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE {page_where}"
+            " ORDER BY status_at DESC, task_id DESC LIMIT ?"
+        )
+        page_params.append(query.page_size + 1)
+        count_sql = f"SELECT COUNT(*) FROM tasks WHERE {filters}"
+
+        def run(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+            conn.execute("BEGIN")  # one snapshot for the page and its count
+            try:
+                rows = conn.execute(page_sql, page_params).fetchall()
+                total = conn.execute(count_sql, params).fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+            return rows, total
+
+        rows, total = await self._read(run)
+        more = len(rows) > query.page_size
+        records = [_task_row(row) for row in rows[: query.page_size]]
+        next_cursor = (records[-1].status_at, records[-1].task_id) if more else None
+        return TaskPage(records=records, next_cursor=next_cursor, total_size=total)
+
+    async def read_events(self, task_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Up to `limit` events with seq > after_seq, ascending."""
+        if limit <= 0:
+            return []
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT seq, event_json FROM events"
+                " WHERE task_key = (SELECT task_key FROM tasks WHERE task_id = ?) AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (task_id, after_seq, limit),
+            ).fetchall()
+        )
+        return [
+            StoredEvent(task_id=task_id, seq=seq, event=StreamResponse.model_validate_json(data))
+            for seq, data in rows
+        ]
+
+    async def list_unfinished(self) -> list[TaskRecord]:
+        """Submitted or working tasks, oldest status change first."""
+        states = [s.value for s in UNFINISHED_STATES]
+        marks = ", ".join("?" * len(states))
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state IN ({marks})"
+                " ORDER BY status_at, task_id",
+                states,
+            ).fetchall()
+        )
+        return [_task_row(row) for row in rows]
+
+    async def get_push_config(self, task_id: str, config_id: str) -> PushConfigRecord | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_PUSH_COLUMNS} FROM push_configs WHERE task_id = ? AND config_id = ?",
+                (task_id, config_id),
+            ).fetchone()
+        )
+        return None if row is None else _push_row(row)
+
+    async def list_push_configs(self, task_id: str) -> list[PushConfigRecord]:
+        """Configs of one task, in creation order."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_PUSH_COLUMNS} FROM push_configs WHERE task_id = ? ORDER BY created",
+                (task_id,),
+            ).fetchall()
+        )
+        return [_push_row(row) for row in rows]
+
+    async def list_pending_push(self) -> list[PushConfigRecord]:
+        """Configs whose delivered_seq is behind their task's seq."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT p.config_json, p.owner, p.delivered_seq FROM push_configs AS p"
+                " JOIN tasks AS t ON t.task_id = p.task_id"
+                " WHERE p.delivered_seq < t.seq ORDER BY p.created"
+            ).fetchall()
+        )
+        return [_push_row(row) for row in rows]
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close both connections once in-flight calls finish; later calls fail."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._read_limiter:
+            await trio.to_thread.run_sync(self._reader.close)
+        async with self._write_limiter:
+            # The last connection to close checkpoints the WAL into the main file.
+            await trio.to_thread.run_sync(_close_writer, self._writer)
+        logger.debug("closed task store %s", self.path)
+
+    def statistics(self) -> dict[str, int]:
+        """How many calls hold or wait for each connection."""
+        return {
+            "writers_waiting": self._write_limiter.statistics().tasks_waiting,
+            "readers_waiting": self._read_limiter.statistics().tasks_waiting,
+        }
+
+
+def _close_writer(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA optimize")  # refresh planner statistics where they drifted
+    except sqlite3.Error:
+        logger.warning("PRAGMA optimize failed on close", exc_info=True)
+    conn.close()
+
+
+def _commit_sync(conn: sqlite3.Connection, writes: Sequence[TaskWrite]) -> None:
+    """Run the whole batch in one IMMEDIATE transaction; roll back on any failure."""
+    events: list[tuple[str, int, str]] = []
+    pushes: list[tuple[str, str, str, int, str]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for write in writes:
+            record = write.record
+            task = record.task
+            task_id = task.id
+            row = (
+                task.context_id,
+                record.owner,
+                task.status.state.value,
+                record.seq,
+                record.created_at,
+                record.status_at,
+                _dump(task),
+                task_id,
+            )
+            if write.expected_seq is None:
+                try:
+                    conn.execute(_INSERT_TASK, row)
+                except sqlite3.IntegrityError as exc:
+                    raise ConflictError(f"task {task_id!r} already exists") from exc
+            elif conn.execute(_UPDATE_TASK, (*row, write.expected_seq)).rowcount != 1:
+                raise ConflictError(f"task {task_id!r} is not at seq {write.expected_seq}")
+            events.extend((task_id, e.seq, _dump(e.event)) for e in write.events)
+            pushes.extend(_push_params(p) for p in write.push_configs)
+        try:
+            conn.executemany(_INSERT_EVENT, events)
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError("event sequence number already stored") from exc
+        if pushes:
+            conn.executemany(_UPSERT_PUSH, pushes)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+@asynccontextmanager
+async def open_sqlite_backend(
+    path: str | os.PathLike[str],
+    *,
+    synchronous: Synchronous = "normal",
+    busy_timeout: float = 5.0,
+) -> AsyncIterator[SQLiteBackend]:
+    """Open (creating if needed) the store file at `path` and close it on exit.
+
+    `synchronous="normal"` in WAL mode survives a process crash; `"full"` also
+    survives power loss at the cost of an fsync per commit. `busy_timeout`
+    (seconds) covers other processes holding the file, e.g. a backup.
+    """
+    if synchronous not in ("normal", "full", "extra"):
+        raise ValueError(f"synchronous must be 'normal', 'full' or 'extra', got {synchronous!r}")
+    file = Path(path)
+
+    def connect() -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        writer = _connect(str(file), synchronous, busy_timeout)
+        try:
+            _prepare_schema(writer)
+            reader = _connect(str(file), synchronous, busy_timeout)
+            reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            writer.close()
+            raise
+        return writer, reader
+
+    writer, reader = await trio.to_thread.run_sync(connect)
+    backend = SQLiteBackend(writer, reader, str(file))
+    logger.info("opened task store %s (synchronous=%s)", file, synchronous)
+    try:
+        yield backend
+    finally:
+        with trio.CancelScope(shield=True):
+            await backend.aclose()
