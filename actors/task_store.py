@@ -63,11 +63,18 @@ class _Entry:
     """Snapshot including queued, not yet committed writes."""
     committed: TaskRecord
     tail: collections.deque[StoredEvent]
-    changed: trio.Event = attrs.field(factory=trio.Event)
+    changed: trio.Event | None = None
+    """Set and dropped at the next commit; created only when someone waits."""
     pending: int = 0
     generation: int = 0
     """Bumped when a failed commit rolls `head` back: queued writes of an older
     generation were built on the lost state and are refused."""
+
+
+def _changed(entry: _Entry) -> trio.Event:
+    if entry.changed is None:
+        entry.changed = trio.Event()
+    return entry.changed
 
 
 @attrs.define(eq=False)
@@ -75,8 +82,14 @@ class _Pending:
     write: TaskWrite
     entry: _Entry
     generation: int
-    done: trio.Event = attrs.field(factory=trio.Event)
+    done: trio.Event | None = None
+    """Only for writers that wait for their commit."""
     error: BaseException | None = None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        if self.done is not None:
+            self.done.set()
 
 
 class ServerTaskStore:
@@ -158,16 +171,14 @@ class ServerTaskStore:
                 p = self._recv.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return
-            p.error = exc
-            p.done.set()
+            p.finish(exc)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         live = []
         for p in batch:
             if p.generation != p.entry.generation:
-                p.error = StoreClosedError("an earlier write to this task failed to commit")
                 p.entry.pending -= 1
-                p.done.set()
+                p.finish(StoreClosedError("an earlier write to this task failed to commit"))
             else:
                 live.append(p)
         if not live:
@@ -185,8 +196,7 @@ class ServerTaskStore:
                 if entry.generation == p.generation:
                     entry.generation += 1
                     entry.head = entry.committed
-                p.error = exc
-                p.done.set()
+                p.finish(exc)
             return
         self._commits += 1
         self._committed_writes += len(live)
@@ -197,10 +207,11 @@ class ServerTaskStore:
             entry.committed = p.write.record
             entry.tail.extend(p.write.events)
             woken[id(entry)] = entry
-            p.done.set()
+            p.finish()
         for entry in woken.values():
-            changed, entry.changed = entry.changed, trio.Event()
-            changed.set()
+            if entry.changed is not None:
+                entry.changed.set()
+                entry.changed = None
             if is_terminal(entry.committed.state) and entry.pending == 0:
                 self._remember_finished(entry.committed.task_id)
 
@@ -295,7 +306,8 @@ class ServerTaskStore:
         if not self._running:
             entry.head = entry.committed
             raise StoreClosedError("the task store is not running")
-        p = _Pending(write=write, entry=entry, generation=entry.generation)
+        p = _Pending(write=write, entry=entry, generation=entry.generation,
+                     done=trio.Event() if wait else None)
         entry.pending += 1
         try:
             self._send.send_nowait(p)
@@ -308,6 +320,7 @@ class ServerTaskStore:
                 entry.head = entry.committed
                 raise
         if wait:
+            assert p.done is not None
             await p.done.wait()
             if p.error is not None:
                 raise p.error
@@ -346,7 +359,7 @@ class ServerTaskStore:
         if entry is None:
             raise KeyError(task_id)
         while not predicate(entry.committed):
-            await entry.changed.wait()
+            await _changed(entry).wait()
         return entry.committed
 
     async def wait_events(
@@ -363,7 +376,7 @@ class ServerTaskStore:
         while entry.committed.seq <= after_seq:
             if is_terminal(entry.committed.state):
                 return []
-            await entry.changed.wait()
+            await _changed(entry).wait()
         tail = entry.tail
         if tail and tail[0].seq <= after_seq + 1:
             start = after_seq + 1 - tail[0].seq

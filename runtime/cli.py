@@ -7,6 +7,7 @@ command line wins over the environment.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -131,6 +132,21 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def tune_gc() -> None:
+    """Tune the cyclic garbage collector for a server process.
+
+    Each request allocates a few hundred short-lived objects (models, events,
+    trio tasks); at CPython's default gen-0 threshold (700) a young-generation
+    collection runs every couple of requests and walks them all, which costs
+    about as much CPU as the task store itself. A larger threshold keeps that
+    cost per request small. `gc.freeze()` moves everything alive after start-up
+    (modules, classes, pydantic schemas) out of the collector's sight for good.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 async def run_server(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(config) as server:
@@ -150,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = server_config(args)
         except ValueError as exc:
             parser.error(str(exc))
+        tune_gc()
         try:
             trio.run(run_server, config)
         except OSError as exc:

@@ -33,6 +33,7 @@ from runtime.agents import echo_agent
 from runtime.auth import TokenAuth
 from runtime.card import build_card
 from runtime.http_app import AppState, create_app
+from runtime.http_coalesce import install as install_coalescing
 from runtime.push_sender import HttpxPushSender
 from runtime.store import open_memory_backend, open_sqlite_backend
 
@@ -108,6 +109,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _hypercorn_config() -> HyperConfig:
+    install_coalescing()
     hc = HyperConfig()
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")

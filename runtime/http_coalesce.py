@@ -1,0 +1,53 @@
+"""Fewer syscalls per HTTP/1.1 response under hypercorn.
+
+hypercorn's HTTP/1.1 protocol writes a response's status line and headers with
+one `send` and its body with another. On loopback and in the benchmark profile
+those two syscalls are the biggest single cost of a small JSON-RPC response.
+`CoalescingH11Protocol` holds the rendered head of a response that declares a
+Content-Length and writes it together with the first body bytes: the same bytes
+on the wire, one syscall fewer. Streaming responses (SSE, chunked) are written
+as before, so a client sees their headers at once.
+"""
+
+from __future__ import annotations
+
+import h11
+import hypercorn.protocol as hyper_protocol
+from hypercorn.events import RawData
+from hypercorn.protocol.h11 import H11Protocol
+
+__all__ = ["CoalescingH11Protocol", "install"]
+
+
+class CoalescingH11Protocol(H11Protocol):
+    _held_head: bytes | None = None
+
+    async def _send_h11_event(self, event: h11._events.Event) -> None:  # type: ignore[name-defined]
+        if isinstance(event, h11.Response) and _has_length(event):
+            try:
+                self._held_head = self.connection.send(event)
+            except h11.LocalProtocolError:
+                if self.connection.their_state != h11.ERROR:
+                    raise
+            return
+        head, self._held_head = self._held_head, None
+        if head is None:
+            await super()._send_h11_event(event)
+            return
+        try:
+            data = self.connection.send(event) or b""
+        except h11.LocalProtocolError:
+            await self.send(RawData(data=head))
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        await self.send(RawData(data=head + data))
+
+
+def _has_length(event: h11.Response) -> bool:
+    return any(name == b"content-length" for name, _ in event.headers)
+
+
+def install() -> None:
+    """Make hypercorn's protocol wrapper create `CoalescingH11Protocol` for HTTP/1.1."""
+    hyper_protocol.H11Protocol = CoalescingH11Protocol  # type: ignore[misc]
