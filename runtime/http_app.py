@@ -32,7 +32,7 @@ from protocol.jsonrpc import error_response, parse_payload
 from runtime.auth import TokenAuth
 from runtime.card import CardDocument
 from runtime.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
-from runtime.sse_stream import error_frames, event_frames, sse_response
+from runtime.sse_stream import event_frames, sse_response
 
 __all__ = ["AppState", "create_app", "negotiate_version"]
 
@@ -176,7 +176,6 @@ def create_app(state: AppState) -> QuartTrio:
             item = parsed.items[0] if parsed.items else None
             if item is None:
                 return Response(b"", status=204)
-            streaming = isinstance(item, RpcRequest) and item.method in STREAMING_METHODS
             out = await run(item, stream_ok=True)
             if isinstance(out, RpcStream):
                 req_id = item.id  # type: ignore[union-attr]
@@ -188,8 +187,10 @@ def create_app(state: AppState) -> QuartTrio:
                 ))
             if out is None:
                 return Response(b"", status=204)
-            if streaming:
-                return sse_response(error_frames(out))
+            # A streaming method that fails before its stream starts (unknown task,
+            # bad params) answers with a plain JSON-RPC error, which both SDK
+            # generations map to the typed error; failures mid-stream come as an
+            # SSE `error` event instead.
             return _json_response(out)
 
         results: list[bytes | None] = [None] * len(parsed.items)

@@ -58,11 +58,6 @@ async def event_frames(
         yield _frame(render_error(InternalError("the event stream failed")), event="error")
 
 
-async def error_frames(data: bytes) -> AsyncIterator[bytes]:
-    """A stream that carries one error and ends (errors of streaming methods)."""
-    yield _frame(data, event="error")
-
-
 def sse_response(frames: AsyncIterator[bytes]) -> Response:
     response = Response(frames, status=200, content_type="text/event-stream",
                         headers=SSE_HEADERS)

@@ -107,6 +107,18 @@ class Rpc:
                     break
         return events
 
+    async def stream_error(self, method: str, params: Any,
+                           headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """A streaming method refused before its stream starts: a plain JSON-RPC error."""
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+        self.next_id += 1
+        r = await self.client.post("/", content=json.dumps(body), headers=self._headers(headers))
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/json"), r.headers
+        out = r.json()
+        assert "error" in out, out
+        return out["error"]
+
 
 def results(events: list[SSEEvent]) -> list[dict[str, Any]]:
     out = []

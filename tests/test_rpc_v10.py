@@ -282,9 +282,8 @@ async def test_subscribe_sends_task_first_and_every_subscriber_gets_all(
 async def test_subscribe_to_terminal_task_is_refused(rpc: Rpc) -> None:
     with trio.fail_after(10):
         task = (await rpc.call("SendMessage", send("echo x")))["task"]
-        events = await rpc.stream("SubscribeToTask", {"id": task["id"]})
-    assert len(events) == 1 and events[0].event == "error"
-    assert json.loads(events[0].data)["error"]["code"] == -32004
+        err = await rpc.stream_error("SubscribeToTask", {"id": task["id"]})
+    assert err["code"] == -32004
 
 
 async def test_last_event_id_resumes_without_loss_or_duplicates(rpc: Rpc) -> None:
