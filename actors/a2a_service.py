@@ -207,9 +207,13 @@ class A2AService:
                     metadata={"taskId": task.id},
                 )
             msg = msg.model_copy(update={"context_id": task.context_id})
-            resumed = StreamResponse(status_update=TaskStatusUpdateEvent(
-                task_id=task.id, context_id=task.context_id,
-                status=TaskStatus(state=TaskState.SUBMITTED)))
+            resumed = StreamResponse(
+                status_update=TaskStatusUpdateEvent(
+                    task_id=task.id,
+                    context_id=task.context_id,
+                    status=TaskStatus(state=TaskState.SUBMITTED),
+                )
+            )
             try:
                 record = await self._store.write(task.id, (resumed,), add_history=(msg,))
             except IllegalTransition as exc:  # ended concurrently
@@ -220,8 +224,12 @@ class A2AService:
             task_id = self._new_id()
             context_id = msg.context_id or self._new_id()
             msg = msg.model_copy(update={"task_id": task_id, "context_id": context_id})
-            task = Task(id=task_id, context_id=context_id,
-                        status=TaskStatus(state=TaskState.SUBMITTED), history=[msg])
+            task = Task(
+                id=task_id,
+                context_id=context_id,
+                status=TaskStatus(state=TaskState.SUBMITTED),
+                history=[msg],
+            )
             configs = ()
             if push_cfg is not None:
                 configs = (self._push_record(task_id, push_cfg, principal, delivered_seq=0),)
@@ -229,10 +237,14 @@ class A2AService:
             for c in configs:
                 if self._push is not None:
                     self._push.watch(c)
-        await self._dispatcher.submit(RunRequest(
-            task_id=record.task_id, metadata=dict(req.metadata or {}),
-            accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
-            principal=principal))
+        await self._dispatcher.submit(
+            RunRequest(
+                task_id=record.task_id,
+                metadata=dict(req.metadata or {}),
+                accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
+                principal=principal,
+            )
+        )
         return record
 
     async def send_message(self, req: SendMessageRequest, principal: str = "") -> SendOutcome:
@@ -241,9 +253,7 @@ class A2AService:
         cfg = req.configuration
         history_length = cfg.history_length if cfg else None
         if not (cfg and cfg.return_immediately):
-            record = await self._store.wait_record(
-                record.task_id, lambda r: ends_stream(r.state)
-            )
+            record = await self._store.wait_record(record.task_id, lambda r: ends_stream(r.state))
             reply = _direct_reply(record.task)
             if reply is not None:
                 return SendOutcome(record=record, message=reply)
@@ -255,8 +265,9 @@ class A2AService:
     ) -> tuple[StoredEvent, AsyncIterator[StoredEvent | None]]:
         """SendStreamingMessage: the task as first event, then its live events."""
         record = await self._accept(req, principal)
-        first = StoredEvent(task_id=record.task_id, seq=record.seq,
-                            event=StreamResponse(task=record.task))
+        first = StoredEvent(
+            task_id=record.task_id, seq=record.seq, event=StreamResponse(task=record.task)
+        )
         return first, self.follow(record.task_id, record.seq)
 
     # --- tasks ----------------------------------------------------------------------
@@ -271,8 +282,9 @@ class A2AService:
             owner=principal,
             context_id=req.context_id or None,
             state=req.status if req.status not in (None, TaskState.UNSPECIFIED) else None,
-            status_after=(parse_timestamp(req.status_timestamp_after)
-                          if req.status_timestamp_after else None),
+            status_after=(
+                parse_timestamp(req.status_timestamp_after) if req.status_timestamp_after else None
+            ),
             page_size=page_size,
             cursor=decode_cursor(req.page_token) if req.page_token else None,
         )
@@ -300,9 +312,13 @@ class A2AService:
                 record = await self._store.wait_record(req.id, lambda r: is_terminal(r.state))
                 return record.task
             log.warning("agent did not stop within the cancel timeout", extra={"task_id": req.id})
-        event = StreamResponse(status_update=TaskStatusUpdateEvent(
-            task_id=req.id, context_id=record.task.context_id,
-            status=TaskStatus(state=TaskState.CANCELED)))
+        event = StreamResponse(
+            status_update=TaskStatusUpdateEvent(
+                task_id=req.id,
+                context_id=record.task.context_id,
+                status=TaskStatus(state=TaskState.CANCELED),
+            )
+        )
         try:
             record = await self._store.write(req.id, (event,))
         except IllegalTransition:
@@ -370,15 +386,18 @@ class A2AService:
         if not self.settings.push_notifications:
             raise PushNotificationNotSupportedError()
 
-    def _push_record(self, task_id: str, cfg: TaskPushNotificationConfig, principal: str,
-                     *, delivered_seq: int) -> PushConfigRecord:
+    def _push_record(
+        self, task_id: str, cfg: TaskPushNotificationConfig, principal: str, *, delivered_seq: int
+    ) -> PushConfigRecord:
         check_push_url(cfg.url, allow_private=self.settings.allow_private_push_urls)
-        config = cfg.model_copy(update={"task_id": task_id, "id": cfg.id or task_id,
-                                        "tenant": None})
+        config = cfg.model_copy(
+            update={"task_id": task_id, "id": cfg.id or task_id, "tenant": None}
+        )
         return PushConfigRecord(config=config, owner=principal, delivered_seq=delivered_seq)
 
-    async def _put_push(self, record: TaskRecord, cfg: TaskPushNotificationConfig, principal: str,
-                        *, from_seq: int) -> PushConfigRecord:
+    async def _put_push(
+        self, record: TaskRecord, cfg: TaskPushNotificationConfig, principal: str, *, from_seq: int
+    ) -> PushConfigRecord:
         rec = self._push_record(record.task_id, cfg, principal, delivered_seq=from_seq)
         await self._store.put_push_config(rec)
         if self._push is not None:
@@ -424,10 +443,11 @@ class A2AService:
                     f"pageToken {req.page_token!r} is not a token this server issued"
                 ) from None
         size = req.page_size or self.settings.default_page_size
-        page = configs[start:start + size]
+        page = configs[start : start + size]
         more = start + size < len(configs)
         return ListTaskPushNotificationConfigsResponse(
-            configs=page, next_page_token=str(start + size) if more else "")
+            configs=page, next_page_token=str(start + size) if more else ""
+        )
 
     async def delete_push_config(
         self, req: DeleteTaskPushNotificationConfigRequest, principal: str = ""
@@ -450,24 +470,41 @@ class A2AService:
         requeued = failed = 0
         for record in await self._store.list_unfinished():
             if record.state is TaskState.SUBMITTED:
-                await self._dispatcher.submit(RunRequest(task_id=record.task_id,
-                                                         principal=record.owner))
+                await self._dispatcher.submit(
+                    RunRequest(task_id=record.task_id, principal=record.owner)
+                )
                 requeued += 1
                 continue
-            event = StreamResponse(status_update=TaskStatusUpdateEvent(
-                task_id=record.task_id, context_id=record.task.context_id,
-                status=TaskStatus(state=TaskState.FAILED, message=Message(
-                    message_id=self._new_id(), role=Role.AGENT,
-                    task_id=record.task_id, context_id=record.task.context_id,
-                    parts=[{"text": "the server restarted while this task was running; "
-                                    "its agent was interrupted"}]))))
+            event = StreamResponse(
+                status_update=TaskStatusUpdateEvent(
+                    task_id=record.task_id,
+                    context_id=record.task.context_id,
+                    status=TaskStatus(
+                        state=TaskState.FAILED,
+                        message=Message(
+                            message_id=self._new_id(),
+                            role=Role.AGENT,
+                            task_id=record.task_id,
+                            context_id=record.task.context_id,
+                            parts=[
+                                {
+                                    "text": "the server restarted while this task was running; "
+                                    "its agent was interrupted"
+                                }
+                            ],
+                        ),
+                    ),
+                )
+            )
             try:
                 await self._store.write(record.task_id, (event,))
                 failed += 1
             except IllegalTransition:
                 pass
         if requeued or failed:
-            log.info("recovered tasks after restart", extra={"requeued": requeued, "failed": failed})
+            log.info(
+                "recovered tasks after restart", extra={"requeued": requeued, "failed": failed}
+            )
         return requeued, failed
 
 
@@ -481,8 +518,13 @@ def _ends(event: StreamResponse) -> bool:
 
 def _direct_reply(task: Task) -> Message | None:
     """The agent's reply if the task ended with `Emitter.reply` (see actors.agent)."""
-    if (task.status.state is TaskState.COMPLETED and task.status.message is None
-            and not task.artifacts and task.history and task.history[-1].role is Role.AGENT):
+    if (
+        task.status.state is TaskState.COMPLETED
+        and task.status.message is None
+        and not task.artifacts
+        and task.history
+        and task.history[-1].role is Role.AGENT
+    ):
         return task.history[-1]
     return None
 

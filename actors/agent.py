@@ -103,16 +103,22 @@ class Emitter:
         if self.ended:
             assert self._state is not None
             raise AgentProtocolError(
-                f"task {self.task_id} already ended as {self._state.value}; nothing more can be emitted"
+                f"task {self.task_id} already ended as {self._state.value}; "
+                "nothing more can be emitted"
             )
 
     def _agent_message(self, content: str | Sequence[Part] | Message) -> Message:
         if isinstance(content, Message):
-            return content.model_copy(update={"task_id": self.task_id, "context_id": self.context_id})
+            return content.model_copy(
+                update={"task_id": self.task_id, "context_id": self.context_id}
+            )
         parts = [Part(text=content)] if isinstance(content, str) else list(content)
         return Message(
-            message_id=str(uuid.uuid4()), role=Role.AGENT, parts=parts,
-            task_id=self.task_id, context_id=self.context_id,
+            message_id=str(uuid.uuid4()),
+            role=Role.AGENT,
+            parts=parts,
+            task_id=self.task_id,
+            context_id=self.context_id,
         )
 
     async def status(
@@ -127,8 +133,11 @@ class Emitter:
         status = TaskStatus(
             state=state, message=None if message is None else self._agent_message(message)
         )
-        event = StreamResponse(status_update=TaskStatusUpdateEvent(
-            task_id=self.task_id, context_id=self.context_id, status=status, metadata=metadata))
+        event = StreamResponse(
+            status_update=TaskStatusUpdateEvent(
+                task_id=self.task_id, context_id=self.context_id, status=status, metadata=metadata
+            )
+        )
         self._state = state
         await self._sink.emit(event, final=ends_stream(state))
 
@@ -182,12 +191,24 @@ class Emitter:
         if self._state is not None and is_terminal(self._state):
             raise AgentProtocolError("artifacts cannot follow the end of a task")
         art = Artifact(
-            artifact_id=artifact_id or str(uuid.uuid4()), name=name, description=description,
-            parts=list(parts), metadata=metadata,
+            artifact_id=artifact_id or str(uuid.uuid4()),
+            name=name,
+            description=description,
+            parts=list(parts),
+            metadata=metadata,
         )
-        await self._sink.emit(StreamResponse(artifact_update=TaskArtifactUpdateEvent(
-            task_id=self.task_id, context_id=self.context_id, artifact=art,
-            append=append or None, last_chunk=last_chunk or None)), final=False)
+        await self._sink.emit(
+            StreamResponse(
+                artifact_update=TaskArtifactUpdateEvent(
+                    task_id=self.task_id,
+                    context_id=self.context_id,
+                    artifact=art,
+                    append=append or None,
+                    last_chunk=last_chunk or None,
+                )
+            ),
+            final=False,
+        )
         return art.artifact_id
 
     async def artifact_text(self, text: str, **kw: Any) -> str:
@@ -207,14 +228,18 @@ class Emitter:
         if (content is None) == (url is None):
             raise ValueError("give exactly one of content or url")
         if content is not None:
-            part = Part(raw=base64.b64encode(content).decode("ascii"), media_type=media_type,
-                        filename=filename)
+            part = Part(
+                raw=base64.b64encode(content).decode("ascii"),
+                media_type=media_type,
+                filename=filename,
+            )
         else:
             part = Part(url=url, media_type=media_type, filename=filename)
         return await self.artifact([part], **kw)
 
-    async def artifact_data(self, value: Any, *, media_type: str = "application/json",
-                            **kw: Any) -> str:
+    async def artifact_data(
+        self, value: Any, *, media_type: str = "application/json", **kw: Any
+    ) -> str:
         """A structured-data artifact (any JSON value)."""
         return await self.artifact([Part(data=value, media_type=media_type)], **kw)
 

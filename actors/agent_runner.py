@@ -126,12 +126,18 @@ class AgentRunner:
             log.error("task has no message to act on", extra={"task_id": task_id})
             return
         ctx = TaskContext(
-            task_id=task_id, context_id=task.context_id, message=history[-1],
-            history=history[:-1], task=task, metadata=dict(req.metadata),
-            accepted_output_modes=tuple(req.accepted_output_modes), principal=req.principal,
+            task_id=task_id,
+            context_id=task.context_id,
+            message=history[-1],
+            history=history[:-1],
+            task=task,
+            metadata=dict(req.metadata),
+            accepted_output_modes=tuple(req.accepted_output_modes),
+            principal=req.principal,
         )
-        emit = Emitter(_StoreSink(self._store, task_id), task_id=task_id,
-                       context_id=task.context_id)
+        emit = Emitter(
+            _StoreSink(self._store, task_id), task_id=task_id, context_id=task.context_id
+        )
         scope = trio.CancelScope()
         self._scopes[task_id] = scope
         error: BaseException | None = None
@@ -144,8 +150,10 @@ class AgentRunner:
                         await emit.complete()
                 except IllegalTransition as exc:
                     error = exc
-                    log.warning("agent broke the task lifecycle",
-                                extra={"task_id": task_id, "error": str(exc)})
+                    log.warning(
+                        "agent broke the task lifecycle",
+                        extra={"task_id": task_id, "error": str(exc)},
+                    )
                 except Exception as exc:  # the agent's failure is the task's, not ours
                     error = exc
                     log.info("agent failed", extra={"task_id": task_id, "error": repr(exc)})

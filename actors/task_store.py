@@ -162,8 +162,7 @@ class ServerTaskStore:
                 await self._commit(batch)
         finally:
             self._running = False
-            with trio.CancelScope(shield=True):
-                self._fail_queued(StoreClosedError("the task store shut down"))
+            self._fail_queued(StoreClosedError("the task store shut down"))
 
     def _fail_queued(self, exc: BaseException) -> None:
         while True:
@@ -239,18 +238,27 @@ class ServerTaskStore:
         now = self.now()
         if task.status.timestamp is None:
             task = task.model_copy(
-                update={"status": task.status.model_copy(update={"timestamp": format_timestamp(now)})}
+                update={
+                    "status": task.status.model_copy(update={"timestamp": format_timestamp(now)})
+                }
             )
         record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now)
         event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
-        entry = _Entry(head=record, committed=record, tail=collections.deque(maxlen=self._tail_size))
+        entry = _Entry(
+            head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
+        )
         self._entries[task.id] = entry
-        write = TaskWrite(record=record, events=(event,), expected_seq=None,
-                          push_configs=tuple(push_configs))
+        write = TaskWrite(
+            record=record, events=(event,), expected_seq=None, push_configs=tuple(push_configs)
+        )
         try:
             await self._enqueue(entry, write, wait=True)
         except BaseException:
-            if entry.committed.seq == 1 and self._entries.get(task.id) is entry and entry.pending == 0:
+            if (
+                entry.committed.seq == 1
+                and self._entries.get(task.id) is entry
+                and entry.pending == 0
+            ):
                 # never committed: forget it
                 if not entry.tail:
                     del self._entries[task.id]
@@ -306,8 +314,12 @@ class ServerTaskStore:
         if not self._running:
             entry.head = entry.committed
             raise StoreClosedError("the task store is not running")
-        p = _Pending(write=write, entry=entry, generation=entry.generation,
-                     done=trio.Event() if wait else None)
+        p = _Pending(
+            write=write,
+            entry=entry,
+            generation=entry.generation,
+            done=trio.Event() if wait else None,
+        )
         entry.pending += 1
         try:
             self._send.send_nowait(p)
@@ -336,8 +348,9 @@ class ServerTaskStore:
             return None
         entry = self._entries.get(task_id)  # loaded concurrently meanwhile?
         if entry is None:
-            entry = _Entry(head=record, committed=record,
-                           tail=collections.deque(maxlen=self._tail_size))
+            entry = _Entry(
+                head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
+            )
             self._entries[task_id] = entry
             if is_terminal(record.state):
                 self._remember_finished(task_id)
@@ -385,7 +398,9 @@ class ServerTaskStore:
             return [tail[i] for i in range(start, end) if tail[i].seq <= upto]
         return await self._backend.read_events(task_id, after_seq, limit)
 
-    async def read_events(self, task_id: str, after_seq: int, limit: int = 256) -> list[StoredEvent]:
+    async def read_events(
+        self, task_id: str, after_seq: int, limit: int = 256
+    ) -> list[StoredEvent]:
         """Committed events after `after_seq` without waiting."""
         return await self._backend.read_events(task_id, after_seq, limit)
 

@@ -40,7 +40,9 @@ class JsonLogFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in self._skip and not key.startswith("_"):
-                out[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
+                out[key] = (
+                    value if isinstance(value, str | int | float | bool | None) else repr(value)
+                )
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -58,55 +60,109 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runtime", description="trio-a2a runtime")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser(
-        "server", help="run the A2A server",
+        "server",
+        help="run the A2A server",
         description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3) with the "
-                    "built-in echo agent. Each flag can also be set by the environment "
-                    "variable shown in brackets.",
+        "built-in echo agent. Each flag can also be set by the environment "
+        "variable shown in brackets.",
     )
-    s.add_argument("--host", default=_env("HOST", "127.0.0.1"),
-                   help="address to listen on [TRIO_A2A_HOST] (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=int(_env("PORT", "8000") or 8000),
-                   help="TCP port; 0 picks a free one [TRIO_A2A_PORT] (default 8000)")
-    s.add_argument("--public-url", default=_env("PUBLIC_URL"),
-                   help="base URL to publish in the agent card when clients reach the server "
-                        "through a proxy [TRIO_A2A_PUBLIC_URL] (default http://HOST:PORT)")
-    s.add_argument("--store", choices=("sqlite", "memory"), default=_env("STORE", "sqlite"),
-                   help="task store: 'sqlite' keeps tasks in DATA_DIR/tasks.sqlite3 across "
-                        "restarts; 'memory' forgets them on exit [TRIO_A2A_STORE] "
-                        "(default sqlite)")
-    s.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "data") or "data"),
-                   help="directory of the SQLite store [TRIO_A2A_DATA_DIR] (default ./data)")
-    s.add_argument("--sqlite-synchronous", choices=("normal", "full"),
-                   default=_env("SQLITE_SYNCHRONOUS", "normal"),
-                   help="'normal' survives a process crash, 'full' also a power loss, at some "
-                        "cost in throughput [TRIO_A2A_SQLITE_SYNCHRONOUS] (default normal)")
-    s.add_argument("--tokens-file", default=_env("TOKENS_FILE"),
-                   help="turn on bearer-token auth with tokens from this file, one "
-                        "'principal:token' per line [TRIO_A2A_TOKENS_FILE]")
-    s.add_argument("--tokens-env", default="TRIO_A2A_TOKENS", metavar="VAR",
-                   help="environment variable holding 'principal:token' pairs separated by "
-                        "commas; if set and non-empty, auth is on (default TRIO_A2A_TOKENS)")
-    s.add_argument("--no-push", action="store_true", default=_bool_env("NO_PUSH"),
-                   help="turn off push notifications [TRIO_A2A_NO_PUSH=1]")
-    s.add_argument("--allow-private-push-urls", action="store_true",
-                   default=_bool_env("ALLOW_PRIVATE_PUSH_URLS"),
-                   help="allow push webhooks on loopback and private addresses "
-                        "[TRIO_A2A_ALLOW_PRIVATE_PUSH_URLS=1] (default: refused)")
-    s.add_argument("--max-body", type=int, default=int(_env("MAX_BODY", str(10 << 20)) or 0),
-                   help="largest request body in bytes; larger ones get 413 "
-                        "[TRIO_A2A_MAX_BODY] (default 10 MiB)")
-    s.add_argument("--keepalive", type=float, default=float(_env("KEEPALIVE", "15") or 15),
-                   help="seconds between SSE keep-alive comments on idle streams "
-                        "[TRIO_A2A_KEEPALIVE] (default 15)")
-    s.add_argument("--max-concurrent-tasks", type=int,
-                   default=int(_env("MAX_CONCURRENT_TASKS", "256") or 256),
-                   help="agent runs in parallel; further tasks wait in the queue "
-                        "[TRIO_A2A_MAX_CONCURRENT_TASKS] (default 256)")
-    s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
-                   choices=("debug", "info", "warning", "error"),
-                   help="log level [TRIO_A2A_LOG_LEVEL] (default info)")
-    s.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=("text", "json"),
-                   help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]")
+    s.add_argument(
+        "--host",
+        default=_env("HOST", "127.0.0.1"),
+        help="address to listen on [TRIO_A2A_HOST] (default 127.0.0.1)",
+    )
+    s.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("PORT", "8000") or 8000),
+        help="TCP port; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
+    )
+    s.add_argument(
+        "--public-url",
+        default=_env("PUBLIC_URL"),
+        help="base URL to publish in the agent card when clients reach the server "
+        "through a proxy [TRIO_A2A_PUBLIC_URL] (default http://HOST:PORT)",
+    )
+    s.add_argument(
+        "--store",
+        choices=("sqlite", "memory"),
+        default=_env("STORE", "sqlite"),
+        help="task store: 'sqlite' keeps tasks in DATA_DIR/tasks.sqlite3 across "
+        "restarts; 'memory' forgets them on exit [TRIO_A2A_STORE] "
+        "(default sqlite)",
+    )
+    s.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_env("DATA_DIR", "data") or "data"),
+        help="directory of the SQLite store [TRIO_A2A_DATA_DIR] (default ./data)",
+    )
+    s.add_argument(
+        "--sqlite-synchronous",
+        choices=("normal", "full"),
+        default=_env("SQLITE_SYNCHRONOUS", "normal"),
+        help="'normal' survives a process crash, 'full' also a power loss, at some "
+        "cost in throughput [TRIO_A2A_SQLITE_SYNCHRONOUS] (default normal)",
+    )
+    s.add_argument(
+        "--tokens-file",
+        default=_env("TOKENS_FILE"),
+        help="turn on bearer-token auth with tokens from this file, one "
+        "'principal:token' per line [TRIO_A2A_TOKENS_FILE]",
+    )
+    s.add_argument(
+        "--tokens-env",
+        default="TRIO_A2A_TOKENS",
+        metavar="VAR",
+        help="environment variable holding 'principal:token' pairs separated by "
+        "commas; if set and non-empty, auth is on (default TRIO_A2A_TOKENS)",
+    )
+    s.add_argument(
+        "--no-push",
+        action="store_true",
+        default=_bool_env("NO_PUSH"),
+        help="turn off push notifications [TRIO_A2A_NO_PUSH=1]",
+    )
+    s.add_argument(
+        "--allow-private-push-urls",
+        action="store_true",
+        default=_bool_env("ALLOW_PRIVATE_PUSH_URLS"),
+        help="allow push webhooks on loopback and private addresses "
+        "[TRIO_A2A_ALLOW_PRIVATE_PUSH_URLS=1] (default: refused)",
+    )
+    s.add_argument(
+        "--max-body",
+        type=int,
+        default=int(_env("MAX_BODY", str(10 << 20)) or 0),
+        help="largest request body in bytes; larger ones get 413 "
+        "[TRIO_A2A_MAX_BODY] (default 10 MiB)",
+    )
+    s.add_argument(
+        "--keepalive",
+        type=float,
+        default=float(_env("KEEPALIVE", "15") or 15),
+        help="seconds between SSE keep-alive comments on idle streams "
+        "[TRIO_A2A_KEEPALIVE] (default 15)",
+    )
+    s.add_argument(
+        "--max-concurrent-tasks",
+        type=int,
+        default=int(_env("MAX_CONCURRENT_TASKS", "256") or 256),
+        help="agent runs in parallel; further tasks wait in the queue "
+        "[TRIO_A2A_MAX_CONCURRENT_TASKS] (default 256)",
+    )
+    s.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+        help="log level [TRIO_A2A_LOG_LEVEL] (default info)",
+    )
+    s.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=("text", "json"),
+        help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
+    )
     return parser
 
 
@@ -124,10 +180,17 @@ def setup_logging(level: str, fmt: str) -> None:
 def server_config(args: argparse.Namespace) -> ServerConfig:
     tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
     return ServerConfig(
-        host=args.host, port=args.port, public_url=args.public_url, store=args.store,
-        data_dir=args.data_dir, sqlite_synchronous=args.sqlite_synchronous, tokens=tokens,
-        push_notifications=not args.no_push, allow_private_push_urls=args.allow_private_push_urls,
-        max_body=args.max_body, keepalive=args.keepalive,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        store=args.store,
+        data_dir=args.data_dir,
+        sqlite_synchronous=args.sqlite_synchronous,
+        tokens=tokens,
+        push_notifications=not args.no_push,
+        allow_private_push_urls=args.allow_private_push_urls,
+        max_body=args.max_body,
+        keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
     )
 
@@ -150,9 +213,12 @@ def tune_gc() -> None:
 async def run_server(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(config) as server:
-            print(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                  f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"trio-a2a server on {server.url} (store: {config.store}, agent: "
+                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
+                file=sys.stderr,
+                flush=True,
+            )
             async for _ in signals:
                 break
 

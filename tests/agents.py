@@ -22,13 +22,22 @@ class Controls:
         self.gate = trio.Event()
         self.started: list[str] = []
         self.cancelled: list[str] = []
+        self._started: dict[str, trio.Event] = {}
+
+    def mark_started(self, task_id: str) -> None:
+        self.started.append(task_id)
+        self._started.setdefault(task_id, trio.Event()).set()
+
+    async def wait_started(self, task_id: str) -> None:
+        """Until the agent has been called for this task."""
+        await self._started.setdefault(task_id, trio.Event()).wait()
 
 
 def scripted_agent(controls: Controls | None = None) -> AgentSpec:
     c = controls or Controls()
 
     async def run(ctx: TaskContext, emit: Emitter) -> None:
-        c.started.append(ctx.task_id)
+        c.mark_started(ctx.task_id)
         cmd, _, arg = ctx.text.strip().partition(" ")
         try:
             if cmd == "wait":

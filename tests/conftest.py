@@ -129,6 +129,11 @@ def results(events: list[SSEEvent]) -> list[dict[str, Any]]:
     return out
 
 
+async def wait_state(server: RunningServer, task_id: str, state: str) -> None:
+    """Until the task's committed state is `state` (a TASK_STATE_* name); woken by the store."""
+    await server.store.wait_record(task_id, lambda r: r.state.value == state)
+
+
 @pytest.fixture
 def rpc(client: httpx.AsyncClient) -> Rpc:
     return Rpc(client, "1.0")

@@ -10,7 +10,7 @@ import trio
 
 from runtime.server import ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
-from tests.conftest import Rpc, results, user_message
+from tests.conftest import Rpc, results, user_message, wait_state
 
 
 def config(data_dir: Path, controls: Controls) -> ServerConfig:
@@ -31,8 +31,7 @@ async def test_restart_serves_tasks_and_events(tmp_path: Path) -> None:
             running = (await rpc.call("SendMessage", {"message": user_message("wait"),
                                                       "configuration": {"returnImmediately": True}}
                                       ))["task"]
-            while running["id"] not in controls.started:
-                await trio.sleep(0.01)
+            await controls.wait_started(running["id"])
             before = {t["id"]: t for t in (await rpc.call("ListTasks", {"includeArtifacts": True}
                                                           ))["tasks"]}
         assert (tmp_path / "tasks.sqlite3").exists()
@@ -74,18 +73,14 @@ async def test_submitted_tasks_are_requeued_after_restart(tmp_path: Path) -> Non
             queued = (await rpc.call("SendMessage", {"message": user_message("echo later"),
                                                      "configuration": {"returnImmediately": True}}
                                      ))["task"]
-            while blocker["id"] not in controls.started:
-                await trio.sleep(0.01)
+            await controls.wait_started(blocker["id"])
             assert (await rpc.call("GetTask", {"id": queued["id"]}))["status"]["state"] == \
                 "TASK_STATE_SUBMITTED"
         async with open_server(config(tmp_path, Controls())) as srv, \
                 httpx.AsyncClient(base_url=srv.url) as c:
             rpc = Rpc(c, "1.0")
-            while True:
-                task = await rpc.call("GetTask", {"id": queued["id"]})
-                if task["status"]["state"] == "TASK_STATE_COMPLETED":
-                    break
-                await trio.sleep(0.01)
+            await wait_state(srv, queued["id"], "TASK_STATE_COMPLETED")
+            task = await rpc.call("GetTask", {"id": queued["id"]})
             assert task["artifacts"][0]["parts"][0]["text"].startswith("echo")
 
 

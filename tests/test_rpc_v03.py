@@ -7,6 +7,7 @@ import json
 import pytest
 import trio
 
+from protocol.sse import SSEDecoder
 from tests.agents import Controls
 from tests.conftest import Rpc, results, user_message, user_message_v03
 
@@ -60,8 +61,7 @@ async def test_streaming_send_has_kinds_and_final(rpc03: Rpc, method: str) -> No
 async def test_cancel_and_not_cancelable(rpc03: Rpc, controls: Controls) -> None:
     with trio.fail_after(10):
         task = await rpc03.call("message/send", send("wait", blocking=False))
-        while task["id"] not in controls.started:
-            await trio.sleep(0.01)
+        await controls.wait_started(task["id"])
         canceled = await rpc03.call("tasks/cancel", {"id": task["id"]})
         assert canceled["status"]["state"] == "canceled"
         err = await rpc03.error("tasks/cancel", {"id": task["id"]})
@@ -71,25 +71,16 @@ async def test_cancel_and_not_cancelable(rpc03: Rpc, controls: Controls) -> None
 async def test_resubscribe(rpc03: Rpc, controls: Controls) -> None:
     with trio.fail_after(10):
         task = await rpc03.call("message/send", send("wait", blocking=False))
-        while task["id"] not in controls.started:
-            await trio.sleep(0.01)
+        await controls.wait_started(task["id"])
         got: list[dict[str, object]] = []
-
-        async def opener() -> None:
-            while not got:
-                await trio.sleep(0.01)
-            controls.gate.set()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(opener)
-            body = {"jsonrpc": "2.0", "id": 1, "method": "tasks/resubscribe",
-                    "params": {"id": task["id"]}}
-            from protocol.sse import SSEDecoder
-
-            async with rpc03.client.stream("POST", "/", json=body) as r:
-                dec = SSEDecoder()
-                async for chunk in r.aiter_bytes():
-                    got += [json.loads(e.data)["result"] for e in dec.feed(chunk)]
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tasks/resubscribe",
+                "params": {"id": task["id"]}}
+        async with rpc03.client.stream("POST", "/", json=body) as r:
+            dec = SSEDecoder()
+            async for chunk in r.aiter_bytes():
+                got += [json.loads(e.data)["result"] for e in dec.feed(chunk)]
+                if got and not controls.gate.is_set():
+                    controls.gate.set()  # subscribed: now let the task finish
     assert got[0]["kind"] == "task"
     assert got[-1]["kind"] == "status-update" and got[-1]["final"] is True
 

@@ -11,7 +11,7 @@ import trio
 from protocol.sse import SSEDecoder
 from runtime.server import RunningServer
 from tests.agents import Controls
-from tests.conftest import Rpc, results, user_message
+from tests.conftest import Rpc, results, user_message, wait_state
 
 
 def send(text: str, **config: object) -> dict[str, object]:
@@ -34,17 +34,17 @@ async def test_blocking_send_completes_with_echo_artifact(rpc: Rpc) -> None:
     assert task["history"][0]["contextId"] == task["contextId"]
 
 
-async def test_return_immediately_does_not_wait(rpc: Rpc, controls: Controls) -> None:
+async def test_return_immediately_does_not_wait(
+    server: RunningServer, rpc: Rpc, controls: Controls
+) -> None:
     with trio.fail_after(10):
         result = await rpc.call("SendMessage", send("wait", returnImmediately=True))
         assert result["task"]["status"]["state"] in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
         controls.gate.set()
         task_id = result["task"]["id"]
-        while True:
-            task = await rpc.call("GetTask", {"id": task_id})
-            if task["status"]["state"] == "TASK_STATE_COMPLETED":
-                break
-            await trio.sleep(0.01)
+        await wait_state(server, task_id, "TASK_STATE_COMPLETED")
+        task = await rpc.call("GetTask", {"id": task_id})
+        assert task["status"]["state"] == "TASK_STATE_COMPLETED"
 
 
 async def test_history_length(rpc: Rpc) -> None:
@@ -160,7 +160,8 @@ async def test_list_tasks_filters_and_pagination(rpc: Rpc) -> None:
         seen = []
         token = ""
         while True:
-            page = await rpc.call("ListTasks", {"pageSize": 2, **({"pageToken": token} if token else {})})
+            params = {"pageSize": 2, **({"pageToken": token} if token else {})}
+            page = await rpc.call("ListTasks", params)
             seen += [t["id"] for t in page["tasks"]]
             assert page["totalSize"] == 6
             token = page["nextPageToken"]
@@ -198,8 +199,7 @@ async def test_list_tasks_bad_params(rpc: Rpc, params: dict[str, object], field:
 async def test_cancel_running_task(rpc: Rpc, controls: Controls) -> None:
     with trio.fail_after(10):
         task = (await rpc.call("SendMessage", send("wait", returnImmediately=True)))["task"]
-        while task["id"] not in controls.started:
-            await trio.sleep(0.01)
+        await controls.wait_started(task["id"])
         canceled = await rpc.call("CancelTask", {"id": task["id"]})
     assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
     assert controls.cancelled == [task["id"]]
@@ -250,8 +250,7 @@ async def test_subscribe_sends_task_first_and_every_subscriber_gets_all(
 ) -> None:
     with trio.fail_after(10):
         task = (await rpc.call("SendMessage", send("wait", returnImmediately=True)))["task"]
-        while task["id"] not in controls.started:
-            await trio.sleep(0.01)
+        await controls.wait_started(task["id"])
         streams: list[list[dict[str, object]]] = [[], [], []]
 
         async def subscriber(i: int, task_status: trio.TaskStatus[None]) -> None:
@@ -297,16 +296,16 @@ async def test_last_event_id_resumes_without_loss_or_duplicates(rpc: Rpc) -> Non
             assert results(resumed) == results(full)[cut:]
 
 
-async def test_disconnecting_client_does_not_cancel_task(rpc: Rpc, controls: Controls) -> None:
+async def test_disconnecting_client_does_not_cancel_task(
+    server: RunningServer, rpc: Rpc, controls: Controls
+) -> None:
     with trio.fail_after(10):
         events = await rpc.stream("SendStreamingMessage", send("wait"), limit=2)
         task_id = results(events)[0]["task"]["id"]
         controls.gate.set()
-        while True:
-            task = await rpc.call("GetTask", {"id": task_id})
-            if task["status"]["state"] == "TASK_STATE_COMPLETED":
-                break
-            await trio.sleep(0.01)
+        await wait_state(server, task_id, "TASK_STATE_COMPLETED")
+        task = await rpc.call("GetTask", {"id": task_id})
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
     assert controls.cancelled == []
 
 

@@ -25,7 +25,7 @@ from protocol.states import IllegalTransition
 from runtime.server import RunningServer
 from runtime.store import open_memory_backend
 from tests.agents import Controls
-from tests.conftest import Rpc, user_message
+from tests.conftest import Rpc, user_message, wait_state
 
 
 def new_task(task_id: str) -> Task:
@@ -148,11 +148,9 @@ async def test_slow_sse_client_does_not_hold_up_the_task(
             events = dec.feed(await it.__anext__())
             task_id = json.loads(events[0].data)["result"]["task"]["id"]
             # stop reading; the task runs to completion meanwhile
-            while True:
-                task = await rpc.call("GetTask", {"id": task_id, "historyLength": 0})
-                if task["status"]["state"] == "TASK_STATE_COMPLETED":
-                    break
-                await trio.sleep(0.01)
+            await wait_state(server, task_id, "TASK_STATE_COMPLETED")
+            task = await rpc.call("GetTask", {"id": task_id, "historyLength": 0})
+            assert task["status"]["state"] == "TASK_STATE_COMPLETED"
             async for data in it:
                 events += dec.feed(data)
     seqs = [int(e.id or 0) for e in events]
