@@ -38,7 +38,7 @@ from actors.store_port import (
 from protocol.models import Message, StreamResponse, Task, format_timestamp
 from protocol.states import apply_event, is_terminal
 
-__all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics"]
+__all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics", "merge_writes"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,32 @@ class _Entry:
     generation: int = 0
     """Bumped when a failed commit rolls `head` back: queued writes of an older
     generation were built on the lost state and are refused."""
+
+
+def merge_writes(writes: list[TaskWrite]) -> list[TaskWrite]:
+    """Fold consecutive writes to one task into one write, in order.
+
+    A batch often holds several writes of one task (an agent streaming chunks);
+    the backend then stores that task's record once instead of once per write.
+    Events, push configs and the expectation of the first write are kept, so the
+    merged write means exactly what the sequence meant.
+    """
+    merged: list[TaskWrite] = []
+    last: dict[str, int] = {}
+    for w in writes:
+        i = last.get(w.record.task_id)
+        if i is not None and w.expected_seq == merged[i].record.seq:
+            prev = merged[i]
+            merged[i] = TaskWrite(
+                record=w.record,
+                events=prev.events + w.events,
+                expected_seq=prev.expected_seq,
+                push_configs=prev.push_configs + w.push_configs,
+            )
+        else:
+            last[w.record.task_id] = len(merged)
+            merged.append(w)
+    return merged
 
 
 def _changed(entry: _Entry) -> trio.Event:
@@ -185,7 +211,7 @@ class ServerTaskStore:
         self._biggest_batch = max(self._biggest_batch, len(live))
         try:
             with trio.CancelScope(shield=True):
-                await self._backend.commit([p.write for p in live])
+                await self._backend.commit(merge_writes([p.write for p in live]))
         except Exception as exc:
             self._failed_commits += 1
             log.error("task store commit failed", extra={"writes": len(live), "error": repr(exc)})

@@ -158,3 +158,27 @@ async def test_slow_sse_client_does_not_hold_up_the_task(
     texts = [json.loads(e.data)["result"]["artifactUpdate"]["artifact"]["parts"][0]["text"]
              for e in events[2:-1]]
     assert texts == [f"c{i}" for i in range(n)]
+
+
+def test_merge_writes_folds_consecutive_writes_of_a_task() -> None:
+    from actors.store_port import StoredEvent, TaskRecord
+    from actors.task_store import merge_writes
+
+    def rec(task_id: str, seq: int) -> TaskRecord:
+        return TaskRecord(task=new_task(task_id), owner="", seq=seq, created_at=0, status_at=0)
+
+    def w(task_id: str, expected: int | None, seq: int) -> TaskWrite:
+        start = 0 if expected is None else expected
+        events = tuple(StoredEvent(task_id=task_id, seq=s, event=chunk(task_id, s))
+                       for s in range(start + 1, seq + 1))
+        return TaskWrite(record=rec(task_id, seq), events=events, expected_seq=expected)
+
+    writes = [w("a", None, 1), w("b", 4, 5), w("a", 1, 2), w("a", 2, 4), w("b", 5, 6)]
+    merged = merge_writes(writes)
+    assert [(m.record.task_id, m.expected_seq, m.record.seq) for m in merged] == [
+        ("a", None, 4), ("b", 4, 6)]
+    assert [e.seq for e in merged[0].events] == [1, 2, 3, 4]
+    assert [e.seq for e in merged[1].events] == [5, 6]
+    # a write that does not continue the previous one stays separate
+    broken = merge_writes([w("a", 1, 2), w("a", 7, 8)])
+    assert [(m.expected_seq, m.record.seq) for m in broken] == [(1, 2), (7, 8)]
