@@ -1,0 +1,1 @@
+"""trio-a2a benchmark: ``python -m bench`` (see bench/README.md)."""

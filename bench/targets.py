@@ -1,0 +1,157 @@
+"""The benchmark's target table.
+
+A target is a server started in its own subprocess on 127.0.0.1 with a free
+port, plus what the load generator must send to it. To benchmark another mode
+of trio-a2a, add a row to ``TARGETS`` (or pass ``--add-target`` on the command
+line, see ``python -m bench --help``).
+
+Placeholders in ``argv`` items: ``{python}`` (this interpreter), ``{port}``,
+``{host}``, ``{data_dir}`` (a fresh temporary directory per run, removed
+afterwards), ``{bench}`` (this directory) and ``{repo}`` (the repo root).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+JS_DIR = BENCH_DIR / "js"
+
+A2A_1_0 = {"A2A-Version": "1.0"}
+
+
+@dataclass
+class Target:
+    name: str
+    argv: list[str]
+    description: str
+    method: str = "SendMessage"
+    protocol: str = "1.0"  # "1.0" (SendMessage, ROLE_USER) or "0.3" (message/send, kind)
+    headers: dict[str, str] = field(default_factory=lambda: dict(A2A_1_0))
+    path: str = "/"
+    ready_path: str = "/.well-known/agent-card.json"
+    ready_timeout: float = 20.0
+    # Returns None when the target can run, else the reason to skip it. May do
+    # one-time setup (e.g. npm install).
+    prepare: Callable[[], str | None] | None = None
+    # Ours: profiled with py-spy when --profile is given.
+    ours: bool = False
+    note: str = ""
+
+
+def _cmd(line: str) -> list[str]:
+    """Split a command line on spaces; placeholders are filled in per argument afterwards."""
+    return line.split()
+
+
+def _need_modules(*mods: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        missing = [m for m in mods if importlib.util.find_spec(m) is None]
+        return f"python module(s) not installed: {', '.join(missing)}" if missing else None
+
+    return check
+
+
+def _uvicorn_note() -> str:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn 1 worker, --loop auto -> {loop}, --http auto -> {http}"
+
+
+def _prepare_js() -> str | None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return "node/npm not found on PATH (install Node.js >= 20 to run the sdk-js target)"
+    try:
+        ver = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)
+        major = int(ver.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return f"cannot run node --version: {exc}"
+    if major < 20:
+        return f"node {ver.stdout.strip()} is too old; @a2a-js/sdk 1.x needs node >= 20"
+    if not (JS_DIR / "node_modules" / "@a2a-js" / "sdk" / "package.json").exists():
+        cmd = "ci" if (JS_DIR / "package-lock.json").exists() else "install"
+        print(f"[bench] sdk-js: running `npm {cmd}` in {JS_DIR} (first use) ...", flush=True)
+        proc = subprocess.run(
+            [npm, cmd, "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            return f"`npm {cmd}` failed: " + " | ".join(tail)
+    return None
+
+
+def js_sdk_version() -> str | None:
+    import json
+
+    try:
+        pkg = JS_DIR / "node_modules" / "@a2a-js" / "sdk" / "package.json"
+        return json.loads(pkg.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in [
+        Target(
+            name="loadgen-ceiling",
+            argv=_cmd("{python} {bench}/trivial_server.py --host {host} --port {port}"),
+            description="bare asyncio Protocol returning a canned completed task: "
+            "what the load generator can push, not a real server",
+        ),
+        Target(
+            name="sdk-python",
+            argv=_cmd("{python} {bench}/ref_sdk_server.py --host {host} --port {port}"),
+            description="official a2a-sdk 1.3 (DefaultRequestHandler, InMemoryTaskStore, "
+            "create_jsonrpc_routes on Starlette/uvicorn), echo AgentExecutor",
+            prepare=_need_modules("a2a", "uvicorn", "starlette"),
+            note=_uvicorn_note(),
+        ),
+        Target(
+            name="sdk-python-uvloop",
+            argv=_cmd(
+                "{python} {bench}/ref_sdk_server.py --host {host} --port {port}"
+                " --loop uvloop --http httptools"
+            ),
+            description="as sdk-python, forcing uvicorn --loop uvloop --http httptools "
+            "(needs `pip install uvloop httptools`)",
+            prepare=_need_modules("a2a", "uvicorn", "starlette", "uvloop", "httptools"),
+        ),
+        Target(
+            name="sdk-js",
+            argv=_cmd("node {bench}/js/server.mjs --host {host} --port {port}"),
+            description="official @a2a-js/sdk 1.3 (DefaultRequestHandler, InMemoryTaskStore, "
+            "express jsonRpcHandler), echo AgentExecutor; A2A 1.0 SendMessage",
+            prepare=_prepare_js,
+        ),
+        Target(
+            name="trio-memory",
+            argv=_cmd("{python} -m runtime server --host {host} --port {port} --store memory"),
+            description="trio-a2a server, in-memory task store",
+            ours=True,
+        ),
+        Target(
+            name="trio-sqlite",
+            argv=_cmd(
+                "{python} -m runtime server --host {host} --port {port}"
+                " --store sqlite --data-dir {data_dir}"
+            ),
+            description="trio-a2a server, durable sqlite task store in a fresh temp dir",
+            ours=True,
+        ),
+    ]
+}
+
+DEFAULT_TARGETS = ["loadgen-ceiling", "sdk-python", "sdk-js", "trio-memory", "trio-sqlite"]
+BASELINE = "sdk-python"
