@@ -1,0 +1,20 @@
+"""The actors: business logic behind small ports, talking over bounded trio channels.
+
+No HTTP framework here; network and storage are reached only through the ports
+in `actors.store_port` (TaskBackend) and `actors.push_delivery` (PushSender).
+"""
+
+from actors.a2a_service import *  # noqa: F403
+from actors.a2a_service import __all__ as _service
+from actors.agent import *  # noqa: F403
+from actors.agent import __all__ as _agent
+from actors.agent_runner import *  # noqa: F403
+from actors.agent_runner import __all__ as _runner
+from actors.push_delivery import *  # noqa: F403
+from actors.push_delivery import __all__ as _push
+from actors.store_port import *  # noqa: F403
+from actors.store_port import __all__ as _port
+from actors.task_store import *  # noqa: F403
+from actors.task_store import __all__ as _store
+
+__all__ = [*_service, *_agent, *_runner, *_push, *_port, *_store]

@@ -1,0 +1,20 @@
+"""Sans-IO A2A: wire models, translation, JSON-RPC, SSE, the task lifecycle.
+
+Nothing here does I/O or imports trio, httpx, quart or hypercorn (a test
+enforces it). The 0.3 shapes live in the `protocol.v03` and `protocol.v03_rest`
+namespaces because their names (Task, Message, ...) mirror the 1.0 ones.
+"""
+
+from protocol import v03
+from protocol.errors import *  # noqa: F403
+from protocol.errors import __all__ as _errors
+from protocol.jsonrpc import *  # noqa: F403
+from protocol.jsonrpc import __all__ as _jsonrpc
+from protocol.models import *  # noqa: F403
+from protocol.models import __all__ as _models
+from protocol.sse import *  # noqa: F403
+from protocol.sse import __all__ as _sse
+from protocol.states import *  # noqa: F403
+from protocol.states import __all__ as _states
+
+__all__ = ["v03", *_errors, *_jsonrpc, *_models, *_sse, *_states]

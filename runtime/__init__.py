@@ -4,13 +4,16 @@ Embed the server with `open_server(ServerConfig(...))`.
 """
 
 from runtime.agents import echo_agent
+from runtime.agents.echo import split_chunks
 from runtime.auth import TokenAuth, load_tokens, parse_token_lines
 from runtime.card import CardDocument, build_card
+from runtime.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.store import MemoryBackend, SQLiteBackend, open_memory_backend, open_sqlite_backend
 
 __all__ = [
     "CardDocument",
+    "HttpxPushSender",
     "MemoryBackend",
     "RunningServer",
     "SQLiteBackend",
@@ -22,5 +25,9 @@ __all__ = [
     "open_memory_backend",
     "open_server",
     "open_sqlite_backend",
+    "is_public_address",
+    "parse_retry_after",
     "parse_token_lines",
+    "Resolver",
+    "split_chunks",
 ]

@@ -71,9 +71,9 @@ def is_json_content_type(value: str | None) -> bool:
     return media in JSON_TYPES or media.endswith("+json")
 
 
-def _json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,
-                   headers: dict[str, str] | None = None,
-                   content_type: str = "application/json") -> Response:
+def json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,
+                  headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> Response:
     data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
     return Response(data, status=status, content_type=content_type, headers=headers)
 
@@ -87,9 +87,9 @@ def _error_bytes(req_id: Any, err: A2AError, version: str) -> bytes:
 
 
 def unauthorized() -> Response:
-    body = {"error": {"code": 401, "status": "UNAUTHENTICATED",
-                      "message": "a valid bearer token is required (Authorization: Bearer <token>)"}}
-    return _json_response(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="a2a"'})
+    message = "a valid bearer token is required (Authorization: Bearer <token>)"
+    body = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": message}}
+    return json_response(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="a2a"'})
 
 
 def create_app(state: AppState) -> QuartTrio:
@@ -106,7 +106,7 @@ def create_app(state: AppState) -> QuartTrio:
         inm = request.headers.get("If-None-Match")
         if inm and (inm.strip() == "*" or card.etag in [t.strip() for t in inm.split(",")]):
             return Response(b"", status=304, headers=headers)
-        return _json_response(card.body, headers=headers)
+        return json_response(card.body, headers=headers)
 
     app.add_url_rule("/.well-known/agent-card.json", "card", serve_card, methods=["GET"])
     app.add_url_rule("/.well-known/agent.json", "card_legacy", serve_card, methods=["GET"])
@@ -115,7 +115,7 @@ def create_app(state: AppState) -> QuartTrio:
     async def too_large(_: Exception) -> Response:
         body = {"error": {"code": 413, "status": "INVALID_ARGUMENT",
                           "message": f"request body exceeds the limit of {state.max_body} bytes"}}
-        return _json_response(body, status=413)
+        return json_response(body, status=413)
 
     @app.post("/")
     async def jsonrpc() -> Response:
@@ -133,12 +133,14 @@ def create_app(state: AppState) -> QuartTrio:
                 f"content type {request.headers.get('Content-Type')!r} is not supported; "
                 "send application/json"
             )
-            return _json_response(_error_bytes(None, err, wire_version))
+            return json_response(_error_bytes(None, err, wire_version))
         parsed = parse_payload(body, version=wire_version)
         last_event_id = request.headers.get("Last-Event-ID")
         ctx_or_err = _call_context(principal, wire_version, last_event_id, state.extended_card)
 
-        async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool) -> bytes | RpcStream | None:
+        async def run(
+            item: RpcRequest | dict[str, Any], *, stream_ok: bool
+        ) -> bytes | RpcStream | None:
             if isinstance(item, dict):
                 return json.dumps(item, separators=(",", ":")).encode()
             try:
@@ -191,7 +193,7 @@ def create_app(state: AppState) -> QuartTrio:
             # bad params) answers with a plain JSON-RPC error, which both SDK
             # generations map to the typed error; failures mid-stream come as an
             # SSE `error` event instead.
-            return _json_response(out)
+            return json_response(out)
 
         results: list[bytes | None] = [None] * len(parsed.items)
 
@@ -206,7 +208,7 @@ def create_app(state: AppState) -> QuartTrio:
         parts = [r for r in results if r is not None]
         if not parts:
             return Response(b"", status=204)
-        return _json_response(b"[" + b",".join(parts) + b"]")
+        return json_response(b"[" + b",".join(parts) + b"]")
 
     from runtime.rest_binding import register_rest_routes
 

@@ -1,0 +1,86 @@
+"""The layering rules and package conventions, checked."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IO_LIBS = {"trio", "httpx", "quart", "quart_trio", "hypercorn", "trio_websocket", "sqlite3",
+           "h11", "anyio", "asyncio", "socket"}
+FRAMEWORKS = {"quart", "quart_trio", "hypercorn", "httpx", "sqlite3", "h11", "werkzeug"}
+
+
+def imported_roots(package: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_protocol_is_sans_io() -> None:
+    bad = {f: sorted(n & IO_LIBS) for f, n in imported_roots("protocol").items() if n & IO_LIBS}
+    assert bad == {}, f"protocol/ must not import I/O libraries: {bad}"
+
+
+def test_protocol_pulls_in_no_io_library_transitively() -> None:
+    libs = sorted(IO_LIBS - {"socket"})  # pydantic itself imports socket (via email.utils)
+    code = ("import sys, protocol, protocol.v03_rest; "
+            f"print(sorted(m for m in {libs!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_actors_use_no_http_framework_or_storage_library() -> None:
+    bad = {f: sorted(n & FRAMEWORKS) for f, n in imported_roots("actors").items()
+           if n & FRAMEWORKS}
+    assert bad == {}, f"actors/ reach I/O only through ports: {bad}"
+
+
+@pytest.mark.parametrize("package", ["protocol", "actors"])
+def test_package_reexports_every_public_name(package: str) -> None:
+    pkg = importlib.import_module(package)
+    missing = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"{package}.{info.name}")
+        if package == "protocol" and info.name.startswith("v03"):
+            continue  # namespaced on purpose: its names mirror the 1.0 models
+        names = set(getattr(module, "__all__", ()))
+        lacking = sorted(n for n in names if n not in pkg.__all__ or not hasattr(pkg, n))
+        if lacking:
+            missing[info.name] = lacking
+    assert missing == {}
+
+
+def test_runtime_reexports_its_public_surface() -> None:
+    import runtime
+
+    for module_name in ("runtime.server", "runtime.auth", "runtime.card", "runtime.store",
+                        "runtime.agents", "runtime.push_sender"):
+        module = importlib.import_module(module_name)
+        lacking = [n for n in module.__all__ if n not in runtime.__all__]
+        assert lacking == [], f"{module_name}: {lacking}"
+    for name in runtime.__all__:
+        assert hasattr(runtime, name)
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_ruff_clean() -> None:
+    out = subprocess.run(["ruff", "check", "--output-format", "concise", "."], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
