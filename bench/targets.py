@@ -136,6 +136,13 @@ TARGETS: dict[str, Target] = {
             prepare=_prepare_js,
         ),
         Target(
+            name="http-floor",
+            argv=_cmd("{python} {bench}/http_floor_server.py --host {host} --port {port}"),
+            description="quart-trio on hypercorn exactly as trio-a2a runs them, answering a "
+            "canned result: the HTTP layer alone, no A2A work",
+            ours=True,
+        ),
+        Target(
             name="trio-memory",
             argv=_cmd("{python} -m runtime server --host {host} --port {port} --store memory"),
             description="trio-a2a server, in-memory task store",

@@ -75,11 +75,17 @@ def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+_ts_cache: list[object] = [None, ""]  # [whole second, its "YYYY-MM-DDTHH:MM:SS." prefix]
+
+
 def format_timestamp(epoch: float) -> str:
     """RFC 3339 UTC timestamp with millisecond precision, as ProtoJSON writes it."""
     ms = round(epoch * 1000)
-    t = _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    second, frac = divmod(ms, 1000)
+    if _ts_cache[0] != second:  # every status event needs one: format each second once
+        t = _dt.datetime.fromtimestamp(second, tz=_dt.UTC)
+        _ts_cache[:] = [second, t.strftime("%Y-%m-%dT%H:%M:%S.")]
+    return f"{_ts_cache[1]}{frac:03d}Z"
 
 
 def parse_timestamp(value: str) -> float:
