@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -349,6 +350,37 @@ def _finish_profile(spy) -> dict:
 # ---------------------------------------------------------------- reporting
 
 
+def combine_rounds(rounds: list[dict]) -> dict:
+    """One row per target from its rounds: medians, so drift in the machine's speed
+    during a run (seen here: later targets slower) hits every target alike."""
+    ok = [r for r in rounds if not r.get("skipped")]
+    if not ok:
+        return rounds[-1]
+    if len(ok) == 1:
+        return ok[0]
+    med = statistics.median
+    row = dict(ok[len(ok) // 2])
+    row["rps"] = med(r["rps"] for r in ok)
+    row["latency_ms"] = {
+        k: med(r["latency_ms"][k] for r in ok if r["latency_ms"].get(k) is not None)
+        for k in ok[0]["latency_ms"]
+        if any(r["latency_ms"].get(k) is not None for r in ok)
+    }
+    for key in ("server_cpu_ms_per_req", "server_cpu_util", "loadgen_cpu_util", "other_cpu_util"):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        row[key] = med(values) if values else None
+    row["errors"] = sum(r["errors"] for r in ok)
+    row["rounds"] = [
+        {
+            "rps": r["rps"],
+            "p50": r["latency_ms"].get("p50"),
+            "server_cpu_ms_per_req": r.get("server_cpu_ms_per_req"),
+        }
+        for r in ok
+    ]
+    return row
+
+
 def _cell(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -484,6 +516,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)"
     )
     ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run the target list this many times, interleaved, and report medians "
+        "(default 3): the machine's speed drifts during a run, and interleaving spreads "
+        "that drift over every target",
+    )
+    ap.add_argument(
         "--add-target",
         action="append",
         default=[],
@@ -540,26 +580,30 @@ def main(argv: list[str] | None = None) -> int:
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     if args.profile or not args.no_save:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    for name in names:
-        target = replace(table[name])
-        log(f"{name}: {target.description}")
-        try:
-            row = run_target(target, args, stamp)
-        except Skip as exc:
-            log(f"{name}: SKIPPED - {exc}")
-            row = {"target": name, "skipped": True, "reason": str(exc).splitlines()[0],
-                   "detail": str(exc)}  # fmt: skip
-        except KeyboardInterrupt:
-            log("interrupted")
-            return 130
-        else:
-            lat = row["latency_ms"]
-            log(
-                f"{name}: {row['rps']:,.0f} req/s, p50 {_cell(lat['p50'], '.2f')} ms, "
-                f"p99 {_cell(lat['p99'], '.2f')} ms, errors {row['errors']}"
-            )
-        rows.append(row)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for round_no in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            log(f"round {round_no} of {args.rounds}")
+        for name in names:
+            target = replace(table[name])
+            log(f"{name}: {target.description}")
+            try:
+                row = run_target(target, args, stamp)
+            except Skip as exc:
+                log(f"{name}: SKIPPED - {exc}")
+                row = {"target": name, "skipped": True, "reason": str(exc).splitlines()[0],
+                       "detail": str(exc)}  # fmt: skip
+            except KeyboardInterrupt:
+                log("interrupted")
+                return 130
+            else:
+                lat = row["latency_ms"]
+                log(
+                    f"{name}: {row['rps']:,.0f} req/s, p50 {_cell(lat['p50'], '.2f')} ms, "
+                    f"p99 {_cell(lat['p99'], '.2f')} ms, errors {row['errors']}"
+                )
+            runs[name].append(row)
+    rows = [combine_rounds(runs[name]) for name in names]
 
     base = next((r for r in rows if r["target"] == BASELINE and not r.get("skipped")), None)
     baseline_rps = base["rps"] if base and base["rps"] else None
@@ -572,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"A2A blocking SendMessage, JSON-RPC, {args.clients} clients, "
         f"{args.duration:g}s measured after {args.warmup:g}s warmup, "
-        f"{os.cpu_count()} CPUs shared by server and load generator"
+        + (f"median of {args.rounds} interleaved rounds, " if args.rounds > 1 else "")
+        + f"{os.cpu_count()} CPUs shared by server and load generator"
         + (" (pinned)" if args.pin else "")
     )
     print(render_table(rows, baseline_rps, args.profile))
@@ -585,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 "clients": args.clients,
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
+                "rounds": args.rounds,
                 "pinned": args.pin,
                 "profiled": args.profile,
                 "targets": names,

@@ -32,7 +32,7 @@ from actors.task_store import ServerTaskStore
 from runtime.agents import echo_agent
 from runtime.auth import TokenAuth
 from runtime.card import build_card
-from runtime.http_app import AppState, create_app
+from runtime.http_app import AppState, create_asgi
 from runtime.http_coalesce import install as install_coalescing
 from runtime.push_sender import HttpxPushSender
 from runtime.store import open_memory_backend, open_sqlite_backend
@@ -152,12 +152,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             state = AppState(service=service, card=card, auth=auth,
                              extended_card=card.data if auth.enabled else None,
                              max_body=config.max_body)
-            app = create_app(state)
+            app = create_asgi(state)
             hc = _hypercorn_config()
             sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
             await nursery.start(
                 lambda task_status: worker_serve(
-                    wrap_app(app, hc.wsgi_max_body_size, None), hc, sockets=sockets,
+                    wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets,
                     task_status=task_status,
                 )
             )

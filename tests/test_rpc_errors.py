@@ -170,3 +170,18 @@ async def test_server_survives_garbage(server: RunningServer, client: httpx.Asyn
             assert "error" in r.json()
         ok = await rpc.call("SendMessage", {"message": user_message("echo still alive")})
         assert ok["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+async def test_chunked_body_over_limit_is_413() -> None:
+    """Without a Content-Length the limit is enforced while the body streams in."""
+    config = ServerConfig(port=0, store="memory", max_body=1024)
+    async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as c:
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(10):
+                yield b"x" * 512
+
+        with trio.fail_after(10):
+            r = await c.post("/", content=chunks(), headers=H10)
+            assert r.status_code == 413
+            assert "1024" in r.json()["error"]["message"]

@@ -1,0 +1,333 @@
+"""The JSON-RPC endpoint (POST /), both generations, as a lean ASGI handler.
+
+It sits in front of the quart-trio app and takes only `POST /`; everything else
+(the card, the HTTP+JSON binding, error pages) goes on to Quart. The reason is
+cost: Quart's per-request machinery (request and app contexts, signals, routing,
+response objects, a nursery of two tasks per request) costs about as much CPU as
+all of the A2A work of a blocking SendMessage, and this is the endpoint every
+A2A client calls (see docs/benchmarks.md). The handler speaks plain ASGI, which
+hypercorn serves directly.
+
+`dispatch()` is transport-neutral: headers and body in, a reply out. The
+generation is chosen per request by the `A2A-Version` header (or query
+parameter): missing or empty means 0.3, `1.0` means 1.0, anything else -32009.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+import trio
+
+from protocol.errors import (
+    A2AError,
+    ContentTypeNotSupportedError,
+    InternalError,
+    InvalidParamsError,
+    InvalidRequestError,
+    MethodNotFoundError,
+    VersionNotSupportedError,
+)
+from protocol.jsonrpc import Request as RpcRequest
+from protocol.jsonrpc import error_response, parse_payload
+from runtime.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
+from runtime.sse_stream import SSE_HEADERS, event_frames
+
+__all__ = ["JsonRpcASGI", "Reply", "dispatch", "is_json_content_type", "negotiate_version"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = ("1.0", "0.3")
+JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
+BODY_TIMEOUT = 60.0
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@attrs.frozen
+class Reply:
+    """What the endpoint answers: a JSON body, nothing (204), or an SSE stream."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    stream: AsyncIterator[bytes] | None = None
+
+
+def negotiate_version(raw: str | None) -> str | None:
+    """'1.0' or '0.3' for a supported header value, None for an unsupported one."""
+    value = (raw or "").strip()
+    if not value:
+        return "0.3"
+    if value in SUPPORTED_VERSIONS:
+        return value
+    if value in ("0.3.0", "1.0.0"):
+        return value[:3]
+    return None
+
+
+def is_json_content_type(value: str | None) -> bool:
+    if not value:
+        return True  # no header: read the body as JSON
+    media = value.split(";", 1)[0].strip().lower()
+    return media in JSON_TYPES or media.endswith("+json")
+
+
+_JSON = ((b"content-type", b"application/json"),)
+
+
+def _json(body: bytes | dict[str, Any], status: int = 200,
+          headers: tuple[tuple[bytes, bytes], ...] = ()) -> Reply:
+    data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    return Reply(status=status, body=data, headers=_JSON + headers)
+
+
+def _envelope(req_id: Any, result: bytes) -> bytes:
+    return b'{"jsonrpc":"2.0","id":' + json.dumps(req_id).encode() + b',"result":' + result + b"}"
+
+
+def _error_bytes(req_id: Any, err: A2AError, version: str) -> bytes:
+    return json.dumps(error_response(req_id, err, version=version), separators=(",", ":")).encode()
+
+
+def unauthorized_reply() -> Reply:
+    message = "a valid bearer token is required (Authorization: Bearer <token>)"
+    body = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": message}}
+    return _json(body, 401, ((b"www-authenticate", b'Bearer realm="a2a"'),))
+
+
+def too_large_reply(limit: int) -> Reply:
+    body = {"error": {"code": 413, "status": "INVALID_ARGUMENT",
+                      "message": f"request body exceeds the limit of {limit} bytes"}}
+    return _json(body, 413)
+
+
+async def dispatch(
+    state: Any,
+    *,
+    authorization: str | None,
+    version_header: str | None,
+    content_type: str | None,
+    last_event_id: str | None,
+    body: bytes,
+) -> Reply:
+    """Answer one JSON-RPC payload (a request, a notification or a batch)."""
+    principal = state.auth.principal(authorization)
+    if principal is None:
+        return unauthorized_reply()
+    version = negotiate_version(version_header)
+    wire_version = version or "1.0"
+    if not is_json_content_type(content_type):
+        err = ContentTypeNotSupportedError(
+            f"content type {content_type!r} is not supported; send application/json"
+        )
+        return _json(_error_bytes(None, err, wire_version))
+    parsed = parse_payload(body, version=wire_version)
+    ctx = _call_context(principal, wire_version, last_event_id, state.extended_card)
+    service = state.service
+
+    async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool
+                  ) -> bytes | RpcStream | None:
+        if isinstance(item, dict):  # already an error response from parsing
+            return json.dumps(item, separators=(",", ":")).encode()
+        try:
+            if version is None:
+                raise VersionNotSupportedError(
+                    f"A2A version {version_header!r} is not supported; use one of "
+                    f"{', '.join(SUPPORTED_VERSIONS)} (missing header means 0.3)"
+                )
+            if isinstance(ctx, A2AError):
+                raise ctx
+            method = METHODS[wire_version].get(item.method)
+            if method is None:
+                raise MethodNotFoundError(_unknown_method(item.method, wire_version))
+            if item.method in STREAMING_METHODS and not stream_ok:
+                raise InvalidRequestError(
+                    f"{item.method} streams its result and cannot be part of a batch"
+                )
+            result = await method(service, item.params, ctx)
+        except A2AError as err:
+            out = _error_bytes(item.id, err, wire_version)
+        except Exception:
+            log.exception("internal error in JSON-RPC method", extra={"method": item.method})
+            out = _error_bytes(item.id, InternalError("internal server error"), wire_version)
+        else:
+            if isinstance(result, RpcStream):
+                return result
+            out = _envelope(item.id, result)
+        return None if item.is_notification else out
+
+    if not parsed.is_batch:
+        if not parsed.items:
+            return Reply(status=204)
+        item = parsed.items[0]
+        out = await run(item, stream_ok=True)
+        if isinstance(out, RpcStream):
+            req_id = item.id  # type: ignore[union-attr]
+            render = out.render
+            frames = event_frames(
+                out.first, out.events,
+                lambda ev: _envelope(req_id, render(ev)),
+                lambda err: _error_bytes(req_id, err, wire_version),
+            )
+            return Reply(stream=frames)
+        if out is None:
+            return Reply(status=204)
+        # A streaming method refused before its stream starts (unknown task, bad
+        # params) answers with a plain JSON-RPC error, which both SDK generations map
+        # to the typed error; failures mid-stream come as an SSE `error` event.
+        return _json(out)
+
+    results: list[bytes | None] = [None] * len(parsed.items)
+
+    async def run_at(i: int, item: RpcRequest | dict[str, Any]) -> None:
+        r = await run(item, stream_ok=False)
+        assert not isinstance(r, RpcStream)
+        results[i] = r
+
+    async with trio.open_nursery() as nursery:
+        for i, item in enumerate(parsed.items):
+            nursery.start_soon(run_at, i, item)
+    parts = [r for r in results if r is not None]
+    if not parts:
+        return Reply(status=204)
+    return _json(b"[" + b",".join(parts) + b"]")
+
+
+def _call_context(principal: str, version: str, last_event_id: str | None,
+                  extended_card: dict[str, Any] | None) -> CallContext | A2AError:
+    leid: int | None = None
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            leid = int(last_event_id.strip())
+        except ValueError:
+            return InvalidParamsError(
+                f"Last-Event-ID {last_event_id!r} is not an event id of this server (an integer)"
+            )
+    return CallContext(principal=principal, version=version, last_event_id=leid,
+                       extended_card=extended_card)
+
+
+def _unknown_method(method: str, version: str) -> str:
+    other = "0.3" if version == "1.0" else "1.0"
+    if method in METHODS[other]:
+        hint = (f"; {method!r} is an A2A {other} method: send header A2A-Version: {other}"
+                if other == "1.0" else
+                f"; {method!r} is an A2A 0.3 method: omit the A2A-Version header")
+    else:
+        hint = ""
+    return f"method {method!r} not found in A2A {version}{hint}"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class JsonRpcASGI:
+    """ASGI app: `POST /` is JSON-RPC, handled here; everything else goes to `app`."""
+
+    def __init__(self, state: Any, app: ASGIApp) -> None:
+        self._state = state
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
+            await self._app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers[name] = value  # names arrive lower-cased (ASGI)
+        limit = self._state.max_body
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_reply(send, too_large_reply(limit))
+            return
+        try:
+            with trio.fail_after(BODY_TIMEOUT):
+                body = await _read_body(receive, limit)
+        except _BodyTooLarge:
+            await _send_reply(send, too_large_reply(limit))
+            return
+        except trio.TooSlowError:
+            await _send_reply(send, _json({"error": {
+                "code": 408, "status": "DEADLINE_EXCEEDED",
+                "message": f"request body not received within {BODY_TIMEOUT:g} s"}}, 408))
+            return
+        if body is None:
+            return  # the client went away
+        version = _header(headers, b"a2a-version")
+        if version is None and scope.get("query_string"):
+            values = parse_qs(scope["query_string"].decode("latin-1")).get("A2A-Version")
+            version = values[0] if values else None
+        reply = await dispatch(
+            self._state,
+            authorization=_header(headers, b"authorization"),
+            version_header=version,
+            content_type=_header(headers, b"content-type"),
+            last_event_id=_header(headers, b"last-event-id"),
+            body=body,
+        )
+        if reply.stream is None:
+            await _send_reply(send, reply)
+        else:
+            await _send_stream(receive, send, reply.stream)
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+_SSE_START = [(b"content-type", b"text/event-stream"),
+              *((k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items())]
+
+
+async def _send_stream(receive: Receive, send: Send, frames: AsyncIterator[bytes]) -> None:
+    """Send SSE frames until the stream ends or the client disconnects.
+
+    A disconnect cancels only this response: the task goes on, and its events stay
+    in the log for the next subscriber.
+    """
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_START})
+    async with trio.open_nursery() as nursery:
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_disconnect)
+        async for frame in frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        nursery.cancel_scope.cancel()
