@@ -1,5 +1,6 @@
-"""The HTTP floor under trio-a2a: quart-trio on hypercorn's trio worker, configured
-as `python -m runtime server` configures them, answering every POST / with a canned
+"""The HTTP floor under trio-a2a's JSON-RPC endpoint: hypercorn's trio worker,
+configured exactly as `python -m runtime server` configures it, with a plain ASGI
+handler that reads the body, parses the JSON-RPC envelope and answers a canned
 completed SendMessage result. No A2A work at all: the gap between this target and
 trio-memory is what our own code costs per request.
 """
@@ -15,8 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio  # noqa: E402
-from quart import Response, request  # noqa: E402
-from quart_trio import QuartTrio  # noqa: E402
+from hypercorn.config import Sockets  # noqa: E402
+from hypercorn.trio.run import worker_serve  # noqa: E402
+from hypercorn.utils import wrap_app  # noqa: E402
 
 from runtime.server import _hypercorn_config, _listen  # noqa: E402
 
@@ -28,31 +30,36 @@ RESULT = json.dumps({
 }).encode()
 
 
-def make_app() -> QuartTrio:
-    app = QuartTrio("floor")
-
-    @app.post("/")
-    async def rpc() -> Response:
-        body = json.loads(await request.get_data(cache=False))
-        out = b'{"jsonrpc":"2.0","id":' + json.dumps(body["id"]).encode() + b',"result":'
-        return Response(out + RESULT + b"}", content_type="application/json")
-
-    @app.get("/.well-known/agent-card.json")
-    async def card() -> Response:
-        return Response(b"{}", content_type="application/json")
-
-    return app
+async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["method"] == "GET":
+        out = b"{}"
+    else:
+        req_id = json.loads(body)["id"]
+        out = b'{"jsonrpc":"2.0","id":' + json.dumps(req_id).encode() + b',"result":' + RESULT
+        out += b"}"
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
 
 
 async def main(host: str, port: int) -> None:
-    from hypercorn.config import Sockets
-    from hypercorn.trio.run import worker_serve
-    from hypercorn.utils import wrap_app
-
     hc = _hypercorn_config()
-    sock = _listen(host, port)
-    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
-    await worker_serve(wrap_app(make_app(), hc.wsgi_max_body_size, None), hc, sockets=sockets)
+    sockets = Sockets(secure_sockets=[], insecure_sockets=[_listen(host, port)], quic_sockets=[])
+    await worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets)
 
 
 if __name__ == "__main__":

@@ -138,8 +138,8 @@ TARGETS: dict[str, Target] = {
         Target(
             name="http-floor",
             argv=_cmd("{python} {bench}/http_floor_server.py --host {host} --port {port}"),
-            description="quart-trio on hypercorn exactly as trio-a2a runs them, answering a "
-            "canned result: the HTTP layer alone, no A2A work",
+            description="hypercorn's trio worker as trio-a2a runs it, with a plain ASGI "
+            "handler answering a canned result: the HTTP layer alone, no A2A work",
             ours=True,
         ),
         Target(
