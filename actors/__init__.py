@@ -10,6 +10,8 @@ from actors.agent import *  # noqa: F403
 from actors.agent import __all__ as _agent
 from actors.agent_runner import *  # noqa: F403
 from actors.agent_runner import __all__ as _runner
+from actors.push_configs import *  # noqa: F403
+from actors.push_configs import __all__ as _push_configs
 from actors.push_delivery import *  # noqa: F403
 from actors.push_delivery import __all__ as _push
 from actors.store_port import *  # noqa: F403
@@ -17,4 +19,4 @@ from actors.store_port import __all__ as _port
 from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
 
-__all__ = [*_service, *_agent, *_runner, *_push, *_port, *_store]
+__all__ = [*_service, *_agent, *_runner, *_push_configs, *_push, *_port, *_store]

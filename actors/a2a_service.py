@@ -10,23 +10,21 @@ caller's principal; a task is visible only to the principal that created it.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import attrs
 import trio
 
 from actors.agent_runner import RunRequest
-from actors.store_port import PushConfigRecord, StoredEvent, TaskQuery, TaskRecord
+from actors.push_configs import PushConfigs, PushWatcher
+from actors.store_port import StoredEvent, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.errors import (
     InvalidParamsError,
-    PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
@@ -56,10 +54,8 @@ from protocol.states import IllegalTransition, ends_stream, is_interrupted, is_t
 __all__ = [
     "A2AService",
     "Dispatcher",
-    "PushWatcher",
     "SendOutcome",
     "ServiceSettings",
-    "check_push_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,12 +67,6 @@ class Dispatcher(Protocol):
     async def submit(self, req: RunRequest) -> None: ...
 
     def cancel(self, task_id: str) -> bool: ...
-
-
-class PushWatcher(Protocol):
-    """Told about each new push config so delivery can start."""
-
-    def watch(self, record: PushConfigRecord) -> None: ...
 
 
 @attrs.frozen
@@ -97,30 +87,6 @@ class SendOutcome:
 
     record: TaskRecord
     message: Message | None = None
-
-
-def check_push_url(url: str, *, allow_private: bool) -> None:
-    """Refuse webhook URLs that are not http(s) or that point inside the network."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidParamsError(f"push notification url must be an absolute http(s) URL: {url!r}")
-    if allow_private:
-        return
-    host = parts.hostname
-    if host == "localhost" or host.endswith(".localhost"):
-        raise InvalidParamsError(
-            f"push notification url {url!r} points to localhost; refused (server option "
-            "--allow-private-push-urls allows it)"
-        )
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a name: checked again when it is resolved at delivery time
-    if not addr.is_global:
-        raise InvalidParamsError(
-            f"push notification url {url!r} points to a private or loopback address; refused "
-            "(server option --allow-private-push-urls allows it)"
-        )
 
 
 def encode_cursor(cursor: tuple[float, str]) -> str:
@@ -159,9 +125,13 @@ class A2AService:
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
-        self._push = push
         self.settings = settings
         self._new_id = new_id
+        self.push_configs = PushConfigs(
+            store, push, enabled=settings.push_notifications,
+            allow_private=settings.allow_private_push_urls,
+            default_page_size=settings.default_page_size, visible=self._visible,
+        )
 
     @property
     def store(self) -> ServerTaskStore:
@@ -184,8 +154,8 @@ class A2AService:
             raise InvalidParamsError("message.parts: a message needs at least one part")
         cfg = req.configuration
         push_cfg = cfg.task_push_notification_config if cfg else None
-        if push_cfg is not None and not self.settings.push_notifications:
-            raise PushNotificationNotSupportedError()
+        if push_cfg is not None:
+            self.push_configs.require_enabled()
         if msg.task_id:
             record = await self._visible(msg.task_id, principal)
             task = record.task
@@ -219,7 +189,7 @@ class A2AService:
             except IllegalTransition as exc:  # ended concurrently
                 raise UnsupportedOperationError(f"task {task.id!r} cannot continue: {exc}") from exc
             if push_cfg is not None:
-                await self._put_push(record, push_cfg, principal, from_seq=record.seq - 1)
+                await self.push_configs.put(record, push_cfg, principal, from_seq=record.seq - 1)
         else:
             task_id = self._new_id()
             context_id = msg.context_id or self._new_id()
@@ -232,11 +202,10 @@ class A2AService:
             )
             configs = ()
             if push_cfg is not None:
-                configs = (self._push_record(task_id, push_cfg, principal, delivered_seq=0),)
+                configs = (self.push_configs.record(task_id, push_cfg, principal, delivered_seq=0),)
             record = await self._store.create_task(task, owner=principal, push_configs=configs)
             for c in configs:
-                if self._push is not None:
-                    self._push.watch(c)
+                self.push_configs.watch(c)
         await self._dispatcher.submit(
             RunRequest(
                 task_id=record.task_id,
@@ -380,85 +349,27 @@ class A2AService:
                 if _ends(ev.event):
                     return
 
-    # --- push configs ------------------------------------------------------------------
-
-    def _require_push(self) -> None:
-        if not self.settings.push_notifications:
-            raise PushNotificationNotSupportedError()
-
-    def _push_record(
-        self, task_id: str, cfg: TaskPushNotificationConfig, principal: str, *, delivered_seq: int
-    ) -> PushConfigRecord:
-        check_push_url(cfg.url, allow_private=self.settings.allow_private_push_urls)
-        config = cfg.model_copy(
-            update={"task_id": task_id, "id": cfg.id or task_id, "tenant": None}
-        )
-        return PushConfigRecord(config=config, owner=principal, delivered_seq=delivered_seq)
-
-    async def _put_push(
-        self, record: TaskRecord, cfg: TaskPushNotificationConfig, principal: str, *, from_seq: int
-    ) -> PushConfigRecord:
-        rec = self._push_record(record.task_id, cfg, principal, delivered_seq=from_seq)
-        await self._store.put_push_config(rec)
-        if self._push is not None:
-            self._push.watch(rec)
-        return rec
+    # --- push configs (actors.push_configs) ---------------------------------------------
 
     async def create_push_config(
         self, cfg: TaskPushNotificationConfig, principal: str = ""
     ) -> TaskPushNotificationConfig:
-        """Create or replace a config; it receives the task's events from now on."""
-        self._require_push()
-        if not cfg.task_id:
-            raise InvalidParamsError("taskId: required")
-        record = await self._visible(cfg.task_id, principal)
-        rec = await self._put_push(record, cfg, principal, from_seq=record.seq)
-        return rec.config
+        return await self.push_configs.create(cfg, principal)
 
     async def get_push_config(
         self, req: GetTaskPushNotificationConfigRequest, principal: str = ""
     ) -> TaskPushNotificationConfig:
-        self._require_push()
-        await self._visible(req.task_id, principal)
-        rec = await self._store.get_push_config(req.task_id, req.id)
-        if rec is None:
-            raise TaskNotFoundError(
-                f"push notification config {req.id!r} of task {req.task_id!r} not found",
-                metadata={"taskId": req.task_id, "configId": req.id},
-            )
-        return rec.config
+        return await self.push_configs.get(req, principal)
 
     async def list_push_configs(
         self, req: ListTaskPushNotificationConfigsRequest, principal: str = ""
     ) -> ListTaskPushNotificationConfigsResponse:
-        self._require_push()
-        await self._visible(req.task_id, principal)
-        configs = [r.config for r in await self._store.list_push_configs(req.task_id)]
-        start = 0
-        if req.page_token:
-            try:
-                start = int(req.page_token)
-            except ValueError:
-                raise InvalidParamsError(
-                    f"pageToken {req.page_token!r} is not a token this server issued"
-                ) from None
-        size = req.page_size or self.settings.default_page_size
-        page = configs[start : start + size]
-        more = start + size < len(configs)
-        return ListTaskPushNotificationConfigsResponse(
-            configs=page, next_page_token=str(start + size) if more else ""
-        )
+        return await self.push_configs.list(req, principal)
 
     async def delete_push_config(
         self, req: DeleteTaskPushNotificationConfigRequest, principal: str = ""
     ) -> None:
-        self._require_push()
-        await self._visible(req.task_id, principal)
-        if not await self._store.delete_push_config(req.task_id, req.id):
-            raise TaskNotFoundError(
-                f"push notification config {req.id!r} of task {req.task_id!r} not found",
-                metadata={"taskId": req.task_id, "configId": req.id},
-            )
+        await self.push_configs.delete(req, principal)
 
     # --- recovery -------------------------------------------------------------------
 
