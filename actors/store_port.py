@@ -25,6 +25,9 @@ from protocol.models import StreamResponse, Task, TaskPushNotificationConfig, Ta
 
 __all__ = [
     "ConflictError",
+    "DispatchState",
+    "Lease",
+    "Route",
     "PushConfigRecord",
     "StoredEvent",
     "TaskBackend",
@@ -40,6 +43,62 @@ class ConflictError(Exception):
 
 
 @attrs.frozen
+class Route:
+    """Where a task may run: read from the sent message's metadata."""
+
+    priority: int = 0
+    """Higher runs first."""
+    capabilities: tuple[str, ...] = ()
+    """Every one of these must be among the worker's capabilities."""
+    worker: str | None = None
+    """Only this worker (by id or name) may claim the task."""
+    agent: str | None = None
+    """Only a worker serving this agent may claim the task."""
+
+
+@attrs.frozen
+class Lease:
+    """A worker's claim on a task, valid until `expires_at` unless renewed."""
+
+    worker_id: str
+    attempt_id: str
+    expires_at: float
+    """Epoch seconds (the store's clock)."""
+
+
+@attrs.frozen
+class DispatchState:
+    """How a task is routed and who, if anyone, holds it."""
+
+    route: Route = Route()
+    attempts: int = 0
+    """How many times the task has been claimed."""
+    lease: Lease | None = None
+    last_attempt_id: str | None = None
+    """The latest attempt, kept after its lease ends so a repeated release is recognised."""
+
+    def to_json(self) -> dict[str, object]:
+        return attrs.asdict(self, recurse=True)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> DispatchState:
+        route = data.get("route") or {}
+        lease = data.get("lease")
+        assert isinstance(route, dict)
+        return cls(
+            route=Route(
+                priority=int(route.get("priority", 0)),
+                capabilities=tuple(route.get("capabilities", ())),
+                worker=route.get("worker"),
+                agent=route.get("agent"),
+            ),
+            attempts=int(data.get("attempts", 0)),  # type: ignore[call-overload]
+            lease=Lease(**lease) if isinstance(lease, dict) else None,
+            last_attempt_id=data.get("last_attempt_id"),  # type: ignore[arg-type]
+        )
+
+
+@attrs.frozen
 class TaskRecord:
     """The current snapshot of one task and where its log stands."""
 
@@ -52,6 +111,8 @@ class TaskRecord:
     """Epoch seconds when the task was created."""
     status_at: float
     """Epoch seconds of the latest status change: ListTasks order and filter key."""
+    dispatch: DispatchState = DispatchState()
+    """Routing, attempts and the current lease (see actors.dispatcher)."""
 
     @property
     def task_id(self) -> str:

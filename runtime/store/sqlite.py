@@ -9,6 +9,7 @@ used by two threads at once and a transaction must not be left half-done.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -21,6 +22,7 @@ import trio
 
 from actors.store_port import (
     ConflictError,
+    DispatchState,
     PushConfigRecord,
     StoredEvent,
     TaskPage,
@@ -48,7 +50,7 @@ latency 15 ms vs 2 ms, throughput ~12% lower in a local run).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the WAL file is truncated back to after a checkpoint, so a burst does not keep its disk."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Stored in PRAGMA user_version; bump it and add a migration step when the schema changes."""
 
 _SCHEMA = """
@@ -61,7 +63,8 @@ CREATE TABLE tasks (
     seq        INTEGER NOT NULL,
     created_at REAL NOT NULL,
     status_at  REAL NOT NULL,
-    task_json  TEXT NOT NULL
+    task_json  TEXT NOT NULL,
+    dispatch_json TEXT
 );
 CREATE INDEX tasks_by_time    ON tasks (status_at DESC, task_id DESC);
 CREATE INDEX tasks_by_owner   ON tasks (owner, status_at DESC, task_id DESC);
@@ -93,13 +96,17 @@ CREATE TABLE push_configs (
 
 # Both take the same leading parameters (see _commit_sync).
 _INSERT_TASK = (
-    "INSERT INTO tasks (context_id, owner, state, seq, created_at, status_at, task_json, task_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO tasks (context_id, owner, state, seq, created_at, status_at, task_json,"
+    " dispatch_json, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_TASK = (
     "UPDATE tasks SET context_id = ?, owner = ?, state = ?, seq = ?, created_at = ?,"
-    " status_at = ?, task_json = ? WHERE task_id = ? AND seq = ?"
+    " status_at = ?, task_json = ?, dispatch_json = ? WHERE task_id = ? AND seq = ?"
 )
+_MIGRATIONS = {
+    # v1 -> v2: routing, attempts and leases of remote workers
+    1: ["ALTER TABLE tasks ADD COLUMN dispatch_json TEXT"],
+}
 _INSERT_EVENT = (
     "INSERT INTO events (task_key, seq, event_json)"
     " VALUES ((SELECT task_key FROM tasks WHERE task_id = ?), ?, ?)"
@@ -110,7 +117,7 @@ _UPSERT_PUSH = (
     " owner = excluded.owner, delivered_seq = excluded.delivered_seq,"
     " config_json = excluded.config_json"
 )
-_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at"
+_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at, dispatch_json"
 _PUSH_COLUMNS = "config_json, owner, delivered_seq"
 
 
@@ -118,14 +125,25 @@ def _dump(model: Any) -> str:
     return model.model_dump_json(by_alias=True, exclude_none=True)
 
 
-def _task_row(row: tuple[str, str, int, float, float]) -> TaskRecord:
+_DEFAULT_DISPATCH = DispatchState()
+
+
+def _task_row(row: tuple[str, str, int, float, float, str | None]) -> TaskRecord:
     return TaskRecord(
         task=Task.model_validate_json(row[0]),
         owner=row[1],
         seq=row[2],
         created_at=row[3],
         status_at=row[4],
+        dispatch=(_DEFAULT_DISPATCH if row[5] is None
+                  else DispatchState.from_json(json.loads(row[5]))),
     )
+
+
+def _dispatch_json(record: TaskRecord) -> str | None:
+    if record.dispatch == _DEFAULT_DISPATCH:
+        return None
+    return json.dumps(record.dispatch.to_json(), separators=(",", ":"))
 
 
 def _push_row(row: tuple[str, str, int]) -> PushConfigRecord:
@@ -165,6 +183,13 @@ def _prepare_schema(conn: sqlite3.Connection) -> None:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             logger.info("created task store schema v%d", SCHEMA_VERSION)
+        elif version in _MIGRATIONS:
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            logger.info("migrated task store schema to v%d", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
             raise RuntimeError(
                 f"task store schema v{version} is not supported (this build: v{SCHEMA_VERSION})"
@@ -412,6 +437,7 @@ def _commit_sync(conn: sqlite3.Connection, writes: Sequence[TaskWrite]) -> None:
                 record.created_at,
                 record.status_at,
                 _dump(task),
+                _dispatch_json(record),
                 task_id,
             )
             if write.expected_seq is None:

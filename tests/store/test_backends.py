@@ -12,6 +12,9 @@ import trio
 import runtime.store
 from actors.store_port import (
     ConflictError,
+    DispatchState,
+    Lease,
+    Route,
     PushConfigRecord,
     StoredEvent,
     TaskBackend,
@@ -28,6 +31,7 @@ from protocol.models import (
     TaskStatusUpdateEvent,
 )
 from runtime.store import open_memory_backend, open_sqlite_backend
+from runtime.store.sqlite import SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
 TIMEOUT = 10
@@ -525,7 +529,7 @@ async def test_sqlite_file_is_wal_with_schema_version(tmp_path: Path) -> None:
             conn = sqlite3.connect(path)
             try:
                 assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-                assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+                assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
                 assert conn.execute("SELECT task_id FROM tasks").fetchall() == [("t1",)]
             finally:
                 conn.close()
@@ -559,3 +563,46 @@ async def test_closed_backend_refuses_calls(tmp_path: Path) -> None:
             pass
         with pytest.raises(trio.ClosedResourceError):
             await memory.commit([create("t1")])
+
+
+async def test_dispatch_state_round_trips(backend: TaskBackend) -> None:
+    with trio.fail_after(TIMEOUT):
+        first = create("t1")
+        await backend.commit([first])
+        assert (await backend.get_task("t1")).dispatch == DispatchState()  # type: ignore[union-attr]
+        dispatch = DispatchState(
+            route=Route(priority=5, capabilities=("gpu", "py"), worker="w1", agent="echo"),
+            attempts=2,
+            lease=Lease(worker_id="w1", attempt_id="a2", expires_at=T0 + 30),
+            last_attempt_id="a2",
+        )
+        leased = TaskRecord(task=first.record.task, owner="", seq=1, created_at=T0,
+                            status_at=T0, dispatch=dispatch)
+        await backend.commit([TaskWrite(record=leased, events=(), expected_seq=1)])
+        got = await backend.get_task("t1")
+        assert got is not None and got.dispatch == dispatch
+        assert [r.dispatch for r in await backend.list_unfinished()] == [dispatch]
+
+
+async def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
+    """A file written by schema v1 (no dispatch column) opens, keeps its tasks, and
+    takes dispatch state."""
+    with trio.fail_after(TIMEOUT):
+        path = tmp_path / "tasks.sqlite3"
+        async with open_sqlite_backend(path) as db:
+            await db.commit([create("t1")])
+        conn = sqlite3.connect(path)
+        conn.execute("ALTER TABLE tasks DROP COLUMN dispatch_json")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+        conn.close()
+        async with open_sqlite_backend(path) as db:
+            got = await db.get_task("t1")
+            assert got is not None and got.dispatch == DispatchState()
+            leased = TaskRecord(task=got.task, owner="", seq=1, created_at=T0, status_at=T0,
+                                dispatch=DispatchState(attempts=1))
+            await db.commit([TaskWrite(record=leased, events=(), expected_seq=1)])
+            assert (await db.get_task("t1")).dispatch.attempts == 1  # type: ignore[union-attr]
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        conn.close()
