@@ -8,8 +8,10 @@ from actors.a2a_service import *  # noqa: F403
 from actors.a2a_service import __all__ as _service
 from actors.agent import *  # noqa: F403
 from actors.agent import __all__ as _agent
-from actors.agent_runner import *  # noqa: F403
-from actors.agent_runner import __all__ as _runner
+from actors.dispatcher import *  # noqa: F403
+from actors.dispatcher import __all__ as _dispatcher
+from actors.local_worker import *  # noqa: F403
+from actors.local_worker import __all__ as _local_worker
 from actors.push_configs import *  # noqa: F403
 from actors.push_configs import __all__ as _push_configs
 from actors.push_delivery import *  # noqa: F403
@@ -19,4 +21,6 @@ from actors.store_port import __all__ as _port
 from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
 
-__all__ = [*_service, *_agent, *_runner, *_push_configs, *_push, *_port, *_store]
+__all__ = [
+    *_service, *_agent, *_dispatcher, *_local_worker, *_push_configs, *_push, *_port, *_store,
+]

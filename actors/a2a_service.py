@@ -19,9 +19,9 @@ from typing import Protocol
 import attrs
 import trio
 
-from actors.agent_runner import RunRequest
+from actors.dispatcher import RunRequest, route_from_metadata
 from actors.push_configs import PushConfigs, PushWatcher
-from actors.store_port import StoredEvent, TaskQuery, TaskRecord
+from actors.store_port import DispatchState, StoredEvent, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.errors import (
     InvalidParamsError,
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 
 class Dispatcher(Protocol):
-    """Where accepted tasks go to be run (the in-process runner, later the worker queue)."""
+    """Where accepted tasks go to be run: the dispatcher's queue (actors.dispatcher)."""
 
     async def submit(self, req: RunRequest) -> None: ...
 
@@ -203,7 +203,16 @@ class A2AService:
             configs = ()
             if push_cfg is not None:
                 configs = (self.push_configs.record(task_id, push_cfg, principal, delivered_seq=0),)
-            record = await self._store.create_task(task, owner=principal, push_configs=configs)
+            try:
+                route = route_from_metadata(msg.metadata, req.metadata)
+            except ValueError as exc:
+                raise InvalidParamsError(f"params.message.metadata: {exc}") from None
+            dispatch = DispatchState(
+                route=route, request_metadata=dict(req.metadata) if req.metadata else None,
+                accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
+            )
+            record = await self._store.create_task(task, owner=principal, push_configs=configs,
+                                                   dispatch=dispatch)
             for c in configs:
                 self.push_configs.watch(c)
         await self._dispatcher.submit(
@@ -370,53 +379,6 @@ class A2AService:
         self, req: DeleteTaskPushNotificationConfigRequest, principal: str = ""
     ) -> None:
         await self.push_configs.delete(req, principal)
-
-    # --- recovery -------------------------------------------------------------------
-
-    async def recover(self) -> tuple[int, int]:
-        """After a restart: re-queue tasks that never started, fail those cut off mid-run.
-
-        Returns (requeued, failed).
-        """
-        requeued = failed = 0
-        for record in await self._store.list_unfinished():
-            if record.state is TaskState.SUBMITTED:
-                await self._dispatcher.submit(
-                    RunRequest(task_id=record.task_id, principal=record.owner)
-                )
-                requeued += 1
-                continue
-            event = StreamResponse(
-                status_update=TaskStatusUpdateEvent(
-                    task_id=record.task_id,
-                    context_id=record.task.context_id,
-                    status=TaskStatus(
-                        state=TaskState.FAILED,
-                        message=Message(
-                            message_id=self._new_id(),
-                            role=Role.AGENT,
-                            task_id=record.task_id,
-                            context_id=record.task.context_id,
-                            parts=[
-                                {
-                                    "text": "the server restarted while this task was running; "
-                                    "its agent was interrupted"
-                                }
-                            ],
-                        ),
-                    ),
-                )
-            )
-            try:
-                await self._store.write(record.task_id, (event,))
-                failed += 1
-            except IllegalTransition:
-                pass
-        if requeued or failed:
-            log.info(
-                "recovered tasks after restart", extra={"requeued": requeued, "failed": failed}
-            )
-        return requeued, failed
 
 
 def _ends(event: StreamResponse) -> bool:

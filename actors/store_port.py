@@ -17,7 +17,7 @@ The shape is chosen so that a backend shared by several server processes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -76,6 +76,9 @@ class DispatchState:
     lease: Lease | None = None
     last_attempt_id: str | None = None
     """The latest attempt, kept after its lease ends so a repeated release is recognised."""
+    request_metadata: dict[str, Any] | None = attrs.field(default=None, eq=True, hash=False)
+    """The `metadata` of the SendMessage that (re)started the task, for the agent."""
+    accepted_output_modes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -95,6 +98,8 @@ class DispatchState:
             attempts=int(data.get("attempts", 0)),  # type: ignore[call-overload]
             lease=Lease(**lease) if isinstance(lease, dict) else None,
             last_attempt_id=data.get("last_attempt_id"),  # type: ignore[arg-type]
+            request_metadata=data.get("request_metadata"),  # type: ignore[arg-type]
+            accepted_output_modes=tuple(data.get("accepted_output_modes") or ()),  # type: ignore[arg-type]
         )
 
 

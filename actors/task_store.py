@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from actors.store_port import (
+    DispatchState,
     PushConfigRecord,
     StoredEvent,
     TaskBackend,
@@ -257,6 +258,7 @@ class ServerTaskStore:
         *,
         owner: str,
         push_configs: Sequence[PushConfigRecord] = (),
+        dispatch: DispatchState | None = None,
     ) -> TaskRecord:
         """Store a new task; its first log entry (seq 1) is the task itself."""
         if task.id in self._entries:
@@ -268,7 +270,8 @@ class ServerTaskStore:
                     "status": task.status.model_copy(update={"timestamp": format_timestamp(now)})
                 }
             )
-        record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now)
+        record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now,
+                            dispatch=dispatch or DispatchState())
         event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
         entry = _Entry(
             head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
@@ -297,12 +300,17 @@ class ServerTaskStore:
         events: Sequence[StreamResponse] = (),
         *,
         add_history: Sequence[Message] = (),
+        dispatch: DispatchState | None = None,
+        check: Callable[[TaskRecord], None] | None = None,
         wait: bool = True,
     ) -> TaskRecord:
         """Apply events (and history messages) to a task and log the events.
 
         Raises `protocol.states.IllegalTransition` (nothing is written) if an
-        event breaks the lifecycle, KeyError if the task does not exist. With
+        event breaks the lifecycle, KeyError if the task does not exist. `check`
+        sees the newest record (including queued writes) first and may raise to
+        refuse the write (the dispatcher fences stale attempts this way);
+        `dispatch` replaces the task's dispatch state in the same write. With
         `wait=False` it returns once the write is queued: readers see it only
         when it is committed, so nothing unacknowledged leaks either way.
         """
@@ -310,6 +318,8 @@ class ServerTaskStore:
         if entry is None:
             raise KeyError(task_id)
         head = entry.head
+        if check is not None:
+            check(head)
         task = head.task
         status_at = head.status_at
         stored: list[StoredEvent] = []
@@ -330,7 +340,9 @@ class ServerTaskStore:
             stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
         if add_history:  # after the events: a status change first moves its message to history
             task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
-        record = attrs.evolve(head, task=task, seq=seq, status_at=status_at)
+        record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
+                            status_at=status_at,
+                            dispatch=head.dispatch if dispatch is None else dispatch)
         write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
         entry.head = record
         await self._enqueue(entry, write, wait=wait)
@@ -381,6 +393,15 @@ class ServerTaskStore:
             if is_terminal(record.state):
                 self._remember_finished(task_id)
         return entry
+
+    async def head(self, task_id: str) -> TaskRecord | None:
+        """The newest record of a task, including writes not yet committed.
+
+        For the dispatcher's decisions (claims, fencing), which must see what the
+        next write will build on; never show it to a client.
+        """
+        entry = await self._entry(task_id)
+        return None if entry is None else entry.head
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """The committed record of a task, or None."""

@@ -53,6 +53,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "TaskStatusUpdateEvent",
+    "check_base64",
     "dump",
     "format_timestamp",
     "parse_timestamp",
@@ -68,6 +69,21 @@ class A2AModel(BaseModel):
         extra="ignore",
         use_enum_values=False,
     )
+
+
+def check_base64(value: str, error: str) -> str:
+    """`value` if it is base64 text, else ``ValueError(error)``.
+
+    Both alphabets are accepted, standard and URL-safe, as ProtoJSON parsers do.
+    """
+    try:
+        base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        try:
+            base64.urlsafe_b64decode(value.encode("ascii"))
+        except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+            raise ValueError(error) from exc
+    return value
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -147,15 +163,7 @@ class Part(A2AModel):
     @field_validator("raw")
     @classmethod
     def _check_base64(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                base64.b64decode(v.encode("ascii"), validate=True)
-            except (binascii.Error, UnicodeEncodeError, ValueError):
-                try:  # ProtoJSON also accepts the URL-safe alphabet
-                    base64.urlsafe_b64decode(v.encode("ascii"))
-                except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-                    raise ValueError("raw must be base64-encoded bytes") from exc
-        return v
+        return None if v is None else check_base64(v, "raw must be base64-encoded bytes")
 
     @model_validator(mode="after")
     def _exactly_one_content(self) -> Part:

@@ -3,9 +3,14 @@
 A client that sends no ``A2A-Version`` header speaks 0.3, but the runtime only
 knows 1.0, so the edge translates each 0.3 request in and each result out. This
 covers the 0.3 JSON-RPC shapes (kind-tagged objects); the 0.3 HTTP+JSON binding
-used the proto JSON of the 0.3 proto and is not handled here.
+used the proto JSON of the 0.3 proto and is handled in `protocol.v03_rest`.
 
-* ``*_from_v03(payload)`` validates a 0.3 payload with the 0.3 models below, so bad
+This module holds the translation functions and is the one to import: it
+re-exports the 0.3 wire models (defined in `protocol.v03_models`) and the agent
+card translation (`protocol.v03_card`), so ``v03.Task``, ``v03.card_from_v03`` etc.
+all live in one namespace.
+
+* ``*_from_v03(payload)`` validates a 0.3 payload with the 0.3 models, so bad
   input raises ``pydantic.ValidationError`` whose ``loc`` names the 0.3 field, then
   returns the 1.0 model.
 * ``*_to_v03(obj)`` takes a 1.0 model or its ProtoJSON dict (as ``models.dump``
@@ -38,24 +43,48 @@ Where the two versions mean different things, the 0.3 meaning wins:
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeVar, overload
+from typing import Annotated, Any, TypeVar, overload
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    field_validator,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, TypeAdapter
 
 from protocol import models
 from protocol.errors import MethodNotFoundError
 from protocol.states import INTERRUPTED_STATES, TERMINAL_STATES
+from protocol.v03_card import (
+    PROTOCOL_VERSION,
+    AgentCard,
+    card_from_v03,
+    card_to_v03_fields,
+    dual_version_card,
+)
+from protocol.v03_models import (
+    _ROLE_TO_V03,
+    _STATE_FROM_V03,
+    _STATE_TO_V03,
+    DATA_WRAPPED_KEY,
+    FILENAME_KEY,
+    MEDIA_TYPE_KEY,
+    Artifact,
+    DeleteTaskPushNotificationConfigParams,
+    FileContent,
+    GetTaskPushNotificationConfigParams,
+    ListTaskPushNotificationConfigParams,
+    Message,
+    MessageSendConfiguration,
+    MessageSendParams,
+    Part,
+    PushNotificationAuthenticationInfo,
+    PushNotificationConfig,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskIdParams,
+    TaskPushNotificationConfig,
+    TaskQueryParams,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+    _put,
+)
 
 __all__ = [
     "DATA_WRAPPED_KEY",
@@ -118,362 +147,7 @@ __all__ = [
     "task_to_v03",
 ]
 
-PROTOCOL_VERSION = "0.3.0"
-DATA_WRAPPED_KEY = "data_part_compat"
-MEDIA_TYPE_KEY = "a2a.v1.mediaType"
-FILENAME_KEY = "a2a.v1.filename"
-
-_STATE_TO_V03: dict[str, str] = {
-    "TASK_STATE_UNSPECIFIED": "unknown",
-    "TASK_STATE_SUBMITTED": "submitted",
-    "TASK_STATE_WORKING": "working",
-    "TASK_STATE_COMPLETED": "completed",
-    "TASK_STATE_FAILED": "failed",
-    "TASK_STATE_CANCELED": "canceled",
-    "TASK_STATE_INPUT_REQUIRED": "input-required",
-    "TASK_STATE_REJECTED": "rejected",
-    "TASK_STATE_AUTH_REQUIRED": "auth-required",
-}
-_STATE_FROM_V03 = {v: k for k, v in _STATE_TO_V03.items()}
-_ROLE_TO_V03: dict[str, str] = {"ROLE_USER": "user", "ROLE_AGENT": "agent"}
-_ROLE_FROM_V03 = {v: k for k, v in _ROLE_TO_V03.items()}
 _ENDS_STREAM = frozenset(s.value for s in TERMINAL_STATES | INTERRUPTED_STATES)
-
-# 0.3 security scheme `type` <-> 1.0 SecurityScheme oneof member.
-_SCHEME_FROM_V03 = {
-    "apiKey": "apiKeySecurityScheme",
-    "http": "httpAuthSecurityScheme",
-    "oauth2": "oauth2SecurityScheme",
-    "openIdConnect": "openIdConnectSecurityScheme",
-    "mutualTLS": "mtlsSecurityScheme",
-}
-_SCHEME_TO_V03 = {v: k for k, v in _SCHEME_FROM_V03.items()}
-
-State03 = Literal[
-    "submitted", "working", "input-required", "completed", "canceled", "failed",
-    "rejected", "auth-required", "unknown",
-]
-_NonEmpty = Annotated[str, Field(min_length=1)]
-
-
-def _put(out: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        out[key] = value
-
-
-# --- 0.3 models: validation of incoming payloads ------------------------------------
-
-
-class _V03(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class FileContent(_V03):
-    """0.3 FileWithBytes / FileWithUri, told apart by which member is set."""
-
-    bytes: str | None = None
-    uri: str | None = None
-    mime_type: str | None = None
-    name: str | None = None
-
-    @field_validator("bytes")
-    @classmethod
-    def _base64(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                base64.b64decode(v.encode("ascii"), validate=True)
-            except (binascii.Error, UnicodeEncodeError, ValueError):
-                try:  # 1.0 (ProtoJSON) also takes the URL-safe alphabet
-                    base64.urlsafe_b64decode(v.encode("ascii"))
-                except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-                    raise ValueError("bytes must be base64-encoded") from exc
-        return v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> FileContent:
-        if (self.bytes is None) == (self.uri is None):
-            raise ValueError("a file needs exactly one of bytes or uri")
-        return self
-
-
-_PART_CONTENT = ("text", "file", "data")
-
-
-class Part(_V03):
-    """A 0.3 part; `kind` may be left out when exactly one content member is present.
-
-    One flat model rather than a tagged union keeps error locations short
-    (``parts.0.text``, not ``parts.0.text.text``).
-    """
-
-    kind: Literal["text", "file", "data"] | None = None
-    text: str | None = None
-    file: FileContent | None = None
-    data: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _ignore_other_content(cls, v: Any) -> Any:
-        # Members that do not belong to the declared kind are unknown fields.
-        if isinstance(v, dict):
-            kind = v.get("kind")
-            if kind in _PART_CONTENT and any(k in v for k in _PART_CONTENT if k != kind):
-                v = {k: x for k, x in v.items() if k == kind or k not in _PART_CONTENT}
-        return v
-
-    @model_validator(mode="after")
-    def _content_matches_kind(self) -> Part:
-        if self.kind is None:
-            present = [n for n in _PART_CONTENT if getattr(self, n) is not None]
-            if len(present) != 1:
-                raise ValueError("a part needs a kind, or exactly one of text, file or data")
-            self.kind = present[0]  # type: ignore[assignment]
-        elif getattr(self, self.kind) is None:
-            raise ValueError(f"a {self.kind} part needs its {self.kind} member")
-        return self
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this part."""
-        meta = self.metadata
-        if self.kind == "file":
-            f = self.file
-            assert f is not None
-            out: dict[str, Any] = {"raw": f.bytes} if f.bytes is not None else {"url": f.uri}
-            _put(out, "mediaType", f.mime_type)
-            _put(out, "filename", f.name)
-            _put(out, "metadata", meta)
-            return out
-        if self.kind == "text":
-            out = {"text": self.text}
-        else:
-            data: Any = self.data
-            if (
-                meta is not None and meta.get(DATA_WRAPPED_KEY) is True
-                and isinstance(data, dict) and len(data) == 1 and data.get("value") is not None
-            ):
-                data = data["value"]
-                meta = {k: v for k, v in meta.items() if k != DATA_WRAPPED_KEY}
-                if not meta:
-                    meta = None
-            out = {"data": data}
-        if meta is not None and (MEDIA_TYPE_KEY in meta or FILENAME_KEY in meta):
-            meta = dict(meta)
-            for key, field in ((MEDIA_TYPE_KEY, "mediaType"), (FILENAME_KEY, "filename")):
-                if isinstance(meta.get(key), str):
-                    out[field] = meta.pop(key)
-            if not meta:
-                meta = None
-        _put(out, "metadata", meta)
-        return out
-
-
-class Message(_V03):
-    kind: Literal["message"] = "message"
-    message_id: _NonEmpty
-    role: Literal["user", "agent"]
-    parts: list[Part]
-    context_id: str | None = None
-    task_id: str | None = None
-    reference_task_ids: list[str] | None = None
-    extensions: list[str] | None = None
-    metadata: dict[str, Any] | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this message."""
-        out: dict[str, Any] = {
-            "messageId": self.message_id,
-            "role": _ROLE_FROM_V03[self.role],
-            "parts": [p.to_v10() for p in self.parts],
-        }
-        _put(out, "contextId", self.context_id)
-        _put(out, "taskId", self.task_id)
-        _put(out, "referenceTaskIds", self.reference_task_ids)
-        _put(out, "extensions", self.extensions)
-        _put(out, "metadata", self.metadata)
-        return out
-
-
-class TaskStatus(_V03):
-    state: State03
-    message: Message | None = None
-    timestamp: str | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this status."""
-        out: dict[str, Any] = {"state": _STATE_FROM_V03[self.state]}
-        if self.message is not None:
-            out["message"] = self.message.to_v10()
-        _put(out, "timestamp", self.timestamp)
-        return out
-
-
-class Artifact(_V03):
-    artifact_id: _NonEmpty
-    parts: list[Part]
-    name: str | None = None
-    description: str | None = None
-    extensions: list[str] | None = None
-    metadata: dict[str, Any] | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this artifact."""
-        out: dict[str, Any] = {
-            "artifactId": self.artifact_id, "parts": [p.to_v10() for p in self.parts]
-        }
-        _put(out, "name", self.name)
-        _put(out, "description", self.description)
-        _put(out, "extensions", self.extensions)
-        _put(out, "metadata", self.metadata)
-        return out
-
-
-class Task(_V03):
-    kind: Literal["task"] = "task"
-    id: str
-    context_id: str
-    status: TaskStatus
-    artifacts: list[Artifact] | None = None
-    history: list[Message] | None = None
-    metadata: dict[str, Any] | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this task."""
-        out: dict[str, Any] = {
-            "id": self.id, "contextId": self.context_id, "status": self.status.to_v10()
-        }
-        if self.artifacts is not None:
-            out["artifacts"] = [a.to_v10() for a in self.artifacts]
-        if self.history is not None:
-            out["history"] = [m.to_v10() for m in self.history]
-        _put(out, "metadata", self.metadata)
-        return out
-
-
-class TaskStatusUpdateEvent(_V03):
-    kind: Literal["status-update"] = "status-update"
-    task_id: str
-    context_id: str
-    status: TaskStatus
-    final: bool = False
-    metadata: dict[str, Any] | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this event (`final` has no 1.0 counterpart)."""
-        out: dict[str, Any] = {
-            "taskId": self.task_id, "contextId": self.context_id, "status": self.status.to_v10()
-        }
-        _put(out, "metadata", self.metadata)
-        return out
-
-
-class TaskArtifactUpdateEvent(_V03):
-    kind: Literal["artifact-update"] = "artifact-update"
-    task_id: str
-    context_id: str
-    artifact: Artifact
-    append: bool | None = None
-    last_chunk: bool | None = None
-    metadata: dict[str, Any] | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON form of this event."""
-        out: dict[str, Any] = {
-            "taskId": self.task_id, "contextId": self.context_id,
-            "artifact": self.artifact.to_v10(),
-        }
-        _put(out, "append", self.append)
-        _put(out, "lastChunk", self.last_chunk)
-        _put(out, "metadata", self.metadata)
-        return out
-
-
-class PushNotificationAuthenticationInfo(_V03):
-    schemes: list[str]
-    credentials: str | None = None
-
-
-class PushNotificationConfig(_V03):
-    url: _NonEmpty
-    id: str | None = None
-    token: str | None = None
-    authentication: PushNotificationAuthenticationInfo | None = None
-
-    def to_v10(self, task_id: str | None = None) -> dict[str, Any]:
-        """The flat 1.0 TaskPushNotificationConfig."""
-        out: dict[str, Any] = {"url": self.url}
-        _put(out, "taskId", task_id)
-        _put(out, "id", self.id)
-        _put(out, "token", self.token)
-        auth = self.authentication
-        if auth is not None:
-            a: dict[str, Any] = {"scheme": auth.schemes[0] if auth.schemes else ""}
-            _put(a, "credentials", auth.credentials)
-            out["authentication"] = a
-        return out
-
-
-class TaskPushNotificationConfig(_V03):
-    task_id: _NonEmpty
-    push_notification_config: PushNotificationConfig
-
-    def to_v10(self) -> dict[str, Any]:
-        """The flat 1.0 TaskPushNotificationConfig."""
-        return self.push_notification_config.to_v10(self.task_id)
-
-
-class MessageSendConfiguration(_V03):
-    accepted_output_modes: list[str] | None = None
-    history_length: int | None = Field(default=None, ge=0)
-    push_notification_config: PushNotificationConfig | None = None
-    blocking: bool | None = None
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 SendMessageConfiguration (blocking becomes returnImmediately)."""
-        out: dict[str, Any] = {}
-        _put(out, "acceptedOutputModes", self.accepted_output_modes)
-        if self.history_length:  # 0 meant "no limit" in 0.3
-            out["historyLength"] = self.history_length
-        if self.push_notification_config is not None:
-            out["taskPushNotificationConfig"] = self.push_notification_config.to_v10()
-        if self.blocking is not None:
-            out["returnImmediately"] = not self.blocking
-        return out
-
-
-class MessageSendParams(_V03):
-    message: Message
-    configuration: MessageSendConfiguration | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class TaskQueryParams(_V03):
-    id: _NonEmpty
-    history_length: int | None = Field(default=None, ge=0)
-    metadata: dict[str, Any] | None = None
-
-
-class TaskIdParams(_V03):
-    id: _NonEmpty
-    metadata: dict[str, Any] | None = None
-
-
-class GetTaskPushNotificationConfigParams(_V03):
-    id: _NonEmpty
-    push_notification_config_id: str | None = Field(default=None, min_length=1)
-    metadata: dict[str, Any] | None = None
-
-
-class ListTaskPushNotificationConfigParams(_V03):
-    id: _NonEmpty
-    metadata: dict[str, Any] | None = None
-
-
-class DeleteTaskPushNotificationConfigParams(_V03):
-    id: _NonEmpty
-    push_notification_config_id: _NonEmpty
-    metadata: dict[str, Any] | None = None
-
 
 _Event = Annotated[
     Task | Message | TaskStatusUpdateEvent | TaskArtifactUpdateEvent, Field(discriminator="kind")
@@ -910,202 +584,3 @@ _RESULT_CONVERTERS: dict[type, Any] = {
     models.TaskPushNotificationConfig: push_config_to_v03,
     models.ListTaskPushNotificationConfigsResponse: push_configs_to_v03,
 }
-
-
-# --- agent card ---------------------------------------------------------------------
-
-
-def _is_v03(version: str) -> bool:
-    return version == "0.3" or version.startswith("0.3.")
-
-
-def _requirements_to_v03(reqs: list[dict[str, Any]]) -> list[dict[str, list[str]]]:
-    return [
-        {name: list((sl or {}).get("list") or []) for name, sl in r.get("schemes", {}).items()}
-        for r in reqs
-    ]
-
-
-def _requirements_from_v03(reqs: list[dict[str, list[str]]]) -> list[dict[str, Any]]:
-    return [{"schemes": {name: {"list": scopes} for name, scopes in r.items()}} for r in reqs]
-
-
-def _scheme_to_v03(scheme: Mapping[str, Any]) -> dict[str, Any]:
-    for member, body in scheme.items():
-        kind = _SCHEME_TO_V03.get(member)
-        if kind is not None and isinstance(body, dict):
-            out = {"type": kind, **body}
-            if kind == "apiKey" and "location" in out:
-                out["in"] = out.pop("location")
-            return out
-    return {}
-
-
-def _scheme_from_v03(scheme: Mapping[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in scheme.items() if k != "type"}
-    if scheme["type"] == "apiKey" and "in" in body:
-        body["location"] = body.pop("in")
-    return {_SCHEME_FROM_V03[scheme["type"]]: body}
-
-
-def card_to_v03_fields(card: models.AgentCard) -> dict[str, Any]:
-    """The 0.3-only top-level card fields, built from the card's 0.3 interfaces.
-
-    They share no name with a 1.0 field, so the server can merge them into the 1.0
-    card JSON and serve one card to both generations. Empty when the card declares
-    no 0.3 interface. The first 0.3 interface is the preferred one; all of them are
-    listed in ``additionalInterfaces`` as the 0.3 spec recommends.
-    """
-    ifaces = [i for i in card.supported_interfaces if _is_v03(i.protocol_version)]
-    if not ifaces:
-        return {}
-    out: dict[str, Any] = {
-        "url": ifaces[0].url,
-        "preferredTransport": ifaces[0].protocol_binding,
-        "protocolVersion": PROTOCOL_VERSION,
-        "additionalInterfaces": [{"url": i.url, "transport": i.protocol_binding} for i in ifaces],
-    }
-    if card.capabilities.extended_agent_card is not None:
-        out["supportsAuthenticatedExtendedCard"] = card.capabilities.extended_agent_card
-    if card.security_requirements is not None:
-        out["security"] = _requirements_to_v03(card.security_requirements)
-    return out
-
-
-def dual_version_card(card: models.AgentCard) -> dict[str, Any]:
-    """The card JSON that 0.3 and 1.0 clients can both read.
-
-    1.0 ProtoJSON plus `card_to_v03_fields`, each security scheme carrying both
-    its 1.0 form and its 0.3 form (``type`` etc.), and skills their 0.3 ``security``.
-    Without a 0.3 interface this is just the 1.0 JSON.
-    """
-    out = models.dump(card)
-    fields = card_to_v03_fields(card)
-    if not fields:
-        return out
-    out.update(fields)
-    schemes = out.get("securitySchemes")
-    if schemes:
-        out["securitySchemes"] = {n: {**s, **_scheme_to_v03(s)} for n, s in schemes.items()}
-    for skill in out["skills"]:
-        if skill.get("securityRequirements") is not None:
-            skill["security"] = _requirements_to_v03(skill["securityRequirements"])
-    return out
-
-
-class AgentInterface(_V03):
-    url: str
-    transport: str
-
-
-class _AgentCapabilities(_V03):
-    streaming: bool | None = None
-    push_notifications: bool | None = None
-    state_transition_history: bool | None = None
-    extensions: list[dict[str, Any]] | None = None
-
-
-class _AgentSkill(_V03):
-    id: str
-    name: str
-    description: str
-    tags: list[str]
-    examples: list[str] | None = None
-    input_modes: list[str] | None = None
-    output_modes: list[str] | None = None
-    security: list[dict[str, list[str]]] | None = None
-
-
-class AgentCard(_V03):
-    """A 0.3 agent card (the parts a client needs; unknown fields ignored)."""
-
-    name: str
-    description: str
-    url: str
-    version: str
-    capabilities: _AgentCapabilities
-    default_input_modes: list[str]
-    default_output_modes: list[str]
-    skills: list[_AgentSkill]
-    preferred_transport: str | None = None
-    additional_interfaces: list[AgentInterface] | None = None
-    protocol_version: str | None = None
-    provider: dict[str, Any] | None = None
-    documentation_url: str | None = None
-    icon_url: str | None = None
-    security_schemes: dict[str, dict[str, Any]] | None = None
-    security: list[dict[str, list[str]]] | None = None
-    supports_authenticated_extended_card: bool | None = None
-    signatures: list[dict[str, Any]] | None = None
-
-    @field_validator("security_schemes")
-    @classmethod
-    def _known_schemes(cls, v: dict[str, dict[str, Any]] | None) -> Any:
-        for name, scheme in (v or {}).items():
-            if scheme.get("type") not in _SCHEME_FROM_V03:
-                raise ValueError(
-                    f"{name}: type must be one of {', '.join(map(repr, _SCHEME_FROM_V03))}"
-                )
-        return v
-
-    def to_v10(self) -> dict[str, Any]:
-        """The 1.0 ProtoJSON card; every interface gets protocolVersion "0.3"."""
-        version = ".".join((self.protocol_version or "0.3").split(".")[:2])
-        ifaces = [(self.url, self.preferred_transport or "JSONRPC")]
-        ifaces += [(i.url, i.transport) for i in self.additional_interfaces or ()]
-        unique = list(dict.fromkeys(ifaces))
-        caps: dict[str, Any] = {}
-        _put(caps, "streaming", self.capabilities.streaming)
-        _put(caps, "pushNotifications", self.capabilities.push_notifications)
-        _put(caps, "extensions", self.capabilities.extensions)
-        _put(caps, "extendedAgentCard", self.supports_authenticated_extended_card)
-        out: dict[str, Any] = {
-            "name": self.name,
-            "description": self.description,
-            "version": self.version,
-            "supportedInterfaces": [
-                {"url": u, "protocolBinding": b, "protocolVersion": version} for u, b in unique
-            ],
-            "capabilities": caps,
-            "defaultInputModes": self.default_input_modes,
-            "defaultOutputModes": self.default_output_modes,
-            "skills": [_skill_from_v03(s) for s in self.skills],
-        }
-        _put(out, "provider", self.provider)
-        _put(out, "documentationUrl", self.documentation_url)
-        _put(out, "iconUrl", self.icon_url)
-        if self.security_schemes is not None:
-            out["securitySchemes"] = {
-                n: _scheme_from_v03(s) for n, s in self.security_schemes.items()
-            }
-        if self.security is not None:
-            out["securityRequirements"] = _requirements_from_v03(self.security)
-        _put(out, "signatures", self.signatures)
-        return out
-
-
-def _skill_from_v03(s: _AgentSkill) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": s.id, "name": s.name, "description": s.description, "tags": s.tags}
-    _put(out, "examples", s.examples)
-    _put(out, "inputModes", s.input_modes)
-    _put(out, "outputModes", s.output_modes)
-    if s.security is not None:
-        out["securityRequirements"] = _requirements_from_v03(s.security)
-    return out
-
-
-def card_from_v03(card: Mapping[str, Any]) -> models.AgentCard:
-    """Read an agent card published by a 0.3 agent (client side).
-
-    A dual card (one that also has ``supportedInterfaces``) is read as 1.0, with
-    the 0.3 halves of its security schemes dropped.
-    """
-    if "supportedInterfaces" in card:
-        parsed = models.AgentCard.model_validate(card)
-        if parsed.security_schemes:
-            parsed.security_schemes = {
-                n: {k: v for k, v in s.items() if k in _SCHEME_TO_V03}
-                for n, s in parsed.security_schemes.items()
-            }
-        return parsed
-    return models.AgentCard.model_validate(AgentCard.model_validate(card).to_v10())

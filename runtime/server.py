@@ -1,10 +1,11 @@
 """The A2A server, wired and embeddable: `open_server(config)`.
 
 The server is a tree of actors under one nursery: the task store's committer,
-the agent runner, push delivery and the HTTP listener (quart-trio on hypercorn's
+the dispatcher (queue, leases, reaper), the local workers, push delivery and the
+HTTP listener (quart-trio on hypercorn's
 trio worker). `open_server` starts them in dependency order, each reporting
-readiness through `nursery.start`, recovers tasks left over from a previous run,
-and hands back the bound address. Leaving the block stops everything.
+readiness through `nursery.start` (the dispatcher re-queues what a previous run
+left unfinished), and hands back the bound address. Leaving the block stops everything.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from hypercorn.utils import wrap_app
 
 from actors.a2a_service import A2AService, ServiceSettings
 from actors.agent import AgentSpec
-from actors.agent_runner import AgentRunner
+from actors.dispatcher import Dispatcher
+from actors.local_worker import LocalWorker
 from actors.push_delivery import PushDelivery
 from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
@@ -62,7 +64,15 @@ class ServerConfig:
     max_body: int = 10 * 1024 * 1024
     keepalive: float = 15.0
     max_concurrent_tasks: int = 256
-    task_queue: int = 1024
+    """Agent runs in parallel per local worker."""
+    local_workers: int = 1
+    """Workers inside the server process running `agent`; 0 for remote-only deployments."""
+    lease_ttl: float = 30.0
+    """How long a claimed task stays with its worker without a heartbeat."""
+    reap_interval: float = 5.0
+    """How often expired leases are looked for."""
+    max_attempts: int = 3
+    """Claims a task gets before a lost lease fails it."""
     cancel_timeout: float = 10.0
     push_timeout: float = 15.0
     push_max_attempts: int = 8
@@ -77,7 +87,8 @@ class RunningServer:
     port: int
     service: A2AService
     store: ServerTaskStore
-    runner: AgentRunner
+    dispatcher: Dispatcher
+    workers: tuple[LocalWorker, ...]
     push: PushDelivery
 
 
@@ -134,9 +145,16 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         async with open_backend(config) as backend, trio.open_nursery() as nursery:
             store = ServerTaskStore(backend)
             await nursery.start(store.run)
-            runner = AgentRunner(store, config.agent, max_concurrent=config.max_concurrent_tasks,
-                                 queue_size=config.task_queue)
-            await nursery.start(runner.run)
+            dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
+                                    reap_interval=config.reap_interval,
+                                    max_attempts=config.max_attempts)
+            await nursery.start(dispatcher.run)
+            workers = tuple(
+                LocalWorker(dispatcher, config.agent, max_concurrent=config.max_concurrent_tasks)
+                for _ in range(config.local_workers)
+            )
+            for worker in workers:
+                await nursery.start(worker.run)
             sender = HttpxPushSender(timeout=config.push_timeout,
                                      allow_private=config.allow_private_push_urls)
             push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
@@ -147,8 +165,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 cancel_timeout=config.cancel_timeout,
                 keepalive=config.keepalive,
             )
-            service = A2AService(store, runner, push=push, settings=settings)
-            await service.recover()
+            service = A2AService(store, dispatcher, push=push, settings=settings)
             state = AppState(service=service, card=card, auth=auth,
                              extended_card=card.data if auth.enabled else None,
                              max_body=config.max_body)
@@ -163,7 +180,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             )
             log.info("server listening", extra={"url": base_url, "store": config.store})
             yield RunningServer(url=base_url, host=host, port=port, service=service, store=store,
-                                runner=runner, push=push)
+                                dispatcher=dispatcher, workers=workers, push=push)
             nursery.cancel_scope.cancel()
     finally:
         sock.close()

@@ -285,7 +285,7 @@ async def test_cancel(mode: str, binding: str) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         async with open_server(server_config(controls)) as srv:
             report = await run_sdk(srv.url, mode, binding, "cancel")
-            assert not srv.runner.is_running(report["events"][0]["id"])
+            assert not srv.workers[0].is_running(report["events"][0]["id"])
     events = report["events"]
     task_id = events[0]["id"]
     assert controls.cancelled == [task_id]

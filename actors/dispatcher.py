@@ -1,0 +1,520 @@
+"""Dispatcher: the server's queue of tasks and the leases of the workers running them.
+
+Work is leased, not given. A worker claims a queued task and gets an attempt id
+and a lease; heartbeats renew the leases it holds; every write a worker makes
+names its attempt and is refused once the task has moved on to another attempt
+(fencing); a release is idempotent; a lease that runs out puts the task back in
+the queue (up to `max_attempts` claims, then the task fails with the reason).
+
+Everything durable lives in the task store (each task's `DispatchState`); the
+dispatcher keeps only what it can rebuild from there at start: the queue, the
+connected workers and an index of leases for the reaper. Workers in this
+process (`actors.local_worker`) and remote ones (over the worker link) use the
+same operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from actors.store_port import Lease, Route, TaskRecord
+from actors.task_store import ServerTaskStore
+from protocol.models import (
+    Message,
+    Part,
+    Role,
+    StreamResponse,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from protocol.states import IllegalTransition, ends_stream, is_terminal
+
+__all__ = [
+    "CancelPush",
+    "RunRequest",
+    "Claim",
+    "Dispatcher",
+    "DispatcherStatistics",
+    "HeartbeatReply",
+    "NotClaimable",
+    "Offer",
+    "StaleAttempt",
+    "UnknownWorker",
+    "WorkerInfo",
+    "WorkerSession",
+    "route_from_metadata",
+]
+
+log = logging.getLogger(__name__)
+
+ROUTE_KEYS = ("trio-a2a/priority", "trio-a2a/capabilities", "trio-a2a/worker", "trio-a2a/agent")
+
+
+@attrs.frozen
+class RunRequest:
+    """A stored task to run, with what the request said about running it."""
+
+    task_id: str
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    accepted_output_modes: Sequence[str] = ()
+    principal: str = ""
+
+
+class StaleAttempt(Exception):
+    """A worker wrote for an attempt that is no longer the task's current one."""
+
+
+class NotClaimable(Exception):
+    """The task cannot be claimed by this worker (taken, ended, or not routed to it)."""
+
+
+class UnknownWorker(Exception):
+    """The worker is not registered (it must register again, e.g. after a restart)."""
+
+
+@attrs.frozen
+class WorkerInfo:
+    worker_id: str
+    name: str = ""
+    capabilities: frozenset[str] = frozenset()
+    agents: frozenset[str] = frozenset()
+    max_concurrent: int = 1
+
+
+@attrs.frozen
+class Offer:
+    task_id: str
+    priority: int
+    agent: str | None
+    capabilities: tuple[str, ...]
+
+
+@attrs.frozen
+class CancelPush:
+    task_id: str
+    attempt_id: str
+    reason: str
+
+
+@attrs.frozen
+class Claim:
+    """A granted claim: what the worker needs to run the task."""
+
+    task_id: str
+    attempt_id: str
+    lease_expires_at: float
+    record: TaskRecord
+
+    def run_request(self) -> RunRequest:
+        d = self.record.dispatch
+        return RunRequest(task_id=self.task_id, metadata=dict(d.request_metadata or {}),
+                          accepted_output_modes=d.accepted_output_modes,
+                          principal=self.record.owner)
+
+
+@attrs.frozen
+class HeartbeatReply:
+    renewed: tuple[tuple[str, str, float], ...]
+    """(task id, attempt id, new expiry)."""
+    lost: tuple[tuple[str, str, str], ...]
+    """(task id, attempt id, reason): stop working on these."""
+    cancel: tuple[tuple[str, str], ...]
+    """(task id, attempt id): cancel these sessions."""
+    unknown_worker: bool = False
+
+
+@attrs.frozen
+class DispatcherStatistics:
+    queued: int
+    leased: int
+    workers: int
+    claims: int
+    expired: int
+    stale_writes: int
+
+
+@attrs.define(eq=False)
+class WorkerSession:
+    """The dispatcher's side of one connected worker."""
+
+    info: WorkerInfo
+    pushes: trio.MemorySendChannel[Offer | CancelPush]
+    """Offers and cancellations for the worker's link (bounded; a full channel
+    drops offers, never cancellations: those are repeated in heartbeat replies)."""
+    receive_pushes: trio.MemoryReceiveChannel[Offer | CancelPush]
+    active: dict[str, str] = attrs.field(factory=dict)
+    """task id -> attempt id of the leases it holds."""
+
+    def accepts(self, route: Route) -> bool:
+        info = self.info
+        if route.worker is not None and route.worker not in (info.worker_id, info.name):
+            return False
+        if route.agent is not None and route.agent not in info.agents:
+            return False
+        return set(route.capabilities) <= info.capabilities
+
+    @property
+    def free(self) -> int:
+        return self.info.max_concurrent - len(self.active)
+
+
+def route_from_metadata(*sources: dict[str, Any] | None) -> Route:
+    """Read routing options from message or request metadata (first source wins)."""
+    found: dict[str, Any] = {}
+    for source in sources:
+        for key in ROUTE_KEYS:
+            if source and key in source and key not in found:
+                found[key] = source[key]
+    caps = found.get("trio-a2a/capabilities") or ()
+    if isinstance(caps, str):
+        caps = (caps,)
+    try:
+        priority = int(found.get("trio-a2a/priority", 0))
+    except (TypeError, ValueError):
+        raise ValueError("metadata trio-a2a/priority must be an integer") from None
+    worker, agent = found.get("trio-a2a/worker"), found.get("trio-a2a/agent")
+    return Route(priority=priority, capabilities=tuple(str(c) for c in caps),
+                 worker=None if worker is None else str(worker),
+                 agent=None if agent is None else str(agent))
+
+
+def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:
+    task = record.task
+    msg = Message(message_id=str(uuid.uuid4()), role=Role.AGENT, parts=[Part(text=text)],
+                  task_id=task.id, context_id=task.context_id)
+    return StreamResponse(status_update=TaskStatusUpdateEvent(
+        task_id=task.id, context_id=task.context_id, status=TaskStatus(state=state, message=msg)))
+
+
+class Dispatcher:
+    """Queue, claims, leases and fencing; see the module docstring.
+
+    `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
+    how often expired leases are looked for; `max_attempts` how many claims a
+    task gets before a lost lease fails it; `push_queue` bounds each worker's
+    channel of offers and cancellations.
+    """
+
+    def __init__(
+        self,
+        store: ServerTaskStore,
+        *,
+        lease_ttl: float = 30.0,
+        reap_interval: float = 5.0,
+        max_attempts: int = 3,
+        push_queue: int = 64,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._store = store
+        self.lease_ttl = lease_ttl
+        self._reap_interval = reap_interval
+        self._max_attempts = max_attempts
+        self._push_queue = push_queue
+        self._new_id = new_id
+        self._queue: dict[str, tuple[int, int, Route]] = {}
+        """task id -> (-priority, arrival number, route); dict order is arrival order."""
+        self._arrivals = 0
+        self._workers: dict[str, WorkerSession] = {}
+        self._leases: dict[str, Lease] = {}
+        self._cancel_requested: set[str] = set()
+        self._changed = trio.Event()
+        self._claims = self._expired = self._stale = 0
+
+    def statistics(self) -> DispatcherStatistics:
+        return DispatcherStatistics(
+            queued=len(self._queue), leased=len(self._leases), workers=len(self._workers),
+            claims=self._claims, expired=self._expired, stale_writes=self._stale,
+        )
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # --- life ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Rebuild the queue and lease index from the store, then reap expired leases."""
+        for record in await self._store.list_unfinished():
+            lease = record.dispatch.lease
+            if lease is not None:
+                self._leases[record.task_id] = lease
+            else:
+                self._enqueue(record.task_id, record.dispatch.route)
+        task_status.started()
+        while True:
+            await trio.sleep(self._reap_interval)
+            await self.reap()
+
+    def _enqueue(self, task_id: str, route: Route) -> None:
+        self._arrivals += 1
+        self._queue[task_id] = (-route.priority, self._arrivals, route)
+        self._offer(task_id, route)
+        self._wake()
+
+    def _offer(self, task_id: str, route: Route) -> None:
+        """Push an offer to the eligible worker with the most free slots."""
+        best = None
+        for session in self._workers.values():
+            if session.free > 0 and session.accepts(route):
+                if best is None or session.free > best.free:
+                    best = session
+        if best is not None:
+            try:
+                best.pushes.send_nowait(Offer(task_id, route.priority, route.agent,
+                                              route.capabilities))
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # offers are hints: the worker also polls
+
+    # --- the service's port ---------------------------------------------------------
+
+    async def submit(self, req: RunRequest) -> None:
+        """Queue a stored task (new, continued, or recovered after a restart)."""
+        record = await self._store.head(req.task_id)
+        if record is None:
+            return
+        dispatch = record.dispatch
+        wanted = attrs.evolve(dispatch, request_metadata=dict(req.metadata) or None,
+                              accepted_output_modes=tuple(req.accepted_output_modes))
+        if (req.metadata or req.accepted_output_modes) and wanted != dispatch:
+            dispatch = wanted  # a continuation brought new request metadata
+            await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
+        self._enqueue(req.task_id, dispatch.route)
+
+    def cancel(self, task_id: str) -> bool:
+        """Ask the worker holding the task to cancel it.
+
+        True if a worker holds it (the task ends canceled when the worker
+        releases it; heartbeat replies repeat the request). False if it is not
+        leased: it is taken out of the queue and the caller ends it.
+        """
+        if task_id in self._queue:
+            del self._queue[task_id]
+            self._wake()
+            return False
+        lease = self._leases.get(task_id)
+        if lease is None:
+            return False
+        self._cancel_requested.add(task_id)
+        session = self._workers.get(lease.worker_id)
+        if session is not None:
+            try:
+                session.pushes.send_nowait(CancelPush(task_id, lease.attempt_id,
+                                                      "canceled by request"))
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the next heartbeat reply carries it
+        return True
+
+    # --- workers ----------------------------------------------------------------------
+
+    def register(self, info: WorkerInfo) -> WorkerSession:
+        """Connect a worker (again). Leases it held stay valid until they expire."""
+        old = self._workers.get(info.worker_id)
+        send, receive = trio.open_memory_channel[Offer | CancelPush](self._push_queue)
+        session = WorkerSession(info=info, pushes=send, receive_pushes=receive)
+        if old is not None:
+            old.pushes.close()
+            session.active = old.active
+        else:
+            session.active = {tid: lease.attempt_id for tid, lease in self._leases.items()
+                              if lease.worker_id == info.worker_id}
+        self._workers[info.worker_id] = session
+        for task_id, (_, _, route) in list(self._queue.items())[: session.free]:
+            if session.accepts(route):
+                self._offer(task_id, route)
+        self._wake()
+        log.info("worker registered", extra={"worker_id": info.worker_id, "name": info.name,
+                                             "capabilities": sorted(info.capabilities)})
+        return session
+
+    def unregister(self, worker_id: str, session: WorkerSession | None = None) -> None:
+        """The worker's connection ended; its leases run until they expire."""
+        current = self._workers.get(worker_id)
+        if current is not None and (session is None or current is session):
+            del self._workers[worker_id]
+            current.pushes.close()
+            self._wake()
+
+    def _session(self, worker_id: str) -> WorkerSession:
+        session = self._workers.get(worker_id)
+        if session is None:
+            raise UnknownWorker(f"worker {worker_id!r} is not registered")
+        return session
+
+    def _next_for(self, session: WorkerSession) -> str | None:
+        best: tuple[int, int] | None = None
+        chosen = None
+        for task_id, (neg_priority, arrival, route) in self._queue.items():
+            if session.accepts(route) and (best is None or (neg_priority, arrival) < best):
+                best, chosen = (neg_priority, arrival), task_id
+        return chosen
+
+    async def next_claim(self, worker_id: str) -> Claim:
+        """Wait until a queued task suits this worker and it has a free slot; claim it."""
+        while True:
+            session = self._session(worker_id)
+            task_id = self._next_for(session) if session.free > 0 else None
+            if task_id is not None:
+                try:
+                    return await self.claim(worker_id, task_id)
+                except NotClaimable:
+                    continue
+            await self._changed.wait()
+
+    async def claim(self, worker_id: str, task_id: str) -> Claim:
+        """Claim a task atomically: exactly one worker wins it."""
+        session = self._session(worker_id)
+        entry = self._queue.get(task_id)
+        if entry is None:
+            raise NotClaimable(f"task {task_id!r} is not waiting to be claimed")
+        if not session.accepts(entry[2]):
+            raise NotClaimable(f"task {task_id!r} is not routed to worker {worker_id!r}")
+        if session.free <= 0:
+            raise NotClaimable(f"worker {worker_id!r} already runs "
+                               f"{session.info.max_concurrent} tasks")
+        del self._queue[task_id]  # before any await: no other claim can see it now
+        requeue = entry
+        attempt_id = self._new_id()
+        expires = self._store.now() + self.lease_ttl
+        lease = Lease(worker_id=worker_id, attempt_id=attempt_id, expires_at=expires)
+        self._leases[task_id] = lease
+        session.active[task_id] = attempt_id
+
+        def queued(record: TaskRecord) -> None:
+            if ends_stream(record.state) or record.dispatch.lease is not None:
+                raise NotClaimable(f"task {task_id!r} is {record.state.value}")
+
+        head = await self._store.head(task_id)
+        try:
+            if head is None:
+                raise NotClaimable(f"task {task_id!r} does not exist")
+            dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
+                                    lease=lease, last_attempt_id=attempt_id)
+            record = await self._store.write(task_id, (), dispatch=dispatch, check=queued)
+        except BaseException as exc:
+            self._leases.pop(task_id, None)
+            session.active.pop(task_id, None)
+            if not isinstance(exc, NotClaimable):
+                self._queue[task_id] = requeue  # the store failed: the task is still queued
+            raise
+        self._claims += 1
+        return Claim(task_id=task_id, attempt_id=attempt_id, lease_expires_at=expires,
+                     record=record)
+
+    async def heartbeat(self, worker_id: str, leases: Sequence[tuple[str, str]]
+                        ) -> HeartbeatReply:
+        """Renew the leases a worker reports; tell it which it lost and what to cancel."""
+        session = self._workers.get(worker_id)
+        if session is None:
+            return HeartbeatReply(renewed=(), lost=(), cancel=(), unknown_worker=True)
+        renewed, lost, cancel = [], [], []
+        expires = self._store.now() + self.lease_ttl
+        for task_id, attempt_id in leases:
+            lease = self._leases.get(task_id)
+            if lease is None or lease.attempt_id != attempt_id:
+                lost.append((task_id, attempt_id, "the task's lease moved on"))
+                session.active.pop(task_id, None)
+                continue
+            new = attrs.evolve(lease, expires_at=expires)
+            self._leases[task_id] = new
+            head = await self._store.head(task_id)
+            if head is not None and head.dispatch.lease == lease:
+                await self._store.write(task_id, (), dispatch=attrs.evolve(head.dispatch,
+                                                                            lease=new),
+                                        wait=False)
+            renewed.append((task_id, attempt_id, expires))
+            if task_id in self._cancel_requested:
+                cancel.append((task_id, attempt_id))
+        return HeartbeatReply(renewed=tuple(renewed), lost=tuple(lost), cancel=tuple(cancel))
+
+    def _fence(self, task_id: str, attempt_id: str) -> Callable[[TaskRecord], None]:
+        def check(record: TaskRecord) -> None:
+            lease = record.dispatch.lease
+            if lease is None or lease.attempt_id != attempt_id:
+                self._stale += 1
+                raise StaleAttempt(
+                    f"attempt {attempt_id!r} of task {task_id!r} is no longer current"
+                )
+        return check
+
+    async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
+                    wait: bool = False) -> TaskRecord:
+        """A worker's events for its attempt; StaleAttempt if the attempt moved on."""
+        return await self._store.write(task_id, events, check=self._fence(task_id, attempt_id),
+                                       wait=wait)
+
+    async def release(self, task_id: str, attempt_id: str,
+                      events: Sequence[StreamResponse] = ()) -> bool:
+        """End an attempt with its final events; idempotent.
+
+        Returns True if this attempt had already been released (nothing written).
+        """
+        head = await self._store.head(task_id)
+        if head is None:
+            raise NotClaimable(f"task {task_id!r} does not exist")
+        lease = head.dispatch.lease
+        if lease is None or lease.attempt_id != attempt_id:
+            if head.dispatch.last_attempt_id == attempt_id:
+                return True
+            self._stale += 1
+            raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
+        dispatch = attrs.evolve(head.dispatch, lease=None)
+        try:
+            await self._store.write(task_id, events, dispatch=dispatch,
+                                    check=self._fence(task_id, attempt_id))
+        except IllegalTransition:
+            # the task ended meanwhile (e.g. canceled by the service): just drop the lease
+            await self._store.write(task_id, (), dispatch=dispatch)
+        self._drop_lease(task_id, lease.worker_id)
+        return False
+
+    def _drop_lease(self, task_id: str, worker_id: str) -> None:
+        self._leases.pop(task_id, None)
+        self._cancel_requested.discard(task_id)
+        session = self._workers.get(worker_id)
+        if session is not None:
+            session.active.pop(task_id, None)
+        self._wake()
+
+    # --- the reaper -----------------------------------------------------------------
+
+    async def reap(self) -> int:
+        """Re-queue (or fail) tasks whose lease ran out; returns how many."""
+        now = self._store.now()
+        expired = [(tid, lease) for tid, lease in self._leases.items() if lease.expires_at < now]
+        for task_id, lease in expired:
+            head = await self._store.head(task_id)
+            if head is None or head.dispatch.lease != lease:
+                self._leases.pop(task_id, None)
+                continue
+            self._expired += 1
+            dispatch = attrs.evolve(head.dispatch, lease=None)
+            why = f"the lease of worker {lease.worker_id!r} expired"
+            if is_terminal(head.state):
+                events: tuple[StreamResponse, ...] = ()
+            elif task_id in self._cancel_requested:
+                events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
+            elif head.dispatch.attempts >= self._max_attempts:
+                events = (_status(head, TaskState.FAILED,
+                                  f"gave up after {head.dispatch.attempts} attempts: {why}"),)
+            else:
+                events = (_status(head, TaskState.WORKING,
+                                  f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
+                                  f"{self._max_attempts})"),)
+            try:
+                record = await self._store.write(task_id, events, dispatch=dispatch)
+            except IllegalTransition:
+                record = await self._store.write(task_id, (), dispatch=dispatch)
+            self._drop_lease(task_id, lease.worker_id)
+            log.warning("lease expired", extra={"task_id": task_id, "worker_id": lease.worker_id,
+                                                "attempt_id": lease.attempt_id,
+                                                "state": record.state.value})
+            if not ends_stream(record.state):
+                self._enqueue(task_id, record.dispatch.route)
+        return len(expired)

@@ -1,0 +1,310 @@
+"""The dispatcher on virtual time: claims, routing, fencing, leases, the reaper."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+from actors.dispatcher import (
+    CancelPush,
+    Dispatcher,
+    NotClaimable,
+    Offer,
+    RunRequest,
+    StaleAttempt,
+    WorkerInfo,
+    route_from_metadata,
+)
+from actors.store_port import DispatchState, Route
+from actors.task_store import ServerTaskStore
+from protocol.models import (
+    Message,
+    Part,
+    Role,
+    StreamResponse,
+    Task,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from runtime.store import open_memory_backend
+
+T0 = 1_700_000_000.0
+TTL = 30.0
+
+
+@attrs.define
+class Env:
+    store: ServerTaskStore
+    dispatcher: Dispatcher
+    nursery: trio.Nursery
+    n: int = 0
+
+    async def task(self, route: Route = Route()) -> str:
+        self.n += 1
+        task_id = f"t{self.n}"
+        msg = Message(
+            message_id=f"m{self.n}",
+            role=Role.USER,
+            parts=[Part(text="hi")],
+            task_id=task_id,
+            context_id="c",
+        )
+        await self.store.create_task(
+            Task(
+                id=task_id,
+                context_id="c",
+                status=TaskStatus(state=TaskState.SUBMITTED),
+                history=[msg],
+            ),
+            owner="",
+            dispatch=DispatchState(route=route),
+        )
+        await self.dispatcher.submit(RunRequest(task_id=task_id))
+        return task_id
+
+
+@pytest.fixture
+async def env(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Env]:
+    async with open_memory_backend() as backend, trio.open_nursery() as nursery:
+        store = ServerTaskStore(backend, clock=lambda: T0 + trio.current_time())
+        await nursery.start(store.run)
+        ids = iter(f"a{i}" for i in range(1, 1000))
+        dispatcher = Dispatcher(
+            store, lease_ttl=TTL, reap_interval=1.0, max_attempts=2, new_id=lambda: next(ids)
+        )
+        await nursery.start(dispatcher.run)
+        yield Env(store, dispatcher, nursery)
+        nursery.cancel_scope.cancel()
+
+
+def status(task_id: str, state: TaskState) -> StreamResponse:
+    return StreamResponse(
+        status_update=TaskStatusUpdateEvent(
+            task_id=task_id, context_id="c", status=TaskStatus(state=state)
+        )
+    )
+
+
+async def events_text(store: ServerTaskStore, task_id: str) -> list[str]:
+    out = []
+    for ev in await store.read_events(task_id, 0, 100):
+        su = ev.event.status_update
+        if su is not None:
+            msg = su.status.message
+            out.append(
+                f"{su.status.state.value}" + (f": {msg.parts[0].text}" if msg is not None else "")
+            )
+    return out
+
+
+async def test_exactly_one_worker_wins_a_claim(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("w1", max_concurrent=2))
+    d.register(WorkerInfo("w2", max_concurrent=2))
+    task_id = await env.task()
+    results: dict[str, object] = {}
+
+    async def claim(worker: str) -> None:
+        try:
+            results[worker] = (await d.claim(worker, task_id)).attempt_id
+        except NotClaimable as exc:
+            results[worker] = exc
+
+    async with trio.open_nursery() as n:
+        n.start_soon(claim, "w1")
+        n.start_soon(claim, "w2")
+    winners = [w for w, r in results.items() if isinstance(r, str)]
+    assert len(winners) == 1
+    loser = ({"w1", "w2"} - set(winners)).pop()
+    assert isinstance(results[loser], NotClaimable)
+    record = await env.store.get_task(task_id)
+    assert record is not None and record.dispatch.attempts == 1
+    assert record.dispatch.lease is not None
+    assert record.dispatch.lease.worker_id == winners[0]
+    assert record.dispatch.lease.expires_at == pytest.approx(
+        T0 + trio.current_time() + TTL, abs=1e-3
+    )
+
+
+async def test_routing_priority_capabilities_worker_and_agent(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    low = await env.task(Route(priority=0))
+    high = await env.task(Route(priority=5))
+    gpu = await env.task(Route(priority=9, capabilities=("gpu",)))
+    for_w2 = await env.task(Route(priority=9, worker="w2"))
+    for_coder = await env.task(Route(priority=9, agent="coder"))
+    d.register(WorkerInfo("w1", agents=frozenset({"echo"}), max_concurrent=10))
+    order = [(await d.next_claim("w1")).task_id for _ in range(2)]
+    assert order == [high, low]  # the others are not routed to w1
+    with pytest.raises(NotClaimable, match="not routed"):
+        await d.claim("w1", gpu)
+    d.register(
+        WorkerInfo(
+            "w2",
+            name="second",
+            capabilities=frozenset({"gpu", "py"}),
+            agents=frozenset({"coder"}),
+            max_concurrent=10,
+        )
+    )
+    got = {(await d.next_claim("w2")).task_id for _ in range(3)}
+    assert got == {gpu, for_w2, for_coder}
+
+
+def test_route_from_metadata() -> None:
+    route = route_from_metadata(
+        {"trio-a2a/agent": "coder"},
+        {"trio-a2a/agent": "ignored", "trio-a2a/priority": "3", "trio-a2a/capabilities": "gpu"},
+    )
+    assert route == Route(priority=3, capabilities=("gpu",), agent="coder")
+    with pytest.raises(ValueError, match="priority"):
+        route_from_metadata({"trio-a2a/priority": "high"})
+
+
+async def test_capacity_limits_claims_and_next_claim_waits(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("w1", max_concurrent=1))
+    first = await env.task()
+    second = await env.task()
+    claim = await d.next_claim("w1")
+    assert claim.task_id == first
+    with pytest.raises(NotClaimable, match="already runs 1"):
+        await d.claim("w1", second)
+    got: list[str] = []
+
+    async def waiter() -> None:
+        got.append((await d.next_claim("w1")).task_id)
+
+    env.nursery.start_soon(waiter)
+    await trio.sleep(5)
+    assert got == []  # still busy
+    assert not await d.release(first, claim.attempt_id, (status(first, TaskState.COMPLETED),))
+    await trio.lowlevel.checkpoint()
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == [second]
+
+
+async def test_fencing_and_idempotent_release(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("w1"))
+    task_id = await env.task()
+    claim = await d.next_claim("w1")
+    await d.write(task_id, claim.attempt_id, (status(task_id, TaskState.WORKING),), wait=True)
+    with pytest.raises(StaleAttempt):
+        await d.write(task_id, "not-the-attempt", (status(task_id, TaskState.WORKING),))
+    assert not await d.release(task_id, claim.attempt_id, (status(task_id, TaskState.COMPLETED),))
+    assert await d.release(task_id, claim.attempt_id, (status(task_id, TaskState.COMPLETED),))
+    with pytest.raises(StaleAttempt):
+        await d.write(task_id, claim.attempt_id, (status(task_id, TaskState.WORKING),))
+    record = await env.store.get_task(task_id)
+    assert record is not None and record.state is TaskState.COMPLETED
+    assert record.dispatch.lease is None and record.seq == 3
+    assert d.statistics().stale_writes == 2
+
+
+async def test_expired_lease_requeues_once_then_fails(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("dead"))
+    task_id = await env.task()
+    start = trio.current_time()
+    first = await d.next_claim("dead")
+    await d.write(task_id, first.attempt_id, (status(task_id, TaskState.WORKING),), wait=True)
+    d.unregister("dead")  # it dies: no heartbeat, no release
+    d.register(WorkerInfo("w2"))
+    second = await d.next_claim("w2")  # waits for the reaper
+    # the reaper runs every 1 s and acts on its first tick after the lease expired
+    assert TTL < trio.current_time() - start <= TTL + 1.0
+    assert second.attempt_id != first.attempt_id
+    with pytest.raises(StaleAttempt):  # the dead worker's late write is refused
+        await d.write(task_id, first.attempt_id, (status(task_id, TaskState.COMPLETED),))
+    # the second attempt's lease expires too: max_attempts=2, so the task fails
+    d.unregister("w2")
+    with trio.fail_after(40):
+        await env.store.wait_record(task_id, lambda r: r.state is TaskState.FAILED)
+    assert await events_text(env.store, task_id) == [
+        "TASK_STATE_WORKING",
+        "TASK_STATE_WORKING: the lease of worker 'dead' expired; retrying (attempt 2 of 2)",
+        "TASK_STATE_FAILED: gave up after 2 attempts: the lease of worker 'w2' expired",
+    ]
+    assert d.statistics().expired == 2
+
+
+async def test_heartbeats_keep_a_lease(env: Env, autojump_clock: trio.testing.MockClock) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("w1"))
+    task_id = await env.task()
+    claim = await d.next_claim("w1")
+    for _ in range(10):  # 100 s, far past one TTL
+        await trio.sleep(TTL / 3)
+        reply = await d.heartbeat("w1", [(task_id, claim.attempt_id)])
+        assert [r[:2] for r in reply.renewed] == [(task_id, claim.attempt_id)]
+        assert reply.lost == () and reply.cancel == ()
+    record = await env.store.head(task_id)
+    assert record is not None and record.dispatch.lease is not None
+    assert record.dispatch.lease.expires_at == pytest.approx(
+        T0 + trio.current_time() + TTL, abs=1e-3
+    )
+    assert d.statistics().expired == 0
+    stale = await d.heartbeat("w1", [(task_id, "old-attempt")])
+    assert stale.lost == ((task_id, "old-attempt", "the task's lease moved on"),)
+    assert (await d.heartbeat("nobody", [])).unknown_worker
+
+
+async def test_cancel_reaches_the_holder_by_push_and_heartbeat(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    session = d.register(WorkerInfo("w1", max_concurrent=5))
+    queued_only = await env.task(Route(worker="elsewhere"))
+    task_id = await env.task()
+    claim = await d.next_claim("w1")
+    assert d.cancel(queued_only) is False  # not leased: out of the queue, the caller ends it
+    assert d.statistics().queued == 0
+    assert d.cancel(task_id) is True
+    pushes = []
+    while True:
+        try:
+            pushes.append(session.receive_pushes.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert CancelPush(task_id, claim.attempt_id, "canceled by request") in pushes
+    assert all(isinstance(p, Offer | CancelPush) for p in pushes)
+    reply = await d.heartbeat("w1", [(task_id, claim.attempt_id)])
+    assert reply.cancel == ((task_id, claim.attempt_id),)
+    await d.release(task_id, claim.attempt_id, (status(task_id, TaskState.CANCELED),))
+    record = await env.store.get_task(task_id)
+    assert record is not None and record.state is TaskState.CANCELED
+
+
+async def test_a_new_dispatcher_rebuilds_queue_and_leases(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("w1"))
+    leased = await env.task()
+    claim = await d.next_claim("w1")
+    queued = await env.task()
+    fresh = Dispatcher(env.store, lease_ttl=TTL, reap_interval=1.0, max_attempts=2)
+    await env.nursery.start(fresh.run)
+    stats = fresh.statistics()
+    assert (stats.queued, stats.leased) == (1, 1)
+    fresh.register(WorkerInfo("w1"))  # the worker reconnects and keeps its lease
+    reply = await fresh.heartbeat("w1", [(leased, claim.attempt_id)])
+    assert [r[0] for r in reply.renewed] == [leased]
+    assert (await fresh.next_claim("w1")).task_id == queued
