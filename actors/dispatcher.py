@@ -329,7 +329,7 @@ class Dispatcher:
             if session.accepts(route):
                 self._offer(task_id, route)
         self._wake()
-        log.info("worker registered", extra={"worker_id": info.worker_id, "name": info.name,
+        log.info("worker registered", extra={"worker_id": info.worker_id, "worker_name": info.name,
                                              "capabilities": sorted(info.capabilities)})
         return session
 

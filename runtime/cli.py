@@ -1,4 +1,4 @@
-"""Command line: `python -m runtime server ...`.
+"""Command line: `python -m runtime server ...`, `python -m runtime worker ...`.
 
 Every flag has an environment variable (shown in `--help`); a flag given on the
 command line wins over the environment.
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import trio
 
-from runtime.auth import load_tokens
+from runtime.auth import load_tokens, parse_token_lines
 from runtime.server import ServerConfig, open_server
+from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, open_worker
 
 __all__ = ["main"]
 
@@ -118,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         "commas; if set and non-empty, auth is on (default TRIO_A2A_TOKENS)",
     )
     s.add_argument(
+        "--worker-tokens-file",
+        default=_env("WORKER_TOKENS_FILE"),
+        help="tokens of the workers allowed on the worker link (/worker/ws), one "
+        "'principal:token' per line; also read from TRIO_A2A_WORKER_TOKENS "
+        "('principal:token' pairs separated by commas). Never valid as client tokens. "
+        "Without any, the link accepts every worker [TRIO_A2A_WORKER_TOKENS_FILE]",
+    )
+    s.add_argument(
         "--no-push",
         action="store_true",
         default=_bool_env("NO_PUSH"),
@@ -163,7 +172,73 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
     )
+    add_worker_parser(sub)
     return parser
+
+
+def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = sub.add_parser(
+        "worker",
+        help="run a worker for a server",
+        description="Run a worker: it connects to a server's worker link (/worker/ws), "
+        "claims tasks offered to it and runs them with its agent; it reconnects whenever "
+        "the connection is lost. Each flag can also be set by the environment variable "
+        "shown in brackets.",
+    )
+    w.add_argument(
+        "--server",
+        default=_env("SERVER", "http://127.0.0.1:8000"),
+        help="the server's base URL [TRIO_A2A_SERVER] (default http://127.0.0.1:8000)",
+    )
+    w.add_argument(
+        "--token",
+        default=_env("WORKER_TOKEN"),
+        help="the worker token, sent as a bearer token [TRIO_A2A_WORKER_TOKEN]",
+    )
+    w.add_argument(
+        "--agent",
+        default=_env("AGENT", "echo"),
+        choices=sorted(AGENTS),
+        help="the agent this worker runs [TRIO_A2A_AGENT] (default echo)",
+    )
+    w.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(_env("CONCURRENCY", "1") or 1),
+        help="tasks run at once [TRIO_A2A_CONCURRENCY] (default 1)",
+    )
+    w.add_argument(
+        "--name",
+        default=_env("WORKER_NAME"),
+        help="the worker's name, for routing and logs [TRIO_A2A_WORKER_NAME] "
+        "(default the host name)",
+    )
+    w.add_argument(
+        "--capability",
+        action="append",
+        default=[c for c in (_env("CAPABILITIES") or "").split(",") if c.strip()],
+        help="a capability tasks may require; repeat for several "
+        "[TRIO_A2A_CAPABILITIES, comma-separated]",
+    )
+    w.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(_env("HEARTBEAT_INTERVAL", "0") or 0) or None,
+        help="seconds between heartbeats [TRIO_A2A_HEARTBEAT_INTERVAL] "
+        "(default: what the server says)",
+    )
+    w.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+        help="log level [TRIO_A2A_LOG_LEVEL] (default info)",
+    )
+    w.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=("text", "json"),
+        help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
+    )
 
 
 def setup_logging(level: str, fmt: str) -> None:
@@ -179,6 +254,11 @@ def setup_logging(level: str, fmt: str) -> None:
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
     tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
+    worker_tokens = load_tokens(args.worker_tokens_file, None)
+    worker_env = os.environ.get(ENV_PREFIX + "WORKER_TOKENS")
+    if worker_env:
+        worker_tokens.update(parse_token_lines(worker_env.split(","),
+                                               source=ENV_PREFIX + "WORKER_TOKENS"))
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -187,6 +267,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         data_dir=args.data_dir,
         sqlite_synchronous=args.sqlite_synchronous,
         tokens=tokens,
+        worker_tokens=worker_tokens,
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
@@ -223,6 +304,23 @@ async def run_server(config: ServerConfig) -> None:
                 break
 
 
+async def run_worker(args: argparse.Namespace) -> None:
+    config = WorkerConfig(heartbeat_interval=args.heartbeat_interval)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_worker(args.server, token=args.token, agent=args.agent,
+                               concurrency=args.concurrency, name=args.name,
+                               capabilities=[c.strip() for c in args.capability],
+                               config=config) as worker:
+            print(
+                f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
+                f"(agent: {args.agent}, concurrency: {args.concurrency})",
+                file=sys.stderr,
+                flush=True,
+            )
+            async for _ in signals:
+                break
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -236,6 +334,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             trio.run(run_server, config)
         except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "worker":
+        if args.concurrency < 1:
+            parser.error("--concurrency must be at least 1")
+        try:
+            trio.run(run_worker, args)
+        except ValueError as exc:
+            parser.error(str(exc))
+        except WorkerRejected as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0

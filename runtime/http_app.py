@@ -16,6 +16,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors.a2a_service import A2AService
+from actors.dispatcher import Dispatcher
 from runtime.auth import TokenAuth
 from runtime.card import CardDocument
 from runtime.jsonrpc_endpoint import (
@@ -43,6 +44,10 @@ class AppState:
     extended_card: dict[str, Any] | None = None
     max_body: int = 10 * 1024 * 1024
     card_cache_control: str = "public, max-age=300"
+    dispatcher: Dispatcher | None = None
+    """Serves the worker link (/worker/ws) when set."""
+    worker_auth: TokenAuth | None = None
+    """Worker tokens, separate from the client tokens of `auth`."""
 
 
 def json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,
@@ -86,6 +91,9 @@ def create_app(state: AppState) -> QuartTrio:
     from runtime.rest_binding import register_rest_routes
 
     register_rest_routes(app, state)
+    from runtime.worker_endpoint import register_worker_routes
+
+    register_worker_routes(app, state)
     return app
 
 

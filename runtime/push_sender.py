@@ -69,9 +69,7 @@ class HttpxPushSender:
         self.timeout = timeout
         self.allow_private = allow_private
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False
-        )
+        self._client = client if client is not None else self._new_client()
         self._resolve = resolver if resolver is not None else _getaddrinfo
 
     async def __aenter__(self) -> HttpxPushSender:
@@ -80,11 +78,18 @@ class HttpxPushSender:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False)
+
     async def aclose(self) -> None:
+        """Close the client (if it is ours); a later `post` opens a new one, so the
+        delivery actor can be restarted by its supervisor with the same sender."""
         if self._owns_client:
             await self._client.aclose()
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> PushReply:
+        if self._owns_client and self._client.is_closed:
+            self._client = self._new_client()
         try:
             target = httpx.URL(url)
         except httpx.InvalidURL as exc:

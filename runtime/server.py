@@ -1,8 +1,8 @@
 """The A2A server, wired and embeddable: `open_server(config)`.
 
-The server is a tree of actors under one nursery: the task store's committer,
-the dispatcher (queue, leases, reaper), the local workers, push delivery and the
-HTTP listener (quart-trio on hypercorn's
+The server is a tree of actors under one supervisor (rest_for_one): the task
+store's committer, the dispatcher (queue, leases, reaper), the local workers,
+push delivery and the HTTP listener (quart-trio on hypercorn's
 trio worker). `open_server` starts them in dependency order, each reporting
 readiness through `nursery.start` (the dispatcher re-queues what a previous run
 left unfinished), and hands back the bound address. Leaving the block stops everything.
@@ -11,7 +11,9 @@ left unfinished), and hands back the bound address. Leaving the block stops ever
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from runtime.http_app import AppState, create_asgi
 from runtime.http_coalesce import install as install_coalescing
 from runtime.push_sender import HttpxPushSender
 from runtime.store import open_memory_backend, open_sqlite_backend
+from runtime.supervisor import ChildSpec, Supervisor
 
 __all__ = ["RunningServer", "ServerConfig", "open_server"]
 
@@ -58,6 +61,9 @@ class ServerConfig:
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     tokens: dict[str, str] = attrs.field(factory=dict)
     """{token: principal}; empty means auth is off."""
+    worker_tokens: dict[str, str] = attrs.field(factory=dict)
+    """{token: principal} for the worker link (/worker/ws), never valid as client tokens;
+    empty means the link accepts any worker (a warning is logged)."""
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -73,9 +79,18 @@ class ServerConfig:
     """How often expired leases are looked for."""
     max_attempts: int = 3
     """Claims a task gets before a lost lease fails it."""
+    max_restarts: int = 5
+    restart_window: float = 30.0
+    """More than `max_restarts` actor restarts within `restart_window` seconds stop the server."""
     cancel_timeout: float = 10.0
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+
+    @worker_tokens.validator
+    def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:
+        shared = sorted(self.tokens.keys() & value.keys())
+        if shared:
+            raise ValueError(f"{len(shared)} token(s) are both client and worker tokens")
 
 
 @attrs.frozen
@@ -90,6 +105,7 @@ class RunningServer:
     dispatcher: Dispatcher
     workers: tuple[LocalWorker, ...]
     push: PushDelivery
+    supervisor: Supervisor
 
 
 @contextlib.asynccontextmanager
@@ -141,24 +157,33 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     card = build_card(config.agent, base_url, push_notifications=config.push_notifications,
                       auth_schemes=("bearer",) if auth.enabled else (),
                       extended_card=auth.enabled)
+    listening = [sock]
+
+    async def serve_http(app: object, *, task_status: trio.TaskStatus[None]) -> None:
+        # The first start serves the socket bound above (its port is in the card);
+        # a restart binds the same address again.
+        current = listening.pop() if listening else _listen(host, port)
+        hc = _hypercorn_config()
+        sockets = Sockets(secure_sockets=[], insecure_sockets=[current], quic_sockets=[])
+        try:
+            await worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc,
+                               sockets=sockets, task_status=task_status)
+        finally:
+            current.close()
+
     try:
         async with open_backend(config) as backend, trio.open_nursery() as nursery:
             store = ServerTaskStore(backend)
-            await nursery.start(store.run)
             dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                     reap_interval=config.reap_interval,
                                     max_attempts=config.max_attempts)
-            await nursery.start(dispatcher.run)
             workers = tuple(
                 LocalWorker(dispatcher, config.agent, max_concurrent=config.max_concurrent_tasks)
                 for _ in range(config.local_workers)
             )
-            for worker in workers:
-                await nursery.start(worker.run)
             sender = HttpxPushSender(timeout=config.push_timeout,
                                      allow_private=config.allow_private_push_urls)
             push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
-            await nursery.start(push.run)
             settings = ServiceSettings(
                 push_notifications=config.push_notifications,
                 allow_private_push_urls=config.allow_private_push_urls,
@@ -168,19 +193,29 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             service = A2AService(store, dispatcher, push=push, settings=settings)
             state = AppState(service=service, card=card, auth=auth,
                              extended_card=card.data if auth.enabled else None,
-                             max_body=config.max_body)
+                             max_body=config.max_body, dispatcher=dispatcher,
+                             worker_auth=TokenAuth(config.worker_tokens))
             app = create_asgi(state)
-            hc = _hypercorn_config()
-            sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
-            await nursery.start(
-                lambda task_status: worker_serve(
-                    wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets,
-                    task_status=task_status,
-                )
+            # rest_for_one: a child depends on the ones before it; when one fails,
+            # it and everything started after it start again, in order.
+            tree = Supervisor(
+                "server",
+                [
+                    ChildSpec("store", store.run),
+                    ChildSpec("dispatcher", dispatcher.run),
+                    *(ChildSpec(f"local-worker-{i}", w.run) for i, w in enumerate(workers)),
+                    ChildSpec("push", push.run),
+                    ChildSpec("http", functools.partial(serve_http, app),
+                              shutdown_timeout=5.0),
+                ],
+                strategy="rest_for_one", max_restarts=config.max_restarts,
+                max_seconds=config.restart_window, rng=random.Random(),
             )
+            await nursery.start(tree.run)
             log.info("server listening", extra={"url": base_url, "store": config.store})
             yield RunningServer(url=base_url, host=host, port=port, service=service, store=store,
-                                dispatcher=dispatcher, workers=workers, push=push)
+                                dispatcher=dispatcher, workers=workers, push=push,
+                                supervisor=tree)
             nursery.cancel_scope.cancel()
     finally:
         sock.close()

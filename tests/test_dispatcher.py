@@ -79,6 +79,12 @@ async def env(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Env]:
             store, lease_ttl=TTL, reap_interval=1.0, max_attempts=2, new_id=lambda: next(ids)
         )
         await nursery.start(dispatcher.run)
+
+        async def watchdog() -> None:  # bounds every test: the reaper ticks forever otherwise
+            await trio.sleep(3600)
+            raise TimeoutError("the test ran for an hour of virtual time")
+
+        nursery.start_soon(watchdog)
         yield Env(store, dispatcher, nursery)
         nursery.cancel_scope.cancel()
 
@@ -296,7 +302,7 @@ async def test_a_new_dispatcher_rebuilds_queue_and_leases(
     env: Env, autojump_clock: trio.testing.MockClock
 ) -> None:
     d = env.dispatcher
-    d.register(WorkerInfo("w1"))
+    d.register(WorkerInfo("w1", max_concurrent=2))
     leased = await env.task()
     claim = await d.next_claim("w1")
     queued = await env.task()
@@ -304,7 +310,7 @@ async def test_a_new_dispatcher_rebuilds_queue_and_leases(
     await env.nursery.start(fresh.run)
     stats = fresh.statistics()
     assert (stats.queued, stats.leased) == (1, 1)
-    fresh.register(WorkerInfo("w1"))  # the worker reconnects and keeps its lease
+    fresh.register(WorkerInfo("w1", max_concurrent=2))  # reconnects, keeps its lease
     reply = await fresh.heartbeat("w1", [(leased, claim.attempt_id)])
     assert [r[0] for r in reply.renewed] == [leased]
     assert (await fresh.next_claim("w1")).task_id == queued

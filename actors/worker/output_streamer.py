@@ -1,0 +1,203 @@
+"""OutputStreamer: a session's events to the server, in order, exactly once.
+
+The session puts its events on a bounded channel; the streamer drains that
+channel at once into its own buffer and sends the buffer as ``output`` frames,
+one frame in flight at a time, each with the next ``seq`` of the attempt
+(1, 2, 3...). While a frame waits for its ack, new events gather in the buffer:
+the next frame carries all of them (up to `max_frame_events`), and a text chunk
+appended to the same artifact as the event before it is folded into that event
+(its text joined), so a slow link means fewer, larger frames rather than a
+session waiting on the network.
+
+When the link is down, the in-flight frame is held (one warning per outage) and
+the buffer keeps filling; the session blocks only once `max_buffered` events
+wait. When the link is back the same frame (same seq, same events) is sent
+again: the server drops a seq it already holds, so nothing is lost and nothing
+is applied twice. `wait_flushed` returns once the session's channel is closed
+and every frame is acknowledged: the StatusReporter releases only then.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+
+import attrs
+import trio
+
+from actors.worker.link_port import AttemptLost, Backoff, LinkSlot, deliver
+from protocol.models import Part, StreamResponse
+from protocol.worker_link import OutputBody, OutputReply
+
+__all__ = ["OutputConfig", "OutputStatistics", "OutputStreamer", "coalesce_text"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class OutputConfig:
+    max_buffered: int = 256
+    """Events held unsent before the session blocks: a bound on memory during an
+    outage (each at most `max_chunk_chars` of text once chunks are folded)."""
+    max_frame_events: int = 64
+    """Events per output frame: bounds a frame's size on the wire."""
+    max_chunk_chars: int = 64 * 1024
+    """A folded text chunk grows to at most this many characters."""
+    ack_timeout: float = 30.0
+    """Seconds without an ack before the frame is in doubt and sent again."""
+    retry: Backoff = Backoff()
+    """Backoff after a server failure (INTERNAL) or an ack that does not cover the frame."""
+
+
+@attrs.frozen
+class OutputStatistics:
+    received: int
+    """Events the session produced."""
+    coalesced: int
+    """Of those, text chunks folded into the event before them."""
+    buffered: int
+    """Events waiting for a frame."""
+    frames: int
+    """Frames acknowledged (the last seq)."""
+
+
+def _plain_text(part: Part) -> bool:
+    return (part.text is not None and part.raw is None and part.url is None
+            and part.data is None and part.metadata is None and part.filename is None)
+
+
+def coalesce_text(first: StreamResponse, then: StreamResponse, *,
+                  max_chars: int) -> StreamResponse | None:
+    """One event equivalent to `first` followed by `then`, if `then` appends plain text
+    to the artifact `first` updates (its text joined to `first`'s last text part);
+    otherwise None."""
+    a, b = first.artifact_update, then.artifact_update
+    if a is None or b is None or not b.append or a.last_chunk:
+        return None
+    art, more = a.artifact, b.artifact
+    if (a.task_id != b.task_id or art.artifact_id != more.artifact_id or b.metadata
+            or more.metadata or more.extensions
+            or more.name not in (None, art.name)
+            or more.description not in (None, art.description)):
+        return None
+    if not art.parts or not more.parts:
+        return None
+    last = art.parts[-1]
+    if not _plain_text(last) or not all(_plain_text(p) and p.media_type == last.media_type
+                                        for p in more.parts):
+        return None
+    text = (last.text or "") + "".join(p.text or "" for p in more.parts)
+    if len(text) > max_chars:
+        return None
+    part = last.model_copy(update={"text": text})
+    artifact = art.model_copy(update={"parts": [*art.parts[:-1], part]})
+    update = a.model_copy(update={"artifact": artifact, "last_chunk": b.last_chunk})
+    return StreamResponse(artifact_update=update)
+
+
+class OutputStreamer:
+    """Streams one attempt's output; see the module docstring."""
+
+    def __init__(
+        self,
+        link: LinkSlot,
+        *,
+        task_id: str,
+        attempt_id: str,
+        events: trio.MemoryReceiveChannel[StreamResponse],
+        config: OutputConfig = OutputConfig(),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._link = link
+        self.task_id = task_id
+        self.attempt_id = attempt_id
+        self._events = events
+        self._config = config
+        self._rng = rng if rng is not None else random.Random()
+        self._pending: deque[StreamResponse] = deque()
+        self._input_closed = False
+        self._changed = trio.Event()
+        self._flushed = trio.Event()
+        self._received = 0
+        self._coalesced = 0
+        self.seq = 0
+        """The seq of the last frame made (sent, or being sent)."""
+        self.acked_through = 0
+
+    def statistics(self) -> OutputStatistics:
+        return OutputStatistics(received=self._received, coalesced=self._coalesced,
+                                buffered=len(self._pending), frames=self.acked_through)
+
+    async def wait_flushed(self) -> None:
+        """Until the session's channel is closed and all its output acknowledged."""
+        await self._flushed.wait()
+
+    @property
+    def _what(self) -> dict[str, object]:
+        return {"task_id": self.task_id, "attempt_id": self.attempt_id}
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read)
+            task_status.started()
+            await self._send_all()
+        self._flushed.set()
+
+    async def _read(self) -> None:
+        async with self._events:
+            async for event in self._events:
+                self._received += 1
+                if not self._fold(event):
+                    while len(self._pending) >= self._config.max_buffered:
+                        await self._changed.wait()
+                    self._pending.append(event)
+                self._wake()
+        self._input_closed = True
+        self._wake()
+
+    def _fold(self, event: StreamResponse) -> bool:
+        if not self._pending:
+            return False
+        merged = coalesce_text(self._pending[-1], event, max_chars=self._config.max_chunk_chars)
+        if merged is None:
+            return False
+        self._pending[-1] = merged
+        self._coalesced += 1
+        return True
+
+    async def _send_all(self) -> None:
+        while True:
+            while not self._pending and not self._input_closed:
+                await self._changed.wait()
+            if not self._pending:
+                return
+            count = min(len(self._pending), self._config.max_frame_events)
+            events = [self._pending.popleft() for _ in range(count)]
+            self._wake()  # room in the buffer
+            self.seq += 1
+            await self._send(OutputBody(task_id=self.task_id, attempt_id=self.attempt_id,
+                                        seq=self.seq, events=events))
+
+    async def _send(self, body: OutputBody) -> None:
+        failures = 0
+        while True:
+            reply = await deliver(self._link, "output", body, what={**self._what, "seq": body.seq},
+                                  ack_timeout=self._config.ack_timeout,
+                                  retry=self._config.retry, rng=self._rng)
+            assert isinstance(reply, OutputReply)
+            if reply.acked_through >= body.seq:
+                self.acked_through = body.seq
+                return
+            if reply.acked_through < body.seq - 1:
+                raise AttemptLost(f"the server holds output through seq {reply.acked_through} "
+                                  f"only, but acknowledged seq {body.seq - 1} before")
+            failures += 1
+            delay = self._config.retry.delay(failures, self._rng)
+            log.warning("output frame not applied; sending it again in %.3f s", delay,
+                        extra={**self._what, "seq": body.seq})
+            await trio.sleep(delay)

@@ -1,0 +1,412 @@
+"""SessionActor: one claimed task run by its agent; Sessions: all of them.
+
+The SessionActor runs the agent through the agent API (`actors.agent`), the
+same `TaskContext` / `Emitter` the server uses in-process. Its emitter's sink is
+the actor itself: every event goes on a bounded channel to the session's
+OutputStreamer, except the event that ends the task when the release can say it
+(completed, failed, canceled, input-required): the server writes that one when
+it gets the release. The agent runs in the actor's cancel scope; `cancel()`
+(CancelTask) cancels it and the session ends canceled. Returning without ending
+the task completes it; raising fails it. The actor then reports a
+`SessionResult` to the StatusReporter and closes both channels.
+
+Usage reaches the status frames through event metadata: an event whose metadata
+(or its artifact's) holds ``"trio-a2a/usage": {"provider", "model", "input",
+"output"}`` adds tokens and names the provider and model; ``"trio-a2a/toolCall":
+{"name", "phase": "start"}`` counts a tool call.
+
+`Sessions` is the sessions nursery and the lease table. It lives outside the
+connection subtree, so sessions survive reconnects. Each granted claim becomes
+one session subtree: SessionActor, OutputStreamer and StatusReporter in one
+nursery. `cancel(..., release=True)` cancels the agent (it still flushes and
+releases canceled); `release=False` (lease lost) stops the whole subtree.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from actors.agent import AgentSpec, Emitter, TaskContext
+from actors.worker.link_port import AttemptLost, LinkSlot
+from actors.worker.output_streamer import OutputConfig, OutputStreamer
+from actors.worker.status_reporter import (
+    Outcome,
+    SessionReport,
+    SessionResult,
+    StatusConfig,
+    StatusReporter,
+    Working,
+)
+from protocol.models import Artifact, Message, StreamResponse, TaskState
+from protocol.worker_link import ClaimReply, LeaseRef, TokenUsage
+
+__all__ = [
+    "SessionActor",
+    "SessionConfig",
+    "SessionStats",
+    "Sessions",
+    "SessionsStatistics",
+    "TOOL_CALL_KEY",
+    "USAGE_KEY",
+    "claim_context",
+]
+
+log = logging.getLogger(__name__)
+
+USAGE_KEY = "trio-a2a/usage"
+TOOL_CALL_KEY = "trio-a2a/toolCall"
+AGENT_KEY = "trio-a2a/agent"
+_RELEASED: dict[TaskState, Outcome] = {
+    TaskState.COMPLETED: "completed", TaskState.FAILED: "failed",
+    TaskState.CANCELED: "canceled", TaskState.INPUT_REQUIRED: "input-required",
+}
+
+
+def _text(message: Message | None) -> str:
+    if message is None:
+        return ""
+    return "\n".join(p.text for p in message.parts if p.text is not None)
+
+
+@attrs.define
+class SessionStats:
+    """What a session's events said about its provider, tool calls, tokens and text."""
+
+    provider: str | None = None
+    model: str | None = None
+    tool_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    max_partial_chars: int = 16 * 1024
+    _text: list[str] = attrs.field(factory=list)
+    _chars: int = 0
+    _artifacts: dict[str, Artifact] = attrs.field(factory=dict)
+
+    @property
+    def partial_output(self) -> str:
+        return "".join(self._text)
+
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        return tuple(self._artifacts.values())
+
+    @property
+    def tokens_used(self) -> TokenUsage | None:
+        if not (self.input_tokens or self.output_tokens):
+            return None
+        return TokenUsage(input=self.input_tokens, output=self.output_tokens)
+
+    def observe(self, event: StreamResponse) -> None:
+        metas: list[dict[str, Any] | None] = []
+        if (up := event.artifact_update) is not None:
+            metas += [up.metadata, up.artifact.metadata]
+            old = self._artifacts.get(up.artifact.artifact_id)
+            self._artifacts[up.artifact.artifact_id] = (
+                old.model_copy(update={"parts": [*old.parts, *up.artifact.parts]})
+                if up.append and old is not None else up.artifact)
+            for part in up.artifact.parts:
+                if part.text is not None and self._chars < self.max_partial_chars:
+                    piece = part.text[: self.max_partial_chars - self._chars]
+                    self._text.append(piece)
+                    self._chars += len(piece)
+        elif event.status_update is not None:
+            metas.append(event.status_update.metadata)
+        elif event.message is not None:
+            metas.append(event.message.metadata)
+        for meta in metas:
+            if meta:
+                self._note(meta.get(USAGE_KEY), meta.get(TOOL_CALL_KEY))
+
+    def _note(self, usage: Any, tool_call: Any) -> None:
+        if isinstance(usage, dict):
+            self.provider = str(usage.get("provider") or self.provider or "") or None
+            self.model = str(usage.get("model") or self.model or "") or None
+            for key, attr in (("input", "input_tokens"), ("output", "output_tokens")):
+                value = usage.get(key)
+                if isinstance(value, int) and value >= 0:
+                    setattr(self, attr, getattr(self, attr) + value)
+        if isinstance(tool_call, dict) and tool_call.get("phase") == "start":
+            self.tool_calls += 1
+
+
+def claim_context(grant: ClaimReply) -> TaskContext:
+    """The agent's view of a granted claim."""
+    if grant.task is None:
+        raise ValueError("a granted claim carries the task")
+    task = grant.task
+    history = list(grant.history if grant.history is not None else task.history or [])
+    message = grant.message
+    if message is None:
+        if not history:
+            raise ValueError(f"claim of task {task.id} carries no message to answer")
+        message = history.pop()
+    elif history and history[-1].message_id == message.message_id:
+        history.pop()
+    return TaskContext(task_id=task.id, context_id=task.context_id, message=message,
+                       history=history, task=task, metadata=dict(grant.metadata or {}))
+
+
+class SessionActor:
+    """Runs one agent call; see the module docstring. It is the emitter's EventSink."""
+
+    def __init__(
+        self,
+        agent: AgentSpec,
+        ctx: TaskContext,
+        output: trio.MemorySendChannel[StreamResponse],
+        reports: trio.MemorySendChannel[SessionReport],
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self._agent = agent
+        self.ctx = ctx
+        self._output = output
+        self._reports = reports
+        self.stats = SessionStats(provider=provider, model=model)
+        self.cancel_scope = trio.CancelScope()
+        self.canceled = False
+        self._ending: StreamResponse | None = None
+        self.result: SessionResult | None = None
+
+    def cancel(self) -> None:
+        """CancelTask: stop the agent; the session ends canceled (unless it ended first)."""
+        self.canceled = True
+        self.cancel_scope.cancel()
+
+    async def emit(self, event: StreamResponse, *, final: bool) -> None:
+        self.stats.observe(event)
+        if final:
+            self._ending = event
+            assert event.status_update is not None
+            if event.status_update.status.state in _RELEASED:
+                return  # the release says it
+        await self._output.send(event)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with self._reports:
+            async with self._output:
+                result = await self._run_agent()
+            self.result = result
+            await self._reports.send(result)
+
+    async def _run_agent(self) -> SessionResult:
+        ctx = self.ctx
+        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id)
+        error: Exception | None = None
+        with self.cancel_scope:
+            try:
+                await emit.working()
+                await self._reports.send(Working())
+                await self._agent.run(ctx, emit)
+                if not emit.ended:
+                    await emit.complete()
+            except Exception as exc:  # the agent's failure is the task's, not the worker's
+                error = exc
+                log.info("agent failed", extra={"task_id": ctx.task_id, "error": repr(exc)})
+        return self._result(error)
+
+    def _result(self, error: Exception | None) -> SessionResult:
+        s = self.stats
+        base: dict[str, Any] = dict(
+            artifacts=s.artifacts, provider=s.provider, model=s.model,
+            tool_calls_count=s.tool_calls, tokens_used=s.tokens_used,
+            partial_output=s.partial_output)
+        if self._ending is not None:
+            assert self._ending.status_update is not None
+            status = self._ending.status_update.status
+            if status.state == TaskState.REJECTED:
+                why = _text(status.message) or "no reason given"
+                return SessionResult("failed", error=f"rejected by the agent: {why}", **base)
+            outcome = _RELEASED.get(status.state, "input-required")  # auth-required: waits
+            failed = outcome == "failed"
+            return SessionResult(outcome, message=status.message,
+                                 error=(_text(status.message) or "the agent failed")
+                                 if failed else None, **base)
+        if self.canceled or self.cancel_scope.cancelled_caught:
+            return SessionResult("canceled", **base)
+        return SessionResult("failed", error=f"agent error: {error}", **base)
+
+
+@attrs.frozen
+class SessionConfig:
+    output_channel: int = 16
+    """Events between an agent and its OutputStreamer. Small: the streamer drains it
+    at once into its own (coalescing, bounded) buffer."""
+    output: OutputConfig = OutputConfig()
+    status: StatusConfig = StatusConfig()
+    provider: str | None = None
+    """Provider and model reported until the agent's usage metadata names them."""
+    model: str | None = None
+
+
+@attrs.frozen
+class SessionsStatistics:
+    running: int
+    concurrency: int
+    started: int
+    outcomes: Mapping[str, int]
+    """Finished sessions by outcome; "lost" for those stopped without a release."""
+
+
+@attrs.define(eq=False)
+class _Running:
+    task_id: str
+    attempt_id: str
+    actor: SessionActor
+    streamer: OutputStreamer
+    reporter: StatusReporter
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+
+
+class Sessions:
+    """The sessions nursery and the leases the worker holds; see the module docstring."""
+
+    def __init__(
+        self,
+        link: LinkSlot,
+        agents: Sequence[AgentSpec],
+        *,
+        concurrency: int,
+        config: SessionConfig = SessionConfig(),
+        rng: random.Random | None = None,
+    ) -> None:
+        if not agents:
+            raise ValueError("a worker needs at least one agent")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._link = link
+        self._agents = {a.name: a for a in agents}
+        self._default = agents[0]
+        self.concurrency = concurrency
+        self._config = config
+        self._rng = rng if rng is not None else random.Random()
+        self._running: dict[str, _Running] = {}
+        self._nursery: trio.Nursery | None = None
+        self._changed = trio.Event()
+        self._started = 0
+        self._outcomes: dict[str, int] = {}
+
+    @property
+    def agent_names(self) -> list[str]:
+        return list(self._agents)
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    @property
+    def free(self) -> int:
+        return self.concurrency - len(self._running)
+
+    def leases(self) -> list[LeaseRef]:
+        return [LeaseRef(task_id=r.task_id, attempt_id=r.attempt_id)
+                for r in self._running.values()]
+
+    def get(self, task_id: str) -> SessionActor | None:
+        run = self._running.get(task_id)
+        return None if run is None else run.actor
+
+    def statistics(self) -> SessionsStatistics:
+        return SessionsStatistics(running=len(self._running), concurrency=self.concurrency,
+                                  started=self._started, outcomes=dict(self._outcomes))
+
+    async def wait_changed(self) -> None:
+        """Until a session starts or ends."""
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def start(self, grant: ClaimReply, *, agent: str | None = None) -> bool:
+        """Run a granted claim; False if that attempt already runs (a resent claim)."""
+        if self._nursery is None:
+            raise RuntimeError("the sessions nursery is not running")
+        if not grant.granted or grant.task is None or grant.attempt_id is None:
+            raise ValueError("only a granted claim starts a session")
+        task_id, attempt_id = grant.task.id, grant.attempt_id
+        if task_id in self._running:
+            return False
+        name = agent or (grant.metadata or {}).get(AGENT_KEY)
+        spec = self._agents.get(name, self._default) if isinstance(name, str) else self._default
+        cfg = self._config
+        out_send, out_receive = trio.open_memory_channel[StreamResponse](cfg.output_channel)
+        rep_send, rep_receive = trio.open_memory_channel[SessionReport](2)
+        actor = SessionActor(spec, claim_context(grant), out_send, rep_send,
+                             provider=cfg.provider, model=cfg.model)
+        streamer = OutputStreamer(self._link, task_id=task_id, attempt_id=attempt_id,
+                                  events=out_receive, config=cfg.output, rng=self._rng)
+        reporter = StatusReporter(self._link, task_id=task_id, attempt_id=attempt_id,
+                                  reports=rep_receive, output=streamer, provider=cfg.provider,
+                                  model=cfg.model, config=cfg.status, rng=self._rng)
+        run = _Running(task_id, attempt_id, actor, streamer, reporter)
+        self._running[task_id] = run
+        self._started += 1
+        log.info("session started", extra={"task_id": task_id, "attempt_id": attempt_id,
+                                           "agent": spec.name})
+        self._nursery.start_soon(self._run, run, name=f"session {task_id}")
+        self._wake()
+        return True
+
+    def cancel(self, task_id: str, attempt_id: str, *, release: bool, reason: str) -> bool:
+        """Cancel the session of that attempt; False if it does not run here.
+
+        `release`: CancelTask (the agent stops; output is flushed and the attempt
+        released canceled). Otherwise the lease is lost: everything stops at once.
+        """
+        run = self._running.get(task_id)
+        if run is None or run.attempt_id != attempt_id:
+            return False
+        extra = {"task_id": task_id, "attempt_id": attempt_id, "reason": reason}
+        if release:
+            log.info("canceling session", extra=extra)
+            run.actor.cancel()
+        else:
+            log.warning("lease lost; stopping session without release", extra=extra)
+            run.scope.cancel()
+        return True
+
+    async def _run(self, run: _Running) -> None:
+        outcome = "lost"
+        try:
+            with run.scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(run.reporter.run)  # "claimed" goes first
+                    await nursery.start(run.streamer.run)
+                    nursery.start_soon(run.actor.run)
+            if run.reporter.release_reply is not None and run.reporter.result is not None:
+                outcome = run.reporter.result.outcome
+        except Exception as exc:  # one session's failure never takes the others down
+            extra = {"task_id": run.task_id, "attempt_id": run.attempt_id}
+            if _only(exc, AttemptLost):
+                log.warning("attempt lost; session stopped without release: %s", exc,
+                            extra=extra)
+            else:
+                log.error("session failed", extra=extra, exc_info=exc)
+        finally:
+            del self._running[run.task_id]
+            self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+            self._wake()
+
+
+def _only(exc: BaseException, kind: type[Exception]) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only(e, kind) for e in exc.exceptions)
+    return isinstance(exc, kind)

@@ -1,0 +1,202 @@
+"""StatusReporter: an attempt's lifecycle as the server hears it, and its release.
+
+It reports ``claimed`` at once, ``working`` when the session says the agent
+runs, and the outcome (completed / failed / canceled / input-required) when the
+session ends: provider and model throughout, tool-call count and tokens on
+completion, error and partial output on failure. Status frames are reports, so
+the latest wins: while the link is down, intermediate states are skipped, never
+queued. Then, once the OutputStreamer has every output frame acknowledged, it
+sends ``release`` with the outcome (retried until acked: release is idempotent).
+
+The session's reports arrive on a bounded channel: `Working`, then one
+`SessionResult`. A channel closed without a result means the session was
+stopped (lease lost): nothing is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Literal, Protocol
+
+import attrs
+import trio
+
+from actors.worker.link_port import Backoff, LinkSlot, deliver
+from protocol.models import Artifact, Message
+from protocol.worker_link import ReleaseBody, ReleaseReply, StatusBody, TokenUsage
+
+__all__ = [
+    "Outcome",
+    "SessionReport",
+    "SessionResult",
+    "StatusConfig",
+    "StatusReporter",
+    "Working",
+]
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["completed", "failed", "canceled", "input-required"]
+_FINAL = frozenset({"completed", "failed", "canceled", "input-required"})
+
+
+@attrs.frozen
+class Working:
+    """The session started the agent."""
+
+
+@attrs.frozen
+class SessionResult:
+    """How a session ended, and what the status and release frames say about it."""
+
+    outcome: Outcome
+    message: Message | None = None
+    """The agent's final message (completion note, or its question for input-required)."""
+    error: str | None = None
+    """Why it failed (set when outcome is failed)."""
+    artifacts: tuple[Artifact, ...] = ()
+    """The artifacts of the attempt as streamed, chunks folded together."""
+    provider: str | None = None
+    model: str | None = None
+    tool_calls_count: int = 0
+    tokens_used: TokenUsage | None = None
+    partial_output: str = ""
+    """The text output so far (capped), reported on failure."""
+
+
+SessionReport = Working | SessionResult
+
+
+class OutputDrain(Protocol):
+    """What the reporter needs of the OutputStreamer."""
+
+    async def wait_flushed(self) -> None:
+        """Until every output frame of the attempt is acknowledged."""
+        ...
+
+
+@attrs.frozen
+class StatusConfig:
+    ack_timeout: float = 30.0
+    """Seconds without an ack before a status or release frame is sent again."""
+    retry: Backoff = Backoff()
+    """Backoff after a server failure (INTERNAL)."""
+
+
+class StatusReporter:
+    """Reports one attempt's states and releases it; see the module docstring."""
+
+    def __init__(
+        self,
+        link: LinkSlot,
+        *,
+        task_id: str,
+        attempt_id: str,
+        reports: trio.MemoryReceiveChannel[SessionReport],
+        output: OutputDrain,
+        provider: str | None = None,
+        model: str | None = None,
+        config: StatusConfig = StatusConfig(),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._link = link
+        self.task_id = task_id
+        self.attempt_id = attempt_id
+        self._reports = reports
+        self._output = output
+        self._provider = provider
+        self._model = model
+        self._config = config
+        self._rng = rng if rng is not None else random.Random()
+        self._latest: StatusBody | None = None
+        self._delivered: StatusBody | None = None
+        self._changed = trio.Event()
+        self.reported: list[str] = []
+        """The states the server acknowledged, in order."""
+        self.result: SessionResult | None = None
+        self.release_reply: ReleaseReply | None = None
+
+    @property
+    def _what(self) -> dict[str, object]:
+        return {"task_id": self.task_id, "attempt_id": self.attempt_id}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Ready once ``claimed`` is on its way (start the session after that, so that
+        ``claimed`` is never skipped on a healthy link); returns after the release."""
+        async with trio.open_nursery() as nursery:
+            self._publish(self._status("claimed"))
+            await nursery.start(self._send_statuses)
+            task_status.started()
+            result = await self._wait_result()
+            if result is None:  # stopped before it ended: nothing to report or release
+                nursery.cancel_scope.cancel()
+                return
+            self.result = result
+            self._publish(self._final_status(result))
+        await self._output.wait_flushed()
+        reply = await deliver(self._link, "release", self._release_body(result), what=self._what,
+                              ack_timeout=self._config.ack_timeout, retry=self._config.retry,
+                              rng=self._rng)
+        assert isinstance(reply, ReleaseReply)
+        self.release_reply = reply
+        log.info("task released", extra={**self._what, "outcome": result.outcome,
+                                         "already_released": reply.already_released})
+
+    async def _wait_result(self) -> SessionResult | None:
+        async with self._reports:
+            async for report in self._reports:
+                if isinstance(report, SessionResult):
+                    return report
+                self._publish(self._status("working"))
+        return None
+
+    def _publish(self, body: StatusBody) -> None:
+        self._latest = body
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _send_statuses(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Deliver the latest state until the final one is acknowledged; ready once
+        the first one is taken."""
+        ready = False
+        while True:
+            while self._latest is None or self._latest is self._delivered:
+                await self._changed.wait()
+            body = self._latest
+            if not ready:
+                ready = True
+                task_status.started()
+            await deliver(self._link, "status", body, what=self._what,
+                          ack_timeout=self._config.ack_timeout, retry=self._config.retry,
+                          rng=self._rng)
+            self._delivered = body
+            self.reported.append(body.state)
+            if body.state in _FINAL:
+                return
+
+    def _status(self, state: Literal["claimed", "working"]) -> StatusBody:
+        return StatusBody(task_id=self.task_id, attempt_id=self.attempt_id, state=state,
+                          provider=self._provider, model=self._model)
+
+    def _final_status(self, result: SessionResult) -> StatusBody:
+        completed = result.outcome == "completed"
+        failed = result.outcome == "failed"
+        return StatusBody(
+            task_id=self.task_id, attempt_id=self.attempt_id, state=result.outcome,
+            provider=result.provider or self._provider, model=result.model or self._model,
+            tool_calls_count=result.tool_calls_count if completed else None,
+            tokens_used=result.tokens_used if completed else None,
+            error=result.error if failed else None,
+            partial_output=(result.partial_output or None) if failed else None,
+        )
+
+    def _release_body(self, result: SessionResult) -> ReleaseBody:
+        outcome = result.outcome
+        return ReleaseBody(
+            task_id=self.task_id, attempt_id=self.attempt_id, outcome=outcome,
+            artifacts=list(result.artifacts) if outcome == "completed" and result.artifacts
+            else None,
+            message=result.message if outcome in ("completed", "input-required") else None,
+            error=(result.error or "the agent failed") if outcome == "failed" else None,
+        )

@@ -1,0 +1,471 @@
+"""A worker, wired and embeddable: `open_worker(server_url, ...)`.
+
+The worker link client over WebSocket (trio-websocket; ``GET /worker/ws`` with
+``Authorization: Bearer <token>``, one text message per frame) and the worker's
+supervision tree (runtime.supervisor):
+
+    worker (one_for_one)
+    +-- sessions        the sessions nursery: each claimed task runs here
+    +-- connection (one_for_all, restarted with backoff and seeded jitter)
+        +-- link        connects; reads frames until the connection closes
+        +-- registrar   registers; attaches the link for the sessions
+        +-- heartbeat
+        +-- claimer
+
+A lost connection (`LinkDown`) restarts the connection subtree only: running
+sessions keep going, their output waits in bounded buffers and flows again once
+the new connection is registered. A refusal that retrying cannot fix (a bad
+token) stops the worker: `open_worker` raises it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import random
+import socket
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from actors.agent import AgentSpec
+from actors.worker import (
+    Backoff,
+    Heartbeat,
+    Link,
+    LinkDown,
+    LinkSlot,
+    ListModels,
+    Push,
+    Registrar,
+    RegistrationRefused,
+    SessionConfig,
+    Sessions,
+    TaskClaimer,
+    WorkerIdentity,
+)
+from protocol.worker_link import (
+    ACK,
+    SERVER_OPS,
+    UNKNOWN_OP,
+    Frame,
+    LinkModel,
+    LinkProtocolError,
+    ack,
+    decode_frame,
+    encode_frame,
+    error_ack,
+    parse_reply,
+)
+from runtime.agents import echo_agent
+from runtime.supervisor import ChildSpec, Supervisor
+
+__all__ = [
+    "AGENTS",
+    "Connection",
+    "RunningWorker",
+    "WebSocketLink",
+    "WorkerConfig",
+    "WorkerRejected",
+    "WorkerStatistics",
+    "link_url",
+    "open_websocket_link",
+    "open_worker",
+]
+
+log = logging.getLogger(__name__)
+
+AGENTS: Mapping[str, AgentSpec] = {echo_agent.name: echo_agent}
+"""The agents a worker can run by name (`--agent`)."""
+
+
+class WorkerRejected(Exception):
+    """The server refused this worker (bad token, or a protocol it does not speak)."""
+
+
+class Connection(Link, Protocol):
+    """A `Link` that is one open connection."""
+
+    async def serve(self) -> None:
+        """Read the connection until it closes (then raise `LinkDown`)."""
+        ...
+
+
+Connect = Callable[[], AbstractAsyncContextManager[Connection]]
+
+
+def link_url(server_url: str) -> str:
+    """The worker link's WebSocket URL for a server's base URL."""
+    parts = urllib.parse.urlsplit(server_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"server URL must be http(s):// or ws(s)://, not {server_url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/worker/ws"):
+        path += "/worker/ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    op: str
+    event: trio.Event = attrs.Factory(trio.Event)
+    frame: Frame | None = None
+
+
+class WebSocketLink:
+    """The `Link` over one WebSocket: frames out, acks matched by id, pushes acked
+    and queued (bounded: when full, a push is dropped with a warning; offers are
+    hints and heartbeat replies repeat cancellations and drain)."""
+
+    def __init__(self, ws: WebSocketConnection, *, push_queue: int = 64) -> None:
+        self._ws = ws
+        self._ids = itertools.count(1)
+        self._waiters: dict[str, _Waiter] = {}
+        self._ops: dict[str, str] = {}
+        self._push_send, self._push_receive = trio.open_memory_channel[Push](push_queue)
+        self._closed = False
+        self._close_reason = "the connection is closed"
+
+    @property
+    def pushes(self) -> trio.MemoryReceiveChannel[Push]:
+        return self._push_receive
+
+    async def request(self, op: str, body: LinkModel) -> LinkModel:
+        if self._closed:
+            raise LinkDown(self._close_reason)
+        frame_id = f"w-{next(self._ids)}"
+        waiter = self._waiters[frame_id] = _Waiter(op)
+        self._ops[frame_id] = op
+        try:
+            await self._send(encode_frame(op, body, frame_id))
+            await waiter.event.wait()
+        finally:
+            del self._waiters[frame_id], self._ops[frame_id]
+        if waiter.frame is None:
+            raise LinkDown(self._close_reason)
+        return parse_reply(op, waiter.frame)
+
+    async def _send(self, text: str) -> None:
+        try:
+            await self._ws.send_message(text)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise LinkDown(f"the connection closed: {exc!r}") from exc
+
+    async def _send_quietly(self, text: str) -> None:
+        with contextlib.suppress(LinkDown):
+            await self._send(text)
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                try:
+                    message = await self._ws.get_message()
+                except ConnectionClosed as exc:
+                    self._close_reason = f"the server closed the connection ({exc.reason})"
+                    raise LinkDown(self._close_reason) from None
+                await self._receive(message)
+        finally:
+            self._closed = True
+            for waiter in self._waiters.values():
+                waiter.event.set()  # frame None: LinkDown
+            self._push_send.close()
+
+    async def _receive(self, message: str | bytes) -> None:
+        try:
+            frame = decode_frame(message, pending=self._ops)
+        except LinkProtocolError as exc:
+            log.warning("bad frame from the server: %s", exc.message, extra={"op": exc.op})
+            if exc.op != ACK:
+                await self._send_quietly(exc.to_ack())
+            return
+        if frame.is_ack:
+            waiter = self._waiters.get(frame.id or "")
+            if waiter is not None:
+                waiter.frame = frame
+                waiter.event.set()
+            return
+        if frame.op not in SERVER_OPS:
+            await self._send_quietly(error_ack(frame.id, UNKNOWN_OP,
+                                               f"op {frame.op!r} is not one a worker accepts"))
+            return
+        assert isinstance(frame.body, LinkModel)
+        try:
+            self._push_send.send_nowait(frame.body)  # type: ignore[arg-type]
+        except trio.WouldBlock:
+            log.warning("push queue full; %s dropped", frame.op, extra={"op": frame.op})
+        await self._send_quietly(ack(frame.id))
+
+
+@contextlib.asynccontextmanager
+async def open_websocket_link(
+    server_url: str,
+    *,
+    token: str | None,
+    push_queue: int = 64,
+    connect_timeout: float = 10.0,
+    disconnect_timeout: float = 2.0,
+    max_message_size: int = 16 << 20,
+) -> AsyncIterator[WebSocketLink]:
+    """Connect to the server's worker link. `LinkDown` if it cannot be reached,
+    `WorkerRejected` if it refuses the token. Run `serve()` to read frames."""
+    url = link_url(server_url)
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            ws = await stack.enter_async_context(open_websocket_url(
+                url, extra_headers=headers, message_queue_size=64,
+                max_message_size=max_message_size, connect_timeout=connect_timeout,
+                disconnect_timeout=disconnect_timeout))
+        except ConnectionRejected as exc:
+            if exc.status_code in (401, 403):
+                raise WorkerRejected(f"{url} refused the worker token "
+                                     f"(HTTP {exc.status_code})") from None
+            raise LinkDown(f"{url} refused the connection (HTTP {exc.status_code})") from None
+        except (HandshakeError, OSError) as exc:
+            cause = exc.__cause__ or exc
+            raise LinkDown(f"cannot connect to {url}: {cause!r}") from None
+        yield WebSocketLink(ws, push_queue=push_queue)
+
+
+@attrs.frozen
+class WorkerConfig:
+    heartbeat_interval: float | None = None
+    """Seconds between heartbeats; None: what the server says when registering."""
+    poll_interval: float = 5.0
+    """How soon a claim that failed for a passing reason is tried again."""
+    ack_timeout: float = 30.0
+    """Seconds without an ack before a frame is in doubt (resent, or the attempt fails)."""
+    push_queue: int = 64
+    """Pushes read but not yet handled, per connection (offers beyond are dropped)."""
+    sessions: SessionConfig = SessionConfig()
+    register_retry: Backoff = Backoff()
+    """Backoff between registration attempts on one connection."""
+    reconnect: Backoff = Backoff(base=0.5, factor=2.0, max=30.0, jitter=0.2)
+    """Backoff before connecting again after the connection was lost (or never made)."""
+    reconnect_max_restarts: int = 10
+    reconnect_window: float = 60.0
+    """More than that many reconnects in that many seconds: the connection subtree
+    gives up and the worker supervisor starts it afresh."""
+    stable_after: float = 30.0
+    """A connection that lasted this long resets the reconnect backoff."""
+    connect_timeout: float = 10.0
+    disconnect_timeout: float = 2.0
+    seed: int | None = None
+    """Seeds the RNG of all jitter (None: random)."""
+
+
+@attrs.frozen
+class WorkerStatistics:
+    worker_id: str
+    connected: bool
+    """A registered connection is up."""
+    connects: int
+    """Connection attempts so far."""
+    registrations: int
+    running: int
+    concurrency: int
+    started: int
+    outcomes: Mapping[str, int]
+
+
+class _ConnectionTree:
+    """The children of the connection subtree, built afresh on every (re)start."""
+
+    def __init__(self, worker: RunningWorker, connect: Connect, list_models: ListModels | None,
+                 rng: random.Random) -> None:
+        self._worker = worker
+        self._connect = connect
+        self._list_models = list_models
+        self._rng = rng
+        self.link: Connection | None = None
+        self.registrar: Registrar | None = None
+        self.claimer: TaskClaimer | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.connects = 0
+
+    def specs(self) -> list[ChildSpec]:
+        return [ChildSpec("link", self._link, shutdown_timeout=3.0),
+                ChildSpec("registrar", self._registrar, shutdown_timeout=1.0),
+                ChildSpec("heartbeat", self._heartbeat, shutdown_timeout=1.0),
+                ChildSpec("claimer", self._claimer, shutdown_timeout=1.0)]
+
+    async def _link(self, *, task_status: trio.TaskStatus[None]) -> None:
+        self.connects += 1
+        try:
+            async with self._connect() as link:
+                self.link = link
+                task_status.started()
+                await link.serve()
+        except WorkerRejected as exc:
+            self._worker._stop(exc)
+            await trio.sleep_forever()
+        raise LinkDown("the connection closed")
+
+    async def _registrar(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.link is not None
+        w, cfg = self._worker, self._worker.config
+        kw = {} if self._list_models is None else {"list_models": self._list_models}
+        self.registrar = Registrar(self.link, w.slot, w.identity, retry=cfg.register_retry,
+                                   rng=self._rng, ack_timeout=cfg.ack_timeout, **kw)
+        try:
+            await self.registrar.run(task_status=task_status)
+        except RegistrationRefused as exc:
+            self._worker._stop(WorkerRejected(str(exc)))
+            await trio.sleep_forever()
+
+    async def _heartbeat(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.link is not None and self.registrar is not None
+        w = self._worker
+        self.heartbeat = Heartbeat(self.link, self.registrar, w.sessions,
+                                   agent=w.identity.agents[0],
+                                   interval=w.config.heartbeat_interval, on_drain=self._drain)
+        await self.heartbeat.run(task_status=task_status)
+
+    def _drain(self, reason: str) -> None:
+        if self.claimer is not None:
+            self.claimer.drain(reason)
+
+    async def _claimer(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.link is not None
+        w = self._worker
+        self.claimer = TaskClaimer(self.link, w.sessions, worker_id=w.worker_id,
+                                   poll_interval=w.config.poll_interval,
+                                   ack_timeout=w.config.ack_timeout)
+        await self.claimer.run(task_status=task_status)
+
+
+class RunningWorker:
+    """A worker running inside `open_worker`: its id, statistics, and the tree."""
+
+    def __init__(self, identity: WorkerIdentity, sessions: Sessions, slot: LinkSlot,
+                 config: WorkerConfig) -> None:
+        self.identity = identity
+        self.worker_id = identity.worker_id
+        self.name = identity.name
+        self.sessions = sessions
+        self.slot = slot
+        self.config = config
+        self.connection: _ConnectionTree | None = None
+        self.supervisor: Supervisor | None = None
+        self._scope: trio.CancelScope | None = None
+        self.error: BaseException | None = None
+
+    def statistics(self) -> WorkerStatistics:
+        s = self.sessions.statistics()
+        return WorkerStatistics(
+            worker_id=self.worker_id, connected=self.slot.is_up,
+            connects=self.connection.connects if self.connection else 0,
+            registrations=self.slot.attaches, running=s.running, concurrency=s.concurrency,
+            started=s.started, outcomes=s.outcomes)
+
+    async def wait_registered(self) -> None:
+        """Until a registered connection is up."""
+        await self.slot.wait_up()
+
+    def _stop(self, error: BaseException) -> None:
+        log.error("worker stopped: %s", error, extra={"worker_id": self.worker_id})
+        self.error = error
+        if self._scope is not None:
+            self._scope.cancel()
+
+
+def _agents(agent: str | AgentSpec | Sequence[str | AgentSpec]) -> list[AgentSpec]:
+    items = [agent] if isinstance(agent, str | AgentSpec) else list(agent)
+    out = []
+    for item in items:
+        if isinstance(item, AgentSpec):
+            out.append(item)
+        elif item in AGENTS:
+            out.append(AGENTS[item])
+        else:
+            raise ValueError(f"unknown agent {item!r} (known: {', '.join(sorted(AGENTS))})")
+    if not out:
+        raise ValueError("a worker needs at least one agent")
+    return out
+
+
+@contextlib.asynccontextmanager
+async def open_worker(
+    server_url: str,
+    *,
+    token: str | None,
+    agent: str | AgentSpec | Sequence[str | AgentSpec] = "echo",
+    concurrency: int = 1,
+    name: str | None = None,
+    worker_id: str | None = None,
+    capabilities: Sequence[str] = (),
+    hostname: str | None = None,
+    list_models: ListModels | None = None,
+    config: WorkerConfig = WorkerConfig(),
+    connect: Connect | None = None,
+) -> AsyncIterator[RunningWorker]:
+    """Run a worker for the server at `server_url` until the block exits.
+
+    It connects, registers and claims in the background and reconnects whenever
+    the connection is lost (`wait_registered()` waits for the first registration).
+    `connect` replaces the WebSocket transport (tests pass a fake). Raises
+    `WorkerRejected` if the server refuses the worker.
+    """
+    agents = _agents(agent)
+    rng = random.Random(config.seed)
+    host = hostname or socket.gethostname()
+    identity = WorkerIdentity(worker_id=worker_id or f"wrk-{uuid.uuid4().hex[:12]}",
+                              name=name or host, hostname=host,
+                              agents=tuple(a.name for a in agents),
+                              max_concurrent_tasks=concurrency,
+                              capabilities=tuple(capabilities))
+    slot = LinkSlot()
+    sessions = Sessions(slot, agents, concurrency=concurrency, config=config.sessions, rng=rng)
+    worker = RunningWorker(identity, sessions, slot, config)
+
+    def connect_websocket() -> AbstractAsyncContextManager[Connection]:
+        return open_websocket_link(server_url, token=token, push_queue=config.push_queue,
+                                   connect_timeout=config.connect_timeout,
+                                   disconnect_timeout=config.disconnect_timeout)
+
+    tree = worker.connection = _ConnectionTree(worker, connect or connect_websocket,
+                                               list_models, rng)
+    back = config.reconnect
+    connection = Supervisor(
+        "connection", tree.specs(), strategy="one_for_all",
+        max_restarts=config.reconnect_max_restarts, max_seconds=config.reconnect_window,
+        backoff_base=back.base, backoff_factor=back.factor, backoff_max=back.max,
+        jitter=back.jitter, stable_after=config.stable_after, rng=rng)
+
+    async def run_connection(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()  # ready at once: connecting may take a while
+        await connection.run()
+
+    worker.supervisor = Supervisor(
+        "worker", [ChildSpec("sessions", sessions.run),
+                   ChildSpec("connection", run_connection, shutdown_timeout=6.0)],
+        strategy="one_for_one", backoff_base=back.max, backoff_max=back.max, rng=rng)
+    try:
+        async with trio.open_nursery() as nursery:
+            worker._scope = nursery.cancel_scope
+            await nursery.start(worker.supervisor.run)
+            log.info("worker started", extra={"worker_id": identity.worker_id,
+                                              "server": server_url, "agents": identity.agents,
+                                              "concurrency": concurrency})
+            yield worker
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    if worker.error is not None:
+        raise worker.error

@@ -1,0 +1,425 @@
+"""The server's end of the worker link over WebSocket: ``GET /worker/ws``.
+
+One connection carries every frame of docs/worker-link.md. The handshake needs
+``Authorization: Bearer <worker token>``; worker tokens are their own set
+(`ServerConfig.worker_tokens`), a client token is refused here (401) and a
+worker token is not a client token on the A2A endpoints. With no worker tokens
+configured the endpoint is open, like client auth being off (a warning is
+logged once per server), but a client token is still refused.
+
+After the upgrade the worker's first frame must be ``register`` (anything before
+it is answered ``UNKNOWN_WORKER``; the link stays open, as for every bad frame).
+Registering connects the worker to the dispatcher; from then on the connection
+does two things at once: it answers each frame the worker sends, in order, with
+one ack (heartbeat, claim, output, status, release), and it forwards the
+dispatcher's pushes (offers and cancellations) as ``offer`` / ``cancel`` frames,
+whose acks it reads and drops. A malformed frame gets an error ack and the link
+carries on. When the connection ends the worker is unregistered; its leases run
+until they expire (a reconnecting worker heartbeats them back).
+
+Output is deduplicated per attempt: the highest ``seq`` applied for each
+(task, attempt) is kept in memory (for the server's lifetime, across
+reconnects), a resent ``seq`` is acked without being applied, and a frame beyond
+a gap is not applied (its ack's ``ackedThrough`` says where to resume).
+Claims resent by the worker that won them get the same grant back.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+from quart import Response, websocket
+
+from actors.dispatcher import (
+    CancelPush,
+    Dispatcher,
+    NotClaimable,
+    Offer,
+    StaleAttempt,
+    UnknownWorker,
+    WorkerInfo,
+    WorkerSession,
+)
+from actors.task_store import ServerTaskStore
+from protocol import worker_link as wl
+from protocol.models import (
+    Message,
+    Part,
+    Role,
+    StreamResponse,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from protocol.states import IllegalTransition, is_terminal
+from runtime.auth import TokenAuth
+
+if TYPE_CHECKING:
+    from quart_trio import QuartTrio
+
+    from runtime.http_app import AppState
+
+__all__ = ["LinkSocket", "WorkerLinkEndpoint", "register_worker_routes"]
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/worker/ws"
+try:
+    SERVER_VERSION = importlib.metadata.version("trio-a2a")
+except importlib.metadata.PackageNotFoundError:
+    SERVER_VERSION = "0.1.0"
+
+_OUTCOME_STATES = {"completed": TaskState.COMPLETED, "failed": TaskState.FAILED,
+                   "canceled": TaskState.CANCELED, "input-required": TaskState.INPUT_REQUIRED}
+
+
+class LinkSocket(Protocol):
+    """One frame per message, both ways (quart's websocket object is one)."""
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, data: str) -> None: ...
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class WorkerLinkEndpoint:
+    """Link state shared by all connections of one server: auth, seq marks, grants."""
+
+    def __init__(self, dispatcher: Dispatcher, store: ServerTaskStore, *,
+                 worker_auth: TokenAuth, client_auth: TokenAuth | None = None) -> None:
+        self.dispatcher = dispatcher
+        self.store = store
+        self._worker_auth = worker_auth
+        self._client_auth = client_auth
+        self._warned_open = False
+        self.applied: dict[tuple[str, str], int] = {}
+        """(task id, attempt id) -> highest output seq applied with no gap before it."""
+        self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
+        """(worker id, task id) -> the grant, answered again to a resent claim."""
+
+    def authenticate(self, authorization: str | None) -> str | None:
+        """The worker principal of a handshake, or None to refuse it."""
+        client = self._client_auth
+        if client is not None and client.enabled and authorization:
+            if client.principal(authorization) is not None:
+                return None  # a client token never acts as a worker
+        if not self._worker_auth.enabled and not self._warned_open:
+            self._warned_open = True
+            log.warning("no worker tokens configured: the worker link accepts any connection",
+                        extra={"path": WS_PATH})
+        return self._worker_auth.principal(authorization)
+
+    def forget(self, task_id: str, attempt_id: str) -> None:
+        """The attempt is over (released or stale): drop its marks."""
+        self.applied.pop((task_id, attempt_id), None)
+        for key, grant in list(self.grants.items()):
+            if key[1] == task_id and grant.attempt_id == attempt_id:
+                del self.grants[key]
+
+    async def serve(self, socket: LinkSocket, *, principal: str, peer: str = "") -> None:
+        """Speak the link on an accepted connection until it ends."""
+        conn = _Connection(self, socket, principal)
+        log.info("worker link connected", extra={"principal": principal, "peer": peer})
+        try:
+            async with trio.open_nursery() as nursery:
+                conn.nursery = nursery
+                while True:
+                    reply = await conn.answer(await socket.receive())
+                    if reply is not None:
+                        await conn.send(reply)
+        finally:
+            conn.disconnect()
+            log.info("worker link closed", extra={"principal": principal, "peer": peer,
+                                                  "worker_id": conn.worker_id})
+
+
+class _Connection:
+    """One worker connection: its registration, its frames, its pushes."""
+
+    def __init__(self, endpoint: WorkerLinkEndpoint, socket: LinkSocket, principal: str) -> None:
+        self.ep = endpoint
+        self.socket = socket
+        self.principal = principal
+        self.worker_id: str | None = None
+        self.session: WorkerSession | None = None
+        self.nursery: trio.Nursery | None = None
+        self._send_lock = trio.Lock()
+        self._push_ids = itertools.count(1)
+        self._handlers: dict[str, Callable[[Any], Awaitable[wl.LinkModel | None]]] = {
+            "heartbeat": self.heartbeat, "claim": self.claim, "output": self.output,
+            "status": self.status, "release": self.release,
+        }
+
+    async def send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.socket.send(text)
+
+    def disconnect(self) -> None:
+        if self.worker_id is not None:
+            self.ep.dispatcher.unregister(self.worker_id, self.session)
+
+    async def answer(self, data: str | bytes) -> str | None:
+        """The ack for one received frame (None for an ack: acks are never acked)."""
+        try:
+            frame = wl.decode_frame(data)
+        except wl.LinkProtocolError as exc:
+            if exc.op == wl.ACK:
+                return None
+            log.info("bad worker-link frame", extra={"worker_id": self.worker_id,
+                                                     "code": exc.code, "error": exc.message})
+            return exc.to_ack()
+        if frame.is_ack:
+            if not frame.ok and frame.error is not None:
+                log.info("worker refused a push", extra={"worker_id": self.worker_id,
+                                                         "frame_id": frame.id,
+                                                         "code": frame.error.code})
+            return None
+        try:
+            if frame.op == "register":
+                return wl.ack(frame.id, self.register(frame.body))
+            handler = self._handlers.get(frame.op)
+            if handler is None:
+                raise _Refused(wl.UNKNOWN_OP, f"op: {frame.op!r} is not sent to a server")
+            if self.worker_id is None:
+                raise _Refused(wl.UNKNOWN_WORKER, "register first: no worker on this connection")
+            worker_id = getattr(frame.body, "worker_id", self.worker_id)
+            if worker_id != self.worker_id:
+                raise _Refused(wl.UNKNOWN_WORKER, f"this connection is registered as worker "
+                                                  f"{self.worker_id!r}, not {worker_id!r}")
+            return wl.ack(frame.id, await handler(frame.body))
+        except _Refused as exc:
+            code, message = exc.code, exc.message
+        except StaleAttempt as exc:
+            code, message = wl.STALE_ATTEMPT, str(exc)
+            body = frame.body
+            self.ep.forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
+        except UnknownWorker as exc:
+            code, message = wl.UNKNOWN_WORKER, str(exc)
+        except Exception as exc:
+            log.exception("worker-link frame failed", extra={"worker_id": self.worker_id,
+                                                             "op": frame.op})
+            code, message = wl.INTERNAL, f"the server failed: {type(exc).__name__}"
+        log.info("worker-link frame refused", extra={"worker_id": self.worker_id,
+                                                     "op": frame.op, "code": code,
+                                                     "error": message})
+        return wl.error_ack(frame.id, code, message)
+
+    # --- ops --------------------------------------------------------------------
+
+    def register(self, body: wl.RegisterBody) -> wl.RegisterReply:
+        dispatcher = self.ep.dispatcher
+        if self.worker_id is not None and self.worker_id != body.worker_id:
+            dispatcher.unregister(self.worker_id, self.session)
+        info = WorkerInfo(worker_id=body.worker_id, name=body.name,
+                          capabilities=frozenset(body.capabilities),
+                          agents=frozenset(body.agents), max_concurrent=body.max_concurrent_tasks)
+        session = dispatcher.register(info)  # closes the pushes of an older session
+        self.worker_id, self.session = body.worker_id, session
+        assert self.nursery is not None
+        self.nursery.start_soon(self._forward_pushes, session)
+        log.info("worker link registered", extra={
+            "worker_id": body.worker_id, "worker_name": body.name, "hostname": body.hostname,
+            "principal": self.principal, "agents": sorted(body.agents),
+            "max_concurrent": body.max_concurrent_tasks,
+            "models": {p: len(m) for p, m in body.models.items()}})
+        ttl = dispatcher.lease_ttl
+        return wl.RegisterReply(worker_id=body.worker_id, heartbeat_interval=ttl / 3,
+                                lease_ttl=ttl, server_version=SERVER_VERSION)
+
+    async def _forward_pushes(self, session: WorkerSession) -> None:
+        async for push in session.receive_pushes:
+            frame_id = f"s-{next(self._push_ids)}"
+            if isinstance(push, Offer):
+                text = wl.encode_frame("offer", wl.OfferBody(
+                    task_id=push.task_id, priority=push.priority, agent=push.agent,
+                    required_capabilities=list(push.capabilities)), frame_id)
+            else:
+                assert isinstance(push, CancelPush)
+                text = wl.encode_frame("cancel", wl.CancelBody(
+                    task_id=push.task_id, attempt_id=push.attempt_id, reason=push.reason),
+                    frame_id)
+            await self.send(text)
+
+    async def heartbeat(self, body: wl.HeartbeatBody) -> wl.HeartbeatReply:
+        assert self.worker_id is not None
+        reply = await self.ep.dispatcher.heartbeat(
+            self.worker_id, [(lease.task_id, lease.attempt_id) for lease in body.leases])
+        for task_id, attempt_id, _ in reply.lost:
+            self.ep.forget(task_id, attempt_id)
+        return wl.HeartbeatReply(
+            renewed=[wl.RenewedLease(task_id=t, attempt_id=a, lease_expires_at=e)
+                     for t, a, e in reply.renewed],
+            lost=[wl.LostLease(task_id=t, attempt_id=a, reason=r) for t, a, r in reply.lost],
+            cancel=[wl.LeaseRef(task_id=t, attempt_id=a) for t, a in reply.cancel],
+            unknown_worker=reply.unknown_worker)
+
+    async def claim(self, body: wl.ClaimBody) -> wl.ClaimReply:
+        key = (body.worker_id, body.task_id)
+        try:
+            claim = await self.ep.dispatcher.claim(body.worker_id, body.task_id)
+        except NotClaimable as exc:
+            grant = self.ep.grants.get(key)
+            if (grant is not None and self.session is not None
+                    and self.session.active.get(body.task_id) == grant.attempt_id):
+                return grant  # a resent claim of the winner: the same grant
+            log.debug("claim not granted", extra={"worker_id": body.worker_id,
+                                                  "task_id": body.task_id, "error": str(exc)})
+            return wl.ClaimReply(granted=False, reason=wl.NOT_CLAIMABLE)
+        task = claim.record.task
+        history = list(task.history or [])
+        grant = wl.ClaimReply(
+            granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
+            task=task, message=history[-1] if history else None, history=history[:-1],
+            metadata=claim.run_request().metadata)
+        self.ep.grants[key] = grant
+        log.info("task claimed over the link", extra={"worker_id": body.worker_id,
+                                                      "task_id": body.task_id,
+                                                      "attempt_id": claim.attempt_id})
+        return grant
+
+    async def output(self, body: wl.OutputBody) -> wl.OutputReply:
+        key = (body.task_id, body.attempt_id)
+        applied = self.ep.applied.get(key, 0)
+        if body.seq != applied + 1:
+            if body.seq > applied + 1:
+                log.info("output gap: not applied", extra={"task_id": body.task_id,
+                                                           "attempt_id": body.attempt_id,
+                                                           "seq": body.seq, "acked": applied})
+            return wl.OutputReply(acked_through=applied)  # a resend, or beyond a gap
+        for i, ev in enumerate(body.events):
+            _check_task_id(_event_task_id(ev), body.task_id, f"body.events[{i}]")
+        self.ep.applied[key] = body.seq  # before the await: a concurrent resend is a dup
+        ok = False
+        try:
+            # Shielded: once queued the write lands, so the mark must say so.
+            with trio.CancelScope(shield=True):
+                await self.ep.dispatcher.write(body.task_id, body.attempt_id, body.events,
+                                               wait=True)
+            ok = True
+        except KeyError:
+            raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}") from None
+        except (IllegalTransition, ValueError) as exc:
+            raise _Refused(wl.INVALID_FRAME, f"body.events: {exc}") from None
+        finally:
+            if not ok and self.ep.applied.get(key) == body.seq:
+                self.ep.applied[key] = applied
+        return wl.OutputReply(acked_through=body.seq)
+
+    async def status(self, body: wl.StatusBody) -> None:
+        head = await self.ep.store.head(body.task_id)
+        if head is None:
+            raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}")
+        lease = head.dispatch.lease
+        current = lease.attempt_id if lease is not None else head.dispatch.last_attempt_id
+        if current != body.attempt_id:
+            raise StaleAttempt(f"attempt {body.attempt_id!r} of task {body.task_id!r} "
+                               f"is no longer current")
+        tokens = body.tokens_used
+        log.info("worker status", extra={
+            "worker_id": self.worker_id, "task_id": body.task_id, "attempt_id": body.attempt_id,
+            "state": body.state, "provider": body.provider, "model": body.model,
+            "tool_calls_count": body.tool_calls_count,
+            "tokens_input": tokens.input if tokens else None,
+            "tokens_output": tokens.output if tokens else None,
+            "error": body.error, "partial_output_chars": len(body.partial_output or "")})
+        return None
+
+    async def release(self, body: wl.ReleaseBody) -> wl.ReleaseReply:
+        head = await self.ep.store.head(body.task_id)
+        if head is None:
+            raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}")
+        events: list[StreamResponse] = []
+        if is_terminal(head.state):
+            log.info("release of an ended task: only the lease is dropped",
+                     extra={"task_id": body.task_id, "state": head.state.value})
+        else:
+            events = _release_events(body, head.task.context_id)
+        try:
+            already = await self.ep.dispatcher.release(body.task_id, body.attempt_id, events)
+        except NotClaimable as exc:
+            raise _Refused(wl.UNKNOWN_TASK, str(exc)) from None
+        except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
+            raise _Refused(wl.INVALID_FRAME, f"body: {exc}") from None
+        self.ep.forget(body.task_id, body.attempt_id)
+        log.info("task released over the link", extra={
+            "worker_id": self.worker_id, "task_id": body.task_id,
+            "attempt_id": body.attempt_id, "outcome": body.outcome,
+            "already_released": already, "error": body.error})
+        return wl.ReleaseReply(already_released=already)
+
+
+def _event_task_id(ev: StreamResponse) -> str | None:
+    if ev.status_update is not None:
+        return ev.status_update.task_id
+    if ev.artifact_update is not None:
+        return ev.artifact_update.task_id
+    if ev.task is not None:
+        return ev.task.id
+    return ev.message.task_id if ev.message is not None else None
+
+
+def _check_task_id(found: str | None, task_id: str, where: str) -> None:
+    if found is not None and found != task_id:
+        raise _Refused(wl.INVALID_FRAME, f"{where}: belongs to task {found!r}, not {task_id!r}")
+
+
+def _release_events(body: wl.ReleaseBody, context_id: str) -> list[StreamResponse]:
+    """The events that end an attempt: its artifacts, then its final status."""
+    task_id = body.task_id
+    events = [StreamResponse(artifact_update=TaskArtifactUpdateEvent(
+        task_id=task_id, context_id=context_id, artifact=artifact, last_chunk=True))
+        for artifact in body.artifacts or ()]
+    message = body.message
+    if message is None and body.error:
+        message = Message(message_id=str(uuid.uuid4()), role=Role.AGENT,
+                          parts=[Part(text=body.error)])
+    if message is not None:
+        _check_task_id(message.task_id, task_id, "body.message.taskId")
+        message = message.model_copy(update={"task_id": task_id,
+                                             "context_id": message.context_id or context_id})
+    status = TaskStatus(state=_OUTCOME_STATES[body.outcome], message=message)
+    events.append(StreamResponse(status_update=TaskStatusUpdateEvent(
+        task_id=task_id, context_id=context_id, status=status)))
+    return events
+
+
+def _refusal(message: str) -> Response:
+    body = wl.error_ack(None, wl.UNAUTHORIZED, message)
+    return Response(body, status=401, content_type="application/json",
+                    headers={"WWW-Authenticate": 'Bearer realm="trio-a2a-worker"'})
+
+
+def register_worker_routes(app: QuartTrio, state: AppState) -> None:
+    """Add ``/worker/ws`` to the app (nothing when the state has no dispatcher)."""
+    if state.dispatcher is None:
+        return
+    endpoint = WorkerLinkEndpoint(state.dispatcher, state.service.store,
+                                  worker_auth=state.worker_auth or TokenAuth({}),
+                                  client_auth=state.auth)
+
+    async def worker_ws() -> Response | None:
+        ws = websocket._get_current_object()
+        client = ws.scope.get("client")
+        peer = f"{client[0]}:{client[1]}" if client else ""
+        principal = endpoint.authenticate(ws.headers.get("Authorization"))
+        if principal is None:
+            log.warning("worker link refused: bad or missing worker token", extra={"peer": peer})
+            return _refusal("a valid worker token is required (Authorization: Bearer <token>)")
+        await ws.accept()
+        await endpoint.serve(ws, principal=principal, peer=peer)
+        return None
+
+    app.add_websocket(WS_PATH, "worker_ws", worker_ws)

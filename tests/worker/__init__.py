@@ -1,0 +1,1 @@
+"""Worker-side tests: the actors at the Link port, and the worker tree."""
