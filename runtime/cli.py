@@ -157,8 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrent-tasks",
         type=int,
         default=int(_env("MAX_CONCURRENT_TASKS", "256") or 256),
-        help="agent runs in parallel; further tasks wait in the queue "
+        help="agent runs in parallel per local worker; further tasks wait in the queue "
         "[TRIO_A2A_MAX_CONCURRENT_TASKS] (default 256)",
+    )
+    s.add_argument(
+        "--local-workers",
+        type=int,
+        default=int(_env("LOCAL_WORKERS", "1") or 1),
+        help="workers inside the server running its agent; 0 leaves every task to remote "
+        "workers [TRIO_A2A_LOCAL_WORKERS] (default 1)",
+    )
+    s.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=float(_env("LEASE_TTL", "30") or 30),
+        help="seconds a claimed task stays with its worker without a heartbeat; then it is "
+        "queued again [TRIO_A2A_LEASE_TTL] (default 30)",
     )
     s.add_argument(
         "--log-level",
@@ -253,6 +267,12 @@ def setup_logging(level: str, fmt: str) -> None:
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
+    if args.local_workers < 0:
+        raise ValueError(f"--local-workers must be 0 or more, not {args.local_workers}")
+    if args.lease_ttl <= 0:
+        raise ValueError(f"--lease-ttl must be a positive number of seconds, not {args.lease_ttl}")
+    if args.max_concurrent_tasks < 1:
+        raise ValueError("--max-concurrent-tasks must be at least 1")
     tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
     worker_tokens = load_tokens(args.worker_tokens_file, None)
     worker_env = os.environ.get(ENV_PREFIX + "WORKER_TOKENS")
@@ -273,6 +293,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_body=args.max_body,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
+        local_workers=args.local_workers,
+        lease_ttl=args.lease_ttl,
     )
 
 

@@ -43,3 +43,15 @@ async def test_main_paths_log_cleanly_at_debug(caplog: pytest.LogCaptureFixture)
     for record in caplog.records:
         line = json.loads(formatter.format(record))
         assert line["logger"] == record.name
+
+
+def test_cli_refuses_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.cli import main
+
+    for argv, needle in [(["server", "--local-workers", "-1"], "--local-workers"),
+                         (["server", "--lease-ttl", "0"], "--lease-ttl"),
+                         (["server", "--max-concurrent-tasks", "0"], "--max-concurrent-tasks")]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert needle in capsys.readouterr().err
