@@ -325,13 +325,32 @@ class Dispatcher:
             session.active = {tid: lease.attempt_id for tid, lease in self._leases.items()
                               if lease.worker_id == info.worker_id}
         self._workers[info.worker_id] = session
-        for task_id, (_, _, route) in list(self._queue.items())[: session.free]:
-            if session.accepts(route):
-                self._offer(task_id, route)
+        self._offer_queued_to(session)
         self._wake()
         log.info("worker registered", extra={"worker_id": info.worker_id, "worker_name": info.name,
                                              "capabilities": sorted(info.capabilities)})
         return session
+
+    def _offer_queued_to(self, session: WorkerSession) -> None:
+        """Offer a worker with free slots the queued tasks it accepts, best first.
+
+        Called when it connects, when one of its tasks ends and on its heartbeats,
+        so a task queued while every worker was busy is offered as soon as a slot
+        frees (offers are hints; a lost one is repeated at the next heartbeat).
+        """
+        room = session.free
+        if room <= 0 or not self._queue:
+            return
+        for task_id, (_, _, route) in sorted(self._queue.items(), key=lambda kv: kv[1][:2]):
+            if room <= 0:
+                return
+            if session.accepts(route):
+                try:
+                    session.pushes.send_nowait(Offer(task_id, route.priority, route.agent,
+                                                     route.capabilities))
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                room -= 1
 
     def unregister(self, worker_id: str, session: WorkerSession | None = None) -> None:
         """The worker's connection ended; its leases run until they expire."""
@@ -431,6 +450,7 @@ class Dispatcher:
             renewed.append((task_id, attempt_id, expires))
             if task_id in self._cancel_requested:
                 cancel.append((task_id, attempt_id))
+        self._offer_queued_to(session)
         return HeartbeatReply(renewed=tuple(renewed), lost=tuple(lost), cancel=tuple(cancel))
 
     def _fence(self, task_id: str, attempt_id: str) -> Callable[[TaskRecord], None]:
@@ -480,6 +500,7 @@ class Dispatcher:
         session = self._workers.get(worker_id)
         if session is not None:
             session.active.pop(task_id, None)
+            self._offer_queued_to(session)
         self._wake()
 
     # --- the reaper -----------------------------------------------------------------

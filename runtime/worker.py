@@ -313,7 +313,11 @@ class _ConnectionTree:
         except WorkerRejected as exc:
             self._worker._stop(exc)
             await trio.sleep_forever()
-        raise LinkDown("the connection closed")
+        except LinkDown as exc:
+            # Expected weather, not a bug: say why in one line (no traceback); the
+            # supervisor restarts the subtree after its backoff all the same.
+            log.warning("%s; reconnecting", exc, extra={"worker_id": self._worker.worker_id,
+                                                         "connects": self.connects})
 
     async def _registrar(self, *, task_status: trio.TaskStatus[None]) -> None:
         assert self.link is not None

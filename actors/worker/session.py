@@ -43,7 +43,7 @@ from actors.worker.status_reporter import (
     StatusReporter,
     Working,
 )
-from protocol.models import Artifact, Message, StreamResponse, TaskState
+from protocol.models import Artifact, Message, Role, StreamResponse, TaskState
 from protocol.worker_link import ClaimReply, LeaseRef, TokenUsage
 
 __all__ = [
@@ -346,10 +346,17 @@ class Sessions:
             return False
         name = agent or (grant.metadata or {}).get(AGENT_KEY)
         spec = self._agents.get(name, self._default) if isinstance(name, str) else self._default
+        try:
+            ctx = claim_context(grant)
+        except ValueError as exc:  # a grant the agent cannot run: the attempt fails
+            ctx = TaskContext(task_id=task_id, context_id=grant.task.context_id,
+                              message=Message(message_id="-", role=Role.USER, parts=[]),
+                              history=(), task=grant.task)
+            spec = _unrunnable(str(exc))
         cfg = self._config
         out_send, out_receive = trio.open_memory_channel[StreamResponse](cfg.output_channel)
         rep_send, rep_receive = trio.open_memory_channel[SessionReport](2)
-        actor = SessionActor(spec, claim_context(grant), out_send, rep_send,
+        actor = SessionActor(spec, ctx, out_send, rep_send,
                              provider=cfg.provider, model=cfg.model)
         streamer = OutputStreamer(self._link, task_id=task_id, attempt_id=attempt_id,
                                   events=out_receive, config=cfg.output, rng=self._rng)
@@ -404,6 +411,13 @@ class Sessions:
             del self._running[run.task_id]
             self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
             self._wake()
+
+
+def _unrunnable(why: str) -> AgentSpec:
+    async def refuse(ctx: TaskContext, emit: Emitter) -> None:
+        raise ValueError(why)
+
+    return AgentSpec(name="unrunnable", run=refuse)
 
 
 def _only(exc: BaseException, kind: type[Exception]) -> bool:

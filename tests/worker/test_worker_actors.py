@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -79,7 +80,11 @@ from protocol.worker_link import (
     decode_frame,
     encode_frame,
 )
-from runtime.worker import WorkerConfig, WorkerRejected, link_url, open_worker
+from runtime.agents.echo import split_chunks
+from runtime.server import ServerConfig, open_server
+from runtime.worker import RunningWorker, WorkerConfig, WorkerRejected, link_url, open_worker
+from tests.agents import Controls, scripted_agent
+from tests.conftest import Rpc, results, user_message
 
 TIMEOUT = 600  # virtual seconds
 CTX = "ctx-1"
@@ -570,6 +575,17 @@ async def test_stale_attempt_stops_the_session_without_release(
     assert any("attempt lost" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_grant_without_a_message_fails_the_attempt(
+        autojump_clock: trio.testing.MockClock) -> None:
+    bad = grant().model_copy(update={"message": None, "history": []})
+    with trio.fail_after(TIMEOUT):
+        async with session_world(sleepy_agent(Script())) as w:
+            w.sessions.start(bad)
+            await w.server.wait_for(lambda: "att-1" in w.server.released)
+    assert w.server.released["att-1"].error == \
+        "agent error: claim of task task-1 carries no message to answer"
+
+
 # --- registrar ---------------------------------------------------------------------------
 
 
@@ -853,7 +869,11 @@ async def test_websocket_worker_runs_a_task_end_to_end() -> None:
             except trio_websocket.ConnectionClosed:
                 return
             if frame.is_ack:
-                got["offer_acked"] = frame.ok
+                if frame.ok:
+                    got["offer_acked"] = frame.id
+                else:
+                    assert frame.error is not None
+                    got.setdefault("refused", []).append((frame.id, frame.error.code))
                 continue
             body = frame.body
             if isinstance(body, RegisterBody):
@@ -861,6 +881,10 @@ async def test_websocket_worker_runs_a_task_end_to_end() -> None:
                 await ws.send_message(ack(frame.id, RegisterReply(
                     worker_id=body.worker_id, heartbeat_interval=60, lease_ttl=180,
                     server_version="smoke")))
+                # a worker op pushed to the worker, then noise: answered, the link stays up
+                await ws.send_message(encode_frame("claim", ClaimBody(worker_id="w",
+                                                                      task_id="t"), "s-0"))
+                await ws.send_message("not json")
                 await ws.send_message(encode_frame("offer", OfferBody(task_id="task-1"), "s-1"))
             elif isinstance(body, ClaimBody):
                 await ws.send_message(ack(frame.id, grant(text="hello websocket world")))
@@ -887,6 +911,87 @@ async def test_websocket_worker_runs_a_task_end_to_end() -> None:
                     await worker.wait_registered()
             nursery.cancel_scope.cancel()
     assert got["register"].name == "smoke" and got["register"].agents == ["echo"]
-    assert got["offer_acked"] is True
+    assert got["offer_acked"] == "s-1"
+    assert sorted(got["refused"], key=str) == [("s-0", "UNKNOWN_OP"), (None, "INVALID_FRAME")]
     assert got["release"].outcome == "completed"
     assert "".join(texts(got["outputs"])[1:]) == "hello websocket world"
+
+
+# --- against the real server (its /worker/ws endpoint), on loopback ------------------------
+
+
+@asynccontextmanager
+async def remote_only(controls: Controls, *, concurrency: int = 2,
+                      lease_ttl: float = 30.0) -> AsyncIterator[tuple[Rpc, RunningWorker]]:
+    """A server with no local worker and one remote worker running the scripted agent."""
+    config = ServerConfig(port=0, store="memory", local_workers=0, lease_ttl=lease_ttl,
+                          worker_tokens={"worker-secret": "worker-1"})
+    async with open_server(config) as srv, \
+            open_worker(srv.url, token="worker-secret", agent=scripted_agent(controls),
+                        concurrency=concurrency, name="remote-1") as worker, \
+            httpx.AsyncClient(base_url=srv.url, timeout=10) as client:
+        await worker.wait_registered()
+        yield Rpc(client, "1.0"), worker
+
+
+def send(text: str, **config: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"message": user_message(text)}
+    if config:
+        params["configuration"] = config
+    return params
+
+
+async def test_remote_worker_serves_blocking_and_streaming_sends() -> None:
+    controls = Controls()
+    with trio.fail_after(20):
+        async with remote_only(controls) as (rpc, worker):
+            task = (await rpc.call("SendMessage", send("echo hello remote world")))["task"]
+            events = results(await rpc.stream("SendStreamingMessage", send("chunks 3")))
+            stats = worker.statistics()
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    # the same artifact as the in-process worker makes: the echo agent's three chunks
+    assert [p["text"] for p in task["artifacts"][0]["parts"]] == \
+        split_chunks("echo hello remote world")
+    chunks = "".join(p["text"] for ev in events if "artifactUpdate" in ev
+                     for p in ev["artifactUpdate"]["artifact"]["parts"])
+    assert chunks.startswith("c0") and "c2" in chunks
+    assert events[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert stats.connects == 1 and stats.registrations == 1 and stats.started == 2
+
+
+async def test_cancel_task_reaches_the_remote_session() -> None:
+    controls = Controls()
+    with trio.fail_after(20):
+        async with remote_only(controls) as (rpc, _):
+            task = (await rpc.call("SendMessage", send("wait", returnImmediately=True)))["task"]
+            await controls.wait_started(task["id"])
+            canceled = await rpc.call("CancelTask", {"id": task["id"]})
+    assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
+    assert controls.cancelled == [task["id"]]
+
+
+async def test_input_required_then_resumed_on_the_remote_worker() -> None:
+    controls = Controls()
+    with trio.fail_after(20):
+        async with remote_only(controls) as (rpc, _):
+            asked = (await rpc.call("SendMessage", send("ask")))["task"]
+            answer = user_message("ask Ada", taskId=asked["id"], contextId=asked["contextId"])
+            done = (await rpc.call("SendMessage", {"message": answer}))["task"]
+    assert asked["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
+    assert asked["status"]["message"]["parts"][0]["text"] == "what is your name?"
+    assert done["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert done["artifacts"][0]["parts"][0]["text"] == "answer: ask Ada"
+
+
+async def test_a_task_queued_while_the_remote_worker_is_busy_runs_when_it_frees() -> None:
+    controls = Controls()
+    with trio.fail_after(20):
+        async with remote_only(controls, concurrency=1) as (rpc, _):
+            first = (await rpc.call("SendMessage", send("wait", returnImmediately=True)))["task"]
+            await controls.wait_started(first["id"])
+            second = (await rpc.call("SendMessage", send("echo later",
+                                                         returnImmediately=True)))["task"]
+            controls.gate.set()
+            with trio.move_on_after(3):
+                await controls.wait_started(second["id"])
+    assert second["id"] in controls.started
