@@ -415,7 +415,12 @@ class Dispatcher:
                 raise NotClaimable(f"task {task_id!r} does not exist")
             dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
                                     lease=lease, last_attempt_id=attempt_id)
-            record = await self._store.write(task_id, (), dispatch=dispatch, check=queued)
+            # Not waiting for the commit: nothing the worker does with the grant is
+            # visible before a later write commits (and carries this one with it), and
+            # if the server dies first the task is simply queued again on restart; a
+            # worker still holding the lost attempt is then fenced out.
+            record = await self._store.write(task_id, (), dispatch=dispatch, check=queued,
+                                             wait=False)
         except BaseException as exc:
             self._leases.pop(task_id, None)
             session.active.pop(task_id, None)

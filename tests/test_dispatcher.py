@@ -131,8 +131,9 @@ async def test_exactly_one_worker_wins_a_claim(
     assert len(winners) == 1
     loser = ({"w1", "w2"} - set(winners)).pop()
     assert isinstance(results[loser], NotClaimable)
-    record = await env.store.get_task(task_id)
-    assert record is not None and record.dispatch.attempts == 1
+    # the claim is committed with the store's next batch (claims do not wait for it)
+    record = await env.store.wait_record(task_id, lambda r: r.dispatch.lease is not None)
+    assert record.dispatch.attempts == 1
     assert record.dispatch.lease is not None
     assert record.dispatch.lease.worker_id == winners[0]
     assert record.dispatch.lease.expires_at == pytest.approx(
