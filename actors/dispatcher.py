@@ -45,6 +45,7 @@ __all__ = [
     "HeartbeatReply",
     "NotClaimable",
     "Offer",
+    "OutputOutOfOrder",
     "StaleAttempt",
     "UnknownWorker",
     "WorkerInfo",
@@ -69,6 +70,17 @@ class RunRequest:
 
 class StaleAttempt(Exception):
     """A worker wrote for an attempt that is no longer the task's current one."""
+
+
+class OutputOutOfOrder(Exception):
+    """A worker's output frame is not the next one for its attempt (a resend of
+    one already applied, or one beyond a gap): nothing was written."""
+
+    def __init__(self, task_id: str, attempt_id: str, seq: int, applied: int) -> None:
+        super().__init__(f"output seq {seq} of attempt {attempt_id!r} of task {task_id!r} "
+                         f"is not next (applied through {applied})")
+        self.seq = seq
+        self.applied = applied
 
 
 class NotClaimable(Exception):
@@ -414,7 +426,7 @@ class Dispatcher:
             if head is None:
                 raise NotClaimable(f"task {task_id!r} does not exist")
             dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
-                                    lease=lease, last_attempt_id=attempt_id)
+                                    lease=lease, last_attempt_id=attempt_id, output_seq=0)
             # Not waiting for the commit: nothing the worker does with the grant is
             # visible before a later write commits (and carries this one with it), and
             # if the server dies first the task is simply queued again on restart; a
@@ -469,10 +481,26 @@ class Dispatcher:
         return check
 
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
-                    wait: bool = False) -> TaskRecord:
-        """A worker's events for its attempt; StaleAttempt if the attempt moved on."""
-        return await self._store.write(task_id, events, check=self._fence(task_id, attempt_id),
-                                       wait=wait)
+                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
+        """A worker's events for its attempt; StaleAttempt if the attempt moved on.
+
+        With `output_seq` (the worker link's frame number) the events are applied
+        only if they are the attempt's next frame, else `OutputOutOfOrder`; the
+        number is stored in the same write, so exactly-once survives a restart.
+        """
+        fence = self._fence(task_id, attempt_id)
+        if output_seq is None:
+            return await self._store.write(task_id, events, check=fence, wait=wait)
+
+        def check(record: TaskRecord) -> None:
+            fence(record)
+            applied = record.dispatch.output_seq
+            if output_seq != applied + 1:
+                raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+
+        return await self._store.write(
+            task_id, events, check=check, wait=wait,
+            dispatch=lambda d: attrs.evolve(d, output_seq=output_seq))
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = ()) -> bool:

@@ -79,6 +79,10 @@ class DispatchState:
     request_metadata: dict[str, Any] | None = attrs.field(default=None, eq=True, hash=False)
     """The `metadata` of the SendMessage that (re)started the task, for the agent."""
     accepted_output_modes: tuple[str, ...] = ()
+    output_seq: int = 0
+    """The highest worker-link output frame applied for the current attempt: kept
+    in the same write as that frame's events, so a frame resent after a server
+    restart is recognised and not applied twice. Reset by each claim."""
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -100,6 +104,7 @@ class DispatchState:
             last_attempt_id=data.get("last_attempt_id"),  # type: ignore[arg-type]
             request_metadata=data.get("request_metadata"),  # type: ignore[arg-type]
             accepted_output_modes=tuple(data.get("accepted_output_modes") or ()),  # type: ignore[arg-type]
+            output_seq=int(data.get("output_seq", 0)),  # type: ignore[call-overload]
         )
 
 

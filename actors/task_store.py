@@ -300,7 +300,7 @@ class ServerTaskStore:
         events: Sequence[StreamResponse] = (),
         *,
         add_history: Sequence[Message] = (),
-        dispatch: DispatchState | None = None,
+        dispatch: DispatchState | Callable[[DispatchState], DispatchState] | None = None,
         check: Callable[[TaskRecord], None] | None = None,
         wait: bool = True,
     ) -> TaskRecord:
@@ -310,7 +310,8 @@ class ServerTaskStore:
         event breaks the lifecycle, KeyError if the task does not exist. `check`
         sees the newest record (including queued writes) first and may raise to
         refuse the write (the dispatcher fences stale attempts this way);
-        `dispatch` replaces the task's dispatch state in the same write. With
+        `dispatch` replaces the task's dispatch state in the same write (a
+        callable maps the newest one to its replacement, atomically). With
         `wait=False` it returns once the write is queued: readers see it only
         when it is committed, so nothing unacknowledged leaks either way.
         """
@@ -340,9 +341,12 @@ class ServerTaskStore:
             stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
         if add_history:  # after the events: a status change first moves its message to history
             task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
+        if dispatch is None:
+            dispatch = head.dispatch
+        elif callable(dispatch):
+            dispatch = dispatch(head.dispatch)
         record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
-                            status_at=status_at,
-                            dispatch=head.dispatch if dispatch is None else dispatch)
+                            status_at=status_at, dispatch=dispatch)
         write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
         entry.head = record
         await self._enqueue(entry, write, wait=wait)

@@ -17,10 +17,11 @@ whose acks it reads and drops. A malformed frame gets an error ack and the link
 carries on. When the connection ends the worker is unregistered; its leases run
 until they expire (a reconnecting worker heartbeats them back).
 
-Output is deduplicated per attempt: the highest ``seq`` applied for each
-(task, attempt) is kept in memory (for the server's lifetime, across
-reconnects), a resent ``seq`` is acked without being applied, and a frame beyond
-a gap is not applied (its ack's ``ackedThrough`` says where to resume).
+Output is deduplicated per attempt: the highest ``seq`` applied is stored with
+the task (`DispatchState.output_seq`, in the same write as the frame's events,
+so it survives a server restart), a resent ``seq`` is acked without being
+applied, and a frame beyond a gap is not applied (its ack's ``ackedThrough``
+says where to resume).
 Claims resent by the worker that won them get the same grant back.
 """
 
@@ -41,6 +42,7 @@ from actors.dispatcher import (
     Dispatcher,
     NotClaimable,
     Offer,
+    OutputOutOfOrder,
     StaleAttempt,
     UnknownWorker,
     WorkerInfo,
@@ -105,8 +107,6 @@ class WorkerLinkEndpoint:
         self._worker_auth = worker_auth
         self._client_auth = client_auth
         self._warned_open = False
-        self.applied: dict[tuple[str, str], int] = {}
-        """(task id, attempt id) -> highest output seq applied with no gap before it."""
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
 
@@ -123,8 +123,7 @@ class WorkerLinkEndpoint:
         return self._worker_auth.principal(authorization)
 
     def forget(self, task_id: str, attempt_id: str) -> None:
-        """The attempt is over (released or stale): drop its marks."""
-        self.applied.pop((task_id, attempt_id), None)
+        """The attempt is over (released or stale): drop its grant."""
         for key, grant in list(self.grants.items()):
             if key[1] == task_id and grant.attempt_id == attempt_id:
                 del self.grants[key]
@@ -291,31 +290,23 @@ class _Connection:
         return grant
 
     async def output(self, body: wl.OutputBody) -> wl.OutputReply:
-        key = (body.task_id, body.attempt_id)
-        applied = self.ep.applied.get(key, 0)
-        if body.seq != applied + 1:
-            if body.seq > applied + 1:
-                log.info("output gap: not applied", extra={"task_id": body.task_id,
-                                                           "attempt_id": body.attempt_id,
-                                                           "seq": body.seq, "acked": applied})
-            return wl.OutputReply(acked_through=applied)  # a resend, or beyond a gap
         for i, ev in enumerate(body.events):
             _check_task_id(_event_task_id(ev), body.task_id, f"body.events[{i}]")
-        self.ep.applied[key] = body.seq  # before the await: a concurrent resend is a dup
-        ok = False
         try:
-            # Shielded: once queued the write lands, so the mark must say so.
+            # Shielded: once queued the write lands, so its ack must say so.
             with trio.CancelScope(shield=True):
                 await self.ep.dispatcher.write(body.task_id, body.attempt_id, body.events,
-                                               wait=True)
-            ok = True
+                                               wait=True, output_seq=body.seq)
+        except OutputOutOfOrder as exc:
+            if body.seq > exc.applied + 1:
+                log.info("output gap: not applied", extra={"task_id": body.task_id,
+                                                           "attempt_id": body.attempt_id,
+                                                           "seq": body.seq, "acked": exc.applied})
+            return wl.OutputReply(acked_through=exc.applied)  # a resend, or beyond a gap
         except KeyError:
             raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}") from None
         except (IllegalTransition, ValueError) as exc:
             raise _Refused(wl.INVALID_FRAME, f"body.events: {exc}") from None
-        finally:
-            if not ok and self.ep.applied.get(key) == body.seq:
-                self.ep.applied[key] = applied
         return wl.OutputReply(acked_through=body.seq)
 
     async def status(self, body: wl.StatusBody) -> None:

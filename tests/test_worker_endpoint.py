@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -366,3 +367,41 @@ async def test_leases_survive_a_reconnect(server: RunningServer, rpc: Rpc) -> No
     assert task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
     assert task["status"]["message"]["parts"] == [{"text": "why?"}]
     assert task["status"]["message"]["taskId"] == task_id
+
+
+async def test_output_marks_survive_a_server_restart(tmp_path: Any) -> None:
+    """A frame applied just before a restart and resent after it is not applied twice."""
+    cfg = ServerConfig(port=0, store="sqlite", data_dir=str(tmp_path), local_workers=0,
+                       tokens=CLIENT_TOKENS, worker_tokens=WORKER_TOKENS)
+
+    @asynccontextmanager
+    async def connected() -> AsyncIterator[tuple[Rpc, LinkClient]]:
+        async with open_server(cfg) as server, \
+                httpx.AsyncClient(base_url=server.url, timeout=10) as c, \
+                trio_websocket.open_websocket_url(
+                    ws_url(server), extra_headers=[("Authorization", "Bearer wtok")]) as ws, \
+                trio.open_nursery() as nursery:
+            link = LinkClient(ws)
+            nursery.start_soon(link.read)
+            await link.register()
+            yield Rpc(c, "1.0", headers={"Authorization": "Bearer ctok"}), link
+            nursery.cancel_scope.cancel()
+
+    with trio.fail_after(20):
+        async with connected() as (rpc, link):
+            task_id, grant = await claim_offered(link, rpc)
+            assert grant.task is not None and grant.attempt_id is not None
+            ctx, att = grant.task.context_id, grant.attempt_id
+
+            def body(seq: int, text: str) -> wl.OutputBody:
+                return wl.OutputBody(task_id=task_id, attempt_id=att, seq=seq,
+                                     events=[chunk(task_id, ctx, text, append=seq > 1)])
+
+            assert (await link.ok("output", body(1, "a"))).acked_through == 1
+            assert (await link.ok("output", body(2, "b"))).acked_through == 2
+        async with connected() as (rpc, link):
+            # the worker never saw the ack of seq 2: it resends it, then goes on
+            assert (await link.ok("output", body(2, "b"))).acked_through == 2
+            assert (await link.ok("output", body(3, "c"))).acked_through == 3
+            task = await rpc.call("GetTask", {"id": task_id})
+    assert task["artifacts"][0]["parts"] == [{"text": "a"}, {"text": "b"}, {"text": "c"}]
