@@ -8,22 +8,46 @@ line, see ``python -m bench --help``).
 Placeholders in ``argv`` items: ``{python}`` (this interpreter), ``{port}``,
 ``{host}``, ``{data_dir}`` (a fresh temporary directory per run, removed
 afterwards), ``{bench}`` (this directory) and ``{repo}`` (the repo root).
+
+A target may carry ``checks``: goals the report marks PASS or FAIL (for
+example "p50 <= 5 ms at 1 client" or "req/s at 16 clients >= sdk-python's").
 """
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
+import json
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.remote_target import worker_names
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 JS_DIR = BENCH_DIR / "js"
 
 A2A_1_0 = {"A2A-Version": "1.0"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A goal for one target at one number of clients, marked PASS/FAIL in the report.
+
+    ``metric`` is ``"p50"`` or ``"p99"`` (ms, must be <= ``limit``) or ``"ratio"``
+    (req/s divided by the baseline's req/s at the same number of clients, must be
+    >= ``limit``).
+    """
+
+    label: str
+    clients: int
+    metric: str
+    limit: float
 
 
 @dataclass
@@ -37,12 +61,17 @@ class Target:
     path: str = "/"
     ready_path: str = "/.well-known/agent-card.json"
     ready_timeout: float = 20.0
+    # Run after ready_path answers 200, with (host, port, seconds left): None when
+    # the target is ready, else why not. For targets whose HTTP side comes up
+    # before the rest (e.g. remote workers registering).
+    ready_check: Callable[[str, int, float], str | None] | None = None
     # Returns None when the target can run, else the reason to skip it. May do
     # one-time setup (e.g. npm install).
     prepare: Callable[[], str | None] | None = None
     # Ours: profiled with py-spy when --profile is given.
     ours: bool = False
     note: str = ""
+    checks: tuple[Check, ...] = ()
 
 
 def _cmd(line: str) -> list[str]:
@@ -89,6 +118,46 @@ def _prepare_js() -> str | None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             return f"`npm {cmd}` failed: " + " | ".join(tail)
     return None
+
+
+def _routed_send(host: str, port: int, worker: str, timeout: float) -> str | None:
+    """One blocking SendMessage routed to the worker named ``worker``; None if it
+    came back completed with the echo."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {
+        "message": {"messageId": str(uuid.uuid4()), "role": "ROLE_USER",
+                    "parts": [{"text": "hello world"}],
+                    "metadata": {"trio-a2a/worker": worker}}}})
+    conn = http.client.HTTPConnection(host, port, timeout=max(timeout, 0.1))
+    try:
+        conn.request("POST", "/", body=body,
+                     headers={"Content-Type": "application/json", **A2A_1_0})
+        resp = conn.getresponse()
+        payload = resp.read()
+    except OSError as exc:
+        return f"SendMessage routed to {worker}: {exc.__class__.__name__}: {exc}"
+    finally:
+        conn.close()
+    try:
+        state = json.loads(payload)["result"]["task"]["status"]["state"]
+    except (ValueError, KeyError, TypeError):
+        return f"SendMessage routed to {worker}: HTTP {resp.status} {payload[:200]!r}"
+    return None if state == "TASK_STATE_COMPLETED" else f"routed to {worker}: task {state}"
+
+
+def _workers_answer(names: list[str]) -> Callable[[str, int, float], str | None]:
+    """Ready when every named worker has run a task: one SendMessage routed to each
+    by name. A worker that has not registered yet leaves its task queued, so the
+    request waits for it (up to the time left)."""
+
+    def check(host: str, port: int, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            err = _routed_send(host, port, name, deadline - time.monotonic())
+            if err:
+                return err
+        return None
+
+    return check
 
 
 def js_sdk_version() -> str | None:
@@ -157,8 +226,28 @@ TARGETS: dict[str, Target] = {
             description="trio-a2a server, durable sqlite task store in a fresh temp dir",
             ours=True,
         ),
+        Target(
+            name="trio-remote4",
+            argv=_cmd(
+                "{python} {bench}/remote_target.py --host {host} --port {port}"
+                " --workers 4 --concurrency 16"
+            ),
+            description="trio-a2a server with --local-workers 0 (memory store) and 4 "
+            "`python -m runtime worker --concurrency 16` processes on the worker link; "
+            "CPU summed over all 5 processes",
+            ours=True,
+            ready_timeout=30.0,
+            ready_check=_workers_answer(worker_names(4)),
+            checks=(
+                Check("p50 <= 5 ms at 1 client", clients=1, metric="p50", limit=5.0),
+                Check("req/s at 16 clients >= sdk-python's", clients=16, metric="ratio",
+                      limit=1.0),
+            ),
+        ),
     ]
 }
 
-DEFAULT_TARGETS = ["loadgen-ceiling", "sdk-python", "sdk-js", "trio-memory", "trio-sqlite"]
+DEFAULT_TARGETS = [
+    "loadgen-ceiling", "sdk-python", "sdk-js", "trio-memory", "trio-sqlite", "trio-remote4",
+]
 BASELINE = "sdk-python"

@@ -1,0 +1,231 @@
+"""Turning rounds into rows, rows into tables, and targets' checks into PASS/FAIL."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+from bench.targets import BASELINE, REPO_DIR, Check, js_sdk_version
+
+RATIO_KEY = "ratio_vs_" + BASELINE.replace("-", "_")
+
+
+def combine_rounds(rounds: list[dict]) -> dict:
+    """One row per target (and number of clients) from its rounds: medians, so drift
+    in the machine's speed during a run (seen here: later targets slower) hits every
+    target alike."""
+    ok = [r for r in rounds if not r.get("skipped")]
+    if not ok:
+        return rounds[-1]
+    if len(ok) == 1:
+        return ok[0]
+    med = statistics.median
+    row = dict(ok[len(ok) // 2])
+    row["rps"] = med(r["rps"] for r in ok)
+    row["latency_ms"] = {
+        k: med(r["latency_ms"][k] for r in ok if r["latency_ms"].get(k) is not None)
+        for k in ok[0]["latency_ms"]
+        if any(r["latency_ms"].get(k) is not None for r in ok)
+    }
+    for key in ("server_cpu_ms_per_req", "server_cpu_util", "loadgen_cpu_util", "other_cpu_util"):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        row[key] = med(values) if values else None
+    if all(r.get("cpu_by_command") for r in ok):
+        row["cpu_by_command"] = {
+            label: {
+                "processes": split["processes"],
+                "ms_per_req": med(
+                    r["cpu_by_command"].get(label, {}).get("ms_per_req") or 0.0 for r in ok
+                ),
+            }
+            for label, split in ok[0]["cpu_by_command"].items()
+        }
+    row["errors"] = sum(r["errors"] for r in ok)
+    row["rounds"] = [
+        {
+            "rps": r["rps"],
+            "p50": r["latency_ms"].get("p50"),
+            "p99": r["latency_ms"].get("p99"),
+            "server_cpu_ms_per_req": r.get("server_cpu_ms_per_req"),
+        }
+        for r in ok
+    ]
+    return row
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """req/s relative to the baseline at the same number of clients."""
+    base = {
+        r["clients"]: r["rps"]
+        for r in rows
+        if r["target"] == BASELINE and not r.get("skipped") and r.get("rps")
+    }
+    for r in rows:
+        if not r.get("skipped"):
+            b = base.get(r["clients"])
+            r[RATIO_KEY] = r["rps"] / b if b else None
+
+
+def _cell(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _grid(head: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    lines = []
+    for i, row in enumerate([head, *body]):
+        cells = [
+            str(c).ljust(w) if j == 0 else str(c).rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render_table(rows: list[dict], profiled: bool) -> str:
+    """One table for rows measured at one number of clients, with its notes."""
+    head = [
+        "target", "req/s", "p50 ms", "p99 ms", "errors", f"vs {BASELINE}",
+        "srv CPU ms/req", "srv CPU", "loadgen CPU",
+    ]  # fmt: skip
+    body = []
+    for r in rows:
+        if r.get("skipped"):
+            body.append([r["target"], "skipped", "", "", "", "", "", "", ""])
+            continue
+        lat = r.get("latency_ms", {})
+        ratio = r.get(RATIO_KEY)
+        name = r["target"] + (" (profiled)" if r.get("profile") else "")
+        body.append(
+            [
+                name,
+                _cell(r["rps"], ",.0f"),
+                _cell(lat.get("p50"), ".2f"),
+                _cell(lat.get("p99"), ".2f"),
+                str(r["errors"]),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                _cell(r.get("server_cpu_ms_per_req"), ".3f"),
+                "-" if r.get("server_cpu_util") is None else f"{r['server_cpu_util']:.0%}",
+                f"{r['loadgen_cpu_util']:.0%}",
+            ]
+        )
+    notes = []
+    for r in rows:
+        if r.get("skipped"):
+            notes.append(f"* {r['target']}: SKIPPED - {r['reason']}")
+            continue
+        if r.get("note"):
+            notes.append(f"* {r['target']}: {r['note']}")
+        if r.get("protocol") != "1.0":
+            notes.append(f"* {r['target']}: spoke A2A {r['protocol']} ({r['method']})")
+        split = r.get("cpu_by_command") or {}
+        nproc = sum(v["processes"] for v in split.values())
+        if nproc > 1:
+            parts = ", ".join(
+                f"{label} x{v['processes']} {v['ms_per_req']:.3f}"
+                for label, v in split.items() if v.get("ms_per_req") is not None
+            )
+            notes.append(f"* {r['target']}: srv CPU summed over {nproc} processes "
+                         f"(ms/req: {parts})")
+        if (r.get("other_cpu_util") or 0) > 0.15:
+            notes.append(
+                f"* {r['target']}: WARNING other processes used {r['other_cpu_util']:.0%} of a "
+                "CPU during the window; its figures are noisy"
+            )
+        if r.get("errors") or r.get("errors_incl_warmup"):
+            notes.append(f"* {r['target']}: errors {r['error_reasons']}")
+        if r.get("profile"):
+            notes.append(f"* {r['target']}: profile {r['profile'].get('file')}")
+    if profiled:
+        notes.append("* profiled targets ran under py-spy: their figures are perturbed")
+    return "\n".join(_grid(head, body) + ([""] + notes if notes else []))
+
+
+def evaluate_checks(checks: dict[str, tuple[Check, ...]], rows: list[dict]) -> list[dict]:
+    """Each target's checks against the combined rows: PASS, FAIL or n/a (not measured)."""
+    by_key = {(r["target"], r["clients"]): r for r in rows if not r.get("skipped")}
+    out = []
+    for target, target_checks in checks.items():
+        for check in target_checks:
+            row = by_key.get((target, check.clients))
+            value = None
+            if row is not None:
+                if check.metric == "ratio":
+                    value = row.get(RATIO_KEY)
+                else:
+                    value = row.get("latency_ms", {}).get(check.metric)
+            if value is None:
+                verdict = "n/a"
+            elif check.metric == "ratio":
+                verdict = "PASS" if value >= check.limit else "FAIL"
+            else:
+                verdict = "PASS" if value <= check.limit else "FAIL"
+            entry = {"target": target, "check": check.label, "clients": check.clients,
+                     "metric": check.metric, "limit": check.limit, "value": value,
+                     "verdict": verdict, "measured": row is not None}
+            if check.metric == "ratio" and row is not None:
+                entry["rps"] = row["rps"]
+            out.append(entry)
+    return out
+
+
+def render_checks(results: list[dict]) -> str:
+    lines = []
+    for c in results:
+        if c["value"] is None and c.get("measured"):
+            got = f"{BASELINE} not measured at {c['clients']} clients"
+        elif c["value"] is None:
+            got = f"not measured (run with --clients including {c['clients']})"
+        elif c["metric"] == "ratio":
+            got = f"{c['rps']:,.0f} req/s = {c['value']:.2f}x {BASELINE}"
+        else:
+            got = f"{c['metric']} {c['value']:.2f} ms"
+        lines.append(f"  {c['verdict']:4}  {c['target']}: {c['check']}: {got}")
+    return "\n".join(lines)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cmd_out(argv: list[str]) -> str | None:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=REPO_DIR)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def environment() -> dict:
+    cpu = None
+    with contextlib.suppress(OSError):
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    return {
+        "platform": platform.platform(),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "a2a_sdk": _version("a2a-sdk"),
+        "uvicorn": _version("uvicorn"),
+        "starlette": _version("starlette"),
+        "trio": _version("trio"),
+        "hypercorn": _version("hypercorn"),
+        "node": _cmd_out(["node", "--version"]) if shutil.which("node") else None,
+        "a2a_js_sdk": js_sdk_version(),
+        "git_head": _cmd_out(["git", "rev-parse", "--short", "HEAD"]),
+        "git_dirty": bool(_cmd_out(["git", "status", "--porcelain"])),
+    }
