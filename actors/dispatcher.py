@@ -163,6 +163,8 @@ class WorkerSession:
     receive_pushes: trio.MemoryReceiveChannel[Offer | CancelPush]
     active: dict[str, str] = attrs.field(factory=dict)
     """task id -> attempt id of the leases it holds."""
+    offered: dict[str, float] = attrs.field(factory=dict)
+    """task id -> when it was offered to this worker and not yet claimed by anyone."""
 
     def accepts(self, route: Route) -> bool:
         info = self.info
@@ -175,6 +177,11 @@ class WorkerSession:
     @property
     def free(self) -> int:
         return self.info.max_concurrent - len(self.active)
+
+    @property
+    def unpromised(self) -> int:
+        """Free slots not spoken for by an outstanding offer."""
+        return self.free - len(self.offered)
 
 
 def route_from_metadata(*sources: dict[str, Any] | None) -> Route:
@@ -222,6 +229,7 @@ class Dispatcher:
         reap_interval: float = 5.0,
         max_attempts: int = 3,
         push_queue: int = 64,
+        offer_timeout: float | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._store = store
@@ -229,12 +237,15 @@ class Dispatcher:
         self._reap_interval = reap_interval
         self._max_attempts = max_attempts
         self._push_queue = push_queue
+        self._offer_timeout = lease_ttl / 3 if offer_timeout is None else offer_timeout
         self._new_id = new_id
         self._queue: dict[str, tuple[int, int, Route]] = {}
         """task id -> (-priority, arrival number, route); dict order is arrival order."""
         self._arrivals = 0
         self._workers: dict[str, WorkerSession] = {}
         self._leases: dict[str, Lease] = {}
+        self._offered_to: dict[str, WorkerSession] = {}
+        """Queued task id -> the worker its outstanding offer went to."""
         self._cancel_requested: set[str] = set()
         self._changed = trio.Event()
         self._claims = self._expired = self._stale = 0
@@ -271,18 +282,32 @@ class Dispatcher:
         self._wake()
 
     def _offer(self, task_id: str, route: Route) -> None:
-        """Push an offer to the eligible worker with the most free slots."""
+        """Push an offer to the eligible worker with the most free slots no other
+        offer has spoken for; with none, the task waits for a slot to free."""
         best = None
         for session in self._workers.values():
-            if session.free > 0 and session.accepts(route):
-                if best is None or session.free > best.free:
+            if session.unpromised > 0 and session.accepts(route):
+                if best is None or session.unpromised > best.unpromised:
                     best = session
         if best is not None:
-            try:
-                best.pushes.send_nowait(Offer(task_id, route.priority, route.agent,
-                                              route.capabilities))
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # offers are hints: the worker also polls
+            self._push_offer(best, task_id, route)
+
+    def _push_offer(self, session: WorkerSession, task_id: str, route: Route) -> bool:
+        try:
+            session.pushes.send_nowait(Offer(task_id, route.priority, route.agent,
+                                             route.capabilities))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False  # offers are hints: the worker also polls
+        self._withdraw(task_id)
+        session.offered[task_id] = trio.current_time()
+        self._offered_to[task_id] = session
+        return True
+
+    def _withdraw(self, task_id: str) -> None:
+        """The task was claimed, dequeued or offered elsewhere: forget its offer."""
+        session = self._offered_to.pop(task_id, None)
+        if session is not None:
+            session.offered.pop(task_id, None)
 
     # --- the service's port ---------------------------------------------------------
 
@@ -308,6 +333,7 @@ class Dispatcher:
         """
         if task_id in self._queue:
             del self._queue[task_id]
+            self._withdraw(task_id)
             self._wake()
             return False
         lease = self._leases.get(task_id)
@@ -332,6 +358,8 @@ class Dispatcher:
         session = WorkerSession(info=info, pushes=send, receive_pushes=receive)
         if old is not None:
             old.pushes.close()
+            for task_id in list(old.offered):
+                self._withdraw(task_id)
             session.active = old.active
         else:
             session.active = {tid: lease.attempt_id for tid, lease in self._leases.items()
@@ -348,19 +376,24 @@ class Dispatcher:
 
         Called when it connects, when one of its tasks ends and on its heartbeats,
         so a task queued while every worker was busy is offered as soon as a slot
-        frees (offers are hints; a lost one is repeated at the next heartbeat).
+        frees. A task with an outstanding offer to a live worker is skipped unless
+        that offer is older than `offer_timeout` (its worker let it pass): one
+        task, one offer at a time, so workers do not race to claim it.
         """
-        room = session.free
+        room = session.unpromised
         if room <= 0 or not self._queue:
             return
+        now = trio.current_time()
         for task_id, (_, _, route) in sorted(self._queue.items(), key=lambda kv: kv[1][:2]):
             if room <= 0:
                 return
+            holder = self._offered_to.get(task_id)
+            if holder is not None and (holder is session or (
+                    self._workers.get(holder.info.worker_id) is holder
+                    and now - holder.offered[task_id] < self._offer_timeout)):
+                continue
             if session.accepts(route):
-                try:
-                    session.pushes.send_nowait(Offer(task_id, route.priority, route.agent,
-                                                     route.capabilities))
-                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                if not self._push_offer(session, task_id, route):
                     return
                 room -= 1
 
@@ -370,6 +403,11 @@ class Dispatcher:
         if current is not None and (session is None or current is session):
             del self._workers[worker_id]
             current.pushes.close()
+            for task_id in list(current.offered):
+                self._withdraw(task_id)
+                entry = self._queue.get(task_id)
+                if entry is not None:
+                    self._offer(task_id, entry[2])
             self._wake()
 
     def _session(self, worker_id: str) -> WorkerSession:
@@ -410,6 +448,7 @@ class Dispatcher:
             raise NotClaimable(f"worker {worker_id!r} already runs "
                                f"{session.info.max_concurrent} tasks")
         del self._queue[task_id]  # before any await: no other claim can see it now
+        self._withdraw(task_id)
         requeue = entry
         attempt_id = self._new_id()
         expires = self._store.now() + self.lease_ttl

@@ -143,17 +143,6 @@ class ClaimReply(LinkModel):
         return self
 
 
-class OutputBody(LinkModel):
-    task_id: _NonEmpty
-    attempt_id: _NonEmpty
-    seq: int = Field(ge=1)  # per attempt, 1, 2, 3...: the server drops seq <= ackedThrough
-    events: list[StreamResponse] = Field(min_length=1)
-
-
-class OutputReply(LinkModel):
-    acked_through: int = Field(ge=0)  # highest seq held with no gap before it
-
-
 class TokenUsage(LinkModel):
     input: int = Field(ge=0)
     output: int = Field(ge=0)
@@ -171,6 +160,18 @@ class StatusBody(LinkModel):
     partial_output: str | None = None
 
 
+class OutputBody(LinkModel):
+    task_id: _NonEmpty
+    attempt_id: _NonEmpty
+    seq: int = Field(ge=1)  # per attempt, 1, 2, 3...: the server drops seq <= ackedThrough
+    events: list[StreamResponse] = Field(min_length=1)
+    status: StatusBody | None = None  # the attempt's latest status report, carried along
+
+
+class OutputReply(LinkModel):
+    acked_through: int = Field(ge=0)  # highest seq held with no gap before it
+
+
 class ReleaseBody(LinkModel):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
@@ -178,6 +179,7 @@ class ReleaseBody(LinkModel):
     artifacts: list[Artifact] | None = None
     message: Message | None = None
     error: str | None = None
+    status: StatusBody | None = None  # the final status report (provider, model, tokens...)
 
     @model_validator(mode="after")
     def _failure_has_error(self) -> ReleaseBody:

@@ -64,7 +64,6 @@ from protocol.worker_link import (
     Frame,
     LinkModel,
     LinkProtocolError,
-    ack,
     decode_frame,
     encode_frame,
     error_ack,
@@ -207,7 +206,8 @@ class WebSocketLink:
             self._push_send.send_nowait(frame.body)  # type: ignore[arg-type]
         except trio.WouldBlock:
             log.warning("push queue full; %s dropped", frame.op, extra={"op": frame.op})
-        await self._send_quietly(ack(frame.id))
+        # Pushes are not acked: the connection is reliable, offers are hints and
+        # heartbeat replies repeat cancellations and drain requests.
 
 
 @contextlib.asynccontextmanager

@@ -55,6 +55,7 @@ from protocol.models import (
     Part,
     Role,
     StreamResponse,
+    Task,
     TaskArtifactUpdateEvent,
     TaskState,
     TaskStatus,
@@ -292,6 +293,7 @@ class _Connection:
     async def output(self, body: wl.OutputBody) -> wl.OutputReply:
         for i, ev in enumerate(body.events):
             _check_task_id(_event_task_id(ev), body.task_id, f"body.events[{i}]")
+        _check_carried_status(body)
         try:
             # Shielded: once queued the write lands, so its ack must say so.
             with trio.CancelScope(shield=True):
@@ -307,6 +309,8 @@ class _Connection:
             raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}") from None
         except (IllegalTransition, ValueError) as exc:
             raise _Refused(wl.INVALID_FRAME, f"body.events: {exc}") from None
+        if body.status is not None:
+            self._log_status(body.status)
         return wl.OutputReply(acked_through=body.seq)
 
     async def status(self, body: wl.StatusBody) -> None:
@@ -318,6 +322,10 @@ class _Connection:
         if current != body.attempt_id:
             raise StaleAttempt(f"attempt {body.attempt_id!r} of task {body.task_id!r} "
                                f"is no longer current")
+        self._log_status(body)
+        return None
+
+    def _log_status(self, body: wl.StatusBody) -> None:
         tokens = body.tokens_used
         log.info("worker status", extra={
             "worker_id": self.worker_id, "task_id": body.task_id, "attempt_id": body.attempt_id,
@@ -326,9 +334,9 @@ class _Connection:
             "tokens_input": tokens.input if tokens else None,
             "tokens_output": tokens.output if tokens else None,
             "error": body.error, "partial_output_chars": len(body.partial_output or "")})
-        return None
 
     async def release(self, body: wl.ReleaseBody) -> wl.ReleaseReply:
+        _check_carried_status(body)
         head = await self.ep.store.head(body.task_id)
         if head is None:
             raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}")
@@ -337,7 +345,7 @@ class _Connection:
             log.info("release of an ended task: only the lease is dropped",
                      extra={"task_id": body.task_id, "state": head.state.value})
         else:
-            events = _release_events(body, head.task.context_id)
+            events = _release_events(body, head.task)
         try:
             already = await self.ep.dispatcher.release(body.task_id, body.attempt_id, events)
         except NotClaimable as exc:
@@ -345,6 +353,8 @@ class _Connection:
         except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
             raise _Refused(wl.INVALID_FRAME, f"body: {exc}") from None
         self.ep.forget(body.task_id, body.attempt_id)
+        if body.status is not None and not already:
+            self._log_status(body.status)
         log.info("task released over the link", extra={
             "worker_id": self.worker_id, "task_id": body.task_id,
             "attempt_id": body.attempt_id, "outcome": body.outcome,
@@ -367,12 +377,23 @@ def _check_task_id(found: str | None, task_id: str, where: str) -> None:
         raise _Refused(wl.INVALID_FRAME, f"{where}: belongs to task {found!r}, not {task_id!r}")
 
 
-def _release_events(body: wl.ReleaseBody, context_id: str) -> list[StreamResponse]:
-    """The events that end an attempt: its artifacts, then its final status."""
-    task_id = body.task_id
+def _check_carried_status(body: wl.OutputBody | wl.ReleaseBody) -> None:
+    status = body.status
+    if status is not None and (status.task_id, status.attempt_id) != (body.task_id,
+                                                                        body.attempt_id):
+        raise _Refused(wl.INVALID_FRAME, "body.status: belongs to attempt "
+                       f"{status.attempt_id!r} of task {status.task_id!r}, not to this frame's")
+
+
+def _release_events(body: wl.ReleaseBody, task: Task) -> list[StreamResponse]:
+    """The events that end an attempt: the artifacts its output did not stream
+    (one already in the task by id is left as streamed, not written twice), then
+    its final status."""
+    task_id, context_id = body.task_id, task.context_id
+    streamed = {a.artifact_id for a in task.artifacts or ()}
     events = [StreamResponse(artifact_update=TaskArtifactUpdateEvent(
         task_id=task_id, context_id=context_id, artifact=artifact, last_chunk=True))
-        for artifact in body.artifacts or ()]
+        for artifact in body.artifacts or () if artifact.artifact_id not in streamed]
     message = body.message
     if message is None and body.error:
         message = Message(message_id=str(uuid.uuid4()), role=Role.AGENT,

@@ -18,6 +18,7 @@ from actors.dispatcher import (
     RunRequest,
     StaleAttempt,
     WorkerInfo,
+    WorkerSession,
     route_from_metadata,
 )
 from actors.store_port import DispatchState, Route
@@ -315,3 +316,44 @@ async def test_a_new_dispatcher_rebuilds_queue_and_leases(
     reply = await fresh.heartbeat("w1", [(leased, claim.attempt_id)])
     assert [r[0] for r in reply.renewed] == [leased]
     assert (await fresh.next_claim("w1")).task_id == queued
+
+
+def drain_offers(session: WorkerSession) -> list[str]:
+    out = []
+    while True:
+        try:
+            push = session.receive_pushes.receive_nowait()
+        except trio.WouldBlock:
+            return out
+        if isinstance(push, Offer):
+            out.append(push.task_id)
+
+
+async def test_each_task_is_offered_to_one_worker_until_its_offer_times_out(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    w1 = d.register(WorkerInfo("w1", max_concurrent=2))
+    w2 = d.register(WorkerInfo("w2", max_concurrent=2))
+    tasks = [await env.task() for _ in range(5)]
+    # spread by unpromised slots, one offer per task; the fifth waits for a slot
+    got1, got2 = drain_offers(w1), drain_offers(w2)
+    assert sorted(got1 + got2) == tasks[:4]
+    assert (len(got1), len(got2)) == (2, 2)
+    # heartbeats do not re-offer what another live worker holds an offer for
+    await d.heartbeat("w1", [])
+    await d.heartbeat("w2", [])
+    assert drain_offers(w1) == drain_offers(w2) == []
+    # w1 claims its two; its tasks end; the freed slots go to the waiting task
+    for task_id in got1:
+        claim = await d.claim("w1", task_id)
+        await d.release(task_id, claim.attempt_id, (status(task_id, TaskState.COMPLETED),))
+    assert drain_offers(w1) == [tasks[4]]
+    # w2 let its offers pass: after the offer timeout (a heartbeat interval) w1 gets them
+    await trio.sleep(TTL / 3)
+    await d.heartbeat("w1", [])
+    assert drain_offers(w1) == [got2[0]]  # one slot left: the other is promised to tasks[4]
+    # a worker that leaves hands its outstanding offers on
+    d.unregister("w2", w2)
+    assert drain_offers(w1) == []  # w1 is full of promises; got2[1] waits in the queue
+    assert d.statistics().queued == 3

@@ -15,6 +15,11 @@ wait. When the link is back the same frame (same seq, same events) is sent
 again: the server drops a seq it already holds, so nothing is lost and nothing
 is applied twice. `wait_flushed` returns once the session's channel is closed
 and every frame is acknowledged: the StatusReporter releases only then.
+
+The StatusReporter's reports ride along (`report`): the next output frame
+carries the latest one; when there is no output to send, it goes alone as a
+``status`` frame, in the same one-in-flight order. Reports are states, so a
+newer one replaces one not yet sent.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import trio
 
 from actors.worker.link_port import AttemptLost, Backoff, LinkSlot, deliver
 from protocol.models import Part, StreamResponse
-from protocol.worker_link import OutputBody, OutputReply
+from protocol.worker_link import OutputBody, OutputReply, StatusBody
 
 __all__ = ["OutputConfig", "OutputStatistics", "OutputStreamer", "coalesce_text"]
 
@@ -124,6 +129,10 @@ class OutputStreamer:
         self.seq = 0
         """The seq of the last frame made (sent, or being sent)."""
         self.acked_through = 0
+        self._status: StatusBody | None = None
+        """The latest status report not yet taken into a frame."""
+        self.reported: list[str] = []
+        """The report states the server acknowledged, in order."""
 
     def statistics(self) -> OutputStatistics:
         return OutputStatistics(received=self._received, coalesced=self._coalesced,
@@ -136,6 +145,11 @@ class OutputStreamer:
     @property
     def _what(self) -> dict[str, object]:
         return {"task_id": self.task_id, "attempt_id": self.attempt_id}
+
+    def report(self, status: StatusBody) -> None:
+        """Send `status` with the next frame (a newer report replaces it until then)."""
+        self._status = status
+        self._wake()
 
     def _wake(self) -> None:
         self._changed.set()
@@ -172,16 +186,25 @@ class OutputStreamer:
 
     async def _send_all(self) -> None:
         while True:
-            while not self._pending and not self._input_closed:
+            while not self._pending and self._status is None and not self._input_closed:
                 await self._changed.wait()
+            status, self._status = self._status, None
             if not self._pending:
+                if status is not None:
+                    await deliver(self._link, "status", status, what=self._what,
+                                  ack_timeout=self._config.ack_timeout,
+                                  retry=self._config.retry, rng=self._rng)
+                    self.reported.append(status.state)
+                    continue
                 return
             count = min(len(self._pending), self._config.max_frame_events)
             events = [self._pending.popleft() for _ in range(count)]
             self._wake()  # room in the buffer
             self.seq += 1
             await self._send(OutputBody(task_id=self.task_id, attempt_id=self.attempt_id,
-                                        seq=self.seq, events=events))
+                                        seq=self.seq, events=events, status=status))
+            if status is not None:
+                self.reported.append(status.state)
 
     async def _send(self, body: OutputBody) -> None:
         failures = 0

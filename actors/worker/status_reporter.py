@@ -3,10 +3,14 @@
 It reports ``claimed`` at once, ``working`` when the session says the agent
 runs, and the outcome (completed / failed / canceled / input-required) when the
 session ends: provider and model throughout, tool-call count and tokens on
-completion, error and partial output on failure. Status frames are reports, so
-the latest wins: while the link is down, intermediate states are skipped, never
-queued. Then, once the OutputStreamer has every output frame acknowledged, it
-sends ``release`` with the outcome (retried until acked: release is idempotent).
+completion, error and partial output on failure. Reports are a state, so the
+latest wins: while the link is busy or down, intermediate states are skipped,
+never queued. They travel on the OutputStreamer's frames (an ``output`` frame
+carries the latest report; a standalone ``status`` frame goes only when there is
+no output to carry it), and the final one in the ``release`` frame itself, so a
+short task costs no frames for its reports. Once the OutputStreamer has every
+output frame acknowledged, the reporter sends ``release`` with the outcome
+(retried until acked: release is idempotent).
 
 The session's reports arrive on a bounded channel: `Working`, then one
 `SessionResult`. A channel closed without a result means the session was
@@ -38,7 +42,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Outcome = Literal["completed", "failed", "canceled", "input-required"]
-_FINAL = frozenset({"completed", "failed", "canceled", "input-required"})
 
 
 @attrs.frozen
@@ -71,6 +74,10 @@ SessionReport = Working | SessionResult
 class OutputDrain(Protocol):
     """What the reporter needs of the OutputStreamer."""
 
+    def report(self, status: StatusBody) -> None:
+        """Carry `status` to the server (replacing a report not yet sent)."""
+        ...
+
     async def wait_flushed(self) -> None:
         """Until every output frame of the attempt is acknowledged."""
         ...
@@ -79,7 +86,7 @@ class OutputDrain(Protocol):
 @attrs.frozen
 class StatusConfig:
     ack_timeout: float = 30.0
-    """Seconds without an ack before a status or release frame is sent again."""
+    """Seconds without an ack before a release frame is sent again."""
     retry: Backoff = Backoff()
     """Backoff after a server failure (INTERNAL)."""
 
@@ -109,11 +116,6 @@ class StatusReporter:
         self._model = model
         self._config = config
         self._rng = rng if rng is not None else random.Random()
-        self._latest: StatusBody | None = None
-        self._delivered: StatusBody | None = None
-        self._changed = trio.Event()
-        self.reported: list[str] = []
-        """The states the server acknowledged, in order."""
         self.result: SessionResult | None = None
         self.release_reply: ReleaseReply | None = None
 
@@ -122,18 +124,13 @@ class StatusReporter:
         return {"task_id": self.task_id, "attempt_id": self.attempt_id}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Ready once ``claimed`` is on its way (start the session after that, so that
-        ``claimed`` is never skipped on a healthy link); returns after the release."""
-        async with trio.open_nursery() as nursery:
-            self._publish(self._status("claimed"))
-            await nursery.start(self._send_statuses)
-            task_status.started()
-            result = await self._wait_result()
-            if result is None:  # stopped before it ended: nothing to report or release
-                nursery.cancel_scope.cancel()
-                return
-            self.result = result
-            self._publish(self._final_status(result))
+        """Reports ``claimed`` and is ready at once; returns after the release."""
+        self._output.report(self._status("claimed"))
+        task_status.started()
+        result = await self._wait_result()
+        if result is None:  # stopped before it ended: nothing to report or release
+            return
+        self.result = result
         await self._output.wait_flushed()
         reply = await deliver(self._link, "release", self._release_body(result), what=self._what,
                               ack_timeout=self._config.ack_timeout, retry=self._config.retry,
@@ -148,32 +145,8 @@ class StatusReporter:
             async for report in self._reports:
                 if isinstance(report, SessionResult):
                     return report
-                self._publish(self._status("working"))
+                self._output.report(self._status("working"))
         return None
-
-    def _publish(self, body: StatusBody) -> None:
-        self._latest = body
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _send_statuses(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """Deliver the latest state until the final one is acknowledged; ready once
-        the first one is taken."""
-        ready = False
-        while True:
-            while self._latest is None or self._latest is self._delivered:
-                await self._changed.wait()
-            body = self._latest
-            if not ready:
-                ready = True
-                task_status.started()
-            await deliver(self._link, "status", body, what=self._what,
-                          ack_timeout=self._config.ack_timeout, retry=self._config.retry,
-                          rng=self._rng)
-            self._delivered = body
-            self.reported.append(body.state)
-            if body.state in _FINAL:
-                return
 
     def _status(self, state: Literal["claimed", "working"]) -> StatusBody:
         return StatusBody(task_id=self.task_id, attempt_id=self.attempt_id, state=state,
@@ -199,4 +172,5 @@ class StatusReporter:
             else None,
             message=result.message if outcome in ("completed", "input-required") else None,
             error=(result.error or "the agent failed") if outcome == "failed" else None,
+            status=self._final_status(result),
         )
