@@ -33,7 +33,7 @@ __all__ = [
     "OutputBody", "OutputReply", "RegisterBody", "RegisterReply", "ReleaseBody", "ReleaseReply",
     "RenewedLease", "SERVER_OPS", "STALE_ATTEMPT", "SUPPORTED_LINK_VERSIONS", "StatusBody",
     "CancelBody", "TokenUsage", "UNAUTHORIZED", "UNKNOWN_OP", "UNKNOWN_TASK",
-    "UNKNOWN_WORKER", "UNSUPPORTED_VERSION", "WORKER_OPS", "ack", "decode_frame",
+    "UNKNOWN_LINK", "UNKNOWN_WORKER", "UNSUPPORTED_VERSION", "WORKER_OPS", "ack", "decode_frame",
     "encode_frame", "error_ack", "parse_reply",
 ]
 
@@ -51,13 +51,14 @@ UNKNOWN_TASK = "UNKNOWN_TASK"  # no task with this taskId
 NOT_CLAIMABLE = "NOT_CLAIMABLE"  # the task is claimed, finished, canceled or not routable here
 STALE_ATTEMPT = "STALE_ATTEMPT"  # fencing: attemptId is no longer the task's current attempt
 INTERNAL = "INTERNAL"  # the receiver failed; the frame may be resent
+UNKNOWN_LINK = "UNKNOWN_LINK"  # HTTP binding: no open link with that id (open the stream again)
 LINK_ERROR_CODES = frozenset({INVALID_FRAME, UNSUPPORTED_VERSION, UNKNOWN_OP, UNAUTHORIZED,
                               UNKNOWN_WORKER, UNKNOWN_TASK, NOT_CLAIMABLE, STALE_ATTEMPT,
-                              INTERNAL})
-# HTTP binding: the status of a POST /worker/{op} response whose body is an error ack.
+                              INTERNAL, UNKNOWN_LINK})
+# HTTP binding: the status of a POST /worker/link/{op} response whose body is an error ack.
 LINK_HTTP_STATUS = {INVALID_FRAME: 400, UNSUPPORTED_VERSION: 400, UNKNOWN_OP: 404,
                     UNAUTHORIZED: 401, UNKNOWN_WORKER: 404, UNKNOWN_TASK: 404,
-                    NOT_CLAIMABLE: 409, STALE_ATTEMPT: 409, INTERNAL: 500}
+                    NOT_CLAIMABLE: 409, STALE_ATTEMPT: 409, INTERNAL: 500, UNKNOWN_LINK: 404}
 
 
 class LinkModel(A2AModel):

@@ -194,7 +194,8 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     w = sub.add_parser(
         "worker",
         help="run a worker for a server",
-        description="Run a worker: it connects to a server's worker link (/worker/ws), "
+        description="Run a worker: it connects to a server's worker link (/worker/ws, or "
+        "/worker/link with --transport http), "
         "claims tasks offered to it and runs them with its agent; it reconnects whenever "
         "the connection is lost. Each flag can also be set by the environment variable "
         "shown in brackets.",
@@ -240,6 +241,14 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=float(_env("HEARTBEAT_INTERVAL", "0") or 0) or None,
         help="seconds between heartbeats [TRIO_A2A_HEARTBEAT_INTERVAL] "
         "(default: what the server says)",
+    )
+    w.add_argument(
+        "--transport",
+        default=_env("TRANSPORT", "websocket"),
+        choices=("websocket", "http"),
+        help="how the worker link travels: 'websocket' (/worker/ws) or 'http' (POST requests "
+        "plus a Server-Sent Events stream on /worker/link, for networks that block "
+        "WebSockets) [TRIO_A2A_TRANSPORT] (default websocket)",
     )
     w.add_argument(
         "--log-level",
@@ -332,10 +341,11 @@ async def run_worker(args: argparse.Namespace) -> None:
         async with open_worker(args.server, token=args.token, agent=args.agent,
                                concurrency=args.concurrency, name=args.name,
                                capabilities=[c.strip() for c in args.capability],
-                               config=config) as worker:
+                               config=config, transport=args.transport) as worker:
             print(
                 f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
-                f"(agent: {args.agent}, concurrency: {args.concurrency})",
+                f"(agent: {args.agent}, concurrency: {args.concurrency}, "
+                f"transport: {args.transport})",
                 file=sys.stderr,
                 flush=True,
             )

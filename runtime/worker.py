@@ -29,7 +29,7 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Literal, Protocol
 
 import attrs
 import trio
@@ -416,14 +416,19 @@ async def open_worker(
     list_models: ListModels | None = None,
     config: WorkerConfig = WorkerConfig(),
     connect: Connect | None = None,
+    transport: Literal["websocket", "http"] = "websocket",
 ) -> AsyncIterator[RunningWorker]:
     """Run a worker for the server at `server_url` until the block exits.
 
     It connects, registers and claims in the background and reconnects whenever
     the connection is lost (`wait_registered()` waits for the first registration).
-    `connect` replaces the WebSocket transport (tests pass a fake). Raises
-    `WorkerRejected` if the server refuses the worker.
+    `transport` is the link's binding: "websocket" (``/worker/ws``) or "http"
+    (``/worker/link``, for networks that block WebSockets). `connect` replaces
+    the transport (tests pass a fake). Raises `WorkerRejected` if the server
+    refuses the worker.
     """
+    if transport not in ("websocket", "http"):
+        raise ValueError(f"transport must be 'websocket' or 'http', not {transport!r}")
     agents = _agents(agent)
     rng = random.Random(config.seed)
     host = hostname or socket.gethostname()
@@ -441,8 +446,14 @@ async def open_worker(
                                    connect_timeout=config.connect_timeout,
                                    disconnect_timeout=config.disconnect_timeout)
 
-    tree = worker.connection = _ConnectionTree(worker, connect or connect_websocket,
-                                               list_models, rng)
+    def connect_http() -> AbstractAsyncContextManager[Connection]:
+        from runtime.worker_http_link import open_http_link  # it imports this module
+
+        return open_http_link(server_url, token=token, push_queue=config.push_queue,
+                              connect_timeout=config.connect_timeout)
+
+    default = connect_http if transport == "http" else connect_websocket
+    tree = worker.connection = _ConnectionTree(worker, connect or default, list_models, rng)
     back = config.reconnect
     connection = Supervisor(
         "connection", tree.specs(), strategy="one_for_all",
@@ -464,7 +475,8 @@ async def open_worker(
             await nursery.start(worker.supervisor.run)
             log.info("worker started", extra={"worker_id": identity.worker_id,
                                               "server": server_url, "agents": identity.agents,
-                                              "concurrency": concurrency})
+                                              "concurrency": concurrency,
+                                              "transport": transport})
             yield worker
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -63,6 +63,7 @@ from protocol.models import (
 )
 from protocol.states import IllegalTransition, is_terminal
 from runtime.auth import TokenAuth
+from runtime.worker_http import register_worker_http_routes
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -421,6 +422,7 @@ def register_worker_routes(app: QuartTrio, state: AppState) -> None:
     endpoint = WorkerLinkEndpoint(state.dispatcher, state.service.store,
                                   worker_auth=state.worker_auth or TokenAuth({}),
                                   client_auth=state.auth)
+    register_worker_http_routes(app, endpoint, keepalive=state.service.settings.keepalive)
 
     async def worker_ws() -> Response | None:
         ws = websocket._get_current_object()
