@@ -4,7 +4,9 @@ Work is leased, not given. A worker claims a queued task and gets an attempt id
 and a lease; heartbeats renew the leases it holds; every write a worker makes
 names its attempt and is refused once the task has moved on to another attempt
 (fencing); a release is idempotent; a lease that runs out puts the task back in
-the queue (up to `max_attempts` claims, then the task fails with the reason).
+the queue (up to `max_attempts` claims, then the task fails with the reason),
+with the artifacts rolled back to what they were when the lost attempt was
+claimed, so that the retry's output is the only copy.
 
 Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there at start: the queue, the
@@ -210,6 +212,31 @@ def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:
                   task_id=task.id, context_id=task.context_id)
     return StreamResponse(status_update=TaskStatusUpdateEvent(
         task_id=task.id, context_id=task.context_id, status=TaskStatus(state=state, message=msg)))
+
+
+
+def _artifact_marks(record: TaskRecord) -> tuple[tuple[str, int], ...]:
+    return tuple((a.artifact_id, len(a.parts)) for a in record.task.artifacts or ())
+
+
+def _rollback(record: TaskRecord) -> tuple[StreamResponse, ...]:
+    """Undo what a lost attempt added to the task's artifacts, before its retry.
+
+    Without this a retry's artifact (agents pick fresh ids) would sit beside the
+    dead attempt's partial copy of it. Artifacts the attempt created are dropped
+    and parts it appended cut off. It is a `task` event, so the log, its replay
+    and live subscribers all see the same snapshot the store keeps.
+    """
+    marks = record.dispatch.claim_artifacts
+    artifacts = record.task.artifacts or []
+    if marks is None:
+        return ()
+    kept = dict(marks)
+    rolled = [a.model_copy(update={"parts": a.parts[:kept[a.artifact_id]]})
+              for a in artifacts if a.artifact_id in kept]
+    if rolled == artifacts:
+        return ()
+    return (StreamResponse(task=record.task.model_copy(update={"artifacts": rolled})),)
 
 
 class Dispatcher:
@@ -465,7 +492,8 @@ class Dispatcher:
             if head is None:
                 raise NotClaimable(f"task {task_id!r} does not exist")
             dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
-                                    lease=lease, last_attempt_id=attempt_id, output_seq=0)
+                                    lease=lease, last_attempt_id=attempt_id, output_seq=0,
+                                    claim_artifacts=_artifact_marks(head))
             # Not waiting for the commit: nothing the worker does with the grant is
             # visible before a later write commits (and carries this one with it), and
             # if the server dies first the task is simply queued again on restart; a
@@ -597,7 +625,7 @@ class Dispatcher:
                 events = (_status(head, TaskState.FAILED,
                                   f"gave up after {head.dispatch.attempts} attempts: {why}"),)
             else:
-                events = (_status(head, TaskState.WORKING,
+                events = (*_rollback(head), _status(head, TaskState.WORKING,
                                   f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
                                   f"{self._max_attempts})"),)
             try:

@@ -83,6 +83,11 @@ class DispatchState:
     """The highest worker-link output frame applied for the current attempt: kept
     in the same write as that frame's events, so a frame resent after a server
     restart is recognised and not applied twice. Reset by each claim."""
+    claim_artifacts: tuple[tuple[str, int], ...] | None = None
+    """(artifact id, part count) of each artifact the task had when the current
+    attempt was claimed. If that attempt's lease expires, its partial output is
+    rolled back to this before the task is queued again, so the retry's output
+    replaces it instead of landing beside it. None: not recorded (older rows)."""
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -105,7 +110,14 @@ class DispatchState:
             request_metadata=data.get("request_metadata"),  # type: ignore[arg-type]
             accepted_output_modes=tuple(data.get("accepted_output_modes") or ()),  # type: ignore[arg-type]
             output_seq=int(data.get("output_seq", 0)),  # type: ignore[call-overload]
+            claim_artifacts=_claim_artifacts(data.get("claim_artifacts")),
         )
+
+
+def _claim_artifacts(value: object) -> tuple[tuple[str, int], ...] | None:
+    if not isinstance(value, list | tuple):
+        return None
+    return tuple((str(pair[0]), int(pair[1])) for pair in value)
 
 
 @attrs.frozen

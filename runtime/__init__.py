@@ -3,6 +3,7 @@
 Embed the server with `open_server(ServerConfig(...))`.
 """
 
+from runtime.agent_loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.agents import echo_agent
 from runtime.agents.echo import split_chunks
 from runtime.auth import TokenAuth, load_tokens, parse_token_lines
@@ -12,6 +13,8 @@ from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.store import MemoryBackend, SQLiteBackend, open_memory_backend, open_sqlite_backend
 
 __all__ = [
+    "AgentLoadError",
+    "BUILTIN_AGENTS",
     "CardDocument",
     "HttpxPushSender",
     "MemoryBackend",
@@ -26,6 +29,7 @@ __all__ = [
     "open_server",
     "open_sqlite_backend",
     "is_public_address",
+    "load_agent",
     "parse_retry_after",
     "parse_token_lines",
     "Resolver",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import trio
 
+from runtime.agent_loader import AgentLoadError, load_agent
 from runtime.auth import load_tokens, parse_token_lines
 from runtime.server import ServerConfig, open_server
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, open_worker
@@ -175,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         "queued again [TRIO_A2A_LEASE_TTL] (default 30)",
     )
     s.add_argument(
+        "--reap-interval",
+        type=float,
+        default=float(_env("REAP_INTERVAL", "5") or 5),
+        help="seconds between looks for expired leases; a task whose worker died is queued "
+        "again within LEASE_TTL + REAP_INTERVAL [TRIO_A2A_REAP_INTERVAL] (default 5)",
+    )
+    s.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -213,8 +221,10 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     w.add_argument(
         "--agent",
         default=_env("AGENT", "echo"),
-        choices=sorted(AGENTS),
-        help="the agent this worker runs [TRIO_A2A_AGENT] (default echo)",
+        metavar="AGENT",
+        help=f"the agent this worker runs: a built-in name ({', '.join(sorted(AGENTS))}) or "
+        "an import path 'package.module:attribute' naming an AgentSpec, looked up from the "
+        "current directory and PYTHONPATH [TRIO_A2A_AGENT] (default echo)",
     )
     w.add_argument(
         "--concurrency",
@@ -280,6 +290,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         raise ValueError(f"--local-workers must be 0 or more, not {args.local_workers}")
     if args.lease_ttl <= 0:
         raise ValueError(f"--lease-ttl must be a positive number of seconds, not {args.lease_ttl}")
+    if args.reap_interval <= 0:
+        raise ValueError("--reap-interval must be a positive number of seconds, "
+                         f"not {args.reap_interval}")
     if args.max_concurrent_tasks < 1:
         raise ValueError("--max-concurrent-tasks must be at least 1")
     tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
@@ -304,6 +317,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,
         lease_ttl=args.lease_ttl,
+        reap_interval=args.reap_interval,
     )
 
 
@@ -338,7 +352,8 @@ async def run_server(config: ServerConfig) -> None:
 async def run_worker(args: argparse.Namespace) -> None:
     config = WorkerConfig(heartbeat_interval=args.heartbeat_interval)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_worker(args.server, token=args.token, agent=args.agent,
+        async with open_worker(args.server, token=args.token,
+                               agent=getattr(args, "agent_spec", None) or args.agent,
                                concurrency=args.concurrency, name=args.name,
                                capabilities=[c.strip() for c in args.capability],
                                config=config, transport=args.transport) as worker:
@@ -372,6 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         if args.concurrency < 1:
             parser.error("--concurrency must be at least 1")
+        # As with `python -m`, an --agent import path is found from the current
+        # directory even when started through the `trio-a2a` console script.
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:  # before anything starts: a bad --agent is a usage error
+            args.agent_spec = load_agent(args.agent, AGENTS)
+        except AgentLoadError as exc:
+            parser.error(f"--agent: {exc}")
         try:
             trio.run(run_worker, args)
         except ValueError as exc:

@@ -69,6 +69,7 @@ from protocol.worker_link import (
     error_ack,
     parse_reply,
 )
+from runtime.agent_loader import load_agent
 from runtime.agents import echo_agent
 from runtime.supervisor import ChildSpec, Supervisor
 
@@ -388,15 +389,9 @@ class RunningWorker:
 
 
 def _agents(agent: str | AgentSpec | Sequence[str | AgentSpec]) -> list[AgentSpec]:
+    """Specs as given; names resolved by `load_agent` (built-in, or 'module:attribute')."""
     items = [agent] if isinstance(agent, str | AgentSpec) else list(agent)
-    out = []
-    for item in items:
-        if isinstance(item, AgentSpec):
-            out.append(item)
-        elif item in AGENTS:
-            out.append(AGENTS[item])
-        else:
-            raise ValueError(f"unknown agent {item!r} (known: {', '.join(sorted(AGENTS))})")
+    out = [item if isinstance(item, AgentSpec) else load_agent(item, AGENTS) for item in items]
     if not out:
         raise ValueError("a worker needs at least one agent")
     return out

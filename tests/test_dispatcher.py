@@ -24,11 +24,13 @@ from actors.dispatcher import (
 from actors.store_port import DispatchState, Route
 from actors.task_store import ServerTaskStore
 from protocol.models import (
+    Artifact,
     Message,
     Part,
     Role,
     StreamResponse,
     Task,
+    TaskArtifactUpdateEvent,
     TaskState,
     TaskStatus,
     TaskStatusUpdateEvent,
@@ -251,6 +253,64 @@ async def test_expired_lease_requeues_once_then_fails(
         "TASK_STATE_FAILED: gave up after 2 attempts: the lease of worker 'w2' expired",
     ]
     assert d.statistics().expired == 2
+
+
+def chunk(task_id: str, artifact_id: str, text: str, *, append: bool) -> StreamResponse:
+    return StreamResponse(artifact_update=TaskArtifactUpdateEvent(
+        task_id=task_id, context_id="c", append=append or None,
+        artifact=Artifact(artifact_id=artifact_id, parts=[Part(text=text)])))
+
+
+def artifact_texts(task: Task) -> dict[str, list[str]]:
+    return {a.artifact_id: [p.text or "" for p in a.parts] for a in task.artifacts or ()}
+
+
+async def test_a_retry_starts_from_the_artifacts_before_the_lost_attempt(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The lost attempt's output is rolled back, so the retry's is the only copy."""
+    d = env.dispatcher
+    d.register(WorkerInfo("w1"))
+    task_id = "t-art"
+    # an artifact from an earlier turn of the task
+    earlier = Artifact(artifact_id="earlier", parts=[Part(text="e1")])
+    await env.store.create_task(
+        Task(id=task_id, context_id="c", status=TaskStatus(state=TaskState.SUBMITTED),
+             artifacts=[earlier], history=[Message(message_id="m", role=Role.USER,
+                                                   parts=[Part(text="hi")])]),
+        owner="")
+    await d.submit(RunRequest(task_id=task_id))
+    lost = await d.next_claim("w1")
+    await d.write(task_id, lost.attempt_id, (
+        chunk(task_id, "earlier", "e2", append=True),  # appended to the earlier artifact
+        chunk(task_id, "partial", "hel", append=False),  # a new one, half streamed
+    ), wait=True)
+    d.unregister("w1")  # it dies: no heartbeat, no release
+    d.register(WorkerInfo("w2"))
+    retry = await d.next_claim("w2")  # after the reaper
+    assert artifact_texts(retry.record.task) == {"earlier": ["e1"]}
+    log = [e.event for e in await env.store.read_events(task_id, 0, 100)]
+    assert log[-2].task is not None and artifact_texts(log[-2].task) == {"earlier": ["e1"]}
+    assert log[-1].status_update is not None  # then the "retrying" status
+    await d.write(task_id, retry.attempt_id, (chunk(task_id, "again", "hello", append=False),))
+    await d.release(task_id, retry.attempt_id, (status(task_id, TaskState.COMPLETED),))
+    record = await env.store.get_task(task_id)
+    assert record is not None
+    assert artifact_texts(record.task) == {"earlier": ["e1"], "again": ["hello"]}
+
+
+async def test_a_lost_attempt_without_output_writes_no_snapshot(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    d.register(WorkerInfo("w1"))
+    task_id = await env.task()
+    await d.next_claim("w1")
+    d.unregister("w1")
+    d.register(WorkerInfo("w2"))
+    await d.next_claim("w2")
+    kinds = [e.event.task is not None for e in await env.store.read_events(task_id, 0, 100)]
+    assert kinds == [True, False]  # the created task, then only the "retrying" status
 
 
 async def test_heartbeats_keep_a_lease(env: Env, autojump_clock: trio.testing.MockClock) -> None:

@@ -73,7 +73,7 @@ def test_runtime_reexports_its_public_surface() -> None:
     import runtime
 
     for module_name in ("runtime.server", "runtime.auth", "runtime.card", "runtime.store",
-                        "runtime.agents", "runtime.push_sender"):
+                        "runtime.agents", "runtime.agent_loader", "runtime.push_sender"):
         module = importlib.import_module(module_name)
         lacking = [n for n in module.__all__ if n not in runtime.__all__]
         assert lacking == [], f"{module_name}: {lacking}"

@@ -575,6 +575,7 @@ async def test_dispatch_state_round_trips(backend: TaskBackend) -> None:
             attempts=2,
             lease=Lease(worker_id="w1", attempt_id="a2", expires_at=T0 + 30),
             last_attempt_id="a2",
+            claim_artifacts=(("art-1", 3), ("art-2", 1)),
         )
         leased = TaskRecord(task=first.record.task, owner="", seq=1, created_at=T0,
                             status_at=T0, dispatch=dispatch)
