@@ -214,7 +214,6 @@ def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:
         task_id=task.id, context_id=task.context_id, status=TaskStatus(state=state, message=msg)))
 
 
-
 def _artifact_marks(record: TaskRecord) -> tuple[tuple[str, int], ...]:
     return tuple((a.artifact_id, len(a.parts)) for a in record.task.artifacts or ())
 
