@@ -10,8 +10,6 @@ from actors.agent import *  # noqa: F403
 from actors.agent import __all__ as _agent
 from actors.dispatcher import *  # noqa: F403
 from actors.dispatcher import __all__ as _dispatcher
-from actors.local_worker import *  # noqa: F403
-from actors.local_worker import __all__ as _local_worker
 from actors.push_configs import *  # noqa: F403
 from actors.push_configs import __all__ as _push_configs
 from actors.push_delivery import *  # noqa: F403
@@ -22,5 +20,5 @@ from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
 
 __all__ = [
-    *_service, *_agent, *_dispatcher, *_local_worker, *_push_configs, *_push, *_port, *_store,
+    *_service, *_agent, *_dispatcher, *_push_configs, *_push, *_port, *_store,
 ]

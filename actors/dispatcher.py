@@ -11,8 +11,8 @@ claimed, so that the retry's output is the only copy.
 Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there at start: the queue, the
 connected workers and an index of leases for the reaper. Workers in this
-process (`actors.local_worker`) and remote ones (over the worker link) use the
-same operations.
+process (`runtime.local_link`) and remote ones use the same worker link, hence
+the same operations.
 """
 
 from __future__ import annotations
@@ -244,7 +244,9 @@ class Dispatcher:
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
     how often expired leases are looked for; `max_attempts` how many claims a
     task gets before a lost lease fails it; `push_queue` bounds each worker's
-    channel of offers and cancellations.
+    channel of offers and cancellations; `offer_timeout` (default: a heartbeat
+    interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
+    the task is offered to another worker.
     """
 
     def __init__(
@@ -569,7 +571,7 @@ class Dispatcher:
             dispatch=lambda d: attrs.evolve(d, output_seq=output_seq))
 
     async def release(self, task_id: str, attempt_id: str,
-                      events: Sequence[StreamResponse] = ()) -> bool:
+                      events: Sequence[StreamResponse] = (), *, wait: bool = True) -> bool:
         """End an attempt with its final events; idempotent.
 
         Returns True if this attempt had already been released (nothing written).
@@ -586,10 +588,10 @@ class Dispatcher:
         dispatch = attrs.evolve(head.dispatch, lease=None)
         try:
             await self._store.write(task_id, events, dispatch=dispatch,
-                                    check=self._fence(task_id, attempt_id))
+                                    check=self._fence(task_id, attempt_id), wait=wait)
         except IllegalTransition:
             # the task ended meanwhile (e.g. canceled by the service): just drop the lease
-            await self._store.write(task_id, (), dispatch=dispatch)
+            await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
         self._drop_lease(task_id, lease.worker_id)
         return False
 

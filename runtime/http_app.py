@@ -9,7 +9,7 @@ binding (`runtime.rest_binding`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from quart import Response, request
@@ -19,6 +19,9 @@ from actors.a2a_service import A2AService
 from actors.dispatcher import Dispatcher
 from runtime.auth import TokenAuth
 from runtime.card import CardDocument
+
+if TYPE_CHECKING:
+    from runtime.worker_endpoint import WorkerLinkEndpoint
 from runtime.jsonrpc_endpoint import (
     JsonRpcASGI,
     is_json_content_type,
@@ -48,6 +51,9 @@ class AppState:
     """Serves the worker link (/worker/ws) when set."""
     worker_auth: TokenAuth | None = None
     """Worker tokens, separate from the client tokens of `auth`."""
+    worker_endpoint: WorkerLinkEndpoint | None = None
+    """The server's end of the worker link, shared with the embedded workers
+    (made from `dispatcher` and `worker_auth` when not given)."""
 
 
 def json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,

@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
@@ -29,18 +30,21 @@ from hypercorn.utils import wrap_app
 from actors.a2a_service import A2AService, ServiceSettings
 from actors.agent import AgentSpec
 from actors.dispatcher import Dispatcher
-from actors.local_worker import LocalWorker
 from actors.push_delivery import PushDelivery
 from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
+from actors.worker import Backoff
 from runtime.agents import echo_agent
 from runtime.auth import TokenAuth
 from runtime.card import build_card
 from runtime.http_app import AppState, create_asgi
 from runtime.http_coalesce import install as install_coalescing
+from runtime.local_link import open_in_process_link
 from runtime.push_sender import HttpxPushSender
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor
+from runtime.worker import RunningWorker, WorkerConfig, open_worker
+from runtime.worker_endpoint import WorkerLinkEndpoint
 
 __all__ = ["RunningServer", "ServerConfig", "open_server"]
 
@@ -103,7 +107,8 @@ class RunningServer:
     service: A2AService
     store: ServerTaskStore
     dispatcher: Dispatcher
-    workers: tuple[LocalWorker, ...]
+    workers: list[RunningWorker]
+    """The embedded workers (`local_workers`), current ones: a restart replaces one."""
     push: PushDelivery
     supervisor: Supervisor
 
@@ -146,6 +151,25 @@ def _hypercorn_config() -> HyperConfig:
     return hc
 
 
+async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
+                            workers: list[RunningWorker], index: int, *,
+                            task_status: trio.TaskStatus[None]) -> None:
+    """One embedded worker: `open_worker` over the in-process link, ready once registered."""
+    async with open_worker(
+        "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
+        name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
+        connect=lambda: open_in_process_link(endpoint),
+        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0)),
+    ) as worker:
+        if index < len(workers):
+            workers[index] = worker
+        else:
+            workers.append(worker)
+        await worker.wait_registered()
+        task_status.started()
+        await trio.sleep_forever()
+
+
 @contextlib.asynccontextmanager
 async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[RunningServer]:
     """Run the whole server inside the caller's trio program until the block exits."""
@@ -177,10 +201,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                     reap_interval=config.reap_interval,
                                     max_attempts=config.max_attempts)
-            workers = tuple(
-                LocalWorker(dispatcher, config.agent, max_concurrent=config.max_concurrent_tasks)
-                for _ in range(config.local_workers)
-            )
+            worker_auth = TokenAuth(config.worker_tokens)
+            endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
+                                          client_auth=auth)
+            workers: list[RunningWorker] = []
             sender = HttpxPushSender(timeout=config.push_timeout,
                                      allow_private=config.allow_private_push_urls)
             push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
@@ -194,7 +218,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             state = AppState(service=service, card=card, auth=auth,
                              extended_card=card.data if auth.enabled else None,
                              max_body=config.max_body, dispatcher=dispatcher,
-                             worker_auth=TokenAuth(config.worker_tokens))
+                             worker_auth=worker_auth, worker_endpoint=endpoint)
             app = create_asgi(state)
             # rest_for_one: a child depends on the ones before it; when one fails,
             # it and everything started after it start again, in order.
@@ -203,7 +227,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 [
                     ChildSpec("store", store.run),
                     ChildSpec("dispatcher", dispatcher.run),
-                    *(ChildSpec(f"local-worker-{i}", w.run) for i, w in enumerate(workers)),
+                    *(ChildSpec(f"local-worker-{i}", functools.partial(
+                        _run_local_worker, config, endpoint, workers, i))
+                      for i in range(config.local_workers)),
                     ChildSpec("push", push.run),
                     ChildSpec("http", functools.partial(serve_http, app),
                               shutdown_timeout=5.0),

@@ -377,6 +377,10 @@ class RunningWorker:
             registrations=self.slot.attaches, running=s.running, concurrency=s.concurrency,
             started=s.started, outcomes=s.outcomes)
 
+    def is_running(self, task_id: str) -> bool:
+        """A session of this worker runs the task."""
+        return self.sessions.get(task_id) is not None
+
     async def wait_registered(self) -> None:
         """Until a registered connection is up."""
         await self.slot.wait_up()

@@ -70,7 +70,8 @@ if TYPE_CHECKING:
 
     from runtime.http_app import AppState
 
-__all__ = ["LinkSocket", "WorkerLinkEndpoint", "register_worker_routes"]
+__all__ = ["LinkConnection", "LinkSocket", "PushSink", "WorkerLinkEndpoint",
+           "register_worker_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class WorkerLinkEndpoint:
 
     async def serve(self, socket: LinkSocket, *, principal: str, peer: str = "") -> None:
         """Speak the link on an accepted connection until it ends."""
-        conn = _Connection(self, socket, principal)
+        conn = _SocketConnection(self, socket, principal)
         log.info("worker link connected", extra={"principal": principal, "peer": peer})
         try:
             async with trio.open_nursery() as nursery:
@@ -147,76 +148,74 @@ class WorkerLinkEndpoint:
                                                   "worker_id": conn.worker_id})
 
 
-class _Connection:
-    """One worker connection: its registration, its frames, its pushes."""
+PushSink = Callable[[str, wl.LinkModel], Awaitable[None]]
+"""Hands one push (op, body) to the worker's transport."""
 
-    def __init__(self, endpoint: WorkerLinkEndpoint, socket: LinkSocket, principal: str) -> None:
+
+class LinkConnection:
+    """One worker connection, transport aside: its registration, its ops, its pushes.
+
+    `handle(op, body)` answers one frame the worker sent (a reply model, or
+    `LinkRefusedError`); pushes go out through `push`. The WebSocket and HTTP
+    bindings wrap it in frames (`_SocketConnection`); a worker inside the server
+    process calls it directly (runtime.local_link), so every worker, local or
+    remote, goes through the same code. Push forwarding runs in `nursery`, which
+    the owner sets before the first frame.
+
+    With `durable_acks` an output or release is acked once committed, so a worker
+    never forgets output the server could still lose. A worker in the server's
+    own process shares its fate and passes False: acked once applied (readers
+    still see only what is committed).
+    """
+
+    def __init__(self, endpoint: WorkerLinkEndpoint, push: PushSink, principal: str, *,
+                 durable_acks: bool = True) -> None:
         self.ep = endpoint
-        self.socket = socket
+        self.durable_acks = durable_acks
         self.principal = principal
         self.worker_id: str | None = None
         self.session: WorkerSession | None = None
         self.nursery: trio.Nursery | None = None
-        self._send_lock = trio.Lock()
-        self._push_ids = itertools.count(1)
+        self._push = push
         self._handlers: dict[str, Callable[[Any], Awaitable[wl.LinkModel | None]]] = {
             "heartbeat": self.heartbeat, "claim": self.claim, "output": self.output,
             "status": self.status, "release": self.release,
         }
 
-    async def send(self, text: str) -> None:
-        async with self._send_lock:
-            await self.socket.send(text)
-
     def disconnect(self) -> None:
         if self.worker_id is not None:
             self.ep.dispatcher.unregister(self.worker_id, self.session)
 
-    async def answer(self, data: str | bytes) -> str | None:
-        """The ack for one received frame (None for an ack: acks are never acked)."""
+    async def handle(self, op: str, body: Any) -> wl.LinkModel | None:
+        """The reply to one frame; `LinkRefusedError` with the link's error code."""
         try:
-            frame = wl.decode_frame(data)
-        except wl.LinkProtocolError as exc:
-            if exc.op == wl.ACK:
-                return None
-            log.info("bad worker-link frame", extra={"worker_id": self.worker_id,
-                                                     "code": exc.code, "error": exc.message})
-            return exc.to_ack()
-        if frame.is_ack:
-            if not frame.ok and frame.error is not None:
-                log.info("worker refused a push", extra={"worker_id": self.worker_id,
-                                                         "frame_id": frame.id,
-                                                         "code": frame.error.code})
-            return None
-        try:
-            if frame.op == "register":
-                return wl.ack(frame.id, self.register(frame.body))
-            handler = self._handlers.get(frame.op)
+            if op == "register":
+                return self.register(body)
+            handler = self._handlers.get(op)
             if handler is None:
-                raise _Refused(wl.UNKNOWN_OP, f"op: {frame.op!r} is not sent to a server")
+                raise _Refused(wl.UNKNOWN_OP, f"op: {op!r} is not sent to a server")
             if self.worker_id is None:
                 raise _Refused(wl.UNKNOWN_WORKER, "register first: no worker on this connection")
-            worker_id = getattr(frame.body, "worker_id", self.worker_id)
+            worker_id = getattr(body, "worker_id", self.worker_id)
             if worker_id != self.worker_id:
                 raise _Refused(wl.UNKNOWN_WORKER, f"this connection is registered as worker "
                                                   f"{self.worker_id!r}, not {worker_id!r}")
-            return wl.ack(frame.id, await handler(frame.body))
+            return await handler(body)
         except _Refused as exc:
             code, message = exc.code, exc.message
         except StaleAttempt as exc:
             code, message = wl.STALE_ATTEMPT, str(exc)
-            body = frame.body
             self.ep.forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
         except UnknownWorker as exc:
             code, message = wl.UNKNOWN_WORKER, str(exc)
         except Exception as exc:
             log.exception("worker-link frame failed", extra={"worker_id": self.worker_id,
-                                                             "op": frame.op})
+                                                             "op": op})
             code, message = wl.INTERNAL, f"the server failed: {type(exc).__name__}"
         log.info("worker-link frame refused", extra={"worker_id": self.worker_id,
-                                                     "op": frame.op, "code": code,
+                                                     "op": op, "code": code,
                                                      "error": message})
-        return wl.error_ack(frame.id, code, message)
+        raise wl.LinkRefusedError(wl.LinkError(code=code, message=message))
 
     # --- ops --------------------------------------------------------------------
 
@@ -242,17 +241,14 @@ class _Connection:
 
     async def _forward_pushes(self, session: WorkerSession) -> None:
         async for push in session.receive_pushes:
-            frame_id = f"s-{next(self._push_ids)}"
             if isinstance(push, Offer):
-                text = wl.encode_frame("offer", wl.OfferBody(
+                await self._push("offer", wl.OfferBody(
                     task_id=push.task_id, priority=push.priority, agent=push.agent,
-                    required_capabilities=list(push.capabilities)), frame_id)
+                    required_capabilities=list(push.capabilities)))
             else:
                 assert isinstance(push, CancelPush)
-                text = wl.encode_frame("cancel", wl.CancelBody(
-                    task_id=push.task_id, attempt_id=push.attempt_id, reason=push.reason),
-                    frame_id)
-            await self.send(text)
+                await self._push("cancel", wl.CancelBody(
+                    task_id=push.task_id, attempt_id=push.attempt_id, reason=push.reason))
 
     async def heartbeat(self, body: wl.HeartbeatBody) -> wl.HeartbeatReply:
         assert self.worker_id is not None
@@ -286,7 +282,7 @@ class _Connection:
             task=task, message=history[-1] if history else None, history=history[:-1],
             metadata=claim.run_request().metadata)
         self.ep.grants[key] = grant
-        log.info("task claimed over the link", extra={"worker_id": body.worker_id,
+        log.debug("task claimed over the link", extra={"worker_id": body.worker_id,
                                                       "task_id": body.task_id,
                                                       "attempt_id": claim.attempt_id})
         return grant
@@ -299,7 +295,7 @@ class _Connection:
             # Shielded: once queued the write lands, so its ack must say so.
             with trio.CancelScope(shield=True):
                 await self.ep.dispatcher.write(body.task_id, body.attempt_id, body.events,
-                                               wait=True, output_seq=body.seq)
+                                               wait=self.durable_acks, output_seq=body.seq)
         except OutputOutOfOrder as exc:
             if body.seq > exc.applied + 1:
                 log.info("output gap: not applied", extra={"task_id": body.task_id,
@@ -327,8 +323,11 @@ class _Connection:
         return None
 
     def _log_status(self, body: wl.StatusBody) -> None:
+        """Reports along the way at DEBUG; the outcome is logged with the release."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
         tokens = body.tokens_used
-        log.info("worker status", extra={
+        log.debug("worker status", extra={
             "worker_id": self.worker_id, "task_id": body.task_id, "attempt_id": body.attempt_id,
             "state": body.state, "provider": body.provider, "model": body.model,
             "tool_calls_count": body.tool_calls_count,
@@ -348,19 +347,64 @@ class _Connection:
         else:
             events = _release_events(body, head.task)
         try:
-            already = await self.ep.dispatcher.release(body.task_id, body.attempt_id, events)
+            already = await self.ep.dispatcher.release(body.task_id, body.attempt_id, events,
+                                                       wait=self.durable_acks)
         except NotClaimable as exc:
             raise _Refused(wl.UNKNOWN_TASK, str(exc)) from None
         except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
             raise _Refused(wl.INVALID_FRAME, f"body: {exc}") from None
         self.ep.forget(body.task_id, body.attempt_id)
-        if body.status is not None and not already:
-            self._log_status(body.status)
+        status = body.status
+        tokens = status.tokens_used if status is not None else None
         log.info("task released over the link", extra={
             "worker_id": self.worker_id, "task_id": body.task_id,
             "attempt_id": body.attempt_id, "outcome": body.outcome,
-            "already_released": already, "error": body.error})
+            "already_released": already, "error": body.error,
+            "provider": status.provider if status else None,
+            "model": status.model if status else None,
+            "tool_calls_count": status.tool_calls_count if status else None,
+            "tokens_input": tokens.input if tokens else None,
+            "tokens_output": tokens.output if tokens else None,
+            "partial_output_chars": len(status.partial_output or "") if status else None})
         return wl.ReleaseReply(already_released=already)
+
+
+class _SocketConnection(LinkConnection):
+    """A `LinkConnection` speaking frames on a `LinkSocket` (WebSocket, HTTP binding)."""
+
+    def __init__(self, endpoint: WorkerLinkEndpoint, socket: LinkSocket, principal: str) -> None:
+        super().__init__(endpoint, self._send_push, principal)
+        self.socket = socket
+        self._send_lock = trio.Lock()
+        self._push_ids = itertools.count(1)
+
+    async def send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.socket.send(text)
+
+    async def _send_push(self, op: str, body: wl.LinkModel) -> None:
+        await self.send(wl.encode_frame(op, body, f"s-{next(self._push_ids)}"))
+
+    async def answer(self, data: str | bytes) -> str | None:
+        """The ack for one received frame (None for an ack: acks are never acked)."""
+        try:
+            frame = wl.decode_frame(data)
+        except wl.LinkProtocolError as exc:
+            if exc.op == wl.ACK:
+                return None
+            log.info("bad worker-link frame", extra={"worker_id": self.worker_id,
+                                                     "code": exc.code, "error": exc.message})
+            return exc.to_ack()
+        if frame.is_ack:
+            if not frame.ok and frame.error is not None:
+                log.info("worker refused a push", extra={"worker_id": self.worker_id,
+                                                         "frame_id": frame.id,
+                                                         "code": frame.error.code})
+            return None
+        try:
+            return wl.ack(frame.id, await self.handle(frame.op, frame.body))
+        except wl.LinkRefusedError as exc:
+            return wl.error_ack(frame.id, exc.code, exc.message)
 
 
 def _event_task_id(ev: StreamResponse) -> str | None:
@@ -419,9 +463,9 @@ def register_worker_routes(app: QuartTrio, state: AppState) -> None:
     """Add ``/worker/ws`` to the app (nothing when the state has no dispatcher)."""
     if state.dispatcher is None:
         return
-    endpoint = WorkerLinkEndpoint(state.dispatcher, state.service.store,
-                                  worker_auth=state.worker_auth or TokenAuth({}),
-                                  client_auth=state.auth)
+    endpoint = state.worker_endpoint or WorkerLinkEndpoint(
+        state.dispatcher, state.service.store, worker_auth=state.worker_auth or TokenAuth({}),
+        client_auth=state.auth)
     register_worker_http_routes(app, endpoint, keepalive=state.service.settings.keepalive)
 
     async def worker_ws() -> Response | None:

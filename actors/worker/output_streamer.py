@@ -4,10 +4,11 @@ The session puts its events on a bounded channel; the streamer drains that
 channel at once into its own buffer and sends the buffer as ``output`` frames,
 one frame in flight at a time, each with the next ``seq`` of the attempt
 (1, 2, 3...). While a frame waits for its ack, new events gather in the buffer:
-the next frame carries all of them (up to `max_frame_events`), and a text chunk
-appended to the same artifact as the event before it is folded into that event
-(its text joined), so a slow link means fewer, larger frames rather than a
-session waiting on the network.
+the next frame carries all of them (up to `max_frame_events`). Once a backlog
+of `fold_after` events waits, a text chunk appended to the same artifact as the
+event before it is folded into that event (its text joined), so a slow link
+means fewer, larger frames rather than a session waiting on the network, while
+a link that keeps up delivers every chunk as the agent emitted it.
 
 When the link is down, the in-flight frame is held (one warning per outage) and
 the buffer keeps filling; the session blocks only once `max_buffered` events
@@ -47,6 +48,9 @@ class OutputConfig:
     outage (each at most `max_chunk_chars` of text once chunks are folded)."""
     max_frame_events: int = 64
     """Events per output frame: bounds a frame's size on the wire."""
+    fold_after: int = 16
+    """Text chunks are folded together once this many events wait unsent (a link
+    that keeps up sees every chunk; a slow one, fewer and larger ones)."""
     max_chunk_chars: int = 64 * 1024
     """A folded text chunk grows to at most this many characters."""
     ack_timeout: float = 30.0
@@ -175,7 +179,7 @@ class OutputStreamer:
         self._wake()
 
     def _fold(self, event: StreamResponse) -> bool:
-        if not self._pending:
+        if not self._pending or len(self._pending) < self._config.fold_after:
             return False
         merged = coalesce_text(self._pending[-1], event, max_chars=self._config.max_chunk_chars)
         if merged is None:

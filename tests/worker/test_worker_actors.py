@@ -317,6 +317,11 @@ class World:
     nursery: trio.Nursery
 
 
+FOLD_AT_ONCE = SessionConfig(output=OutputConfig(fold_after=1))
+"""Fold a chunk into the one before it as soon as two wait (the default waits for
+a backlog of 16), so that short scripts show the folding."""
+
+
 @asynccontextmanager
 async def session_world(*agents: AgentSpec, concurrency: int = 1,
                         config: SessionConfig = SessionConfig()) -> AsyncIterator[World]:
@@ -392,7 +397,7 @@ async def test_text_chunks_coalesce_while_the_link_stalls(
         autojump_clock: trio.testing.MockClock) -> None:
     script = Script()
     with trio.fail_after(TIMEOUT):
-        async with session_world(chunk_agent(script, 5)) as w:
+        async with session_world(chunk_agent(script, 5), config=FOLD_AT_ONCE) as w:
             w.link.stall_until["output"] = 10.0
             w.sessions.start(grant())
             await w.server.wait_for(lambda: "att-1" in w.server.released)
@@ -411,7 +416,7 @@ async def test_release_only_after_all_output_is_acked(
         autojump_clock: trio.testing.MockClock) -> None:
     script = Script()
     with trio.fail_after(TIMEOUT):
-        async with session_world(chunk_agent(script, 2)) as w:
+        async with session_world(chunk_agent(script, 2), config=FOLD_AT_ONCE) as w:
             w.link.ack_until["output"] = 20.0
             w.sessions.start(grant())
             await w.server.wait_for(lambda: "att-1" in w.server.released)
@@ -429,7 +434,7 @@ async def test_dropped_connection_resends_with_no_loss_and_no_duplicate(
     caplog.set_level(logging.WARNING, logger="actors.worker")
     script = Script()
     with trio.fail_after(TIMEOUT):
-        async with session_world(chunk_agent(script, 10)) as w:
+        async with session_world(chunk_agent(script, 10), config=FOLD_AT_ONCE) as w:
             # The server applies seq 3 ("c1 "), then the connection drops before the ack.
             w.link.drop_after = lambda op, body: op == "output" and body.seq == 3
             w.sessions.start(grant())
