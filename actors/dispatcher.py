@@ -167,6 +167,8 @@ class WorkerSession:
     """task id -> attempt id of the leases it holds."""
     offered: dict[str, float] = attrs.field(factory=dict)
     """task id -> when it was offered to this worker and not yet claimed by anyone."""
+    last_seen: float = attrs.field(factory=trio.current_time)
+    """When the worker last registered, heartbeated or claimed (trio time)."""
 
     def accepts(self, route: Route) -> bool:
         info = self.info
@@ -309,12 +311,17 @@ class Dispatcher:
         self._offer(task_id, route)
         self._wake()
 
+    def _responsive(self, session: WorkerSession) -> bool:
+        """Heard from within a lease TTL (a healthy worker heartbeats three times as
+        often): a worker that hangs while connected gets no offers."""
+        return trio.current_time() - session.last_seen <= self.lease_ttl
+
     def _offer(self, task_id: str, route: Route) -> None:
-        """Push an offer to the eligible worker with the most free slots no other
-        offer has spoken for; with none, the task waits for a slot to free."""
+        """Push an offer to the responsive eligible worker with the most free slots
+        no other offer has spoken for; with none, the task waits for a slot."""
         best = None
         for session in self._workers.values():
-            if session.unpromised > 0 and session.accepts(route):
+            if session.unpromised > 0 and session.accepts(route) and self._responsive(session):
                 if best is None or session.unpromised > best.unpromised:
                     best = session
         if best is not None:
@@ -409,7 +416,7 @@ class Dispatcher:
         task, one offer at a time, so workers do not race to claim it.
         """
         room = session.unpromised
-        if room <= 0 or not self._queue:
+        if room <= 0 or not self._queue or not self._responsive(session):
             return
         now = trio.current_time()
         for task_id, (_, _, route) in sorted(self._queue.items(), key=lambda kv: kv[1][:2]):
@@ -418,6 +425,7 @@ class Dispatcher:
             holder = self._offered_to.get(task_id)
             if holder is not None and (holder is session or (
                     self._workers.get(holder.info.worker_id) is holder
+                    and self._responsive(holder)
                     and now - holder.offered[task_id] < self._offer_timeout)):
                 continue
             if session.accepts(route):
@@ -467,6 +475,7 @@ class Dispatcher:
     async def claim(self, worker_id: str, task_id: str) -> Claim:
         """Claim a task atomically: exactly one worker wins it."""
         session = self._session(worker_id)
+        session.last_seen = trio.current_time()
         entry = self._queue.get(task_id)
         if entry is None:
             raise NotClaimable(f"task {task_id!r} is not waiting to be claimed")
@@ -517,6 +526,7 @@ class Dispatcher:
         session = self._workers.get(worker_id)
         if session is None:
             return HeartbeatReply(renewed=(), lost=(), cancel=(), unknown_worker=True)
+        session.last_seen = trio.current_time()
         renewed, lost, cancel = [], [], []
         expires = self._store.now() + self.lease_ttl
         for task_id, attempt_id in leases:

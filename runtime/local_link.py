@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 class InProcessLink:
     """A `runtime.worker.Connection` that calls the server's `LinkConnection` directly."""
 
-    def __init__(self, endpoint: WorkerLinkEndpoint, *, push_queue: int = 64) -> None:
+    def __init__(self, endpoint: WorkerLinkEndpoint, *, push_queue: int = 64,
+                 durable_acks: bool = False) -> None:
         self._push_send, self._push_receive = trio.open_memory_channel[Push](push_queue)
-        # Same process, same fate: acks need not wait for the commit.
+        # Same process, same fate: acks need not wait for the commit (a test that
+        # outlives its server passes durable_acks=True, as a remote worker gets).
         self.connection = LinkConnection(endpoint, self._deliver_push, principal="in-process",
-                                         durable_acks=False)
+                                         durable_acks=durable_acks)
         self._closed = trio.Event()
 
     @property
@@ -64,10 +66,10 @@ class InProcessLink:
 
 
 @contextlib.asynccontextmanager
-async def open_in_process_link(endpoint: WorkerLinkEndpoint, *,
-                               push_queue: int = 64) -> AsyncIterator[InProcessLink]:
+async def open_in_process_link(endpoint: WorkerLinkEndpoint, *, push_queue: int = 64,
+                               durable_acks: bool = False) -> AsyncIterator[InProcessLink]:
     """Connect an embedded worker to `endpoint`; it is unregistered on exit."""
-    link = InProcessLink(endpoint, push_queue=push_queue)
+    link = InProcessLink(endpoint, push_queue=push_queue, durable_acks=durable_acks)
     try:
         async with trio.open_nursery() as nursery:
             link.connection.nursery = nursery

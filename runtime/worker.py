@@ -306,6 +306,7 @@ class _ConnectionTree:
 
     async def _link(self, *, task_status: trio.TaskStatus[None]) -> None:
         self.connects += 1
+        self.link = None  # never the last incarnation's, closed, connection
         try:
             async with self._connect() as link:
                 self.link = link
@@ -320,7 +321,17 @@ class _ConnectionTree:
             log.warning("%s; reconnecting", exc, extra={"worker_id": self._worker.worker_id,
                                                          "connects": self.connects})
 
+    def _no_link(self, task_status: trio.TaskStatus[None]) -> bool:
+        """The connect failed (the link child returned): nothing to do but let the
+        supervisor restart the subtree after its backoff."""
+        if self.link is None:
+            task_status.started()
+            return True
+        return False
+
     async def _registrar(self, *, task_status: trio.TaskStatus[None]) -> None:
+        if self._no_link(task_status):
+            return
         assert self.link is not None
         w, cfg = self._worker, self._worker.config
         kw = {} if self._list_models is None else {"list_models": self._list_models}
@@ -333,6 +344,8 @@ class _ConnectionTree:
             await trio.sleep_forever()
 
     async def _heartbeat(self, *, task_status: trio.TaskStatus[None]) -> None:
+        if self._no_link(task_status):
+            return
         assert self.link is not None and self.registrar is not None
         w = self._worker
         self.heartbeat = Heartbeat(self.link, self.registrar, w.sessions,
@@ -345,6 +358,8 @@ class _ConnectionTree:
             self.claimer.drain(reason)
 
     async def _claimer(self, *, task_status: trio.TaskStatus[None]) -> None:
+        if self._no_link(task_status):
+            return
         assert self.link is not None
         w = self._worker
         self.claimer = TaskClaimer(self.link, w.sessions, worker_id=w.worker_id,

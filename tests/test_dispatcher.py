@@ -417,3 +417,20 @@ async def test_each_task_is_offered_to_one_worker_until_its_offer_times_out(
     d.unregister("w2", w2)
     assert drain_offers(w1) == []  # w1 is full of promises; got2[1] waits in the queue
     assert d.statistics().queued == 3
+
+
+async def test_a_worker_silent_for_a_lease_ttl_gets_no_offers(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    d = env.dispatcher
+    quiet = d.register(WorkerInfo("quiet", max_concurrent=8))
+    busy = d.register(WorkerInfo("busy", max_concurrent=1))
+    await trio.sleep(TTL / 2)
+    await d.heartbeat("busy", [])
+    await trio.sleep(TTL / 2 + 1)  # "quiet" last heard from TTL + 1 s ago, "busy" TTL/2 + 1
+    task_id = await env.task()
+    assert drain_offers(quiet) == [] and drain_offers(busy) == [task_id]
+    await d.heartbeat("quiet", [])  # heard from again: offers resume
+    assert drain_offers(quiet) == []  # the task's offer to "busy" still holds
+    second = await env.task()
+    assert drain_offers(quiet) == [second]

@@ -216,7 +216,12 @@ async def test_stale_attempt_is_refused_after_the_lease_expires() -> None:
             task_id, grant = await claim_offered(link, rpc)
             assert grant.task is not None and grant.attempt_id is not None
             old = grant.attempt_id
-            # No heartbeat: the lease expires and the reaper re-queues (and re-offers) it.
+            # A heartbeat that leaves the lease out (the worker lost track of it): the
+            # lease is not renewed, so it expires and the reaper re-queues the task and
+            # offers it again to this worker, which it heard from within a lease TTL.
+            await trio.sleep(0.3)
+            await link.ok("heartbeat", wl.HeartbeatBody(worker_id="wrk-1", agent="echo",
+                                                        status="idle", active_tasks=0))
             assert (await link.next_push("offer")).task_id == task_id
             err = await link.refused("output", wl.OutputBody(
                 task_id=task_id, attempt_id=old, seq=1,
