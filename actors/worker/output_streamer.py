@@ -19,8 +19,10 @@ and every frame is acknowledged: the StatusReporter releases only then.
 
 The StatusReporter's reports ride along (`report`): the next output frame
 carries the latest one; when there is no output to send, it goes alone as a
-``status`` frame, in the same one-in-flight order. Reports are states, so a
-newer one replaces one not yet sent.
+``status`` frame, in the same one-in-flight order, but never before the first
+output frame (a session's first event, its working status, comes at once and
+carries it) nor after the session's last event (the release carries the final
+report). Reports are states, so a newer one replaces one not yet sent.
 """
 
 from __future__ import annotations
@@ -190,17 +192,20 @@ class OutputStreamer:
 
     async def _send_all(self) -> None:
         while True:
-            while not self._pending and self._status is None and not self._input_closed:
+            while not self._pending and not self._input_closed and (
+                    self._status is None or self.seq == 0):
                 await self._changed.wait()
-            status, self._status = self._status, None
             if not self._pending:
-                if status is not None:
-                    await deliver(self._link, "status", status, what=self._what,
-                                  ack_timeout=self._config.ack_timeout,
-                                  retry=self._config.retry, rng=self._rng)
-                    self.reported.append(status.state)
-                    continue
-                return
+                if self._input_closed:
+                    return  # the release carries the final report, which supersedes this
+                status, self._status = self._status, None
+                assert status is not None
+                await deliver(self._link, "status", status, what=self._what,
+                              ack_timeout=self._config.ack_timeout,
+                              retry=self._config.retry, rng=self._rng)
+                self.reported.append(status.state)
+                continue
+            status, self._status = self._status, None
             count = min(len(self._pending), self._config.max_frame_events)
             events = [self._pending.popleft() for _ in range(count)]
             self._wake()  # room in the buffer
