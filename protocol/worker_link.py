@@ -181,6 +181,7 @@ class ReleaseBody(LinkModel):
     message: Message | None = None
     error: str | None = None
     status: StatusBody | None = None  # the final status report (provider, model, tokens...)
+    output: OutputBody | None = None  # the attempt's last output frame, applied first
 
     @model_validator(mode="after")
     def _failure_has_error(self) -> ReleaseBody:

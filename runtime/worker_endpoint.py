@@ -340,6 +340,18 @@ class LinkConnection:
         head = await self.ep.store.head(body.task_id)
         if head is None:
             raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}")
+        released = (head.dispatch.lease is None
+                    and head.dispatch.last_attempt_id == body.attempt_id)
+        if body.output is not None and not released:  # the last output rides on the release
+            out = body.output
+            if (out.task_id, out.attempt_id) != (body.task_id, body.attempt_id):
+                raise _Refused(wl.INVALID_FRAME, "body.output: belongs to attempt "
+                               f"{out.attempt_id!r} of task {out.task_id!r}, not this one")
+            reply = await self.output(out)
+            if reply.acked_through < out.seq:
+                raise _Refused(wl.INVALID_FRAME, f"body.output: seq {out.seq} follows a gap "
+                               f"(output is held through seq {reply.acked_through})")
+            head = await self.ep.store.head(body.task_id) or head
         events: list[StreamResponse] = []
         if is_terminal(head.state):
             log.info("release of an ended task: only the lease is dropped",

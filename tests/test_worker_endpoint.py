@@ -410,3 +410,28 @@ async def test_output_marks_survive_a_server_restart(tmp_path: Any) -> None:
             assert (await link.ok("output", body(3, "c"))).acked_through == 3
             task = await rpc.call("GetTask", {"id": task_id})
     assert task["artifacts"][0]["parts"] == [{"text": "a"}, {"text": "b"}, {"text": "c"}]
+
+
+async def test_a_release_carries_the_last_output_frame_once(rpc: Rpc, link: LinkClient) -> None:
+    with trio.fail_after(10):
+        await link.register()
+        task_id, grant = await claim_offered(link, rpc)
+        assert grant.task is not None and grant.attempt_id is not None
+        ctx, att = grant.task.context_id, grant.attempt_id
+
+        def out(seq: int, text: str) -> wl.OutputBody:
+            return wl.OutputBody(task_id=task_id, attempt_id=att, seq=seq,
+                                 events=[chunk(task_id, ctx, text, append=seq > 1)])
+
+        assert (await link.ok("output", out(1, "a"))).acked_through == 1
+        gap = wl.ReleaseBody(task_id=task_id, attempt_id=att, outcome="completed",
+                             output=out(3, "c"))
+        err = await link.refused("release", gap)
+        assert err.code == wl.INVALID_FRAME and "gap" in err.message
+        release = wl.ReleaseBody(task_id=task_id, attempt_id=att, outcome="completed",
+                                 output=out(2, "b"))
+        assert (await link.ok("release", release)).already_released is False
+        assert (await link.ok("release", release)).already_released is True  # resent
+        task = await rpc.call("GetTask", {"id": task_id})
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert task["artifacts"][0]["parts"] == [{"text": "a"}, {"text": "b"}]

@@ -14,8 +14,10 @@ When the link is down, the in-flight frame is held (one warning per outage) and
 the buffer keeps filling; the session blocks only once `max_buffered` events
 wait. When the link is back the same frame (same seq, same events) is sent
 again: the server drops a seq it already holds, so nothing is lost and nothing
-is applied twice. `wait_flushed` returns once the session's channel is closed
-and every frame is acknowledged: the StatusReporter releases only then.
+is applied twice. `wait_final` returns once the session's channel is closed
+and every frame but the last is acknowledged, and hands that last frame (if any
+events remained) to the StatusReporter, whose ``release`` carries it: a short
+attempt ends in one round trip, and the release still follows all its output.
 
 The StatusReporter's reports ride along (`report`): the next output frame
 carries the latest one; when there is no output to send, it goes alone as a
@@ -130,6 +132,8 @@ class OutputStreamer:
         self._input_closed = False
         self._changed = trio.Event()
         self._flushed = trio.Event()
+        self.final: OutputBody | None = None
+        """The last frame, left for the release to carry."""
         self._received = 0
         self._coalesced = 0
         self.seq = 0
@@ -144,9 +148,12 @@ class OutputStreamer:
         return OutputStatistics(received=self._received, coalesced=self._coalesced,
                                 buffered=len(self._pending), frames=self.acked_through)
 
-    async def wait_flushed(self) -> None:
-        """Until the session's channel is closed and all its output acknowledged."""
+    async def wait_final(self) -> OutputBody | None:
+        """Until the session's channel is closed and every output frame before the
+        last acknowledged; the last one, unsent, for the release (None: no events
+        were left)."""
         await self._flushed.wait()
+        return self.final
 
     @property
     def _what(self) -> dict[str, object]:
@@ -210,8 +217,12 @@ class OutputStreamer:
             events = [self._pending.popleft() for _ in range(count)]
             self._wake()  # room in the buffer
             self.seq += 1
-            await self._send(OutputBody(task_id=self.task_id, attempt_id=self.attempt_id,
-                                        seq=self.seq, events=events, status=status))
+            body = OutputBody(task_id=self.task_id, attempt_id=self.attempt_id,
+                              seq=self.seq, events=events, status=status)
+            if self._input_closed and not self._pending:
+                self.final = body  # the release carries it
+                return
+            await self._send(body)
             if status is not None:
                 self.reported.append(status.state)
 

@@ -9,8 +9,9 @@ never queued. They travel on the OutputStreamer's frames (an ``output`` frame
 carries the latest report; a standalone ``status`` frame goes only when there is
 no output to carry it), and the final one in the ``release`` frame itself, so a
 short task costs no frames for its reports. Once the OutputStreamer has every
-output frame acknowledged, the reporter sends ``release`` with the outcome
-(retried until acked: release is idempotent).
+output frame but the last acknowledged, the reporter sends ``release`` with the
+outcome and that last frame (retried until acked: release is idempotent, and
+the server drops an output frame it already holds).
 
 The session's reports arrive on a bounded channel: `Working`, then one
 `SessionResult`. A channel closed without a result means the session was
@@ -28,7 +29,7 @@ import trio
 
 from actors.worker.link_port import Backoff, LinkSlot, deliver
 from protocol.models import Artifact, Message
-from protocol.worker_link import ReleaseBody, ReleaseReply, StatusBody, TokenUsage
+from protocol.worker_link import OutputBody, ReleaseBody, ReleaseReply, StatusBody, TokenUsage
 
 __all__ = [
     "Outcome",
@@ -78,8 +79,8 @@ class OutputDrain(Protocol):
         """Carry `status` to the server (replacing a report not yet sent)."""
         ...
 
-    async def wait_flushed(self) -> None:
-        """Until every output frame of the attempt is acknowledged."""
+    async def wait_final(self) -> OutputBody | None:
+        """Until every output frame but the last is acknowledged; the last, unsent."""
         ...
 
 
@@ -131,8 +132,9 @@ class StatusReporter:
         if result is None:  # stopped before it ended: nothing to report or release
             return
         self.result = result
-        await self._output.wait_flushed()
-        reply = await deliver(self._link, "release", self._release_body(result), what=self._what,
+        final = await self._output.wait_final()
+        body = self._release_body(result).model_copy(update={"output": final})
+        reply = await deliver(self._link, "release", body, what=self._what,
                               ack_timeout=self._config.ack_timeout, retry=self._config.retry,
                               rng=self._rng)
         assert isinstance(reply, ReleaseReply)
