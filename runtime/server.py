@@ -33,7 +33,7 @@ from actors.dispatcher import Dispatcher
 from actors.push_delivery import PushDelivery
 from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
-from actors.worker import Backoff
+from actors.worker import Backoff, OutputConfig, SessionConfig
 from runtime.agents import echo_agent
 from runtime.auth import TokenAuth
 from runtime.card import build_card
@@ -159,7 +159,10 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
         "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
         name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
         connect=lambda: open_in_process_link(endpoint),
-        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0)),
+        # No first-frame linger: with no network to save a round trip on, `working`
+        # shows the moment the agent starts.
+        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=SessionConfig(
+            output=OutputConfig(first_frame_linger=0))),
     ) as worker:
         if index < len(workers):
             workers[index] = worker

@@ -8,7 +8,9 @@ the next frame carries all of them (up to `max_frame_events`). Once a backlog
 of `fold_after` events waits, a text chunk appended to the same artifact as the
 event before it is folded into that event (its text joined), so a slow link
 means fewer, larger frames rather than a session waiting on the network, while
-a link that keeps up delivers every chunk as the agent emitted it.
+a link that keeps up delivers every chunk as the agent emitted it. The first
+frame lingers `first_frame_linger` (2 ms) for the session to end, so that a short
+attempt's whole output rides in its release.
 
 When the link is down, the in-flight frame is held (one warning per outage) and
 the buffer keeps filling; the session blocks only once `max_buffered` events
@@ -55,6 +57,10 @@ class OutputConfig:
     fold_after: int = 16
     """Text chunks are folded together once this many events wait unsent (a link
     that keeps up sees every chunk; a slow one, fewer and larger ones)."""
+    first_frame_linger: float = 0.002
+    """Seconds the first frame waits for the session to end before it goes: a
+    short attempt then travels whole in its release (one round trip, not two),
+    and a long one shows ``working`` that much later."""
     max_chunk_chars: int = 64 * 1024
     """A folded text chunk grows to at most this many characters."""
     ack_timeout: float = 30.0
@@ -132,6 +138,7 @@ class OutputStreamer:
         self._input_closed = False
         self._changed = trio.Event()
         self._flushed = trio.Event()
+        self._closed_event = trio.Event()
         self.final: OutputBody | None = None
         """The last frame, left for the release to carry."""
         self._received = 0
@@ -185,6 +192,7 @@ class OutputStreamer:
                     self._pending.append(event)
                 self._wake()
         self._input_closed = True
+        self._closed_event.set()
         self._wake()
 
     def _fold(self, event: StreamResponse) -> bool:
@@ -198,6 +206,9 @@ class OutputStreamer:
         return True
 
     async def _send_all(self) -> None:
+        if self._config.first_frame_linger > 0:
+            with trio.move_on_after(self._config.first_frame_linger):
+                await self._closed_event.wait()
         while True:
             while not self._pending and not self._input_closed and (
                     self._status is None or self.seq == 0):

@@ -319,14 +319,18 @@ class World:
     nursery: trio.Nursery
 
 
-FOLD_AT_ONCE = SessionConfig(output=OutputConfig(fold_after=1))
+NO_LINGER = SessionConfig(output=OutputConfig(first_frame_linger=0))
+"""Send the first frame at once (the default lingers 2 ms for a short session to end),
+so that scripts see every frame at the time it was made."""
+
+FOLD_AT_ONCE = SessionConfig(output=OutputConfig(fold_after=1, first_frame_linger=0))
 """Fold a chunk into the one before it as soon as two wait (the default waits for
 a backlog of 16), so that short scripts show the folding."""
 
 
 @asynccontextmanager
 async def session_world(*agents: AgentSpec, concurrency: int = 1,
-                        config: SessionConfig = SessionConfig()) -> AsyncIterator[World]:
+                        config: SessionConfig = NO_LINGER) -> AsyncIterator[World]:
     server = FakeServer()
     link = FakeLink(server)
     slot = LinkSlot()
@@ -396,6 +400,30 @@ async def test_session_streams_output_reports_status_and_releases(
         task_id="task-1", context_id=CTX, artifact=a))]) for a in release.artifacts] \
         == [["c0 c1 c2 "]]
     assert w.sessions.statistics().outcomes == {"completed": 1}
+
+
+async def test_the_first_frame_lingers_so_a_short_attempt_ends_in_one_round_trip(
+        autojump_clock: trio.testing.MockClock) -> None:
+    default = SessionConfig()  # first_frame_linger: 2 ms
+    with trio.fail_after(TIMEOUT):
+        async with session_world(chunk_agent(Script(), 3, first=0.0, gap=0.0),
+                                 config=default) as w:
+            w.sessions.start(grant())
+            await w.server.wait_for(lambda: "att-1" in w.server.released)
+        short = [(t, op) for t, op, _ in w.server.frames if op in ("output", "status", "release")]
+        async with session_world(chunk_agent(Script(), 2, first=1.0), config=default) as w2:
+            w2.sessions.start(grant())
+            await w2.server.wait_for(lambda: "att-1" in w2.server.released)
+    # All of the short attempt's output rode in its release (recorded as the output
+    # frame just before it), sent as soon as the session ended: no separate round trip.
+    assert short == [(0.0, "output"), (0.0, "release")]
+    assert w.server.released["att-1"].output is not None
+    assert texts(w.server.applied["att-1"]) == ["<TASK_STATE_WORKING>", "c0 ", "c1 ", "c2 "]
+    # A longer one shows working 2 ms in, then streams as usual.
+    sent = [(t, texts(body.events)) for t, body in w2.server.ops("output")]
+    assert sent[0] == (pytest.approx(0.002), ["<TASK_STATE_WORKING>"])
+    assert sent[1] == (1.0, ["c0 "])  # (the last chunk goes alone or in the release)
+    assert texts(w2.server.applied["att-1"]) == ["<TASK_STATE_WORKING>", "c0 ", "c1 "]
 
 
 async def test_text_chunks_coalesce_while_the_link_stalls(
