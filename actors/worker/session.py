@@ -395,8 +395,11 @@ class Sessions:
         try:
             with run.scope:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(run.reporter.run)  # "claimed" goes first
-                    await nursery.start(run.streamer.run)
+                    # No start() handshakes: the reporter's "claimed" is a report the
+                    # streamer takes whenever it comes, and the session's events wait in
+                    # the bounded channel until the streamer reads them.
+                    nursery.start_soon(run.reporter.run)
+                    nursery.start_soon(run.streamer.run)
                     nursery.start_soon(run.actor.run)
             if run.reporter.release_reply is not None and run.reporter.result is not None:
                 outcome = run.reporter.result.outcome
