@@ -1,5 +1,8 @@
 """Command line: `python -m runtime server ...`, `python -m runtime worker ...`.
 
+The A2A client commands (`send`, `get`, `list`, `cancel`, `card`) live in
+`runtime.client_cli`.
+
 Every flag has an environment variable (shown in `--help`); a flag given on the
 command line wins over the environment.
 """
@@ -20,6 +23,8 @@ import trio
 
 from runtime.agent_loader import AgentLoadError, load_agent
 from runtime.auth import load_tokens, parse_token_lines
+from runtime.client_cli import COMMANDS as CLIENT_COMMANDS
+from runtime.client_cli import add_client_parsers, run_client_command
 from runtime.server import ServerConfig, open_server
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, open_worker
 
@@ -195,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
     )
     add_worker_parser(sub)
+    add_client_parsers(sub)
     return parser
 
 
@@ -371,6 +377,8 @@ async def run_worker(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        return run_client_command(args)
     setup_logging(args.log_level, args.log_format)
     if args.command == "server":
         try:
