@@ -8,6 +8,8 @@ from actors.a2a_service import *  # noqa: F403
 from actors.a2a_service import __all__ as _service
 from actors.agent import *  # noqa: F403
 from actors.agent import __all__ as _agent
+from actors.approval import *  # noqa: F403
+from actors.approval import __all__ as _approval
 from actors.dispatcher import *  # noqa: F403
 from actors.dispatcher import __all__ as _dispatcher
 from actors.push_configs import *  # noqa: F403
@@ -20,5 +22,5 @@ from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
 
 __all__ = [
-    *_service, *_agent, *_dispatcher, *_push_configs, *_push, *_port, *_store,
+    *_service, *_agent, *_approval, *_dispatcher, *_push_configs, *_push, *_port, *_store,
 ]
