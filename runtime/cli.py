@@ -10,6 +10,7 @@ command line wins over the environment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -18,13 +19,23 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from runtime.agent_loader import AgentLoadError, load_agent
+from runtime.agents.a2a_relay import a2a_relay_agent
 from runtime.auth import load_tokens, parse_token_lines
 from runtime.client_cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client_cli import add_client_parsers, run_client_command
+from runtime.llm_config import (
+    ConfigError,
+    LlmSettings,
+    format_models,
+    load_toml,
+    open_llm_agent,
+    settings_from,
+)
 from runtime.server import ServerConfig, open_server
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, open_worker
 
@@ -266,6 +277,7 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "plus a Server-Sent Events stream on /worker/link, for networks that block "
         "WebSockets) [TRIO_A2A_TRANSPORT] (default websocket)",
     )
+    add_llm_arguments(w)
     w.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
@@ -278,6 +290,48 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         choices=("text", "json"),
         help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
     )
+    m = sub.add_parser(
+        "models", help="list the models of the configured providers",
+        description="List what each configured provider offers, as a worker would "
+        "register it (a provider that cannot be reached is named in a warning).")
+    add_llm_arguments(m)
+
+
+def add_llm_arguments(p: argparse.ArgumentParser) -> None:
+    """The LLM-session flags a worker (and `models`) takes; see runtime/llm_config.py."""
+    g = p.add_argument_group("LLM sessions (a worker with a provider runs the LLM agent)")
+    g.add_argument("--config", default=_env("CONFIG"),
+                   help="a TOML file with [agent], [[providers]] and [secrets] "
+                   "[TRIO_A2A_CONFIG]")
+    g.add_argument("--provider", default=_env("PROVIDER"),
+                   help="a provider name from the config file, or a kind: openai, anthropic, "
+                   "echo; or a2a to relay every task to the A2A agent at --base-url "
+                   "[TRIO_A2A_PROVIDER]")
+    g.add_argument("--model", default=_env("MODEL"), help="the model id [TRIO_A2A_MODEL]")
+    g.add_argument("--base-url", default=_env("BASE_URL"),
+                   help="the provider's API base URL, e.g. http://127.0.0.1:11434/v1 for "
+                   "Ollama [TRIO_A2A_BASE_URL]")
+    g.add_argument("--api-key-secret", default=_env("API_KEY_SECRET"),
+                   help="the name of the secret holding the API key (default OPENAI_API_KEY "
+                   "or ANTHROPIC_API_KEY), looked up in Vault, the secrets file or the "
+                   "environment [TRIO_A2A_API_KEY_SECRET]")
+    g.add_argument("--approve", default=_env("APPROVE"),
+                   help="tool approval policy: all, safe (read-only tools only), none, ask "
+                   "(the task asks the client) [TRIO_A2A_APPROVE] (default safe)")
+    g.add_argument("--workspace", default=_env("WORKSPACE"),
+                   help="directory holding one workspace per task [TRIO_A2A_WORKSPACE] "
+                   "(default ./workspaces)")
+    g.add_argument("--system-prompt", default=_env("SYSTEM_PROMPT"),
+                   help="the system prompt [TRIO_A2A_SYSTEM_PROMPT]")
+    g.add_argument("--max-steps", type=int, default=int(_env("MAX_STEPS", "0") or 0) or None,
+                   help="model turns per run before the task fails [TRIO_A2A_MAX_STEPS] "
+                   "(default 20)")
+
+
+def llm_settings(args: argparse.Namespace) -> LlmSettings | None:
+    """The LLM settings of the flags and --config; None: no provider, run --agent."""
+    file = load_toml(args.config) if args.config else {}
+    return settings_from(args, file, where=args.config or "flags")
 
 
 def setup_logging(level: str, fmt: str) -> None:
@@ -357,21 +411,35 @@ async def run_server(config: ServerConfig) -> None:
 
 async def run_worker(args: argparse.Namespace) -> None:
     config = WorkerConfig(heartbeat_interval=args.heartbeat_interval)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_worker(args.server, token=args.token,
-                               agent=getattr(args, "agent_spec", None) or args.agent,
-                               concurrency=args.concurrency, name=args.name,
-                               capabilities=[c.strip() for c in args.capability],
-                               config=config, transport=args.transport) as worker:
-            print(
-                f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
-                f"(agent: {args.agent}, concurrency: {args.concurrency}, "
-                f"transport: {args.transport})",
-                file=sys.stderr,
-                flush=True,
-            )
-            async for _ in signals:
-                break
+    settings: LlmSettings | None = getattr(args, "llm", None)
+    async with contextlib.AsyncExitStack() as stack:
+        agent: Any = getattr(args, "agent_spec", None) or args.agent
+        list_models = None
+        label = args.agent
+        if settings is not None:
+            agent, list_models = await stack.enter_async_context(open_llm_agent(settings))
+            label = (f"llm: {settings.provider}/{settings.model}, approve "
+                     f"{settings.approval.value}, workspace {settings.workspace}")
+        signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        worker = await stack.enter_async_context(open_worker(
+            args.server, token=args.token, agent=agent, concurrency=args.concurrency,
+            name=args.name, capabilities=[c.strip() for c in args.capability],
+            list_models=list_models, config=config, transport=args.transport))
+        print(
+            f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
+            f"(agent: {label}, concurrency: {args.concurrency}, "
+            f"transport: {args.transport})",
+            file=sys.stderr,
+            flush=True,
+        )
+        async for _ in signals:
+            break
+
+
+async def run_models(settings: LlmSettings) -> None:
+    async with open_llm_agent(settings) as (_, list_models):
+        models = await list_models()
+    print(format_models(models, [c.name for c in settings.providers]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     if args.command == "server":
         try:
             config = server_config(args)
@@ -399,10 +467,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # directory even when started through the `trio-a2a` console script.
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        try:  # before anything starts: a bad --agent is a usage error
-            args.agent_spec = load_agent(args.agent, AGENTS)
+        try:  # before anything starts: a bad --agent or config is a usage error
+            if args.provider == "a2a":  # a remote A2A agent does the work: relay to it
+                if not args.base_url:
+                    parser.error("--provider a2a needs --base-url: the remote agent's URL")
+                args.llm = None
+                args.agent_spec = a2a_relay_agent(args.base_url)
+                args.agent = f"a2a relay to {args.base_url}"
+            else:
+                args.llm = llm_settings(args)
+                if args.llm is None:
+                    args.agent_spec = load_agent(args.agent, AGENTS)
         except AgentLoadError as exc:
             parser.error(f"--agent: {exc}")
+        except ConfigError as exc:
+            parser.error(str(exc))
         try:
             trio.run(run_worker, args)
         except ValueError as exc:
@@ -410,6 +489,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except WorkerRejected as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        return 0
+    if args.command == "models":
+        try:
+            settings = llm_settings(args)
+        except ConfigError as exc:
+            parser.error(str(exc))
+        if settings is None:
+            parser.error("no provider configured: give --provider (and --model), or --config "
+                         "with [[providers]]")
+        trio.run(run_models, settings)
         return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
