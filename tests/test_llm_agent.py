@@ -185,3 +185,36 @@ async def test_written_files_come_back_as_file_artifacts_when_asked(tmp_path: Pa
     part = files[0]["parts"][0]
     assert part["filename"] == "out.txt" and part["mediaType"] == "text/plain"
     assert part["raw"] == "d3JpdHRlbg=="  # base64 of "written"
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie (nothing runs any more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_cancel_during_run_shell_kills_it_and_ends_the_task_canceled(
+        tmp_path: Path) -> None:
+    shell = ToolCallEvent(ToolCall("s1", "run_shell", {"command": "echo $$ > pid.txt; "
+                                                                  "exec sleep 60"}))
+    provider = EchoProvider(script=[[shell], [TextDelta("never")]])
+    with trio.fail_after(30):
+        async with serving(provider, tmp_path, "all") as rpc:
+            task = (await rpc.call("SendMessage", {
+                "message": user_message("sleep"),
+                "configuration": {"returnImmediately": True}}))["task"]
+            while not list((tmp_path / "work").rglob("pid.txt")):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            (pid_file,) = list((tmp_path / "work").rglob("pid.txt"))
+            while not pid_file.read_text().strip():  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            pid = int(pid_file.read_text())
+            assert not gone(pid)
+            canceled = await rpc.call("CancelTask", {"id": task["id"]})
+            while not gone(pid):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+    assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
+    assert len(provider.requests) == 1  # the model never heard back
