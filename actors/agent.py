@@ -66,6 +66,10 @@ class TaskContext:
     accepted_output_modes: Sequence[str] = ()
     principal: str = ""
     """Who sent the task ("" when auth is off)."""
+    context: Sequence[Message] = ()
+    """The conversation of earlier tasks in the same contextId, oldest first: each
+    task's messages, then its text artifacts as one agent message. Filled only for
+    workers that ask for it when registering (`open_worker(context_history=True)`)."""
 
     @property
     def text(self) -> str:
@@ -259,3 +263,6 @@ class AgentSpec:
     input_modes: Sequence[str] = ("text/plain",)
     output_modes: Sequence[str] = ("text/plain",)
     version: str = "0.1.0"
+    context_history: bool = False
+    """The agent reads `TaskContext.context` (the earlier tasks of the context):
+    workers running it ask the server to send that with each claim."""

@@ -80,6 +80,7 @@ class RegisterBody(LinkModel):
     max_concurrent_tasks: int = Field(ge=1)
     agents: list[str] = Field(min_length=1)
     models: dict[str, list[str]] = {}  # provider -> model ids; {} if listing failed
+    context_history: bool | None = None  # true: grants carry the earlier tasks of the context
 
 
 class RegisterReply(LinkModel):
@@ -132,6 +133,7 @@ class ClaimReply(LinkModel):
     message: Message | None = None  # the message that started (or resumed) the task
     history: list[Message] | None = None
     metadata: dict[str, Any] | None = None
+    context: list[Message] | None = None  # earlier tasks of the context (if registered for)
 
     @model_validator(mode="after")
     def _granted_has_lease(self) -> ClaimReply:

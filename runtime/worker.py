@@ -428,6 +428,7 @@ async def open_worker(
     capabilities: Sequence[str] = (),
     hostname: str | None = None,
     list_models: ListModels | None = None,
+    context_history: bool | None = None,
     config: WorkerConfig = WorkerConfig(),
     connect: Connect | None = None,
     transport: Literal["websocket", "http"] = "websocket",
@@ -438,8 +439,10 @@ async def open_worker(
     the connection is lost (`wait_registered()` waits for the first registration).
     `transport` is the link's binding: "websocket" (``/worker/ws``) or "http"
     (``/worker/link``, for networks that block WebSockets). `connect` replaces
-    the transport (tests pass a fake). Raises `WorkerRejected` if the server
-    refuses the worker.
+    the transport (tests pass a fake). `context_history` asks the server for the
+    earlier tasks of each claimed task's context (default: if an agent wants it,
+    `AgentSpec.context_history`). Raises `WorkerRejected` if the server refuses
+    the worker.
     """
     if transport not in ("websocket", "http"):
         raise ValueError(f"transport must be 'websocket' or 'http', not {transport!r}")
@@ -450,7 +453,9 @@ async def open_worker(
                               name=name or host, hostname=host,
                               agents=tuple(a.name for a in agents),
                               max_concurrent_tasks=concurrency,
-                              capabilities=tuple(capabilities))
+                              capabilities=tuple(capabilities),
+                              context_history=any(a.context_history for a in agents)
+                              if context_history is None else context_history)
     slot = LinkSlot()
     sessions = Sessions(slot, agents, concurrency=concurrency, config=config.sessions, rng=rng)
     worker = RunningWorker(identity, sessions, slot, config)

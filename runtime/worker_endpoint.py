@@ -48,6 +48,7 @@ from actors.dispatcher import (
     WorkerInfo,
     WorkerSession,
 )
+from actors.store_port import TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol import worker_link as wl
 from protocol.models import (
@@ -80,6 +81,9 @@ try:
     SERVER_VERSION = importlib.metadata.version("trio-a2a")
 except importlib.metadata.PackageNotFoundError:
     SERVER_VERSION = "0.1.0"
+
+CONTEXT_TASKS = 20
+"""Earlier tasks of a context a grant carries, at most (the newest ones)."""
 
 _OUTCOME_STATES = {"completed": TaskState.COMPLETED, "failed": TaskState.FAILED,
                    "canceled": TaskState.CANCELED, "input-required": TaskState.INPUT_REQUIRED}
@@ -176,6 +180,7 @@ class LinkConnection:
         self.worker_id: str | None = None
         self.session: WorkerSession | None = None
         self.nursery: trio.Nursery | None = None
+        self.context_history = False
         self._push = push
         self._handlers: dict[str, Callable[[Any], Awaitable[wl.LinkModel | None]]] = {
             "heartbeat": self.heartbeat, "claim": self.claim, "output": self.output,
@@ -228,6 +233,7 @@ class LinkConnection:
                           agents=frozenset(body.agents), max_concurrent=body.max_concurrent_tasks)
         session = dispatcher.register(info)  # closes the pushes of an older session
         self.worker_id, self.session = body.worker_id, session
+        self.context_history = bool(body.context_history)
         assert self.nursery is not None
         self.nursery.start_soon(self._forward_pushes, session)
         log.info("worker link registered", extra={
@@ -280,12 +286,33 @@ class LinkConnection:
         grant = wl.ClaimReply(
             granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
             task=task, message=history[-1] if history else None, history=history[:-1],
-            metadata=claim.run_request().metadata)
+            metadata=claim.run_request().metadata,
+            context=await self._context(claim.record) if self.context_history else None)
         self.ep.grants[key] = grant
         log.debug("task claimed over the link", extra={"worker_id": body.worker_id,
                                                       "task_id": body.task_id,
                                                       "attempt_id": claim.attempt_id})
         return grant
+
+    async def _context(self, record: TaskRecord) -> list[Message]:
+        """The earlier tasks of the record's context (same owner), oldest first: their
+        messages, then their text artifacts as one agent message each."""
+        task = record.task
+        page = await self.ep.store.list_tasks(TaskQuery(
+            owner=record.owner, context_id=task.context_id, page_size=CONTEXT_TASKS + 1))
+        earlier = sorted((r for r in page.records
+                          if r.task_id != task.id and r.created_at <= record.created_at),
+                         key=lambda r: r.created_at)[-CONTEXT_TASKS:]
+        out: list[Message] = []
+        for r in earlier:
+            out.extend(r.task.history or ())
+            text = "".join(p.text for a in r.task.artifacts or () for p in a.parts
+                           if p.text is not None)
+            if text:
+                out.append(Message(message_id=f"{r.task_id}:answer", role=Role.AGENT,
+                                   parts=[Part(text=text)], task_id=r.task_id,
+                                   context_id=task.context_id))
+        return out
 
     async def output(self, body: wl.OutputBody) -> wl.OutputReply:
         for i, ev in enumerate(body.events):

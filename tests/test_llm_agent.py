@@ -218,3 +218,22 @@ async def test_cancel_during_run_shell_kills_it_and_ends_the_task_canceled(
                 await trio.sleep(0.05)
     assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
     assert len(provider.requests) == 1  # the model never heard back
+
+
+async def test_a_new_task_in_the_same_context_sees_the_earlier_conversation(
+        tmp_path: Path) -> None:
+    provider = EchoProvider(script=[[TextDelta("Paris is the capital.")],
+                                    [TextDelta("About 2.1 million.")]])
+    with trio.fail_after(20):
+        async with serving(provider, tmp_path, "safe") as rpc:
+            first = await send(rpc, "What is the capital of France?")
+            second = await send(rpc, "And its population?", contextId=first["contextId"])
+            other = await send(rpc, "Unrelated question")
+    assert second["status"]["state"] == "TASK_STATE_COMPLETED"
+    seen = [(m.role, m.content) for m in provider.requests[1].messages[1:]]
+    assert seen == [("user", "What is the capital of France?"),
+                    ("assistant", "Paris is the capital."),
+                    ("user", "And its population?")]
+    # another context starts afresh
+    assert [m.content for m in provider.requests[2].messages[1:]] == ["Unrelated question"]
+    assert other["contextId"] != first["contextId"]

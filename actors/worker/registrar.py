@@ -61,6 +61,8 @@ class WorkerIdentity:
     agents: tuple[str, ...]
     max_concurrent_tasks: int = 1
     capabilities: tuple[str, ...] = ()
+    context_history: bool = False
+    """Ask for the earlier tasks of each claimed task's context (LLM conversations)."""
 
 
 async def _no_models() -> Mapping[str, Sequence[str]]:
@@ -132,7 +134,8 @@ class Registrar:
         body = RegisterBody(worker_id=ident.worker_id, name=ident.name, hostname=ident.hostname,
                             capabilities=list(ident.capabilities),
                             max_concurrent_tasks=ident.max_concurrent_tasks,
-                            agents=list(ident.agents), models=await self._models())
+                            agents=list(ident.agents), models=await self._models(),
+                            context_history=ident.context_history or None)
         failures = 0
         while True:
             self.attempts.append(trio.current_time())

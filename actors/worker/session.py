@@ -149,7 +149,8 @@ def claim_context(grant: ClaimReply) -> TaskContext:
     elif history and history[-1].message_id == message.message_id:
         history.pop()
     return TaskContext(task_id=task.id, context_id=task.context_id, message=message,
-                       history=history, task=task, metadata=dict(grant.metadata or {}))
+                       history=history, task=task, metadata=dict(grant.metadata or {}),
+                       context=tuple(grant.context or ()))
 
 
 class SessionActor:

@@ -117,7 +117,8 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
                     f"the '{config.approval.value}' approval policy.",
         skills=(AgentSkill(id="code", name="Coding agent",
                            description="Reads, writes and runs code in a workspace.",
-                           tags=["llm", "tools"]),))
+                           tags=["llm", "tools"]),),
+        context_history=True)
 
 
 class _Pause(Exception):
@@ -317,7 +318,7 @@ def _saved_state(ctx: TaskContext) -> dict[str, Any] | None:
 
 def _conversation(ctx: TaskContext) -> list[ChatMessage]:
     out = []
-    for message in [*ctx.history, ctx.message]:
+    for message in [*ctx.context, *ctx.history, ctx.message]:
         text = "\n".join(p.text for p in message.parts if p.text is not None)
         if text:
             out.append(ChatMessage("user" if message.role == Role.USER else "assistant", text))

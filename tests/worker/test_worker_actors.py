@@ -692,7 +692,7 @@ async def test_registration_carries_models_by_provider_or_none_if_listing_fails(
         await Registrar(FakeLink(server), LinkSlot(), IDENTITY, list_models=models).register()
         await Registrar(FakeLink(server), LinkSlot(), IDENTITY, list_models=broken).register()
     first, second = (body for _, body in server.ops("register"))
-    assert first.model_dump(by_alias=True) == {
+    assert first.model_dump(by_alias=True, exclude_none=True) == {
         "workerId": "wrk-1", "name": "box", "hostname": "box.lan", "capabilities": ["gpu"],
         "maxConcurrentTasks": 4, "agents": ["echo"],
         "models": {"openai": ["gpt-4o", "gpt-4o-mini"], "ollama": ["llama3.1:8b"]}}
