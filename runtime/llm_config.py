@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import tomllib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ from runtime.providers.registry import (
     ProviderConfigError,
     open_provider_registry,
 )
-from runtime.secrets import SecretsConfig, SecretStore
+from runtime.secrets import SecretRedactionFilter, SecretsConfig, SecretStore
 from runtime.tools.registry import ToolRegistry
 
 __all__ = ["ConfigError", "LlmSettings", "load_toml", "open_llm_agent", "settings_from"]
@@ -150,7 +151,16 @@ async def open_llm_agent(settings: LlmSettings, *,
                          ) -> AsyncIterator[tuple[AgentSpec, ListModels]]:
     """The LLM agent the settings describe, and the model lister for registration."""
     store = SecretStore.from_config(settings.secrets)
-    async with open_provider_registry(settings.providers, secrets=store) as registry:
+    # Whatever logs through the root handlers (ours, httpx's, a provider's error text)
+    # has the keys this store resolved scrubbed out.
+    scrub = SecretRedactionFilter(store.known_secrets)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(scrub)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(lambda: [h.removeFilter(scrub) for h in handlers])
+        registry = await stack.enter_async_context(
+            open_provider_registry(settings.providers, secrets=store))
         name = settings.provider
 
         async def provider() -> Any:

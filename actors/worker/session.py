@@ -127,9 +127,10 @@ class SessionStats:
         if isinstance(usage, dict):
             self.provider = str(usage.get("provider") or self.provider or "") or None
             self.model = str(usage.get("model") or self.model or "") or None
-            for key, attr in (("input", "input_tokens"), ("output", "output_tokens")):
+            for key, attr in (("input", "input_tokens"), ("output", "output_tokens"),
+                              ("toolCalls", "tool_calls")):
                 value = usage.get(key)
-                if isinstance(value, int) and value >= 0:
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                     setattr(self, attr, getattr(self, attr) + value)
         if isinstance(tool_call, dict) and tool_call.get("phase") == "start":
             self.tool_calls += 1

@@ -136,6 +136,8 @@ class _Run:
         self.transcript: list[ChatMessage] = []
         self.answer_id: str | None = None
         self.written: list[str] = []
+        self.totals = {"input": 0, "output": 0, "toolCalls": 0}
+        """This task's tokens and tool calls over all its runs so far."""
 
     @property
     def tools(self) -> list[ToolSpec]:
@@ -153,6 +155,7 @@ class _Run:
             else:
                 self.transcript = [_message_from(m) for m in state.get("transcript", [])]
                 remaining = [_call_from(c) for c in state.get("remaining", [])]
+                await self._carry_over(state.get("totals"))
                 await self._resume(state)
             await self._run_calls(remaining)
             for _ in range(self.cfg.max_steps):
@@ -183,6 +186,8 @@ class _Run:
                 elif isinstance(event, ToolCallEvent):
                     calls.append(event.call)
                 elif isinstance(event, Usage):
+                    self.totals["input"] += event.input_tokens
+                    self.totals["output"] += event.output_tokens
                     await self.emit.status(TaskState.WORKING, metadata={USAGE_KEY: {
                         "provider": self.provider.name, "model": self.cfg.model,
                         "input": event.input_tokens, "output": event.output_tokens}})
@@ -217,6 +222,7 @@ class _Run:
                 await self._execute(tool, call)
 
     async def _execute(self, tool: Tool, call: ToolCall) -> None:
+        self.totals["toolCalls"] += 1
         await self._report(call, "start")
         invalid = call.invalid_arguments
         if invalid is not None:
@@ -246,7 +252,8 @@ class _Run:
     async def _pause(self, prompt: str, pending: dict[str, Any],
                      remaining: Sequence[ToolCall]) -> None:
         state = {"transcript": [_message_json(m) for m in self.transcript],
-                 "remaining": [_call_json(c) for c in remaining], **pending}
+                 "remaining": [_call_json(c) for c in remaining], "totals": self.totals,
+                 **pending}
         await self.emit.input_required([Part(text=prompt),
                                         Part(data={STATE_KEY: state,
                                                    **({PENDING_TOOL_CALL_KEY: pending[
@@ -254,6 +261,22 @@ class _Run:
                                                       if PENDING_TOOL_CALL_KEY in pending
                                                       else {})})])
         raise _Pause
+
+    async def _carry_over(self, totals: Any) -> None:
+        """Report the earlier runs' tokens and tool calls again, so that the attempt
+        that completes the task reports the whole task's (a usage event marked
+        ``carriedOver``)."""
+        if not isinstance(totals, dict):
+            return
+        for key in self.totals:
+            value = totals.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                self.totals[key] = value
+        if any(self.totals.values()):
+            await self.emit.status(TaskState.WORKING, metadata={USAGE_KEY: {
+                "provider": self.provider.name, "model": self.cfg.model,
+                "input": self.totals["input"], "output": self.totals["output"],
+                "toolCalls": self.totals["toolCalls"], "carriedOver": True}})
 
     async def _resume(self, state: dict[str, Any]) -> None:
         """Apply the user's reply to what the paused run was waiting for."""
