@@ -237,3 +237,24 @@ async def test_a_new_task_in_the_same_context_sees_the_earlier_conversation(
     # another context starts afresh
     assert [m.content for m in provider.requests[2].messages[1:]] == ["Unrelated question"]
     assert other["contextId"] != first["contextId"]
+
+
+async def test_provider_failures_fail_the_task_clearly_and_keep_partial_output(
+        tmp_path: Path) -> None:
+    from runtime.providers.base import ProviderAuthError, ProviderStreamBroken
+
+    provider = EchoProvider(script=[
+        [ProviderAuthError("provider 'echo' refused the credentials (HTTP 401)", status=401)],
+        [TextDelta("half an ans"),
+         ProviderStreamBroken("provider 'echo': the stream broke", partial_text="half an ans")],
+    ])
+    with trio.fail_after(20):
+        async with serving(provider, tmp_path, "safe") as rpc:
+            refused = await send(rpc, "hello")
+            broken = await send(rpc, "hello again")
+    assert refused["status"]["state"] == "TASK_STATE_FAILED"
+    assert "refused the credentials (HTTP 401)" in \
+        refused["status"]["message"]["parts"][0]["text"]
+    assert broken["status"]["state"] == "TASK_STATE_FAILED"
+    assert "the stream broke" in broken["status"]["message"]["parts"][0]["text"]
+    assert answer(broken) == "half an ans"  # what the user saw stays
