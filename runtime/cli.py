@@ -453,6 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = server_config(args)
         except ValueError as exc:
             parser.error(str(exc))
+        if args.log_level != "debug":
+            # The embedded workers' per-task lines (session started, task released)
+            # repeat the server's own "task released over the link"; keep their warnings.
+            logging.getLogger("actors.worker").setLevel(logging.WARNING)
         tune_gc()
         try:
             trio.run(run_server, config)
