@@ -141,6 +141,14 @@ def chunk(task_id: str, context_id: str, text: str, *, append: bool) -> StreamRe
         artifact=Artifact(artifact_id="a-1", parts=[Part(text=text)])))
 
 
+def output_frame(grant: wl.ClaimReply, seq: int, text: str) -> wl.OutputBody:
+    """Output frame `seq` of the granted attempt: one text chunk of artifact a-1."""
+    assert grant.task is not None and grant.attempt_id is not None
+    task_id = grant.task.id
+    return wl.OutputBody(task_id=task_id, attempt_id=grant.attempt_id, seq=seq,
+                         events=[chunk(task_id, grant.task.context_id, text, append=seq > 1)])
+
+
 async def test_task_runs_on_a_remote_worker(server: RunningServer, rpc: Rpc,
                                             link: LinkClient) -> None:
     with trio.fail_after(10):
@@ -186,18 +194,15 @@ async def test_output_seq_dedup_and_gap(rpc: Rpc, link: LinkClient) -> None:
         await link.register()
         task_id, grant = await claim_offered(link, rpc)
         assert grant.task is not None and grant.attempt_id is not None
-        ctx, att = grant.task.context_id, grant.attempt_id
 
-        def body(seq: int, text: str) -> wl.OutputBody:
-            return wl.OutputBody(task_id=task_id, attempt_id=att, seq=seq,
-                                 events=[chunk(task_id, ctx, text, append=seq > 1)])
-
-        assert (await link.ok("output", body(1, "a"))).acked_through == 1
-        assert (await link.ok("output", body(2, "b"))).acked_through == 2
-        assert (await link.ok("output", body(2, "b"))).acked_through == 2  # resent: dropped
-        assert (await link.ok("output", body(1, "a"))).acked_through == 2
-        assert (await link.ok("output", body(4, "d"))).acked_through == 2  # gap: not applied
-        assert (await link.ok("output", body(3, "c"))).acked_through == 3
+        assert (await link.ok("output", output_frame(grant, 1, "a"))).acked_through == 1
+        assert (await link.ok("output", output_frame(grant, 2, "b"))).acked_through == 2
+        # resent: dropped
+        assert (await link.ok("output", output_frame(grant, 2, "b"))).acked_through == 2
+        assert (await link.ok("output", output_frame(grant, 1, "a"))).acked_through == 2
+        # beyond a gap: not applied
+        assert (await link.ok("output", output_frame(grant, 4, "d"))).acked_through == 2
+        assert (await link.ok("output", output_frame(grant, 3, "c"))).acked_through == 3
         task = await rpc.call("GetTask", {"id": task_id})
     assert task["artifacts"][0]["parts"] == [{"text": "a"}, {"text": "b"}, {"text": "c"}]
 
@@ -396,18 +401,13 @@ async def test_output_marks_survive_a_server_restart(tmp_path: Any) -> None:
         async with connected() as (rpc, link):
             task_id, grant = await claim_offered(link, rpc)
             assert grant.task is not None and grant.attempt_id is not None
-            ctx, att = grant.task.context_id, grant.attempt_id
 
-            def body(seq: int, text: str) -> wl.OutputBody:
-                return wl.OutputBody(task_id=task_id, attempt_id=att, seq=seq,
-                                     events=[chunk(task_id, ctx, text, append=seq > 1)])
-
-            assert (await link.ok("output", body(1, "a"))).acked_through == 1
-            assert (await link.ok("output", body(2, "b"))).acked_through == 2
+            assert (await link.ok("output", output_frame(grant, 1, "a"))).acked_through == 1
+            assert (await link.ok("output", output_frame(grant, 2, "b"))).acked_through == 2
         async with connected() as (rpc, link):
             # the worker never saw the ack of seq 2: it resends it, then goes on
-            assert (await link.ok("output", body(2, "b"))).acked_through == 2
-            assert (await link.ok("output", body(3, "c"))).acked_through == 3
+            assert (await link.ok("output", output_frame(grant, 2, "b"))).acked_through == 2
+            assert (await link.ok("output", output_frame(grant, 3, "c"))).acked_through == 3
             task = await rpc.call("GetTask", {"id": task_id})
     assert task["artifacts"][0]["parts"] == [{"text": "a"}, {"text": "b"}, {"text": "c"}]
 
@@ -417,19 +417,15 @@ async def test_a_release_carries_the_last_output_frame_once(rpc: Rpc, link: Link
         await link.register()
         task_id, grant = await claim_offered(link, rpc)
         assert grant.task is not None and grant.attempt_id is not None
-        ctx, att = grant.task.context_id, grant.attempt_id
 
-        def out(seq: int, text: str) -> wl.OutputBody:
-            return wl.OutputBody(task_id=task_id, attempt_id=att, seq=seq,
-                                 events=[chunk(task_id, ctx, text, append=seq > 1)])
-
-        assert (await link.ok("output", out(1, "a"))).acked_through == 1
+        assert (await link.ok("output", output_frame(grant, 1, "a"))).acked_through == 1
+        att = grant.attempt_id
         gap = wl.ReleaseBody(task_id=task_id, attempt_id=att, outcome="completed",
-                             output=out(3, "c"))
+                             output=output_frame(grant, 3, "c"))
         err = await link.refused("release", gap)
         assert err.code == wl.INVALID_FRAME and "gap" in err.message
         release = wl.ReleaseBody(task_id=task_id, attempt_id=att, outcome="completed",
-                                 output=out(2, "b"))
+                                 output=output_frame(grant, 2, "b"))
         assert (await link.ok("release", release)).already_released is False
         assert (await link.ok("release", release)).already_released is True  # resent
         task = await rpc.call("GetTask", {"id": task_id})

@@ -13,12 +13,12 @@ def tree(ws: Workspace) -> Workspace:
     r = ws.root
     for d in ("src/pkg", "docs", ".git/objects", "empty"):
         (r / d).mkdir(parents=True)
-    (r / "README.md").write_text("# Project\nTODO: write more\n")
-    (r / "src" / "main.py").write_text("import pkg\n\ndef main():\n    pass  # todo\n")
+    (r / "README.md").write_text("# Project\nDRAFT: write more\n")
+    (r / "src" / "main.py").write_text("import pkg\n\ndef main():\n    pass  # draft\n")
     (r / "src" / "pkg" / "__init__.py").write_text("VALUE = 1\n")
-    (r / "src" / "pkg" / "data.bin").write_bytes(b"TODO\0\1\2")
+    (r / "src" / "pkg" / "data.bin").write_bytes(b"DRAFT\0\1\2")
     (r / "docs" / "guide.md").write_text("Nothing to do here.\n")
-    (r / ".git" / "objects" / "x").write_text("TODO in git\n")
+    (r / ".git" / "objects" / "x").write_text("DRAFT in git\n")
     (r / "link.md").symlink_to("README.md")
     return ws
 
@@ -26,11 +26,11 @@ def tree(ws: Workspace) -> Workspace:
 async def test_list_dir(tree: Workspace) -> None:
     result = await call(ListDir(), {}, tree)
     assert result.output.splitlines() == [
-        ".git/", "README.md (27 bytes)", "docs/", "empty/", "link.md -> README.md", "src/"]
+        ".git/", "README.md (28 bytes)", "docs/", "empty/", "link.md -> README.md", "src/"]
     assert (await call(ListDir(), {"path": "empty"}, tree)).output == (
         "(empty is an empty directory)")
     assert (await call(ListDir(), {"path": "src/pkg/"}, tree)).output == (
-        "__init__.py (10 bytes)\ndata.bin (7 bytes)")
+        "__init__.py (10 bytes)\ndata.bin (8 bytes)")
 
 
 async def test_list_dir_errors_and_cap(tree: Workspace) -> None:
@@ -40,7 +40,7 @@ async def test_list_dir_errors_and_cap(tree: Workspace) -> None:
     result = await call(ListDir(), {"path": "nope"}, tree)
     assert result.is_error and "'nope' does not exist" in result.output
     result = await call(ListDir(ToolLimits(max_entries=2)), {}, tree)
-    assert result.output == ".git/\nREADME.md (27 bytes)\n[truncated 4 entries]"
+    assert result.output == ".git/\nREADME.md (28 bytes)\n[truncated 4 entries]"
 
 
 @pytest.mark.parametrize(("pattern", "path", "expected"), [
@@ -86,8 +86,8 @@ def test_match_path() -> None:
 
 
 async def test_grep(tree: Workspace) -> None:
-    result = await call(Grep(), {"pattern": "todo", "ignore_case": True}, tree)
-    assert result.output == "README.md:2:TODO: write more\nsrc/main.py:4:    pass  # todo"
+    result = await call(Grep(), {"pattern": "draft", "ignore_case": True}, tree)
+    assert result.output == "README.md:2:DRAFT: write more\nsrc/main.py:4:    pass  # draft"
     result = await call(Grep(), {"pattern": r"^def \w+", "path": "src"}, tree)
     assert result.output == "src/main.py:3:def main():"
     result = await call(Grep(), {"pattern": "=", "path": "src/pkg/__init__.py"}, tree)
