@@ -54,9 +54,10 @@ class OutputConfig:
     outage (each at most `max_chunk_chars` of text once chunks are folded)."""
     max_frame_events: int = 64
     """Events per output frame: bounds a frame's size on the wire."""
-    fold_after: int = 16
-    """Text chunks are folded together once this many events wait unsent (a link
-    that keeps up sees every chunk; a slow one, fewer and larger ones)."""
+    fold_after: int = 64
+    """Text chunks are folded together once this many events (a full frame) wait
+    unsent: a link that keeps up sees every chunk, even of an agent that emits a
+    burst without awaiting anything else; a slow one, fewer and larger chunks."""
     first_frame_linger: float = 0.002
     """Seconds the first frame waits for the session to end before it goes: a
     short attempt then travels whole in its release (one round trip, not two),
@@ -183,17 +184,34 @@ class OutputStreamer:
         self._flushed.set()
 
     async def _read(self) -> None:
-        async with self._events:
-            async for event in self._events:
-                self._received += 1
-                if not self._fold(event):
-                    while len(self._pending) >= self._config.max_buffered:
-                        await self._changed.wait()
-                    self._pending.append(event)
+        events = self._events
+        with events:
+            async for event in events:
+                await self._take(event)
+                while True:  # what else is there already, in the same step
+                    try:
+                        event = events.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    except trio.EndOfChannel:
+                        self._end_of_input()
+                        return
+                    await self._take(event)
                 self._wake()
+            self._end_of_input()
+
+    def _end_of_input(self) -> None:
         self._input_closed = True
         self._closed_event.set()
         self._wake()
+
+    async def _take(self, event: StreamResponse) -> None:
+        self._received += 1
+        if not self._fold(event):
+            while len(self._pending) >= self._config.max_buffered:
+                self._wake()
+                await self._changed.wait()
+            self._pending.append(event)
 
     def _fold(self, event: StreamResponse) -> bool:
         if not self._pending or len(self._pending) < self._config.fold_after:

@@ -10,6 +10,12 @@ it gets the release. The agent runs in the actor's cancel scope; `cancel()`
 the task completes it; raising fails it. The actor then reports a
 `SessionResult` to the StatusReporter and closes both channels.
 
+Emitting is a cancellation point but not a schedule point while the output
+channel has room: an agent's burst of events (an echo, a tool result, a final
+answer) reaches the OutputStreamer in one piece, so a short task travels in its
+release alone, and an agent that never awaits anything else still yields once
+the channel is full.
+
 Usage reaches the status frames through event metadata: an event whose metadata
 (or its artifact's) holds ``"trio-a2a/usage": {"provider", "model", "input",
 "output"}`` adds tokens and names the provider and model; ``"trio-a2a/toolCall":
@@ -183,21 +189,34 @@ class SessionActor:
         self.cancel_scope.cancel()
 
     async def emit(self, event: StreamResponse, *, final: bool) -> None:
+        # A cancellation point, but no yield while the channel has room: a burst of
+        # events then reaches the OutputStreamer together (fewer, fuller frames), and
+        # an agent that emits without awaiting anything else still yields once the
+        # channel is full.
+        await trio.lowlevel.checkpoint_if_cancelled()
         self.stats.observe(event)
         if final:
             self._ending = event
             assert event.status_update is not None
             if event.status_update.status.state in _RELEASED:
                 return  # the release says it
-        await self._output.send(event)
+        try:
+            self._output.send_nowait(event)
+        except trio.WouldBlock:
+            await self._output.send(event)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async with self._reports:
-            async with self._output:
+        # Plain `with`: closing a memory channel needs no schedule point, and the
+        # streamer then sees the end of the output in the same step as its last events.
+        with self._reports:
+            with self._output:
                 result = await self._run_agent()
             self.result = result
-            await self._reports.send(result)
+            try:
+                self._reports.send_nowait(result)  # room for it: Working and the result
+            except trio.WouldBlock:
+                await self._reports.send(result)
 
     async def _run_agent(self) -> SessionResult:
         ctx = self.ctx
@@ -206,7 +225,7 @@ class SessionActor:
         with self.cancel_scope:
             try:
                 await emit.working()
-                await self._reports.send(Working())
+                self._reports.send_nowait(Working())  # room for it: the first report
                 await self._agent.run(ctx, emit)
                 if not emit.ended:
                     await emit.complete()
@@ -402,7 +421,7 @@ class Sessions:
                     # the bounded channel until the streamer reads them.
                     nursery.start_soon(run.reporter.run)
                     nursery.start_soon(run.streamer.run)
-                    nursery.start_soon(run.actor.run)
+                    await run.actor.run()  # in this task: one spawn less per session
             if run.reporter.release_reply is not None and run.reporter.result is not None:
                 outcome = run.reporter.result.outcome
         except Exception as exc:  # one session's failure never takes the others down

@@ -143,10 +143,16 @@ class StatusReporter:
                                          "already_released": reply.already_released})
 
     async def _wait_result(self) -> SessionResult | None:
-        async with self._reports:
-            async for report in self._reports:
-                if isinstance(report, SessionResult):
-                    return report
+        reports = self._reports
+        with reports:
+            async for report in reports:
+                while True:
+                    if isinstance(report, SessionResult):
+                        return report
+                    try:  # the result may be there already: no report of working then
+                        report = reports.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
                 self._output.report(self._status("working"))
         return None
 
