@@ -581,10 +581,15 @@ class Dispatcher:
             dispatch=lambda d: attrs.evolve(d, output_seq=output_seq))
 
     async def release(self, task_id: str, attempt_id: str,
-                      events: Sequence[StreamResponse] = (), *, wait: bool = True) -> bool:
+                      events: Sequence[StreamResponse] = (), *, wait: bool = True,
+                      output_seq: int | None = None) -> bool:
         """End an attempt with its final events; idempotent.
 
         Returns True if this attempt had already been released (nothing written).
+        With `output_seq`, `events` begin with the attempt's last output frame, which
+        must be its next one (else `OutputOutOfOrder`, nothing written): frame and
+        release then land in one write, and an event that breaks the lifecycle
+        raises `IllegalTransition` instead of being dropped with the lease.
         """
         head = await self._store.head(task_id)
         if head is None:
@@ -596,12 +601,24 @@ class Dispatcher:
             self._stale += 1
             raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
         dispatch = attrs.evolve(head.dispatch, lease=None)
-        try:
-            await self._store.write(task_id, events, dispatch=dispatch,
-                                    check=self._fence(task_id, attempt_id), wait=wait)
-        except IllegalTransition:
-            # the task ended meanwhile (e.g. canceled by the service): just drop the lease
-            await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        fence = self._fence(task_id, attempt_id)
+        if output_seq is not None:
+            dispatch = attrs.evolve(dispatch, output_seq=output_seq)
+
+            def check(record: TaskRecord) -> None:
+                fence(record)
+                applied = record.dispatch.output_seq
+                if output_seq != applied + 1:
+                    raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+
+            await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
+        else:
+            try:
+                await self._store.write(task_id, events, dispatch=dispatch, check=fence,
+                                        wait=wait)
+            except IllegalTransition:
+                # the task ended meanwhile (e.g. canceled by the service): just drop the lease
+                await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
         self._drop_lease(task_id, lease.worker_id)
         return False
 

@@ -369,29 +369,21 @@ class LinkConnection:
             raise _Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}")
         released = (head.dispatch.lease is None
                     and head.dispatch.last_attempt_id == body.attempt_id)
-        if body.output is not None and not released:  # the last output rides on the release
-            out = body.output
+        out = body.output
+        if out is not None and not released:  # the last output rides on the release
             if (out.task_id, out.attempt_id) != (body.task_id, body.attempt_id):
                 raise _Refused(wl.INVALID_FRAME, "body.output: belongs to attempt "
                                f"{out.attempt_id!r} of task {out.task_id!r}, not this one")
-            reply = await self.output(out)
-            if reply.acked_through < out.seq:
-                raise _Refused(wl.INVALID_FRAME, f"body.output: seq {out.seq} follows a gap "
-                               f"(output is held through seq {reply.acked_through})")
-            head = await self.ep.store.head(body.task_id) or head
-        events: list[StreamResponse] = []
-        if is_terminal(head.state):
-            log.info("release of an ended task: only the lease is dropped",
-                     extra={"task_id": body.task_id, "state": head.state.value})
+            already = await self._release_with_output(body, out, head)
+            if already is None:  # not as one write: the frame first, then the release
+                reply = await self.output(out)
+                if reply.acked_through < out.seq:
+                    raise _Refused(wl.INVALID_FRAME, f"body.output: seq {out.seq} follows a "
+                                   f"gap (output is held through seq {reply.acked_through})")
+                head = await self.ep.store.head(body.task_id) or head
+                already = await self._release(body, head)
         else:
-            events = _release_events(body, head.task)
-        try:
-            already = await self.ep.dispatcher.release(body.task_id, body.attempt_id, events,
-                                                       wait=self.durable_acks)
-        except NotClaimable as exc:
-            raise _Refused(wl.UNKNOWN_TASK, str(exc)) from None
-        except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
-            raise _Refused(wl.INVALID_FRAME, f"body: {exc}") from None
+            already = await self._release(body, head)
         self.ep.forget(body.task_id, body.attempt_id)
         status = body.status
         tokens = status.tokens_used if status is not None else None
@@ -406,6 +398,55 @@ class LinkConnection:
             "tokens_output": tokens.output if tokens else None,
             "partial_output_chars": len(status.partial_output or "") if status else None})
         return wl.ReleaseReply(already_released=already)
+
+    async def _release(self, body: wl.ReleaseBody, head: TaskRecord) -> bool:
+        events: list[StreamResponse] = []
+        if is_terminal(head.state):
+            log.info("release of an ended task: only the lease is dropped",
+                     extra={"task_id": body.task_id, "state": head.state.value})
+        else:
+            events = _release_events(body, head.task)
+        try:
+            return await self.ep.dispatcher.release(body.task_id, body.attempt_id, events,
+                                                    wait=self.durable_acks)
+        except NotClaimable as exc:
+            raise _Refused(wl.UNKNOWN_TASK, str(exc)) from None
+        except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
+            raise _Refused(wl.INVALID_FRAME, f"body: {exc}") from None
+
+    async def _release_with_output(self, body: wl.ReleaseBody, out: wl.OutputBody,
+                                   head: TaskRecord) -> bool | None:
+        """The release and the output frame it carries as one write (the common end
+        of an attempt: one store write, not two). None when that cannot be: the frame
+        was already applied or follows a gap, or the task or the frame ends the task
+        otherwise; the caller then takes the two steps."""
+        lease = head.dispatch.lease
+        if (lease is None or lease.attempt_id != body.attempt_id
+                or out.seq != head.dispatch.output_seq + 1 or is_terminal(head.state)):
+            return None
+        streamed: set[str] = set()
+        for i, ev in enumerate(out.events):
+            _check_task_id(_event_task_id(ev), body.task_id, f"body.output.events[{i}]")
+            if ev.artifact_update is not None:
+                streamed.add(ev.artifact_update.artifact.artifact_id)
+            elif ev.status_update is not None and is_terminal(ev.status_update.status.state):
+                return None
+        _check_carried_status(out)
+        events = [*out.events, *_release_events(body, head.task, streamed)]
+        try:
+            with trio.CancelScope(shield=True):  # once queued the write lands: ack it
+                already = await self.ep.dispatcher.release(
+                    body.task_id, body.attempt_id, events, wait=self.durable_acks,
+                    output_seq=out.seq)
+        except (OutputOutOfOrder, IllegalTransition):
+            return None  # moved on meanwhile, or a frame the two steps refuse precisely
+        except NotClaimable as exc:
+            raise _Refused(wl.UNKNOWN_TASK, str(exc)) from None
+        except ValueError as exc:
+            raise _Refused(wl.INVALID_FRAME, f"body: {exc}") from None
+        if out.status is not None:
+            self._log_status(out.status)
+        return already
 
 
 class _SocketConnection(LinkConnection):
@@ -469,12 +510,15 @@ def _check_carried_status(body: wl.OutputBody | wl.ReleaseBody) -> None:
                        f"{status.attempt_id!r} of task {status.task_id!r}, not to this frame's")
 
 
-def _release_events(body: wl.ReleaseBody, task: Task) -> list[StreamResponse]:
+def _release_events(body: wl.ReleaseBody, task: Task,
+                    also_streamed: set[str] | None = None) -> list[StreamResponse]:
     """The events that end an attempt: the artifacts its output did not stream
-    (one already in the task by id is left as streamed, not written twice), then
-    its final status."""
+    (one already in the task by id, or in `also_streamed`, is left as streamed,
+    not written twice), then its final status."""
     task_id, context_id = body.task_id, task.context_id
     streamed = {a.artifact_id for a in task.artifacts or ()}
+    if also_streamed:
+        streamed |= also_streamed
     events = [StreamResponse(artifact_update=TaskArtifactUpdateEvent(
         task_id=task_id, context_id=context_id, artifact=artifact, last_chunk=True))
         for artifact in body.artifacts or () if artifact.artifact_id not in streamed]

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
 from protocol import worker_link as wl
@@ -431,3 +432,73 @@ async def test_a_release_carries_the_last_output_frame_once(rpc: Rpc, link: Link
         task = await rpc.call("GetTask", {"id": task_id})
     assert task["status"]["state"] == "TASK_STATE_COMPLETED"
     assert task["artifacts"][0]["parts"] == [{"text": "a"}, {"text": "b"}]
+
+
+async def test_a_release_and_its_next_output_frame_are_one_write(
+    server: RunningServer, rpc: Rpc, link: LinkClient
+) -> None:
+    with trio.fail_after(10):
+        await link.register()
+        task_id, grant = await claim_offered(link, rpc)
+        assert grant.task is not None and grant.attempt_id is not None
+        await trio.testing.wait_all_tasks_blocked()
+        before = server.store.statistics().committed_writes
+        release = wl.ReleaseBody(task_id=task_id, attempt_id=grant.attempt_id,
+                                 outcome="completed", output=output_frame(grant, 1, "a"),
+                                 artifacts=[Artifact(artifact_id="a-1", parts=[Part(text="a")])])
+        assert (await link.ok("release", release)).already_released is False
+        assert server.store.statistics().committed_writes == before + 1
+        events = await server.store.read_events(task_id, 0)
+    kinds = [("artifact" if e.event.artifact_update else e.event.status_update.status.state.value
+              if e.event.status_update else "task") for e in events]
+    assert kinds[-2:] == ["artifact", "TASK_STATE_COMPLETED"]  # the streamed artifact once
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_release_whose_frame_was_applied_adds_only_the_outcome(
+    rpc: Rpc, link: LinkClient
+) -> None:
+    with trio.fail_after(10):
+        await link.register()
+        task_id, grant = await claim_offered(link, rpc)
+        assert grant.task is not None and grant.attempt_id is not None
+        assert (await link.ok("output", output_frame(grant, 1, "a"))).acked_through == 1
+        release = wl.ReleaseBody(task_id=task_id, attempt_id=grant.attempt_id,
+                                 outcome="completed", output=output_frame(grant, 1, "a"))
+        assert (await link.ok("release", release)).already_released is False
+        task = await rpc.call("GetTask", {"id": task_id})
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert task["artifacts"][0]["parts"] == [{"text": "a"}]
+
+
+async def test_a_release_with_a_bad_output_frame_is_refused_and_changes_nothing(
+    rpc: Rpc, link: LinkClient
+) -> None:
+    with trio.fail_after(10):
+        await link.register()
+        task_id, grant = await claim_offered(link, rpc)
+        assert grant.task is not None and grant.attempt_id is not None
+        before = await rpc.call("GetTask", {"id": task_id})
+        frame = output_frame(grant, 1, "a")
+        ctx = grant.task.context_id
+        back = StreamResponse(status_update=TaskStatusUpdateEvent(
+            task_id=task_id, context_id=ctx, status=TaskStatus(state=TaskState.SUBMITTED)))
+        # working -> submitted breaks the lifecycle
+        bad = frame.model_copy(update={"events": [working(task_id, ctx), back]})
+        err = await link.refused("release", wl.ReleaseBody(
+            task_id=task_id, attempt_id=grant.attempt_id, outcome="completed", output=bad))
+        assert err.code == wl.INVALID_FRAME and "body.events" in err.message
+        other = frame.model_copy(update={"events": [working("another-task",
+                                                            grant.task.context_id)]})
+        err = await link.refused("release", wl.ReleaseBody(
+            task_id=task_id, attempt_id=grant.attempt_id, outcome="completed", output=other))
+        assert err.code == wl.INVALID_FRAME and "another-task" in err.message
+        after = await rpc.call("GetTask", {"id": task_id})
+        assert after == before
+        # the attempt still holds the task: the good frame and release go through
+        release = wl.ReleaseBody(task_id=task_id, attempt_id=grant.attempt_id,
+                                 outcome="completed", output=frame)
+        assert (await link.ok("release", release)).already_released is False
+        task = await rpc.call("GetTask", {"id": task_id})
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert task["artifacts"][0]["parts"] == [{"text": "a"}]
