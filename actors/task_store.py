@@ -59,6 +59,14 @@ class StoreStatistics:
 
 
 @attrs.define(eq=False)
+class _Watcher:
+    predicate: Callable[[TaskRecord], bool]
+    event: trio.Event = attrs.Factory(trio.Event)
+    record: TaskRecord | None = None
+    """The first committed record the predicate held for."""
+
+
+@attrs.define(eq=False)
 class _Entry:
     head: TaskRecord
     """Snapshot including queued, not yet committed writes."""
@@ -66,6 +74,8 @@ class _Entry:
     tail: collections.deque[StoredEvent]
     changed: trio.Event | None = None
     """Set and dropped at the next commit; created only when someone waits."""
+    watchers: list[_Watcher] = attrs.Factory(list)
+    """`wait_record` callers: each is woken by the first commit its predicate holds for."""
     pending: int = 0
     generation: int = 0
     """Bumped when a failed commit rolls `head` back: queued writes of an older
@@ -232,6 +242,10 @@ class ServerTaskStore:
             entry.pending -= 1
             entry.committed = p.write.record
             entry.tail.extend(p.write.events)
+            for watcher in entry.watchers:  # each write of the batch, as committed
+                if watcher.record is None and watcher.predicate(entry.committed):
+                    watcher.record = entry.committed
+                    watcher.event.set()
             woken[id(entry)] = entry
             p.finish()
         for entry in woken.values():
@@ -422,9 +436,17 @@ class ServerTaskStore:
         entry = await self._entry(task_id)
         if entry is None:
             raise KeyError(task_id)
-        while not predicate(entry.committed):
-            await _changed(entry).wait()
-        return entry.committed
+        if predicate(entry.committed):
+            return entry.committed
+        # Woken only by a commit the predicate holds for, not by every commit.
+        watcher = _Watcher(predicate)
+        entry.watchers.append(watcher)
+        try:
+            await watcher.event.wait()
+        finally:
+            entry.watchers.remove(watcher)
+        assert watcher.record is not None
+        return watcher.record
 
     async def wait_events(
         self, task_id: str, after_seq: int, *, limit: int = 256

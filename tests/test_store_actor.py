@@ -7,6 +7,7 @@ import json
 import attrs
 import httpx
 import trio
+import trio.testing
 
 from actors.store_port import TaskWrite
 from actors.task_store import ServerTaskStore
@@ -158,6 +159,34 @@ async def test_slow_sse_client_does_not_hold_up_the_task(
     texts = [json.loads(e.data)["result"]["artifactUpdate"]["artifact"]["parts"][0]["text"]
              for e in events[2:-1]]
     assert texts == [f"c{i}" for i in range(n)]
+
+
+async def test_wait_record_returns_the_commit_its_predicate_held_for() -> None:
+    """A waiter is woken only by a commit that satisfies it, and gets that record
+    even when a later commit moved on before it ran."""
+    async with open_memory_backend() as backend, trio.open_nursery() as nursery:
+        store = ServerTaskStore(backend)
+        await nursery.start(store.run)
+        await store.create_task(new_task("t"), owner="")
+        got: list[tuple[TaskState, int]] = []
+
+        async def waiter(task_status: trio.TaskStatus[None]) -> None:
+            task_status.started()
+            record = await store.wait_record("t", lambda r: r.state is TaskState.INPUT_REQUIRED)
+            got.append((record.state, record.seq))
+
+        with trio.fail_after(5):
+            await nursery.start(waiter)
+            await store.write("t", [status("t", TaskState.WORKING)])
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []  # a commit that does not satisfy it wakes nothing
+            # two commits before the waiter runs: it still sees the one it waited for
+            await store.write("t", [status("t", TaskState.INPUT_REQUIRED)], wait=False)
+            await store.write("t", [status("t", TaskState.WORKING)], wait=False)
+            await trio.testing.wait_all_tasks_blocked()
+        assert got == [(TaskState.INPUT_REQUIRED, 3)]
+        assert (await store.get_task("t")).state is TaskState.WORKING  # type: ignore[union-attr]
+        nursery.cancel_scope.cancel()
 
 
 def test_merge_writes_folds_consecutive_writes_of_a_task() -> None:

@@ -170,7 +170,8 @@ class OutputStreamer:
     def report(self, status: StatusBody) -> None:
         """Send `status` with the next frame (a newer report replaces it until then)."""
         self._status = status
-        self._wake()
+        if self.seq > 0:  # before the first frame a report alone never goes out
+            self._wake()
 
     def _wake(self) -> None:
         self._changed.set()

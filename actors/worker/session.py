@@ -49,7 +49,7 @@ from actors.worker.status_reporter import (
     StatusReporter,
     Working,
 )
-from protocol.models import Artifact, Message, Role, StreamResponse, TaskState
+from protocol.models import Artifact, Message, Part, Role, StreamResponse, TaskState
 from protocol.worker_link import ClaimReply, LeaseRef, TokenUsage
 
 __all__ = [
@@ -92,7 +92,8 @@ class SessionStats:
     max_partial_chars: int = 16 * 1024
     _text: list[str] = attrs.field(factory=list)
     _chars: int = 0
-    _artifacts: dict[str, Artifact] = attrs.field(factory=dict)
+    _artifacts: dict[str, tuple[Artifact, list[Part]]] = attrs.field(factory=dict)
+    """artifact id -> (its first update, the parts appended to it since)."""
 
     @property
     def partial_output(self) -> str:
@@ -100,7 +101,8 @@ class SessionStats:
 
     @property
     def artifacts(self) -> tuple[Artifact, ...]:
-        return tuple(self._artifacts.values())
+        return tuple(art.model_copy(update={"parts": [*art.parts, *more]}) if more else art
+                     for art, more in self._artifacts.values())
 
     @property
     def tokens_used(self) -> TokenUsage | None:
@@ -113,9 +115,10 @@ class SessionStats:
         if (up := event.artifact_update) is not None:
             metas += [up.metadata, up.artifact.metadata]
             old = self._artifacts.get(up.artifact.artifact_id)
-            self._artifacts[up.artifact.artifact_id] = (
-                old.model_copy(update={"parts": [*old.parts, *up.artifact.parts]})
-                if up.append and old is not None else up.artifact)
+            if up.append and old is not None:
+                old[1].extend(up.artifact.parts)
+            else:
+                self._artifacts[up.artifact.artifact_id] = (up.artifact, [])
             for part in up.artifact.parts:
                 if part.text is not None and self._chars < self.max_partial_chars:
                     piece = part.text[: self.max_partial_chars - self._chars]

@@ -94,7 +94,6 @@ class TaskClaimer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive_pushes)
-            nursery.start_soon(self._follow_sessions)
             task_status.started()
             await self._claim_loop()
 
@@ -109,11 +108,6 @@ class TaskClaimer:
                 self.drain(push.reason)
         # The connection closed: the link's own task reports that; claims now fail.
         log.debug("push channel closed", extra={"worker_id": self.worker_id})
-
-    async def _follow_sessions(self) -> None:
-        while True:
-            await self._sessions.wait_changed()
-            self._wake()
 
     def _offered(self, offer: OfferBody) -> None:
         if self.draining or offer.task_id in self._known:
@@ -141,8 +135,11 @@ class TaskClaimer:
             if offer is not None:
                 await self.claim(offer)
                 continue
-            if self.draining or self._sessions.free <= 0:
-                await self._changed.wait()  # a session ended, or news
+            if self.draining:
+                await self._changed.wait()
+                continue
+            if self._sessions.free <= 0:
+                await self._sessions.wait_changed()  # a session ended: a slot is free
                 continue
             with trio.move_on_at(min(self._retry_at.values(), default=math.inf)):
                 await self._changed.wait()  # an offer, or the next retry is due
