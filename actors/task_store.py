@@ -37,7 +37,7 @@ from actors.store_port import (
     TaskWrite,
 )
 from protocol.models import Message, StreamResponse, Task, format_timestamp
-from protocol.states import apply_event, is_terminal
+from protocol.states import apply_events, is_terminal
 
 __all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics", "merge_writes"]
 
@@ -340,19 +340,20 @@ class ServerTaskStore:
         stored: list[StoredEvent] = []
         seq = head.seq
         now = self.now()
+        stamp: str | None = None
         for ev in events:
-            if ev.status_update is not None and ev.status_update.status.timestamp is None:
-                status = ev.status_update.status.model_copy(
-                    update={"timestamp": format_timestamp(now)}
-                )
-                ev = StreamResponse(
-                    status_update=ev.status_update.model_copy(update={"status": status})
-                )
-            task = apply_event(task, ev)
             if ev.status_update is not None:
+                if ev.status_update.status.timestamp is None:
+                    stamp = stamp or format_timestamp(now)
+                    status = ev.status_update.status.model_copy(update={"timestamp": stamp})
+                    ev = StreamResponse(
+                        status_update=ev.status_update.model_copy(update={"status": status})
+                    )
                 status_at = now
             seq += 1
             stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
+        if stored:  # one copy of the task for the whole write
+            task = apply_events(task, [e.event for e in stored])
         if add_history:  # after the events: a status change first moves its message to history
             task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
         if dispatch is None:

@@ -7,13 +7,18 @@ task snapshot, which is how the store keeps its record in step with its log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from protocol.models import (
     Artifact,
     Message,
+    Part,
     StreamResponse,
     Task,
     TaskArtifactUpdateEvent,
     TaskState,
+    TaskStatus,
     TaskStatusUpdateEvent,
 )
 
@@ -23,6 +28,7 @@ __all__ = [
     "TERMINAL_STATES",
     "IllegalTransition",
     "apply_event",
+    "apply_events",
     "check_transition",
     "ends_stream",
     "is_interrupted",
@@ -142,3 +148,79 @@ def _append_message(task: Task, message: Message) -> Task:
 def _check_ids(task: Task, task_id: str) -> None:
     if task_id != task.id:
         raise ValueError(f"event for task {task_id} applied to task {task.id}")
+
+
+def apply_events(task: Task, events: Sequence[StreamResponse]) -> Task:
+    """`apply_event` over a batch, with one copy of the task at the end instead
+    of one per event (and one per appended artifact): the same result, and the
+    same `IllegalTransition` or ValueError for the first event that breaks the
+    lifecycle. The store folds each write this way.
+    """
+    if len(events) == 1:
+        return apply_event(task, events[0])
+    status = task.status
+    history: list[Message] | None = None
+    artifacts: list[Artifact] | None = None
+    index: dict[str, int] = {}
+    appended: dict[int, tuple[list[Part], dict[str, Any] | None]] = {}
+    for event in events:
+        if (up := event.status_update) is not None:
+            _check_ids(task, up.task_id)
+            check_transition(status.state, up.status.state)
+            if status.message is not None:
+                if history is None:
+                    history = list(task.history or [])
+                history.append(status.message)
+            status = up.status
+        elif (art := event.artifact_update) is not None:
+            _check_ids(task, art.task_id)
+            if is_terminal(status.state):
+                raise ValueError(f"task {task.id} is {status.state.value}: no more artifacts")
+            if artifacts is None:
+                artifacts = list(task.artifacts or [])
+                index = {a.artifact_id: i for i, a in enumerate(artifacts)}
+            aid = art.artifact.artifact_id
+            i = index.get(aid)
+            if i is None:
+                index[aid] = len(artifacts)
+                artifacts.append(art.artifact)
+            elif art.append:
+                parts, meta = appended.get(i, ([], None))
+                parts.extend(art.artifact.parts)
+                if art.artifact.metadata:
+                    meta = {**(meta or {}), **art.artifact.metadata}
+                appended[i] = (parts, meta)
+            else:
+                artifacts[i] = art.artifact
+                appended.pop(i, None)
+        elif event.message is not None:
+            if history is None:
+                history = list(task.history or [])
+            history.append(event.message)
+        else:  # a whole task replaces the snapshot: fold what came before, start again
+            assert event.task is not None
+            _check_ids(task, event.task.id)
+            task, status, history, artifacts = event.task, event.task.status, None, None
+            index, appended = {}, {}
+    return _fold(task, status, history, artifacts, appended)
+
+
+def _fold(task: Task, status: TaskStatus, history: list[Message] | None,
+          artifacts: list[Artifact] | None,
+          appended: dict[int, tuple[list[Part], dict[str, Any] | None]]) -> Task:
+    update: dict[str, Any] = {}
+    if status is not task.status:
+        update["status"] = status
+        # apply_event copies the history on every status change, even an empty one
+        update["history"] = history if history is not None else list(task.history or [])
+    elif history is not None:
+        update["history"] = history
+    if artifacts is not None:
+        for i, (parts, meta) in appended.items():
+            old = artifacts[i]
+            merged = old.model_copy(update={"parts": [*old.parts, *parts]})
+            if meta:
+                merged.metadata = {**(old.metadata or {}), **meta}
+            artifacts[i] = merged
+        update["artifacts"] = artifacts
+    return task.model_copy(update=update) if update else task
