@@ -167,12 +167,14 @@ class Part(A2AModel):
 
     @model_validator(mode="after")
     def _exactly_one_content(self) -> Part:
+        # Runs again whenever a model holding parts is built: keep the common case cheap.
+        if ((self.text is not None) + (self.raw is not None) + (self.url is not None)
+                + (self.data is not None)) == 1:
+            return self
         present = [name for name in _PART_CONTENT if getattr(self, name) is not None]
-        if len(present) != 1:
-            if not present:
-                raise ValueError("a part needs exactly one of text, raw, url or data")
-            raise ValueError(f"a part needs exactly one of text, raw, url or data, got {present}")
-        return self
+        if not present:
+            raise ValueError("a part needs exactly one of text, raw, url or data")
+        raise ValueError(f"a part needs exactly one of text, raw, url or data, got {present}")
 
     @property
     def kind(self) -> str:
@@ -251,8 +253,9 @@ class StreamResponse(A2AModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StreamResponse:
-        members = (self.task, self.message, self.status_update, self.artifact_update)
-        if sum(x is not None for x in members) != 1:
+        # Runs again whenever a model holding events is built: keep it cheap.
+        if ((self.task is not None) + (self.message is not None)
+                + (self.status_update is not None) + (self.artifact_update is not None)) != 1:
             raise ValueError(
                 "a StreamResponse holds exactly one of task, message, statusUpdate, artifactUpdate"
             )
