@@ -6,7 +6,9 @@ those two syscalls are the biggest single cost of a small JSON-RPC response.
 `CoalescingH11Protocol` holds the rendered head of a response that declares a
 Content-Length and writes it together with the first body bytes: the same bytes
 on the wire, one syscall fewer. Streaming responses (SSE, chunked) are written
-as before, so a client sees their headers at once.
+as before, so a client sees their headers at once. An event that renders to no
+bytes (the end of a body with a Content-Length) is not written at all: hypercorn
+would still take its send lock and make an empty write for it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ class CoalescingH11Protocol(H11Protocol):
             return
         head, self._held_head = self._held_head, None
         if head is None:
-            await super()._send_h11_event(event)
+            try:
+                data = self.connection.send(event)
+            except h11.LocalProtocolError:
+                if self.connection.their_state != h11.ERROR:
+                    raise
+                return
+            if data:  # the end of a body with a Content-Length is no bytes: no write
+                await self.send(RawData(data=data))
             return
         try:
             data = self.connection.send(event) or b""

@@ -250,9 +250,10 @@ class JsonRpcASGI:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_reply(send, too_large_reply(limit))
             return
+        expected = int(declared) if declared is not None and declared.isdigit() else None
         try:
             with trio.fail_after(BODY_TIMEOUT):
-                body = await _read_body(receive, limit)
+                body = await _read_body(receive, limit, expected)
         except _BodyTooLarge:
             await _send_reply(send, too_large_reply(limit))
             return
@@ -286,7 +287,11 @@ def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def _read_body(receive: Receive, limit: int, expected: int | None = None
+                     ) -> bytes | None:
+    """The request body; None if the client went away. With `expected` (its
+    Content-Length) it returns once that many bytes are in, without waiting for
+    the server's empty end-of-body message."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -298,7 +303,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         if size > limit:
             raise _BodyTooLarge
         chunks.append(chunk)
-        if not message.get("more_body", False):
+        if not message.get("more_body", False) or size == expected:
             return b"".join(chunks)
 
 

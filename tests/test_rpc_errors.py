@@ -185,3 +185,34 @@ async def test_chunked_body_over_limit_is_413() -> None:
             r = await c.post("/", content=chunks(), headers=H10)
             assert r.status_code == 413
             assert "1024" in r.json()["error"]["message"]
+
+
+async def test_a_body_sent_in_pieces_is_read_whole(server: RunningServer) -> None:
+    """A body with a Content-Length that arrives in several writes, slowly, is read
+    up to its length and answered once; the connection then serves the next request."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "SendMessage",
+                       "params": {"message": user_message("echo in pieces")}}).encode()
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nA2A-Version: 1.0\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(server.host, server.port)
+        async with stream:
+            for request_id in (7, 8):
+                piece = body.replace(b'"id": 7', f'"id": {request_id}'.encode())
+                await stream.send_all(head + piece[:10])
+                await trio.sleep(0.05)
+                await stream.send_all(piece[10:40])
+                await trio.sleep(0.05)
+                await stream.send_all(piece[40:])
+                reply = b""
+                while b"\r\n\r\n" not in reply:
+                    reply += await stream.receive_some(65536)
+                header, _, rest = reply.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in header.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += await stream.receive_some(65536)
+                assert header.startswith(b"HTTP/1.1 200")
+                answer = json.loads(rest)
+                assert answer["id"] == request_id
+                assert answer["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
