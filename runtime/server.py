@@ -39,6 +39,7 @@ from runtime.auth import TokenAuth
 from runtime.card import build_card
 from runtime.http_app import AppState, create_asgi
 from runtime.http_coalesce import install as install_coalescing
+from runtime.http_idle import install as install_idle_timer
 from runtime.local_link import open_in_process_link
 from runtime.push_sender import HttpxPushSender
 from runtime.store import open_memory_backend, open_sqlite_backend
@@ -142,6 +143,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _hypercorn_config() -> HyperConfig:
     install_coalescing()
+    install_idle_timer()
     hc = HyperConfig()
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")

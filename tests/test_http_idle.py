@@ -1,0 +1,153 @@
+"""The idle timer of keep-alive connections (runtime.http_idle): one task per
+connection, closing exactly when hypercorn's own per-request timer would."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from runtime.http_idle import IdleTimer
+from runtime.server import _hypercorn_config, _listen
+
+
+@attrs.define
+class FakeServer:
+    """What the timer uses of hypercorn's TCPServer."""
+
+    keep_alive: float
+    closed_at: list[float] = attrs.Factory(list)
+    context: Any = None
+    config: Any = None
+
+    def __attrs_post_init__(self) -> None:
+        self.context = attrs.make_class("Ctx", {"terminated": attrs.field()})(trio.Event())
+        self.config = attrs.make_class("Cfg", {"keep_alive_timeout": attrs.field()})(
+            self.keep_alive)
+
+    async def _idle_timeout(self) -> None:  # the action hypercorn hands over
+        raise AssertionError("the timer never runs hypercorn's per-request task")
+
+    async def _initiate_server_close(self) -> None:
+        self.closed_at.append(trio.current_time())
+
+
+class Group:
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+
+async def test_idle_connection_closes_after_the_keep_alive_timeout(autojump_clock: Any) -> None:
+    server = FakeServer(keep_alive=10)
+    timer = IdleTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)  # connection opened: idle
+        await trio.sleep(4)
+        await timer.stop()  # a request at t=4 ...
+        await trio.sleep(30)  # ... that takes longer than the timeout
+        assert server.closed_at == []
+        await timer.restart(Group(nursery), server._idle_timeout)  # answered at t=34
+        await trio.sleep(5)
+        await timer.stop()  # the next request at t=39, answered at t=40
+        await trio.sleep(1)
+        await timer.restart(Group(nursery), server._idle_timeout)
+    assert server.closed_at == [50.0]  # idle from t=40, closed at t=40 + 10
+
+
+async def test_shutdown_closes_an_idle_connection_at_once(autojump_clock: Any) -> None:
+    server = FakeServer(keep_alive=75)
+    timer = IdleTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        await trio.sleep(3)
+        server.context.terminated.set()
+    assert server.closed_at == [3.0]
+
+
+async def test_shutdown_waits_for_the_request_in_flight(autojump_clock: Any) -> None:
+    server = FakeServer(keep_alive=75)
+    timer = IdleTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        await trio.sleep(1)
+        await timer.stop()
+        await trio.sleep(1)
+        server.context.terminated.set()  # at t=2, mid-request
+        await trio.sleep(5)
+        assert server.closed_at == []
+        await timer.restart(Group(nursery), server._idle_timeout)  # answered at t=7
+    assert server.closed_at == [7.0]
+
+
+async def test_a_stop_before_the_watcher_runs_still_holds(autojump_clock: Any) -> None:
+    server = FakeServer(keep_alive=1)
+    timer = IdleTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        await timer.stop()  # the watcher has not started yet
+        await trio.sleep(10)
+        assert server.closed_at == []
+        await timer.restart(Group(nursery), server._idle_timeout)
+    assert server.closed_at == [11.0]
+    assert math.isclose(trio.current_time(), 11.0)
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[1]
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@asynccontextmanager
+async def serve(keep_alive: float) -> AsyncIterator[tuple[str, int]]:
+    config = _hypercorn_config()  # installs the timer, as the server does
+    config.keep_alive_timeout = keep_alive
+    sock = _listen("127.0.0.1", 0)
+    host, port = sock.getsockname()[:2]
+    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets,
+            task_status=task_status))
+        yield host, port
+        nursery.cancel_scope.cancel()
+
+
+async def get(stream: trio.SocketStream) -> bytes:
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = b""
+    while not reply.endswith(b"ok"):
+        data = await stream.receive_some(4096)
+        assert data, "the server closed a connection in use"
+        reply += data
+    return reply
+
+
+async def test_real_keep_alive_connections() -> None:
+    """Real sockets: a connection in use stays open past the timeout; one left idle
+    is closed by the server."""
+    with trio.fail_after(10):
+        async with serve(keep_alive=0.5) as (host, port):
+            busy = await trio.open_tcp_stream(host, port)
+            idle = await trio.open_tcp_stream(host, port)
+            async with busy, idle:
+                assert (await get(idle)).startswith(b"HTTP/1.1 200")
+                for _ in range(8):  # 1.6 s of requests 0.2 s apart
+                    assert (await get(busy)).startswith(b"HTTP/1.1 200")
+                    await trio.sleep(0.2)
+                assert await idle.receive_some(4096) == b""  # closed by the server
