@@ -100,6 +100,8 @@ class WorkerInfo:
     capabilities: frozenset[str] = frozenset()
     agents: frozenset[str] = frozenset()
     max_concurrent: int = 1
+    in_process: bool = False
+    """Runs inside the server process (an embedded worker): its leases say so."""
 
 
 @attrs.frozen
@@ -255,7 +257,7 @@ class Dispatcher:
         self,
         store: ServerTaskStore,
         *,
-        lease_ttl: float = 30.0,
+        lease_ttl: float = 90.0,
         reap_interval: float = 5.0,
         max_attempts: int = 3,
         push_queue: int = 64,
@@ -293,13 +295,23 @@ class Dispatcher:
     # --- life ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rebuild the queue and lease index from the store, then reap expired leases."""
+        """Rebuild the queue and lease index from the store, then reap expired leases.
+
+        A lease of an embedded worker of the previous server process ends at once:
+        that worker stopped with the process. Remote workers keep theirs until they
+        expire (they may reconnect and renew them)."""
+        ended: list[tuple[str, Lease]] = []
         for record in await self._store.list_unfinished():
             lease = record.dispatch.lease
             if lease is not None:
                 self._leases[record.task_id] = lease
+                if lease.in_process:
+                    ended.append((record.task_id, lease))
             else:
                 self._enqueue(record.task_id, record.dispatch.route)
+        for task_id, lease in ended:
+            await self._end_lease(task_id, lease, f"worker {lease.worker_id!r} stopped with "
+                                                  "the server")
         task_status.started()
         while True:
             await trio.sleep(self._reap_interval)
@@ -489,7 +501,8 @@ class Dispatcher:
         requeue = entry
         attempt_id = self._new_id()
         expires = self._store.now() + self.lease_ttl
-        lease = Lease(worker_id=worker_id, attempt_id=attempt_id, expires_at=expires)
+        lease = Lease(worker_id=worker_id, attempt_id=attempt_id, expires_at=expires,
+                      in_process=session.info.in_process)
         self._leases[task_id] = lease
         session.active[task_id] = attempt_id
 
@@ -638,32 +651,38 @@ class Dispatcher:
         now = self._store.now()
         expired = [(tid, lease) for tid, lease in self._leases.items() if lease.expires_at < now]
         for task_id, lease in expired:
-            head = await self._store.head(task_id)
-            if head is None or head.dispatch.lease != lease:
-                self._leases.pop(task_id, None)
-                continue
-            self._expired += 1
-            dispatch = attrs.evolve(head.dispatch, lease=None)
-            why = f"the lease of worker {lease.worker_id!r} expired"
-            if is_terminal(head.state):
-                events: tuple[StreamResponse, ...] = ()
-            elif task_id in self._cancel_requested:
-                events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
-            elif head.dispatch.attempts >= self._max_attempts:
-                events = (_status(head, TaskState.FAILED,
-                                  f"gave up after {head.dispatch.attempts} attempts: {why}"),)
-            else:
-                events = (*_rollback(head), _status(head, TaskState.WORKING,
-                                  f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
-                                  f"{self._max_attempts})"),)
-            try:
-                record = await self._store.write(task_id, events, dispatch=dispatch)
-            except IllegalTransition:
-                record = await self._store.write(task_id, (), dispatch=dispatch)
-            self._drop_lease(task_id, lease.worker_id)
-            log.warning("lease expired", extra={"task_id": task_id, "worker_id": lease.worker_id,
-                                                "attempt_id": lease.attempt_id,
-                                                "state": record.state.value})
-            if not ends_stream(record.state):
-                self._enqueue(task_id, record.dispatch.route)
+            await self._end_lease(task_id, lease, f"the lease of worker {lease.worker_id!r} "
+                                                  "expired")
         return len(expired)
+
+    async def _end_lease(self, task_id: str, lease: Lease, why: str) -> None:
+        """Take a lease whose worker is gone: queue the task again (rolled back to
+        what it was when the lost attempt was claimed), or fail it once the attempts
+        are used up, or end it canceled if that was asked for."""
+        head = await self._store.head(task_id)
+        if head is None or head.dispatch.lease != lease:
+            self._leases.pop(task_id, None)
+            return
+        self._expired += 1
+        dispatch = attrs.evolve(head.dispatch, lease=None)
+        if is_terminal(head.state):
+            events: tuple[StreamResponse, ...] = ()
+        elif task_id in self._cancel_requested:
+            events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
+        elif head.dispatch.attempts >= self._max_attempts:
+            events = (_status(head, TaskState.FAILED,
+                              f"gave up after {head.dispatch.attempts} attempts: {why}"),)
+        else:
+            retry = (f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
+                     f"{self._max_attempts})")
+            events = (*_rollback(head), _status(head, TaskState.WORKING, retry))
+        try:
+            record = await self._store.write(task_id, events, dispatch=dispatch)
+        except IllegalTransition:
+            record = await self._store.write(task_id, (), dispatch=dispatch)
+        self._drop_lease(task_id, lease.worker_id)
+        log.warning("lease ended: %s", why, extra={
+            "task_id": task_id, "worker_id": lease.worker_id,
+            "attempt_id": lease.attempt_id, "state": record.state.value})
+        if not ends_stream(record.state):
+            self._enqueue(task_id, record.dispatch.route)

@@ -64,6 +64,9 @@ class Lease:
     attempt_id: str
     expires_at: float
     """Epoch seconds (the store's clock)."""
+    in_process: bool = False
+    """Held by a worker inside the server process: it ends with that process, so a
+    restarted server queues the task again at once instead of waiting out the lease."""
 
 
 @attrs.frozen

@@ -187,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--lease-ttl",
         type=float,
-        default=float(_env("LEASE_TTL", "30") or 30),
+        default=float(_env("LEASE_TTL", "90") or 90),
         help="seconds a claimed task stays with its worker without a heartbeat; then it is "
-        "queued again [TRIO_A2A_LEASE_TTL] (default 30)",
+        "queued again. Workers heartbeat every third of it [TRIO_A2A_LEASE_TTL] (default 90)",
     )
     s.add_argument(
         "--reap-interval",
@@ -267,7 +267,7 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         default=float(_env("HEARTBEAT_INTERVAL", "0") or 0) or None,
         help="seconds between heartbeats [TRIO_A2A_HEARTBEAT_INTERVAL] "
-        "(default: what the server says)",
+        "(default: what the server says, a third of its lease TTL: 30 s by default)",
     )
     w.add_argument(
         "--transport",

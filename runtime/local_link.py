@@ -32,10 +32,11 @@ class InProcessLink:
     def __init__(self, endpoint: WorkerLinkEndpoint, *, push_queue: int = 64,
                  durable_acks: bool = False) -> None:
         self._push_send, self._push_receive = trio.open_memory_channel[Push](push_queue)
-        # Same process, same fate: acks need not wait for the commit (a test that
-        # outlives its server passes durable_acks=True, as a remote worker gets).
+        # Same process, same fate: acks need not wait for the commit, and a restarted
+        # server knows the worker's leases ended with it. A test whose worker outlives
+        # its server passes durable_acks=True and is treated as a remote worker.
         self.connection = LinkConnection(endpoint, self._deliver_push, principal="in-process",
-                                         durable_acks=durable_acks)
+                                         durable_acks=durable_acks, in_process=not durable_acks)
         self._closed = trio.Event()
 
     @property

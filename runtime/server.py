@@ -78,8 +78,9 @@ class ServerConfig:
     """Agent runs in parallel per local worker."""
     local_workers: int = 1
     """Workers inside the server process running `agent`; 0 for remote-only deployments."""
-    lease_ttl: float = 30.0
-    """How long a claimed task stays with its worker without a heartbeat."""
+    lease_ttl: float = 90.0
+    """How long a claimed task stays with its worker without a heartbeat; workers
+    heartbeat every third of it (30 s by default)."""
     reap_interval: float = 5.0
     """How often expired leases are looked for."""
     max_attempts: int = 3

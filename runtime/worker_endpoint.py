@@ -173,9 +173,11 @@ class LinkConnection:
     """
 
     def __init__(self, endpoint: WorkerLinkEndpoint, push: PushSink, principal: str, *,
-                 durable_acks: bool = True) -> None:
+                 durable_acks: bool = True, in_process: bool = False) -> None:
         self.ep = endpoint
         self.durable_acks = durable_acks
+        self.in_process = in_process
+        """The worker runs inside the server process: its leases end with it."""
         self.principal = principal
         self.worker_id: str | None = None
         self.session: WorkerSession | None = None
@@ -230,7 +232,8 @@ class LinkConnection:
             dispatcher.unregister(self.worker_id, self.session)
         info = WorkerInfo(worker_id=body.worker_id, name=body.name,
                           capabilities=frozenset(body.capabilities),
-                          agents=frozenset(body.agents), max_concurrent=body.max_concurrent_tasks)
+                          agents=frozenset(body.agents), max_concurrent=body.max_concurrent_tasks,
+                          in_process=self.in_process)
         session = dispatcher.register(info)  # closes the pushes of an older session
         self.worker_id, self.session = body.worker_id, session
         self.context_history = bool(body.context_history)

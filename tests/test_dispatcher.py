@@ -378,6 +378,36 @@ async def test_a_new_dispatcher_rebuilds_queue_and_leases(
     assert (await fresh.next_claim("w1")).task_id == queued
 
 
+async def test_a_restarted_dispatcher_ends_the_leases_of_embedded_workers_at_once(
+    env: Env, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An embedded worker stopped with the server process: its task is queued again
+    as the next dispatcher starts; a remote worker keeps its lease to renew it."""
+    d = env.dispatcher
+    d.register(WorkerInfo("local-0", max_concurrent=1, in_process=True))
+    embedded = await env.task()
+    first = await d.next_claim("local-0")
+    assert first.record.dispatch.lease is not None and first.record.dispatch.lease.in_process
+    d.register(WorkerInfo("remote", max_concurrent=1))
+    remote = await env.task()
+    await d.next_claim("remote")
+    for task_id in (embedded, remote):  # claims are committed with the store's next batch
+        await env.store.wait_record(task_id, lambda r: r.dispatch.lease is not None)
+    started = trio.current_time()
+    fresh = Dispatcher(env.store, lease_ttl=TTL, reap_interval=1.0, max_attempts=2)
+    await env.nursery.start(fresh.run)
+    assert trio.current_time() == started  # no waiting for the lease to run out
+    assert fresh.statistics().queued == 1 and fresh.statistics().leased == 1
+    record = await env.store.get_task(embedded)
+    assert record is not None and record.dispatch.lease is None
+    assert (await events_text(env.store, embedded))[-1] == (
+        "TASK_STATE_WORKING: worker 'local-0' stopped with the server; retrying (attempt 2 of 2)")
+    kept = await env.store.get_task(remote)
+    assert kept is not None and kept.dispatch.lease is not None
+    fresh.register(WorkerInfo("local-1", max_concurrent=1, in_process=True))
+    assert (await fresh.next_claim("local-1")).task_id == embedded
+
+
 def drain_offers(session: WorkerSession) -> list[str]:
     out = []
     while True:

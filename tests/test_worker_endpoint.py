@@ -154,7 +154,7 @@ async def test_task_runs_on_a_remote_worker(server: RunningServer, rpc: Rpc,
                                             link: LinkClient) -> None:
     with trio.fail_after(10):
         reg = await link.register()
-        assert (reg.worker_id, reg.lease_ttl, reg.heartbeat_interval) == ("wrk-1", 30.0, 10.0)
+        assert (reg.worker_id, reg.lease_ttl, reg.heartbeat_interval) == ("wrk-1", 90.0, 30.0)
         task_id, grant = await claim_offered(link, rpc)
         assert grant.task is not None and grant.task.id == task_id
         assert grant.message is not None and grant.message.parts[0].text == "hello"

@@ -573,7 +573,7 @@ async def test_dispatch_state_round_trips(backend: TaskBackend) -> None:
         dispatch = DispatchState(
             route=Route(priority=5, capabilities=("gpu", "py"), worker="w1", agent="echo"),
             attempts=2,
-            lease=Lease(worker_id="w1", attempt_id="a2", expires_at=T0 + 30),
+            lease=Lease(worker_id="w1", attempt_id="a2", expires_at=T0 + 30, in_process=True),
             last_attempt_id="a2",
             claim_artifacts=(("art-1", 3), ("art-2", 1)),
         )
