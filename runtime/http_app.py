@@ -104,5 +104,9 @@ def create_app(state: AppState) -> QuartTrio:
 
 
 def create_asgi(state: AppState) -> JsonRpcASGI:
-    """The ASGI application hypercorn serves: JSON-RPC in front of the quart-trio app."""
+    """The ASGI application hypercorn serves: JSON-RPC (``POST /``) and the worker
+    link's WebSocket (``/worker/ws``) in front of the quart-trio app."""
+    from runtime.worker_endpoint import with_worker_endpoint
+
+    state = with_worker_endpoint(state)
     return JsonRpcASGI(state, create_app(state))

@@ -1,6 +1,7 @@
 """The JSON-RPC endpoint (POST /), both generations, as a lean ASGI handler.
 
-It sits in front of the quart-trio app and takes only `POST /`; everything else
+It sits in front of the quart-trio app and takes only `POST /` (and hands the
+worker link's WebSocket, ``/worker/ws``, to `runtime.worker_ws`); everything else
 (the card, the HTTP+JSON binding, error pages) goes on to Quart. The reason is
 cost: Quart's per-request machinery (request and app contexts, signals, routing,
 response objects, a nursery of two tasks per request) costs about as much CPU as
@@ -37,6 +38,7 @@ from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
 from runtime.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
 from runtime.sse_stream import SSE_HEADERS, event_frames
+from runtime.worker_ws import WS_PATH, serve_worker_websocket
 
 __all__ = ["JsonRpcASGI", "Reply", "dispatch", "is_json_content_type", "negotiate_version"]
 
@@ -240,7 +242,11 @@ class JsonRpcASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
-            await self._app(scope, receive, send)
+            endpoint = getattr(self._state, "worker_endpoint", None)
+            if scope["type"] == "websocket" and scope["path"] == WS_PATH and endpoint is not None:
+                await serve_worker_websocket(endpoint, scope, receive, send)
+            else:
+                await self._app(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:

@@ -34,8 +34,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import trio
-from quart import Response, websocket
 
 from actors.dispatcher import (
     CancelPush,
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from runtime.http_app import AppState
 
 __all__ = ["LinkConnection", "LinkSocket", "PushSink", "WorkerLinkEndpoint",
-           "register_worker_routes"]
+           "register_worker_routes", "with_worker_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,11 @@ _OUTCOME_STATES = {"completed": TaskState.COMPLETED, "failed": TaskState.FAILED,
 
 
 class LinkSocket(Protocol):
-    """One frame per message, both ways (quart's websocket object is one)."""
+    """One frame per message, both ways."""
 
-    async def receive(self) -> str | bytes: ...
+    async def receive(self) -> str | bytes:
+        """The next frame; `trio.EndOfChannel` once the worker has gone."""
+        ...
 
     async def send(self, data: str) -> None: ...
 
@@ -136,14 +138,20 @@ class WorkerLinkEndpoint:
                 del self.grants[key]
 
     async def serve(self, socket: LinkSocket, *, principal: str, peer: str = "") -> None:
-        """Speak the link on an accepted connection until it ends."""
+        """Speak the link on an accepted connection until it ends (`socket.receive`
+        raising `trio.EndOfChannel`, or cancellation)."""
         conn = _SocketConnection(self, socket, principal)
         log.info("worker link connected", extra={"principal": principal, "peer": peer})
         try:
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
                 while True:
-                    reply = await conn.answer(await socket.receive())
+                    try:
+                        data = await socket.receive()
+                    except trio.EndOfChannel:
+                        nursery.cancel_scope.cancel()  # stop forwarding pushes
+                        break
+                    reply = await conn.answer(data)
                     if reply is not None:
                         await conn.send(reply)
         finally:
@@ -539,31 +547,23 @@ def _release_events(body: wl.ReleaseBody, task: Task,
     return events
 
 
-def _refusal(message: str) -> Response:
-    body = wl.error_ack(None, wl.UNAUTHORIZED, message)
-    return Response(body, status=401, content_type="application/json",
-                    headers={"WWW-Authenticate": 'Bearer realm="trio-a2a-worker"'})
-
-
 def register_worker_routes(app: QuartTrio, state: AppState) -> None:
-    """Add ``/worker/ws`` to the app (nothing when the state has no dispatcher)."""
-    if state.dispatcher is None:
+    """Add the worker link's HTTP binding (``/worker/link``) to the app (nothing when
+    the state has no dispatcher). ``/worker/ws`` is served in front of the app, by
+    `runtime.worker_ws`."""
+    state = with_worker_endpoint(state)
+    if state.worker_endpoint is None:
         return
-    endpoint = state.worker_endpoint or WorkerLinkEndpoint(
-        state.dispatcher, state.service.store, worker_auth=state.worker_auth or TokenAuth({}),
-        client_auth=state.auth)
-    register_worker_http_routes(app, endpoint, keepalive=state.service.settings.keepalive)
+    register_worker_http_routes(app, state.worker_endpoint,
+                                keepalive=state.service.settings.keepalive)
 
-    async def worker_ws() -> Response | None:
-        ws = websocket._get_current_object()
-        client = ws.scope.get("client")
-        peer = f"{client[0]}:{client[1]}" if client else ""
-        principal = endpoint.authenticate(ws.headers.get("Authorization"))
-        if principal is None:
-            log.warning("worker link refused: bad or missing worker token", extra={"peer": peer})
-            return _refusal("a valid worker token is required (Authorization: Bearer <token>)")
-        await ws.accept()
-        await endpoint.serve(ws, principal=principal, peer=peer)
-        return None
 
-    app.add_websocket(WS_PATH, "worker_ws", worker_ws)
+def with_worker_endpoint(state: AppState) -> AppState:
+    """`state` with its worker-link endpoint, made from its dispatcher if not given
+    (unchanged when it has no dispatcher: no worker link)."""
+    if state.worker_endpoint is not None or state.dispatcher is None:
+        return state
+    endpoint = WorkerLinkEndpoint(state.dispatcher, state.service.store,
+                                  worker_auth=state.worker_auth or TokenAuth({}),
+                                  client_auth=state.auth)
+    return attrs.evolve(state, worker_endpoint=endpoint)

@@ -502,3 +502,17 @@ async def test_a_release_with_a_bad_output_frame_is_refused_and_changes_nothing(
         task = await rpc.call("GetTask", {"id": task_id})
     assert task["status"]["state"] == "TASK_STATE_COMPLETED"
     assert task["artifacts"][0]["parts"] == [{"text": "a"}]
+
+
+async def test_a_worker_that_disconnects_is_unregistered(server: RunningServer) -> None:
+    with trio.fail_after(10):
+        async with trio_websocket.open_websocket_url(
+            ws_url(server), extra_headers=[("Authorization", "Bearer wtok")]
+        ) as ws, trio.open_nursery() as nursery:
+            client = LinkClient(ws)
+            nursery.start_soon(client.read)
+            await client.register()
+            assert server.dispatcher.statistics().workers == 1
+            nursery.cancel_scope.cancel()
+        while server.dispatcher.statistics().workers:  # the server saw the close
+            await trio.sleep(0.01)

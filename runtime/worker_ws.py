@@ -1,0 +1,79 @@
+"""``GET /worker/ws``: the worker link's WebSocket binding, as a plain ASGI handler.
+
+Like the JSON-RPC endpoint it sits in front of the quart-trio app: Quart would
+carry every received frame through a task of its own, a signal and a queue
+before the link saw it, a cost paid twice per task (claim, release) on the
+remote path. Here hypercorn's ASGI events are read and written directly.
+
+The handshake needs ``Authorization: Bearer <worker token>`` (see
+`WorkerLinkEndpoint.authenticate`); a refused one is answered with HTTP 401 and
+a JSON error body before any upgrade. After the upgrade each text (or binary)
+message is one frame of docs/worker-link.md, served by `WorkerLinkEndpoint.serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from protocol import worker_link as wl
+from runtime.worker_endpoint import WS_PATH, WorkerLinkEndpoint
+
+__all__ = ["WS_PATH", "AsgiLinkSocket", "serve_worker_websocket"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_REFUSAL_HEADERS = [(b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Bearer realm="trio-a2a-worker"')]
+
+
+class AsgiLinkSocket:
+    """An accepted ASGI WebSocket as a `LinkSocket`; `receive` raises
+    `trio.EndOfChannel` once the worker has gone."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> str | bytes:
+        while True:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                return text if text is not None else bytes(message.get("bytes") or b"")
+            if kind == "websocket.disconnect":
+                raise trio.EndOfChannel
+
+    async def send(self, data: str) -> None:
+        await self._send({"type": "websocket.send", "text": data})
+
+
+async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, receive: Receive,
+                                 send: Send) -> None:
+    """Answer one WebSocket handshake on ``/worker/ws`` and serve the link on it."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    client = scope.get("client")
+    peer = f"{client[0]}:{client[1]}" if client else ""
+    authorization = next((v.decode("latin-1") for k, v in scope["headers"]
+                          if k == b"authorization"), None)
+    principal = endpoint.authenticate(authorization)
+    if principal is None:
+        log.warning("worker link refused: bad or missing worker token", extra={"peer": peer})
+        body = wl.error_ack(None, wl.UNAUTHORIZED, "a valid worker token is required "
+                            "(Authorization: Bearer <token>)").encode()
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [*_REFUSAL_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+        return
+    await send({"type": "websocket.accept"})
+    await endpoint.serve(AsgiLinkSocket(receive, send), principal=principal, peer=peer)
+    await send({"type": "websocket.close", "code": 1000})  # ignored if the worker left first
