@@ -178,7 +178,11 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
 
 @contextlib.asynccontextmanager
 async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[RunningServer]:
-    """Run the whole server inside the caller's trio program until the block exits."""
+    """Run the whole server inside the caller's trio program until the block exits.
+
+    Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
+    (more than `max_restarts` restarts in `restart_window`); an exception raised in
+    the block comes out as itself."""
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
@@ -249,5 +253,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                 dispatcher=dispatcher, workers=workers, push=push,
                                 supervisor=tree)
             nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
+        # caller's block raised, not a group the caller has to take apart.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         sock.close()

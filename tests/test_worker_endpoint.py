@@ -514,5 +514,5 @@ async def test_a_worker_that_disconnects_is_unregistered(server: RunningServer) 
             await client.register()
             assert server.dispatcher.statistics().workers == 1
             nursery.cancel_scope.cancel()
-        while server.dispatcher.statistics().workers:  # the server saw the close
+        while server.dispatcher.statistics().workers:  # noqa: ASYNC110 (the server saw the close)
             await trio.sleep(0.01)
