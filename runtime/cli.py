@@ -14,9 +14,11 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from runtime.llm_config import (
     settings_from,
 )
 from runtime.server import ServerConfig, open_server
-from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, open_worker
+from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
 __all__ = ["main"]
 
@@ -138,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--worker-tokens-file",
         default=_env("WORKER_TOKENS_FILE"),
-        help="tokens of the workers allowed on the worker link (/worker/ws), one "
+        help="tokens of the workers allowed on the worker link (/worker/ws and "
+        "/worker/link), one "
         "'principal:token' per line; also read from TRIO_A2A_WORKER_TOKENS "
         "('principal:token' pairs separated by commas). Never valid as client tokens. "
         "Without any, the link accepts every worker [TRIO_A2A_WORKER_TOKENS_FILE]",
@@ -197,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("REAP_INTERVAL", "5") or 5),
         help="seconds between looks for expired leases; a task whose worker died is queued "
         "again within LEASE_TTL + REAP_INTERVAL [TRIO_A2A_REAP_INTERVAL] (default 5)",
+    )
+    s.add_argument(
+        "--max-attempts",
+        type=int,
+        default=int(_env("MAX_ATTEMPTS", "3") or 3),
+        help="claims a task gets: when the lease of its last one is lost, the task fails "
+        "instead of being queued again [TRIO_A2A_MAX_ATTEMPTS] (default 3)",
+    )
+    s.add_argument(
+        "--cancel-timeout",
+        type=float,
+        default=float(_env("CANCEL_TIMEOUT", "10") or 10),
+        help="seconds CancelTask waits for the worker to end the task; then the task is "
+        "marked canceled anyway [TRIO_A2A_CANCEL_TIMEOUT] (default 10)",
     )
     s.add_argument(
         "--log-level",
@@ -266,8 +283,10 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--heartbeat-interval",
         type=float,
         default=float(_env("HEARTBEAT_INTERVAL", "0") or 0) or None,
-        help="seconds between heartbeats [TRIO_A2A_HEARTBEAT_INTERVAL] "
-        "(default: what the server says, a third of its lease TTL: 30 s by default)",
+        help="seconds between heartbeats; keep it well below the server's lease TTL "
+        "(--lease-ttl, 90 s by default), or a slow heartbeat loses this worker its tasks "
+        "[TRIO_A2A_HEARTBEAT_INTERVAL] (default: what the server says, a third of its "
+        "lease TTL: 30 s by default)",
     )
     w.add_argument(
         "--transport",
@@ -345,14 +364,22 @@ def setup_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
+def _check_seconds(flag: str, value: float) -> None:
+    """Refuse a duration that is not a positive finite number: trio would reject it
+    (or sleep forever) only later, inside a supervised actor that keeps restarting."""
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{flag} must be a positive number of seconds, not {value}")
+
+
 def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The ServerConfig of the server flags; ValueError naming the flag if one is bad."""
     if args.local_workers < 0:
         raise ValueError(f"--local-workers must be 0 or more, not {args.local_workers}")
-    if args.lease_ttl <= 0:
-        raise ValueError(f"--lease-ttl must be a positive number of seconds, not {args.lease_ttl}")
-    if args.reap_interval <= 0:
-        raise ValueError("--reap-interval must be a positive number of seconds, "
-                         f"not {args.reap_interval}")
+    _check_seconds("--lease-ttl", args.lease_ttl)
+    _check_seconds("--reap-interval", args.reap_interval)
+    _check_seconds("--cancel-timeout", args.cancel_timeout)
+    if args.max_attempts < 1:
+        raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
         raise ValueError("--max-concurrent-tasks must be at least 1")
     tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
@@ -378,7 +405,39 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         local_workers=args.local_workers,
         lease_ttl=args.lease_ttl,
         reap_interval=args.reap_interval,
+        max_attempts=args.max_attempts,
+        cancel_timeout=args.cancel_timeout,
     )
+
+
+def check_server_url(url: str, transport: str) -> None:
+    """Refuse a --server URL the worker link cannot use, before the worker starts:
+    afterwards it would only fail inside the connection subtree, again and again."""
+    if transport == "http":
+        accepted = "an http:// or https:// URL with a host (--transport http)"
+    else:
+        accepted = "an http://, https://, ws:// or wss:// URL with a host"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # a port that is not a number or out of range raises here
+        if transport != "http":
+            link_url(url)  # the scheme check the worker makes when it connects
+        ok = bool(parts.hostname) and (transport != "http" or parts.scheme in ("http", "https"))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"--server must be {accepted}, not {url!r}")
+
+
+def worker_config(args: argparse.Namespace) -> WorkerConfig:
+    """The WorkerConfig of the worker flags, after checking them (ValueError naming the flag)."""
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, not {args.concurrency}")
+    check_server_url(args.server, args.transport)
+    # None (unset, or TRIO_A2A_HEARTBEAT_INTERVAL empty or 0): the server's value.
+    if args.heartbeat_interval is not None:
+        _check_seconds("--heartbeat-interval", args.heartbeat_interval)
+    return WorkerConfig(heartbeat_interval=args.heartbeat_interval)
 
 
 def tune_gc() -> None:
@@ -409,8 +468,7 @@ async def run_server(config: ServerConfig) -> None:
                 break
 
 
-async def run_worker(args: argparse.Namespace) -> None:
-    config = WorkerConfig(heartbeat_interval=args.heartbeat_interval)
+async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
     settings: LlmSettings | None = getattr(args, "llm", None)
     async with contextlib.AsyncExitStack() as stack:
         agent: Any = getattr(args, "agent_spec", None) or args.agent
@@ -465,8 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "worker":
-        if args.concurrency < 1:
-            parser.error("--concurrency must be at least 1")
+        try:
+            config = worker_config(args)
+        except ValueError as exc:
+            parser.error(str(exc))
         # As with `python -m`, an --agent import path is found from the current
         # directory even when started through the `trio-a2a` console script.
         if "" not in sys.path and os.getcwd() not in sys.path:
@@ -487,10 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             parser.error(str(exc))
         try:
-            trio.run(run_worker, args)
-        except ValueError as exc:
-            parser.error(str(exc))
-        except WorkerRejected as exc:
+            trio.run(run_worker, args, config)
+        except (WorkerRejected, ValueError) as exc:
+            # The flags were checked above: what fails once the worker runs (the server
+            # refusing it, a provider's settings) is an error, not a usage problem.
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0

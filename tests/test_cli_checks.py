@@ -1,0 +1,209 @@
+"""The CLI refuses bad flag values as usage errors before anything starts.
+
+Each bad value used to be accepted and then fail inside a supervised actor that
+kept restarting (a traceback loop that never ends). The in-process tests replace
+`run_worker`/`run_server` with stubs that fail at once, so a regression fails the
+test instead of starting a worker or server; the subprocess test is bounded by a
+timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import runtime.cli as cli
+from runtime.cli import build_parser, main, server_config, worker_config
+from runtime.worker import WorkerConfig, WorkerRejected
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _must_not_start(*_: Any) -> None:
+    raise AssertionError("started despite a bad flag value")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TRIO_A2A_* from the caller's environment, no logging or GC changes, and
+    nothing actually started."""
+    for name in list(os.environ):
+        if name.startswith(cli.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(cli, "setup_logging", lambda level, fmt: None)
+    monkeypatch.setattr(cli, "tune_gc", lambda: None)
+    monkeypatch.setattr(cli, "run_worker", _must_not_start)
+    monkeypatch.setattr(cli, "run_server", _must_not_start)
+
+
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "0.0", "nan", "inf"])
+def test_worker_refuses_non_positive_heartbeat_interval(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(["worker", "--heartbeat-interval", value], capsys)
+    assert "--heartbeat-interval must be a positive number of seconds" in err
+
+
+def test_worker_refuses_negative_heartbeat_interval_from_env(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TRIO_A2A_HEARTBEAT_INTERVAL", "-3")
+    assert "--heartbeat-interval" in _usage_error(["worker"], capsys)
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, None), ("", None), ("0", None),
+                                               ("12", 12.0)])
+def test_heartbeat_interval_env_empty_or_zero_means_the_servers_value(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, expected: float | None
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("TRIO_A2A_HEARTBEAT_INTERVAL", env)
+    assert worker_config(_parse(["worker"])) == WorkerConfig(heartbeat_interval=expected)
+
+
+def test_worker_accepts_a_positive_heartbeat_interval() -> None:
+    config = worker_config(_parse(["worker", "--heartbeat-interval", "2.5"]))
+    assert config.heartbeat_interval == 2.5
+
+
+@pytest.mark.parametrize("argv", [
+    ["--server", "ftp://host"],
+    ["--server", "host:8000"],
+    ["--server", "http://"],
+    ["--server", "ws:///worker/ws"],
+    ["--server", "http://host:notaport"],
+    ["--server", "http://host:99999"],
+    ["--server", "http://[::1"],
+    ["--server", "ws://host", "--transport", "http"],
+    ["--server", "wss://host", "--transport", "http"],
+])
+def test_worker_refuses_a_server_url_it_cannot_use(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(["worker", *argv], capsys)
+    assert "--server must be an http://" in err
+    assert repr(argv[1]) in err
+    if "http" in argv:
+        assert "--transport http" in err
+
+
+@pytest.mark.parametrize(("server", "transport"), [
+    ("http://127.0.0.1:8000", "websocket"),
+    ("https://a2a.example.com/base/", "websocket"),
+    ("ws://[::1]:9000", "websocket"),
+    ("wss://a2a.example.com/worker/ws", "websocket"),
+    ("http://127.0.0.1:8000", "http"),
+    ("https://a2a.example.com/base", "http"),
+])
+def test_worker_accepts_server_urls(server: str, transport: str) -> None:
+    worker_config(_parse(["worker", "--server", server, "--transport", transport]))
+
+
+def test_worker_refuses_zero_concurrency(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--concurrency must be at least 1" in _usage_error(
+        ["worker", "--concurrency", "0"], capsys)
+
+
+@pytest.mark.parametrize("raised", [ValueError("a value went wrong deep inside"),
+                                    WorkerRejected("the server refused the worker token")])
+def test_worker_error_after_start_is_not_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: Exception
+) -> None:
+    async def fail(*_: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(cli, "run_worker", fail)
+    assert main(["worker"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {raised}\n"
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--max-attempts", "0"], "--max-attempts must be at least 1"),
+    (["--max-attempts", "-2"], "--max-attempts must be at least 1"),
+    (["--cancel-timeout", "0"], "--cancel-timeout must be a positive number of seconds"),
+    (["--cancel-timeout", "-1"], "--cancel-timeout must be a positive number of seconds"),
+    (["--cancel-timeout", "nan"], "--cancel-timeout must be a positive number of seconds"),
+    (["--lease-ttl", "inf"], "--lease-ttl must be a positive number of seconds"),
+    (["--reap-interval", "0"], "--reap-interval must be a positive number of seconds"),
+])
+def test_server_refuses_bad_numbers(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert flag in _usage_error(["server", "--store", "memory", *argv], capsys)
+
+
+@pytest.mark.parametrize(("name", "value", "flag"), [
+    ("TRIO_A2A_MAX_ATTEMPTS", "0", "--max-attempts"),
+    ("TRIO_A2A_CANCEL_TIMEOUT", "0", "--cancel-timeout"),
+])
+def test_server_refuses_bad_numbers_from_env(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    name: str, value: str, flag: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert flag in _usage_error(["server", "--store", "memory"], capsys)
+
+
+def test_server_max_attempts_and_cancel_timeout_reach_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = server_config(_parse(["server", "--store", "memory"]))
+    assert (default.max_attempts, default.cancel_timeout) == (3, 10.0)
+    given = server_config(_parse(["server", "--store", "memory", "--max-attempts", "1",
+                                  "--cancel-timeout", "2.5"]))
+    assert (given.max_attempts, given.cancel_timeout) == (1, 2.5)
+    monkeypatch.setenv("TRIO_A2A_MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("TRIO_A2A_CANCEL_TIMEOUT", "4")
+    from_env = server_config(_parse(["server", "--store", "memory"]))
+    assert (from_env.max_attempts, from_env.cancel_timeout) == (7, 4.0)
+    flag_wins = server_config(_parse(["server", "--store", "memory", "--max-attempts", "2"]))
+    assert flag_wins.max_attempts == 2
+
+
+def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_names_both_worker_link_paths_and_the_lease_ttl_bound(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server_help = _help("server", capsys)
+    assert "worker link (/worker/ws and /worker/link)" in server_help
+    assert "[TRIO_A2A_MAX_ATTEMPTS]" in server_help
+    assert "[TRIO_A2A_CANCEL_TIMEOUT]" in server_help
+    assert "well below the server's lease TTL" in _help("worker", capsys)
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--heartbeat-interval", "-1"], "--heartbeat-interval"),
+    (["--server", "ftp://host"], "--server"),
+])
+def test_python_m_runtime_worker_exits_on_bad_flags(argv: list[str], needle: str) -> None:
+    """The audit's commands, as a process: they used to loop forever."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)}
+    done = subprocess.run([sys.executable, "-m", "runtime", "worker", *argv], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr
+    assert "Traceback" not in done.stderr
