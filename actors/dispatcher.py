@@ -40,6 +40,7 @@ from protocol.states import IllegalTransition, ends_stream, is_terminal
 
 __all__ = [
     "CancelPush",
+    "DrainPush",
     "RunRequest",
     "Claim",
     "Dispatcher",
@@ -120,6 +121,16 @@ class CancelPush:
 
 
 @attrs.frozen
+class DrainPush:
+    """Claim nothing more from this server: finish what runs."""
+
+    reason: str
+
+
+Push = Offer | CancelPush | DrainPush
+
+
+@attrs.frozen
 class Claim:
     """A granted claim: what the worker needs to run the task."""
 
@@ -144,6 +155,11 @@ class HeartbeatReply:
     cancel: tuple[tuple[str, str], ...]
     """(task id, attempt id): cancel these sessions."""
     unknown_worker: bool = False
+    queued: int = 0
+    """Tasks waiting that this worker may run: a worker that saw no offer for them
+    claims without a task id (its pushes may be getting lost)."""
+    drain: str | None = None
+    """Why the worker should claim nothing more (None: carry on)."""
 
 
 @attrs.frozen
@@ -161,16 +177,28 @@ class WorkerSession:
     """The dispatcher's side of one connected worker."""
 
     info: WorkerInfo
-    pushes: trio.MemorySendChannel[Offer | CancelPush]
-    """Offers and cancellations for the worker's link (bounded; a full channel
-    drops offers, never cancellations: those are repeated in heartbeat replies)."""
-    receive_pushes: trio.MemoryReceiveChannel[Offer | CancelPush]
+    pushes: trio.MemorySendChannel[Push]
+    """Offers, cancellations and drain requests for the worker's link (bounded; a
+    full channel drops them: offers are hints, the others are repeated in heartbeat
+    replies)."""
+    receive_pushes: trio.MemoryReceiveChannel[Push]
     active: dict[str, str] = attrs.field(factory=dict)
     """task id -> attempt id of the leases it holds."""
     offered: dict[str, float] = attrs.field(factory=dict)
     """task id -> when it was offered to this worker and not yet claimed by anyone."""
     last_seen: float = attrs.field(factory=trio.current_time)
     """When the worker last registered, heartbeated or claimed (trio time)."""
+    unsent: int = 0
+    """Pushes queued for the worker's link and not yet sent by it (`sent()`)."""
+
+    def push_nowait(self, push: Push) -> None:
+        """Queue a push for the link; `trio.WouldBlock` etc. as the channel raises."""
+        self.pushes.send_nowait(push)
+        self.unsent += 1
+
+    def sent(self) -> None:
+        """The link has sent (or given up on) one push taken from `receive_pushes`."""
+        self.unsent -= 1
 
     def accepts(self, route: Route) -> bool:
         info = self.info
@@ -279,6 +307,7 @@ class Dispatcher:
         self._offered_to: dict[str, WorkerSession] = {}
         """Queued task id -> the worker its outstanding offer went to."""
         self._cancel_requested: set[str] = set()
+        self._draining: str | None = None
         self._changed = trio.Event()
         self._claims = self._expired = self._stale = 0
 
@@ -331,6 +360,8 @@ class Dispatcher:
     def _offer(self, task_id: str, route: Route) -> None:
         """Push an offer to the responsive eligible worker with the most free slots
         no other offer has spoken for; with none, the task waits for a slot."""
+        if self._draining is not None:
+            return
         best = None
         for session in self._workers.values():
             if session.unpromised > 0 and session.accepts(route) and self._responsive(session):
@@ -341,7 +372,7 @@ class Dispatcher:
 
     def _push_offer(self, session: WorkerSession, task_id: str, route: Route) -> bool:
         try:
-            session.pushes.send_nowait(Offer(task_id, route.priority, route.agent,
+            session.push_nowait(Offer(task_id, route.priority, route.agent,
                                              route.capabilities))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             return False  # offers are hints: the worker also polls
@@ -390,7 +421,7 @@ class Dispatcher:
         session = self._workers.get(lease.worker_id)
         if session is not None:
             try:
-                session.pushes.send_nowait(CancelPush(task_id, lease.attempt_id,
+                session.push_nowait(CancelPush(task_id, lease.attempt_id,
                                                       "canceled by request"))
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the next heartbeat reply carries it
@@ -401,7 +432,7 @@ class Dispatcher:
     def register(self, info: WorkerInfo) -> WorkerSession:
         """Connect a worker (again). Leases it held stay valid until they expire."""
         old = self._workers.get(info.worker_id)
-        send, receive = trio.open_memory_channel[Offer | CancelPush](self._push_queue)
+        send, receive = trio.open_memory_channel[Push](self._push_queue)
         session = WorkerSession(info=info, pushes=send, receive_pushes=receive)
         if old is not None:
             old.pushes.close()
@@ -412,11 +443,47 @@ class Dispatcher:
             session.active = {tid: lease.attempt_id for tid, lease in self._leases.items()
                               if lease.worker_id == info.worker_id}
         self._workers[info.worker_id] = session
+        if self._draining is not None:
+            session.push_nowait(DrainPush(self._draining))  # a fresh channel: room
         self._offer_queued_to(session)
         self._wake()
         log.info("worker registered", extra={"worker_id": info.worker_id, "worker_name": info.name,
                                              "capabilities": sorted(info.capabilities)})
         return session
+
+    def drain(self, reason: str) -> None:
+        """Ask every worker, now and on each later heartbeat or registration, to claim
+        nothing more (finishing what it runs); no more offers go out. Claims are still
+        granted: a worker that did not hear it yet is not refused work it asked for."""
+        if self._draining is not None:
+            return
+        self._draining = reason
+        log.info("draining workers", extra={"reason": reason, "workers": len(self._workers)})
+        for session in self._workers.values():
+            try:
+                session.push_nowait(DrainPush(reason))
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the next heartbeat reply carries it
+
+    def queued_for(self, worker_id: str) -> int:
+        """How many queued tasks this worker may run."""
+        session = self._workers.get(worker_id)
+        if session is None:
+            return 0
+        return sum(1 for _, _, route in self._queue.values() if session.accepts(route))
+
+    async def claim_next(self, worker_id: str) -> Claim:
+        """Claim the best queued task this worker may run (a poll, for a worker that
+        gets no offers); `NotClaimable` if none waits or it has no free slot."""
+        session = self._session(worker_id)
+        while True:
+            task_id = self._next_for(session) if session.free > 0 else None
+            if task_id is None:
+                raise NotClaimable(f"no task waits for worker {worker_id!r}")
+            try:
+                return await self.claim(worker_id, task_id)
+            except NotClaimable:
+                continue  # taken meanwhile: the next one
 
     def _offer_queued_to(self, session: WorkerSession) -> None:
         """Offer a worker with free slots the queued tasks it accepts, best first.
@@ -428,7 +495,8 @@ class Dispatcher:
         task, one offer at a time, so workers do not race to claim it.
         """
         room = session.unpromised
-        if room <= 0 or not self._queue or not self._responsive(session):
+        if (room <= 0 or not self._queue or not self._responsive(session)
+                or self._draining is not None):
             return
         now = trio.current_time()
         for task_id, (_, _, route) in sorted(self._queue.items(), key=lambda kv: kv[1][:2]):
@@ -559,7 +627,8 @@ class Dispatcher:
             if task_id in self._cancel_requested:
                 cancel.append((task_id, attempt_id))
         self._offer_queued_to(session)
-        return HeartbeatReply(renewed=tuple(renewed), lost=tuple(lost), cancel=tuple(cancel))
+        return HeartbeatReply(renewed=tuple(renewed), lost=tuple(lost), cancel=tuple(cancel),
+                              queued=self.queued_for(worker_id), drain=self._draining)
 
     def _fence(self, task_id: str, attempt_id: str) -> Callable[[TaskRecord], None]:
         def check(record: TaskRecord) -> None:

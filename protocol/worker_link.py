@@ -29,7 +29,8 @@ __all__ = [
     "ACK", "ClaimBody", "ClaimReply", "DrainBody", "EmptyReply", "Frame", "HeartbeatBody",
     "HeartbeatReply", "INTERNAL", "INVALID_FRAME", "LINK_ERROR_CODES", "LINK_HTTP_STATUS",
     "LINK_VERSION", "LeaseRef", "LinkError", "LinkModel", "LinkProtocolError",
-    "LinkRefusedError", "LostLease", "NOT_CLAIMABLE", "OP_BODIES", "OP_REPLIES", "OfferBody",
+    "LinkRefusedError", "LostLease", "NOT_CLAIMABLE", "NOTHING_QUEUED", "OP_BODIES",
+    "OP_REPLIES", "OfferBody",
     "OutputBody", "OutputReply", "RegisterBody", "RegisterReply", "ReleaseBody", "ReleaseReply",
     "RenewedLease", "SERVER_OPS", "STALE_ATTEMPT", "SUPPORTED_LINK_VERSIONS", "StatusBody",
     "CancelBody", "TokenUsage", "UNAUTHORIZED", "UNKNOWN_OP", "UNKNOWN_TASK",
@@ -49,6 +50,7 @@ UNAUTHORIZED = "UNAUTHORIZED"  # missing/bad bearer token, or a client token on 
 UNKNOWN_WORKER = "UNKNOWN_WORKER"  # no registration for this workerId (re-register)
 UNKNOWN_TASK = "UNKNOWN_TASK"  # no task with this taskId
 NOT_CLAIMABLE = "NOT_CLAIMABLE"  # the task is claimed, finished, canceled or not routable here
+NOTHING_QUEUED = "NOTHING_QUEUED"  # a claim without taskId: no task waits for this worker
 STALE_ATTEMPT = "STALE_ATTEMPT"  # fencing: attemptId is no longer the task's current attempt
 INTERNAL = "INTERNAL"  # the receiver failed; the frame may be resent
 UNKNOWN_LINK = "UNKNOWN_LINK"  # HTTP binding: no open link with that id (open the stream again)
@@ -117,11 +119,12 @@ class HeartbeatReply(LinkModel):
     cancel: list[LeaseRef] = []  # cancel these sessions, then release them as canceled
     drain: bool = False  # finish what runs, claim nothing new
     unknown_worker: bool = False  # register again, then heartbeat
+    queued: int = Field(default=0, ge=0)  # tasks waiting that this worker may run
 
 
 class ClaimBody(LinkModel):
     worker_id: _NonEmpty
-    task_id: _NonEmpty
+    task_id: _NonEmpty | None = None  # None: the next task waiting for this worker (a poll)
 
 
 class ClaimReply(LinkModel):

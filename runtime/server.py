@@ -89,6 +89,8 @@ class ServerConfig:
     restart_window: float = 30.0
     """More than `max_restarts` actor restarts within `restart_window` seconds stop the server."""
     cancel_timeout: float = 10.0
+    drain_timeout: float = 0.5
+    """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
 
@@ -252,6 +254,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             yield RunningServer(url=base_url, host=host, port=port, service=service, store=store,
                                 dispatcher=dispatcher, workers=workers, push=push,
                                 supervisor=tree)
+            # Remote workers hear that this server takes no more claims from them
+            # before their links close (they finish what runs and reconnect).
+            dispatcher.drain("the server is shutting down")
+            with trio.move_on_after(config.drain_timeout):
+                await endpoint.wait_pushes_sent()
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the

@@ -59,11 +59,13 @@ from actors.worker import (
 )
 from protocol.worker_link import (
     ACK,
+    INTERNAL,
     SERVER_OPS,
     UNKNOWN_OP,
     Frame,
     LinkModel,
     LinkProtocolError,
+    ack,
     decode_frame,
     encode_frame,
     error_ack,
@@ -127,9 +129,9 @@ class _Waiter:
 
 
 class WebSocketLink:
-    """The `Link` over one WebSocket: frames out, acks matched by id, pushes acked
-    and queued (bounded: when full, a push is dropped with a warning; offers are
-    hints and heartbeat replies repeat cancellations and drain)."""
+    """The `Link` over one WebSocket: frames out, acks matched by id, pushes queued
+    and acked (bounded: when full, a push is dropped with a warning and an error
+    ack; offers are hints and heartbeat replies repeat cancellations and drain)."""
 
     def __init__(self, ws: WebSocketConnection, *, push_queue: int = 64) -> None:
         self._ws = ws
@@ -207,8 +209,10 @@ class WebSocketLink:
             self._push_send.send_nowait(frame.body)  # type: ignore[arg-type]
         except trio.WouldBlock:
             log.warning("push queue full; %s dropped", frame.op, extra={"op": frame.op})
-        # Pushes are not acked: the connection is reliable, offers are hints and
-        # heartbeat replies repeat cancellations and drain requests.
+            await self._send_quietly(error_ack(frame.id, INTERNAL, "the worker's push queue "
+                                               f"is full; {frame.op} dropped"))
+            return
+        await self._send_quietly(ack(frame.id))  # every frame on the connection is acked
 
 
 @contextlib.asynccontextmanager
@@ -350,12 +354,17 @@ class _ConnectionTree:
         w = self._worker
         self.heartbeat = Heartbeat(self.link, self.registrar, w.sessions,
                                    agent=w.identity.agents[0],
-                                   interval=w.config.heartbeat_interval, on_drain=self._drain)
+                                   interval=w.config.heartbeat_interval, on_drain=self._drain,
+                                   on_queued=self._queued)
         await self.heartbeat.run(task_status=task_status)
 
     def _drain(self, reason: str) -> None:
         if self.claimer is not None:
             self.claimer.drain(reason)
+
+    def _queued(self, count: int) -> None:
+        if self.claimer is not None:
+            self.claimer.queued_hint(count)
 
     async def _claimer(self, *, task_status: trio.TaskStatus[None]) -> None:
         if self._no_link(task_status):

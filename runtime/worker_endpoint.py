@@ -39,10 +39,13 @@ import trio
 
 from actors.dispatcher import (
     CancelPush,
+    Claim,
     Dispatcher,
+    DrainPush,
     NotClaimable,
     Offer,
     OutputOutOfOrder,
+    Push,
     StaleAttempt,
     UnknownWorker,
     WorkerInfo,
@@ -118,6 +121,14 @@ class WorkerLinkEndpoint:
         self._warned_open = False
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
+        self.connections: set[LinkConnection] = set()
+        """The open WebSocket and HTTP-binding connections."""
+
+    async def wait_pushes_sent(self, *, poll: float = 0.005) -> None:
+        """Until every open connection has sent the pushes queued for it (at shutdown:
+        the drain reaches remote workers before their links close)."""
+        while any(c.pushes_pending for c in self.connections):  # noqa: ASYNC110
+            await trio.sleep(poll)
 
     def authenticate(self, authorization: str | None) -> str | None:
         """The worker principal of a handshake, or None to refuse it."""
@@ -142,6 +153,7 @@ class WorkerLinkEndpoint:
         raising `trio.EndOfChannel`, or cancellation)."""
         conn = _SocketConnection(self, socket, principal)
         log.info("worker link connected", extra={"principal": principal, "peer": peer})
+        self.connections.add(conn)
         try:
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
@@ -155,6 +167,7 @@ class WorkerLinkEndpoint:
                     if reply is not None:
                         await conn.send(reply)
         finally:
+            self.connections.discard(conn)
             conn.disconnect()
             log.info("worker link closed", extra={"principal": principal, "peer": peer,
                                                   "worker_id": conn.worker_id})
@@ -256,16 +269,29 @@ class LinkConnection:
         return wl.RegisterReply(worker_id=body.worker_id, heartbeat_interval=ttl / 3,
                                 lease_ttl=ttl, server_version=SERVER_VERSION)
 
+    @property
+    def pushes_pending(self) -> bool:
+        """Pushes queued for this worker or being sent to it."""
+        return self.session is not None and self.session.unsent > 0
+
     async def _forward_pushes(self, session: WorkerSession) -> None:
         async for push in session.receive_pushes:
-            if isinstance(push, Offer):
-                await self._push("offer", wl.OfferBody(
-                    task_id=push.task_id, priority=push.priority, agent=push.agent,
-                    required_capabilities=list(push.capabilities)))
-            else:
-                assert isinstance(push, CancelPush)
-                await self._push("cancel", wl.CancelBody(
-                    task_id=push.task_id, attempt_id=push.attempt_id, reason=push.reason))
+            try:
+                await self._forward(push)
+            finally:
+                session.sent()
+
+    async def _forward(self, push: Push) -> None:
+        if isinstance(push, Offer):
+            await self._push("offer", wl.OfferBody(
+                task_id=push.task_id, priority=push.priority, agent=push.agent,
+                required_capabilities=list(push.capabilities)))
+        elif isinstance(push, CancelPush):
+            await self._push("cancel", wl.CancelBody(
+                task_id=push.task_id, attempt_id=push.attempt_id, reason=push.reason))
+        else:
+            assert isinstance(push, DrainPush)
+            await self._push("drain", wl.DrainBody(reason=push.reason))
 
     async def heartbeat(self, body: wl.HeartbeatBody) -> wl.HeartbeatReply:
         assert self.worker_id is not None
@@ -278,9 +304,16 @@ class LinkConnection:
                      for t, a, e in reply.renewed],
             lost=[wl.LostLease(task_id=t, attempt_id=a, reason=r) for t, a, r in reply.lost],
             cancel=[wl.LeaseRef(task_id=t, attempt_id=a) for t, a in reply.cancel],
-            unknown_worker=reply.unknown_worker)
+            unknown_worker=reply.unknown_worker, queued=reply.queued,
+            drain=reply.drain is not None)
 
     async def claim(self, body: wl.ClaimBody) -> wl.ClaimReply:
+        if body.task_id is None:  # a poll: whatever waits for this worker
+            try:
+                claim = await self.ep.dispatcher.claim_next(body.worker_id)
+            except NotClaimable:
+                return wl.ClaimReply(granted=False, reason=wl.NOTHING_QUEUED)
+            return await self._grant(body.worker_id, claim)
         key = (body.worker_id, body.task_id)
         try:
             claim = await self.ep.dispatcher.claim(body.worker_id, body.task_id)
@@ -292,6 +325,9 @@ class LinkConnection:
             log.debug("claim not granted", extra={"worker_id": body.worker_id,
                                                   "task_id": body.task_id, "error": str(exc)})
             return wl.ClaimReply(granted=False, reason=wl.NOT_CLAIMABLE)
+        return await self._grant(body.worker_id, claim)
+
+    async def _grant(self, worker_id: str, claim: Claim) -> wl.ClaimReply:
         task = claim.record.task
         history = list(task.history or [])
         grant = wl.ClaimReply(
@@ -299,9 +335,9 @@ class LinkConnection:
             task=task, message=history[-1] if history else None, history=history[:-1],
             metadata=claim.run_request().metadata,
             context=await self._context(claim.record) if self.context_history else None)
-        self.ep.grants[key] = grant
-        log.debug("task claimed over the link", extra={"worker_id": body.worker_id,
-                                                      "task_id": body.task_id,
+        self.ep.grants[(worker_id, claim.task_id)] = grant
+        log.debug("task claimed over the link", extra={"worker_id": worker_id,
+                                                      "task_id": claim.task_id,
                                                       "attempt_id": claim.attempt_id})
         return grant
 

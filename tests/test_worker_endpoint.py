@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -516,3 +517,34 @@ async def test_a_worker_that_disconnects_is_unregistered(server: RunningServer) 
             nursery.cancel_scope.cancel()
         while server.dispatcher.statistics().workers:  # noqa: ASYNC110 (the server saw the close)
             await trio.sleep(0.01)
+
+
+async def test_a_stopping_server_drains_its_workers() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as outer:
+            got: list[wl.Frame] = []
+            async with open_server(config()) as server:
+                ws = await trio_websocket.connect_websocket_url(
+                    outer, ws_url(server), extra_headers=[("Authorization", "Bearer wtok")])
+                client = LinkClient(ws)
+
+                async def read() -> None:
+                    with contextlib.suppress(trio_websocket.ConnectionClosed):
+                        await client.read()
+
+                outer.start_soon(read)
+                await client.register()
+                frame = wl.decode_frame(wl.encode_frame("claim", wl.ClaimBody(worker_id="wrk-1"),
+                                                        "w-9"))
+                assert frame.body == wl.ClaimBody(worker_id="wrk-1")  # a poll: no task id
+                reply = await client.ok("claim", wl.ClaimBody(worker_id="wrk-1"))
+                assert reply == wl.ClaimReply(granted=False, reason=wl.NOTHING_QUEUED)
+            # the server is gone; what it pushed on its way out is in the channel
+            while True:
+                try:
+                    got.append(client.pushes.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            outer.cancel_scope.cancel()
+    assert [(f.op, f.body) for f in got] == [
+        ("drain", wl.DrainBody(reason="the server is shutting down"))]

@@ -6,7 +6,8 @@ the number of running sessions and their leases. The reply renews those leases
 and may name sessions to cancel (CancelTask: they end canceled and are
 released), leases that were lost (those sessions stop without a release), a
 drain request, or that the server does not know the worker (the Registrar
-registers again).
+registers again). Its count of tasks waiting for this worker goes to
+`on_queued` (the TaskClaimer polls for them if no offer came).
 
 A heartbeat that fails (link down, refused, no ack within the interval) is
 logged as a warning, and every `failure_threshold`-th consecutive failure as an
@@ -43,6 +44,7 @@ class Heartbeat:
         agent: str,
         interval: float | None = None,
         on_drain: Callable[[str], None] | None = None,
+        on_queued: Callable[[int], None] | None = None,
         failure_threshold: int = 3,
     ) -> None:
         self._link = link
@@ -51,6 +53,7 @@ class Heartbeat:
         self._agent = agent
         self._interval = interval
         self._on_drain = on_drain
+        self._on_queued = on_queued
         self._threshold = failure_threshold
         self.failures = 0
         """Consecutive failed heartbeats."""
@@ -101,6 +104,8 @@ class Heartbeat:
                             reason="canceled (heartbeat reply)")
         if reply.drain and self._on_drain is not None:
             self._on_drain("heartbeat reply")
+        if self._on_queued is not None:
+            self._on_queued(reply.queued)
         if reply.unknown_worker:
             self._registrar.reregister()
         return True

@@ -9,12 +9,14 @@ the offer; one that fails for a passing reason (INTERNAL, no ack) keeps it for
 the next poll. Each granted claim starts one session in the sessions nursery,
 which is not part of the connection subtree, so sessions outlive reconnects.
 
-Polling: the link has no "claim whatever is next" operation, so the worker can
-only claim tasks it was offered. When pushes stop (the push stream is slow or
-an offer was lost), the offers it still knows (seen while it was full, or whose
-claim failed) are claimed again every `poll_interval` seconds; a session that
-ends frees a slot and triggers a claim at once. A fresh registration makes the
-server offer its queue again.
+Polling, for when pushes stop (a push stream a proxy holds back, offers lost):
+each heartbeat reply says how many queued tasks this worker may run
+(`queued_hint`). If that is more than nothing while no push arrived since the
+previous reply, the claimer claims without a task id ("whatever waits for me")
+until a claim comes back empty or its slots are full. Offers it still knows
+(seen while it was full, or whose claim failed) are claimed again every
+`poll_interval` seconds; a session that ends frees a slot and triggers a claim
+at once. A fresh registration makes the server offer its queue again.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ class TaskClaimer:
         self.draining = False
         self.granted = 0
         self.not_granted = 0
+        self.polled = 0
+        """Tasks claimed without an offer (pushes were quiet)."""
+        self._pushes = 0
+        self._pushes_at_hint = 0
+        self._poll = 0
+        """Claims without a task id still to try."""
 
     @property
     def known(self) -> list[str]:
@@ -97,8 +105,20 @@ class TaskClaimer:
             task_status.started()
             await self._claim_loop()
 
+    def queued_hint(self, queued: int) -> None:
+        """A heartbeat reply's count of tasks waiting that this worker may run."""
+        quiet = self._pushes == self._pushes_at_hint
+        self._pushes_at_hint = self._pushes
+        if queued > 0 and quiet and not self.draining:
+            log.info("%d task(s) wait for this worker but no offer came; claiming them",
+                     queued, extra={"worker_id": self.worker_id})
+            self._poll = queued
+            self._wake()
+
     async def _receive_pushes(self) -> None:
         async for push in self._link.pushes:
+            self._pushes += 1
+            self._poll = 0  # pushes flow: offers name the tasks
             if isinstance(push, OfferBody):
                 self._offered(push)
             elif isinstance(push, CancelBody):
@@ -135,6 +155,9 @@ class TaskClaimer:
             if offer is not None:
                 await self.claim(offer)
                 continue
+            if self._poll > 0 and not self.draining and self._sessions.free > 0:
+                await self.poll()
+                continue
             if self.draining:
                 await self._changed.wait()
                 continue
@@ -168,6 +191,27 @@ class TaskClaimer:
             return reply
         self.granted += 1
         self._sessions.start(reply, agent=offer.agent)
+        return reply
+
+    async def poll(self) -> ClaimReply | None:
+        """Claim whatever task waits for this worker (no offer named it)."""
+        try:
+            with trio.fail_after(self._ack_timeout):
+                reply = await self._link.request("claim", ClaimBody(worker_id=self.worker_id))
+        except (trio.TooSlowError, LinkRefusedError) as exc:
+            self._poll = 0
+            log.warning("claim without an offer failed: %s", exc or "no ack",
+                        extra={"worker_id": self.worker_id})
+            return None
+        assert isinstance(reply, ClaimReply)
+        if not reply.granted or reply.task is None:
+            self._poll = 0
+            return reply
+        self._poll -= 1
+        self.granted += 1
+        self.polled += 1
+        self._forget(reply.task.id)
+        self._sessions.start(reply)
         return reply
 
     def _later(self, task_id: str, why: str) -> None:

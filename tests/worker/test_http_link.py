@@ -393,7 +393,7 @@ async def test_the_op_in_the_path_must_match_the_frame() -> None:
                 assert r.status_code == 200
                 assert r.json() == {"v": 1, "op": "ack", "id": "w-2", "ok": True, "body": {
                     "renewed": [], "lost": [], "cancel": [], "drain": False,
-                    "unknownWorker": False}}
+                    "unknownWorker": False, "queued": 0}}
 
 
 async def test_stream_carries_the_link_id_pushes_and_keepalives(link_log: LogWatch) -> None:

@@ -960,7 +960,7 @@ async def test_websocket_worker_runs_a_task_end_to_end() -> None:
                     await worker.wait_registered()
             nursery.cancel_scope.cancel()
     assert got["register"].name == "smoke" and got["register"].agents == ["echo"]
-    assert "acked_pushes" not in got  # pushes are not acked; the offer was acted on
+    assert got["acked_pushes"] == ["s-1"]  # the offer was acked, then acted on
     assert sorted(got["refused"], key=str) == [("s-0", "UNKNOWN_OP"), (None, "INVALID_FRAME")]
     assert got["release"].outcome == "completed"
     assert "".join(texts(got["outputs"])[1:]) == "hello websocket world"

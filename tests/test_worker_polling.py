@@ -1,0 +1,128 @@
+"""A worker finds work when pushes are lost (polling on the heartbeat's hint), and
+a stopping server drains its workers; on virtual time with the real store,
+dispatcher, link endpoint and worker trees (only the wire is in process)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import trio
+import trio.testing
+
+from actors.dispatcher import DrainPush, NotClaimable, WorkerInfo
+from actors.worker import Push
+from protocol import worker_link as wl
+from runtime.local_link import open_in_process_link
+from runtime.store import open_memory_backend
+from runtime.worker import Connection, WorkerConfig, open_worker
+from tests.test_system_faults import TTL, SimServer, open_sim_server, slow_agent
+
+
+class _Deaf:
+    """An in-process link whose pushes never reach the worker (a proxy holding the
+    HTTP binding's event stream back, say): requests and acks work."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._send, self._receive = trio.open_memory_channel[Push](0)
+
+    @property
+    def pushes(self) -> trio.MemoryReceiveChannel[Push]:
+        return self._receive
+
+    async def request(self, op: str, body: wl.LinkModel) -> wl.LinkModel:
+        return await self._inner.request(op, body)
+
+    async def serve(self) -> None:
+        await self._inner.serve()
+
+
+def deaf(server: SimServer) -> Callable[[], AbstractAsyncContextManager[Connection]]:
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Connection]:
+        async with open_in_process_link(server.endpoint, durable_acks=True) as link:
+            yield _Deaf(link)
+
+    return connect
+
+
+async def test_a_worker_that_hears_no_offers_claims_at_its_next_heartbeat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ids = itertools.count(1)
+    with trio.fail_after(300):
+        async with open_sim_server(open_memory_backend, ids) as server, open_worker(
+            "in-process", token=None, agent=slow_agent(["done"], 0), concurrency=2,
+            name="deaf", worker_id="deaf", connect=deaf(server),
+            config=WorkerConfig(seed=1),
+        ) as worker:
+            await worker.wait_registered()
+            interval = TTL / 3  # what the server tells it at registration
+            start = trio.current_time()
+            await trio.sleep(1)
+            first, second = await server.submit(), await server.submit()
+            # offered (and lost on the way); nothing runs until the next heartbeat
+            await trio.sleep(interval - 2)
+            assert worker.statistics().started == 0
+            done = [await server.wait_done(t) for t in (first, second)]
+            assert trio.current_time() == start + interval  # claimed at that heartbeat
+            assert [a.parts[0].text for d in done for a in d.artifacts or ()] == ["done"] * 2
+            assert worker.connection is not None and worker.connection.claimer is not None
+            assert worker.connection.claimer.polled == 2
+            # nothing waits now: the next heartbeat's hint is 0 and no claim is made
+            claims = server.dispatcher.statistics().claims
+            await trio.sleep(interval * 2)
+            assert server.dispatcher.statistics().claims == claims
+
+
+async def test_claim_next_takes_the_best_task_routed_to_the_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ids = itertools.count(1)
+    async with open_sim_server(open_memory_backend, ids) as server:
+        d = server.dispatcher
+        d.register(WorkerInfo("w1", max_concurrent=1))
+        try:
+            await d.claim_next("w1")
+        except NotClaimable as exc:
+            assert "no task waits" in str(exc)
+        else:
+            raise AssertionError("a claim was granted with nothing queued")
+        task = await server.submit()
+        assert d.queued_for("w1") == 1
+        claim = await d.claim_next("w1")
+        assert claim.task_id == task and d.queued_for("w1") == 0
+        await server.submit()  # the worker is full now
+        try:
+            await d.claim_next("w1")
+        except NotClaimable:
+            pass
+        else:
+            raise AssertionError("a claim beyond the worker's concurrency was granted")
+
+
+async def test_a_draining_dispatcher_offers_nothing_and_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ids = itertools.count(1)
+    async with open_sim_server(open_memory_backend, ids) as server:
+        d = server.dispatcher
+        early = d.register(WorkerInfo("w1", max_concurrent=2))
+        d.drain("maintenance")
+        pushed = early.receive_pushes.receive_nowait()
+        assert pushed == DrainPush("maintenance")
+        await server.submit()
+        try:
+            early.receive_pushes.receive_nowait()
+        except trio.WouldBlock:
+            pass  # no offer went out
+        else:
+            raise AssertionError("a draining dispatcher made an offer")
+        reply = await d.heartbeat("w1", [])
+        assert reply.drain == "maintenance" and reply.queued == 1
+        late = d.register(WorkerInfo("w2", max_concurrent=1))
+        assert late.receive_pushes.receive_nowait() == DrainPush("maintenance")
