@@ -50,6 +50,16 @@ def load_tokens(file: str | os.PathLike[str] | None, env_value: str | None) -> d
     return tokens
 
 
+def _bearer(authorization: str | None) -> bytes | None:
+    """The credential of an `Authorization: Bearer <token>` header, else None."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    return credential.strip().encode()
+
+
 class TokenAuth:
     """Maps an Authorization header to a principal; None when it is missing or wrong."""
 
@@ -63,14 +73,29 @@ class TokenAuth:
     def principal(self, authorization: str | None) -> str | None:
         if not self._tokens:
             return ""
-        if not authorization:
+        given = _bearer(authorization)
+        if given is None:
             return None
-        scheme, _, credential = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credential:
-            return None
-        given = credential.strip().encode()
         found = None
         for token, principal in self._tokens.items():
             if hmac.compare_digest(token, given):
                 found = principal
         return found
+
+    def client_principal(self, authorization: str | None,
+                         workers: TokenAuth | None) -> str | None:
+        """The client principal of a request on the A2A endpoints, None to refuse it (401).
+
+        `self` holds the client tokens, `workers` the worker tokens: a worker token
+        never acts as a client. With client auth on it is not a client token (the
+        sets are disjoint) and `principal` refuses it; with client auth off every
+        request is served as the anonymous principal "" except one presenting a
+        worker token. That check is a dict lookup, not constant-time: it need not
+        be, since the answer (401 or not) tells the same anyway.
+        """
+        if self._tokens:
+            return self.principal(authorization)
+        if authorization and workers is not None and workers._tokens:
+            if _bearer(authorization) in workers._tokens:
+                return None
+        return ""

@@ -122,7 +122,7 @@ async def dispatch(
     body: bytes,
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch)."""
-    principal = state.auth.principal(authorization)
+    principal = state.auth.client_principal(authorization, state.worker_auth)
     if principal is None:
         return unauthorized_reply()
     version = negotiate_version(version_header)

@@ -275,7 +275,8 @@ def _error(err: A2AError, version: str) -> Response:
 def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str]) -> Operation:
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
-        principal = state.auth.principal(request.headers.get("Authorization"))
+        principal = state.auth.client_principal(request.headers.get("Authorization"),
+                                                state.worker_auth)
         if principal is None:
             return unauthorized()
         try:
