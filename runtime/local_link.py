@@ -19,6 +19,7 @@ import trio
 
 from actors.worker.link_port import LinkDown, Push
 from protocol.worker_link import EmptyReply, LinkModel
+from runtime.supervisor import unwrap_single
 from runtime.worker_endpoint import LinkConnection, WorkerLinkEndpoint
 
 __all__ = ["InProcessLink", "open_in_process_link"]
@@ -72,10 +73,11 @@ async def open_in_process_link(endpoint: WorkerLinkEndpoint, *, push_queue: int 
     """Connect an embedded worker to `endpoint`; it is unregistered on exit."""
     link = InProcessLink(endpoint, push_queue=push_queue, durable_acks=durable_acks)
     try:
-        async with trio.open_nursery() as nursery:
-            link.connection.nursery = nursery
-            yield link
-            nursery.cancel_scope.cancel()
+        with unwrap_single():  # a LinkDown from the caller's block comes out as itself
+            async with trio.open_nursery() as nursery:
+                link.connection.nursery = nursery
+                yield link
+                nursery.cancel_scope.cancel()
     finally:
         link.close()
         link.connection.disconnect()

@@ -43,7 +43,7 @@ from runtime.http_idle import install as install_idle_timer
 from runtime.local_link import open_in_process_link
 from runtime.push_sender import HttpxPushSender
 from runtime.store import open_memory_backend, open_sqlite_backend
-from runtime.supervisor import ChildSpec, Supervisor
+from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 from runtime.worker_endpoint import WorkerLinkEndpoint
 
@@ -208,63 +208,60 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             current.close()
 
     try:
-        async with open_backend(config) as backend, trio.open_nursery() as nursery:
-            store = ServerTaskStore(backend)
-            dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
-                                    reap_interval=config.reap_interval,
-                                    max_attempts=config.max_attempts)
-            worker_auth = TokenAuth(config.worker_tokens)
-            endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
-                                          client_auth=auth)
-            workers: list[RunningWorker] = []
-            sender = HttpxPushSender(timeout=config.push_timeout,
-                                     allow_private=config.allow_private_push_urls)
-            push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
-            settings = ServiceSettings(
-                push_notifications=config.push_notifications,
-                allow_private_push_urls=config.allow_private_push_urls,
-                cancel_timeout=config.cancel_timeout,
-                keepalive=config.keepalive,
-            )
-            service = A2AService(store, dispatcher, push=push, settings=settings)
-            state = AppState(service=service, card=card, auth=auth,
-                             extended_card=card.data if auth.enabled else None,
-                             max_body=config.max_body, dispatcher=dispatcher,
-                             worker_auth=worker_auth, worker_endpoint=endpoint)
-            app = create_asgi(state)
-            # rest_for_one: a child depends on the ones before it; when one fails,
-            # it and everything started after it start again, in order.
-            tree = Supervisor(
-                "server",
-                [
-                    ChildSpec("store", store.run),
-                    ChildSpec("dispatcher", dispatcher.run),
-                    *(ChildSpec(f"local-worker-{i}", functools.partial(
-                        _run_local_worker, config, endpoint, workers, i))
-                      for i in range(config.local_workers)),
-                    ChildSpec("push", push.run),
-                    ChildSpec("http", functools.partial(serve_http, app),
-                              shutdown_timeout=5.0),
-                ],
-                strategy="rest_for_one", max_restarts=config.max_restarts,
-                max_seconds=config.restart_window, rng=random.Random(),
-            )
-            await nursery.start(tree.run)
-            log.info("server listening", extra={"url": base_url, "store": config.store})
-            yield RunningServer(url=base_url, host=host, port=port, service=service, store=store,
-                                dispatcher=dispatcher, workers=workers, push=push,
-                                supervisor=tree)
-            # Remote workers hear that this server takes no more claims from them
-            # before their links close (they finish what runs and reconnect).
-            dispatcher.drain("the server is shutting down")
-            with trio.move_on_after(config.drain_timeout):
-                await endpoint.wait_pushes_sent()
-            nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        with unwrap_single():
+            async with open_backend(config) as backend, trio.open_nursery() as nursery:
+                store = ServerTaskStore(backend)
+                dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
+                                        reap_interval=config.reap_interval,
+                                        max_attempts=config.max_attempts)
+                worker_auth = TokenAuth(config.worker_tokens)
+                endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
+                                              client_auth=auth)
+                workers: list[RunningWorker] = []
+                sender = HttpxPushSender(timeout=config.push_timeout,
+                                         allow_private=config.allow_private_push_urls)
+                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
+                settings = ServiceSettings(
+                    push_notifications=config.push_notifications,
+                    allow_private_push_urls=config.allow_private_push_urls,
+                    cancel_timeout=config.cancel_timeout,
+                    keepalive=config.keepalive,
+                )
+                service = A2AService(store, dispatcher, push=push, settings=settings)
+                state = AppState(service=service, card=card, auth=auth,
+                                 extended_card=card.data if auth.enabled else None,
+                                 max_body=config.max_body, dispatcher=dispatcher,
+                                 worker_auth=worker_auth, worker_endpoint=endpoint)
+                app = create_asgi(state)
+                # rest_for_one: a child depends on the ones before it; when one fails,
+                # it and everything started after it start again, in order.
+                tree = Supervisor(
+                    "server",
+                    [
+                        ChildSpec("store", store.run),
+                        ChildSpec("dispatcher", dispatcher.run),
+                        *(ChildSpec(f"local-worker-{i}", functools.partial(
+                            _run_local_worker, config, endpoint, workers, i))
+                          for i in range(config.local_workers)),
+                        ChildSpec("push", push.run),
+                        ChildSpec("http", functools.partial(serve_http, app),
+                                  shutdown_timeout=5.0),
+                    ],
+                    strategy="rest_for_one", max_restarts=config.max_restarts,
+                    max_seconds=config.restart_window, rng=random.Random(),
+                )
+                await nursery.start(tree.run)
+                log.info("server listening", extra={"url": base_url, "store": config.store})
+                yield RunningServer(url=base_url, host=host, port=port, service=service,
+                                    store=store, dispatcher=dispatcher, workers=workers,
+                                    push=push, supervisor=tree)
+                # Remote workers hear that this server takes no more claims from them
+                # before their links close (they finish what runs and reconnect).
+                dispatcher.drain("the server is shutting down")
+                with trio.move_on_after(config.drain_timeout):
+                    await endpoint.wait_pushes_sent()
+                nursery.cancel_scope.cancel()
     finally:
         sock.close()

@@ -20,7 +20,8 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import attrs
@@ -33,6 +34,7 @@ __all__ = [
     "Supervisor",
     "SupervisorGaveUp",
     "SupervisorStatistics",
+    "unwrap_single",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,21 @@ class ChildSpec:
     restart: RestartType = attrs.field(default="permanent",
                                        validator=attrs.validators.in_(RESTART_TYPES))
     shutdown_timeout: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+
+
+@contextmanager
+def unwrap_single() -> Iterator[None]:
+    """Let an exception group of one exception out as that exception.
+
+    For the `open_*` context managers: their nurseries wrap whatever fails inside
+    (a child, or the caller's block) in a group; one failure should reach the
+    caller as itself (`except LinkDown`, `except SupervisorGaveUp` then work)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 class SupervisorGaveUp(Exception):

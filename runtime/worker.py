@@ -73,7 +73,7 @@ from protocol.worker_link import (
 )
 from runtime.agent_loader import load_agent
 from runtime.agents import echo_agent
-from runtime.supervisor import ChildSpec, Supervisor
+from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 
 __all__ = [
     "AGENTS",
@@ -497,7 +497,7 @@ async def open_worker(
         "worker", [ChildSpec("sessions", sessions.run),
                    ChildSpec("connection", run_connection, shutdown_timeout=6.0)],
         strategy="one_for_one", backoff_base=back.max, backoff_max=back.max, rng=rng)
-    try:
+    with unwrap_single():
         async with trio.open_nursery() as nursery:
             worker._scope = nursery.cancel_scope
             await nursery.start(worker.supervisor.run)
@@ -507,9 +507,5 @@ async def open_worker(
                                               "transport": transport})
             yield worker
             nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
     if worker.error is not None:
         raise worker.error

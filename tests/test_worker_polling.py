@@ -126,3 +126,35 @@ async def test_a_draining_dispatcher_offers_nothing_and_says_so(
         assert reply.drain == "maintenance" and reply.queued == 1
         late = d.register(WorkerInfo("w2", max_concurrent=1))
         assert late.receive_pushes.receive_nowait() == DrainPush("maintenance")
+
+
+async def test_a_closed_in_process_link_is_one_warning_not_a_traceback(
+    autojump_clock: trio.testing.MockClock, caplog: Any,
+) -> None:
+    """LinkDown out of the link's own nursery reaches the connection tree as itself:
+    it logs why and reconnects; the supervisor restarts the subtree without a
+    traceback (no failure to report)."""
+    ids = itertools.count(1)
+    links: list[Any] = []
+
+    async with open_sim_server(open_memory_backend, ids) as server:
+
+        @contextlib.asynccontextmanager
+        async def connect() -> AsyncIterator[Connection]:
+            async with open_in_process_link(server.endpoint, durable_acks=True) as link:
+                links.append(link)
+                yield link
+
+        async with open_worker("in-process", token=None, agent=slow_agent(["x"], 0),
+                               name="w", worker_id="w", connect=connect,
+                               config=WorkerConfig(seed=3)) as worker:
+            await worker.wait_registered()
+            caplog.clear()
+            links[0].close()
+            while worker.statistics().registrations < 2:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+    records = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+               if r.levelname in ("WARNING", "ERROR")]
+    assert ("runtime.worker", "WARNING", "the in-process link is closed; reconnecting") in records
+    assert all(r.exc_info is None for r in caplog.records), records
+    assert not [r for r in records if r[1] == "ERROR"], records
