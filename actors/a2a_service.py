@@ -204,9 +204,10 @@ class A2AService:
             if push_cfg is not None:
                 configs = (self.push_configs.record(task_id, push_cfg, principal, delivered_seq=0),)
             try:
-                route = route_from_metadata(msg.metadata, req.metadata)
+                route = route_from_metadata(msg.metadata, req.metadata,
+                                            names=("params.message.metadata", "params.metadata"))
             except ValueError as exc:
-                raise InvalidParamsError(f"params.message.metadata: {exc}") from None
+                raise InvalidParamsError(str(exc)) from None
             dispatch = DispatchState(
                 route=route, request_metadata=dict(req.metadata) if req.metadata else None,
                 accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),

@@ -218,24 +218,46 @@ class WorkerSession:
         return self.free - len(self.offered)
 
 
-def route_from_metadata(*sources: dict[str, Any] | None) -> Route:
-    """Read routing options from message or request metadata (first source wins)."""
-    found: dict[str, Any] = {}
-    for source in sources:
+def route_from_metadata(*sources: dict[str, Any] | None,
+                        names: Sequence[str] = ()) -> Route:
+    """Read routing options from message or request metadata (first source wins).
+
+    A value of the wrong kind raises ValueError naming the key, prefixed with its
+    source's name from `names` (e.g. "params.message.metadata") when given.
+    """
+    found: dict[str, tuple[Any, str]] = {}
+    for i, source in enumerate(sources):
         for key in ROUTE_KEYS:
             if source and key in source and key not in found:
-                found[key] = source[key]
-    caps = found.get("trio-a2a/capabilities") or ()
-    if isinstance(caps, str):
+                found[key] = (source[key], names[i] if i < len(names) else "metadata")
+
+    def bad(key: str, want: str) -> ValueError:
+        value, where = found[key]
+        return ValueError(f"{where}[{key!r}] must be {want}, not {value!r}")
+
+    caps: Any = found.get("trio-a2a/capabilities", (None,))[0]
+    if caps is None:
+        caps = ()
+    elif isinstance(caps, str):
         caps = (caps,)
-    try:
-        priority = int(found.get("trio-a2a/priority", 0))
-    except (TypeError, ValueError):
-        raise ValueError("metadata trio-a2a/priority must be an integer") from None
-    worker, agent = found.get("trio-a2a/worker"), found.get("trio-a2a/agent")
-    return Route(priority=priority, capabilities=tuple(str(c) for c in caps),
-                 worker=None if worker is None else str(worker),
-                 agent=None if agent is None else str(agent))
+    elif not (isinstance(caps, list | tuple) and all(isinstance(c, str) for c in caps)):
+        raise bad("trio-a2a/capabilities", "a string or a list of strings")
+    priority: Any = found.get("trio-a2a/priority", (0,))[0]
+    if isinstance(priority, str) and priority.strip().lstrip("+-").isdigit():
+        priority = int(priority)  # ProtoJSON writes integers as strings too
+    elif isinstance(priority, float) and priority.is_integer():
+        priority = int(priority)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise bad("trio-a2a/priority", "an integer")
+    names_of: dict[str, str | None] = {}
+    for key, what in (("trio-a2a/worker", "a worker id or name"),
+                      ("trio-a2a/agent", "an agent name")):
+        value = found.get(key, (None,))[0]
+        if value is not None and not (isinstance(value, str) and value):
+            raise bad(key, f"{what} (a non-empty string)")
+        names_of[key] = value
+    return Route(priority=priority, capabilities=tuple(caps),
+                 worker=names_of["trio-a2a/worker"], agent=names_of["trio-a2a/agent"])
 
 
 def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:

@@ -179,6 +179,23 @@ def test_route_from_metadata() -> None:
     assert route == Route(priority=3, capabilities=("gpu",), agent="coder")
     with pytest.raises(ValueError, match="priority"):
         route_from_metadata({"trio-a2a/priority": "high"})
+    assert route_from_metadata({"trio-a2a/priority": 2.0, "trio-a2a/capabilities": ["a", "b"]},
+                               {"trio-a2a/worker": "w1"}) == Route(
+        priority=2, capabilities=("a", "b"), worker="w1")
+    names = ("params.message.metadata", "params.metadata")
+    for bad, message in [
+        ({"trio-a2a/capabilities": 5}, "params.metadata['trio-a2a/capabilities'] must be a "
+                                       "string or a list of strings, not 5"),
+        ({"trio-a2a/capabilities": {"a": 1}}, "a string or a list of strings"),
+        ({"trio-a2a/capabilities": ["a", 2]}, "a string or a list of strings"),
+        ({"trio-a2a/priority": 1.7}, "params.metadata['trio-a2a/priority'] must be an integer"),
+        ({"trio-a2a/priority": True}, "must be an integer"),
+        ({"trio-a2a/worker": 7}, "['trio-a2a/worker'] must be a worker id or name"),
+        ({"trio-a2a/agent": ""}, "['trio-a2a/agent'] must be an agent name"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            route_from_metadata(None, bad, names=names)
+        assert message in str(info.value)
 
 
 async def test_capacity_limits_claims_and_next_claim_waits(

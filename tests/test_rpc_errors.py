@@ -216,3 +216,21 @@ async def test_a_body_sent_in_pieces_is_read_whole(server: RunningServer) -> Non
                 answer = json.loads(rest)
                 assert answer["id"] == request_id
                 assert answer["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+@pytest.mark.parametrize("where", ["message", "request"])
+async def test_bad_routing_metadata_is_32602_naming_the_key(rpc: Rpc, seeded: str,
+                                                            where: str) -> None:
+    metadata = {"trio-a2a/capabilities": 5}
+    params: dict[str, object] = {"message": user_message("echo routed")}
+    if where == "message":
+        params["message"] = {**params["message"], "metadata": metadata}  # type: ignore[dict-item]
+    else:
+        params["metadata"] = metadata
+    with trio.fail_after(10):
+        err = await rpc.error("SendMessage", params)
+        assert err["code"] == -32602
+        path = "params.message.metadata" if where == "message" else "params.metadata"
+        assert f"{path}['trio-a2a/capabilities'] must be a string or a list of strings" \
+            in err["message"]
+        await assert_store_intact(rpc, seeded)
