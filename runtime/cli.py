@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,44 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
+def _number_type(kind: type[int] | type[float], name: str) -> Callable[[str], float]:
+    """An argparse `type` for a number flag whose default may come from the
+    environment variable `name`: a bad value, on the command line or in the
+    variable, is a usage error that names both."""
+
+    def parse(value: str) -> float:
+        try:
+            return kind(value)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"must be {what}, not {value!r} (from the flag or {ENV_PREFIX}{name})"
+            ) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _number_env(name: str, default: float) -> str:
+    """The default of a number flag as text: the variable's value if set and not
+    empty, else `default`; argparse parses it with the flag's `_number_type`."""
+    value = _env(name)
+    return value if value and value.strip() else str(default)
+
+
+def _heartbeat_env() -> str | None:
+    """TRIO_A2A_HEARTBEAT_INTERVAL: unset, empty or 0 means the server's value (None);
+    anything else is parsed, and checked, like the flag (argparse parses a text
+    default with the flag's type, so a bad value is a usage error)."""
+    value = _env("HEARTBEAT_INTERVAL")
+    if not value or not value.strip():
+        return None
+    try:
+        return None if float(value) == 0 else value
+    except ValueError:
+        return value
+
+
 def _bool_env(name: str) -> bool:
     return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -93,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--port",
-        type=int,
-        default=int(_env("PORT", "8000") or 8000),
+        type=_number_type(int, "PORT"),
+        default=_number_env("PORT", 8000),
         help="TCP port; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
     )
     s.add_argument(
@@ -161,57 +199,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--max-body",
-        type=int,
-        default=int(_env("MAX_BODY", str(10 << 20)) or 0),
+        type=_number_type(int, "MAX_BODY"),
+        default=_number_env("MAX_BODY", 10 << 20),
         help="largest request body in bytes; larger ones get 413 "
         "[TRIO_A2A_MAX_BODY] (default 10 MiB)",
     )
     s.add_argument(
         "--keepalive",
-        type=float,
-        default=float(_env("KEEPALIVE", "15") or 15),
+        type=_number_type(float, "KEEPALIVE"),
+        default=_number_env("KEEPALIVE", 15),
         help="seconds between SSE keep-alive comments on idle streams "
         "[TRIO_A2A_KEEPALIVE] (default 15)",
     )
     s.add_argument(
         "--max-concurrent-tasks",
-        type=int,
-        default=int(_env("MAX_CONCURRENT_TASKS", "256") or 256),
+        type=_number_type(int, "MAX_CONCURRENT_TASKS"),
+        default=_number_env("MAX_CONCURRENT_TASKS", 256),
         help="agent runs in parallel per local worker; further tasks wait in the queue "
         "[TRIO_A2A_MAX_CONCURRENT_TASKS] (default 256)",
     )
     s.add_argument(
         "--local-workers",
-        type=int,
-        default=int(_env("LOCAL_WORKERS", "1") or 1),
+        type=_number_type(int, "LOCAL_WORKERS"),
+        default=_number_env("LOCAL_WORKERS", 1),
         help="workers inside the server running its agent; 0 leaves every task to remote "
         "workers [TRIO_A2A_LOCAL_WORKERS] (default 1)",
     )
     s.add_argument(
         "--lease-ttl",
-        type=float,
-        default=float(_env("LEASE_TTL", "90") or 90),
+        type=_number_type(float, "LEASE_TTL"),
+        default=_number_env("LEASE_TTL", 90),
         help="seconds a claimed task stays with its worker without a heartbeat; then it is "
         "queued again. Workers heartbeat every third of it [TRIO_A2A_LEASE_TTL] (default 90)",
     )
     s.add_argument(
         "--reap-interval",
-        type=float,
-        default=float(_env("REAP_INTERVAL", "5") or 5),
+        type=_number_type(float, "REAP_INTERVAL"),
+        default=_number_env("REAP_INTERVAL", 5),
         help="seconds between looks for expired leases; a task whose worker died is queued "
         "again within LEASE_TTL + REAP_INTERVAL [TRIO_A2A_REAP_INTERVAL] (default 5)",
     )
     s.add_argument(
         "--max-attempts",
-        type=int,
-        default=int(_env("MAX_ATTEMPTS", "3") or 3),
+        type=_number_type(int, "MAX_ATTEMPTS"),
+        default=_number_env("MAX_ATTEMPTS", 3),
         help="claims a task gets: when the lease of its last one is lost, the task fails "
         "instead of being queued again [TRIO_A2A_MAX_ATTEMPTS] (default 3)",
     )
     s.add_argument(
         "--cancel-timeout",
-        type=float,
-        default=float(_env("CANCEL_TIMEOUT", "10") or 10),
+        type=_number_type(float, "CANCEL_TIMEOUT"),
+        default=_number_env("CANCEL_TIMEOUT", 10),
         help="seconds CancelTask waits for the worker to end the task; then the task is "
         "marked canceled anyway [TRIO_A2A_CANCEL_TIMEOUT] (default 10)",
     )
@@ -262,8 +300,8 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     w.add_argument(
         "--concurrency",
-        type=int,
-        default=int(_env("CONCURRENCY", "1") or 1),
+        type=_number_type(int, "CONCURRENCY"),
+        default=_number_env("CONCURRENCY", 1),
         help="tasks run at once [TRIO_A2A_CONCURRENCY] (default 1)",
     )
     w.add_argument(
@@ -281,8 +319,8 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     w.add_argument(
         "--heartbeat-interval",
-        type=float,
-        default=float(_env("HEARTBEAT_INTERVAL", "0") or 0) or None,
+        type=_number_type(float, "HEARTBEAT_INTERVAL"),
+        default=_heartbeat_env(),
         help="seconds between heartbeats; keep it well below the server's lease TTL "
         "(--lease-ttl, 90 s by default), or a slow heartbeat loses this worker its tasks "
         "[TRIO_A2A_HEARTBEAT_INTERVAL] (default: what the server says, a third of its "
@@ -342,7 +380,9 @@ def add_llm_arguments(p: argparse.ArgumentParser) -> None:
                    "(default ./workspaces)")
     g.add_argument("--system-prompt", default=_env("SYSTEM_PROMPT"),
                    help="the system prompt [TRIO_A2A_SYSTEM_PROMPT]")
-    g.add_argument("--max-steps", type=int, default=int(_env("MAX_STEPS", "0") or 0) or None,
+    g.add_argument("--max-steps", type=_number_type(int, "MAX_STEPS"),
+                   default=_env("MAX_STEPS") if (_env("MAX_STEPS") or "0").strip() not in
+                   ("", "0") else None,
                    help="model turns per run before the task fails [TRIO_A2A_MAX_STEPS] "
                    "(default 20)")
 

@@ -207,3 +207,23 @@ def test_python_m_runtime_worker_exits_on_bad_flags(argv: list[str], needle: str
     assert done.returncode == 2, done.stderr
     assert needle in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("command", "var", "value", "flag"), [
+    ("server", "LEASE_TTL", "abc", "--lease-ttl"),
+    ("server", "PORT", "80.5", "--port"),
+    ("server", "MAX_BODY", "1k", "--max-body"),
+    ("worker", "CONCURRENCY", "two", "--concurrency"),
+    ("worker", "HEARTBEAT_INTERVAL", "soon", "--heartbeat-interval"),
+])
+def test_a_bad_number_in_the_environment_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str,
+    var: str, value: str, flag: str,
+) -> None:
+    monkeypatch.setenv(f"TRIO_A2A_{var}", value)
+    with pytest.raises(SystemExit) as info:
+        main([command])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: must be" in err and repr(value) in err
+    assert f"TRIO_A2A_{var}" in err
