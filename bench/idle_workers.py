@@ -251,7 +251,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict:
 
 def render(res: dict, args: argparse.Namespace) -> str:
     kib = 1024
-    hb = args.heartbeat_interval or (args.lease_ttl or 30) / 3
+    hb = args.heartbeat_interval or (args.lease_ttl or 90) / 3  # the server's default TTL: 90
     rows = [
         ("workers registered (server log)", f"{res['registered_on_server']:,}"),
         ("time to register all", f"{res['register_all_s']:.1f} s"),
@@ -304,9 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds of the server's idle CPU measured before workers (default 5)")
     ap.add_argument("--heartbeat-interval", type=float, default=None,
                     help="seconds between a worker's heartbeats (default: what the server "
-                    "says, a third of its lease TTL: 10 s)")
+                    "says, a third of its lease TTL: 30 s)")
     ap.add_argument("--lease-ttl", type=float, default=None,
-                    help="the server's --lease-ttl (default: the server's, 30 s)")
+                    help="the server's --lease-ttl (default: the server's, 90 s)")
     ap.add_argument("--concurrency", type=int, default=1, help="slots per worker (default 1)")
     ap.add_argument("--register-timeout", type=float, default=180.0)
     ap.add_argument("--probe", type=int, default=20,
