@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
+import trio
 
 from protocol.models import (
     AgentSkill,
@@ -146,6 +147,12 @@ class Emitter:
         await self._sink.emit(event, final=ends_stream(state))
 
     async def working(self, message: str | Sequence[Part] | None = None) -> None:
+        """Report the task working. Without a message while it already is, there is
+        nothing new to say: no event (the worker reports `working` before the agent
+        starts, and agents often say it again first thing)."""
+        if message is None and self._state is TaskState.WORKING:
+            await trio.lowlevel.checkpoint_if_cancelled()  # still a cancellation point
+            return
         await self.status(TaskState.WORKING, message)
 
     async def complete(self, message: str | Sequence[Part] | None = None) -> None:

@@ -248,12 +248,12 @@ async def test_cancel_during_a_slow_model_stream_ends_the_task_canceled_within_t
     assert returned_at == ended and session_ended_at == ended
     # The whole log, with commit times: every chunk once, when it was streamed, none
     # after the cancel; the canceled status last, committed when the cancel arrived.
-    # (The first frame lingers 2 ms; it carries the session's working status and the
-    # LLM agent's own.)
+    # (The first frame lingers 2 ms; it carries the session's working status: the LLM
+    # agent's own working() says nothing new and adds no event.)
     first_frame = SEND_AT + OutputConfig().first_frame_linger
     assert [(t, describe(ev)) for t, ev in log] == [
         (SEND_AT, "task:TASK_STATE_SUBMITTED"),
-        (first_frame, "TASK_STATE_WORKING"), (first_frame, "TASK_STATE_WORKING"),
+        (first_frame, "TASK_STATE_WORKING"),
         (11.0, "chunk:c0 "), (21.0, "chunk:c1 "), (31.0, "chunk:c2 "),
         (ended, "TASK_STATE_CANCELED")]
     assert [ev.seq for _, ev in log] == list(range(1, len(log) + 1))  # no gap, no repeat
