@@ -109,7 +109,8 @@ class TaskClaimer:
         """A heartbeat reply's count of tasks waiting that this worker may run."""
         quiet = self._pushes == self._pushes_at_hint
         self._pushes_at_hint = self._pushes
-        if queued > 0 and quiet and not self.draining:
+        # A full worker gets no offers anyway (and one when a slot frees): nothing odd.
+        if queued > 0 and quiet and not self.draining and self._sessions.free > 0:
             log.info("%d task(s) wait for this worker but no offer came; claiming them",
                      queued, extra={"worker_id": self.worker_id})
             self._poll = queued
