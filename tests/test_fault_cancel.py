@@ -18,19 +18,15 @@ is a third of its lease TTL.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 import trio.testing
 
-from actors.a2a_service import A2AService
-from actors.dispatcher import Dispatcher
 from actors.store_port import StoredEvent
 from actors.task_store import ServerTaskStore
 from actors.worker import OutputConfig, Push
@@ -45,14 +41,12 @@ from protocol.models import (
     TaskState,
 )
 from runtime.agents.llm import LlmAgentConfig, llm_agent
-from runtime.auth import TokenAuth
 from runtime.local_link import InProcessLink, open_in_process_link
 from runtime.providers.base import ChatMessage, Done, ProviderEvent, TextDelta, ToolSpec, Usage
-from runtime.store import open_memory_backend
 from runtime.worker import Connection, WorkerConfig, open_worker
 from runtime.worker_endpoint import WorkerLinkEndpoint
+from tests.sim import SimServer, open_sim_server
 
-T0 = 1_800_000_000.0
 LEASE_TTL = 12.0
 """The server's lease TTL: heartbeats every 4 s."""
 EVERY = 10.0
@@ -143,27 +137,8 @@ def connector(endpoint: WorkerLinkEndpoint, lost: list[tuple[float, str]] | None
     return connect
 
 
-@attrs.define
-class Core:
-    store: ServerTaskStore
-    dispatcher: Dispatcher
-    endpoint: WorkerLinkEndpoint
-    service: A2AService
-
-
-@contextlib.asynccontextmanager
-async def open_core() -> AsyncIterator[Core]:
-    attempt_ids, ids = itertools.count(1), itertools.count(1)
-    async with open_memory_backend() as backend, trio.open_nursery() as nursery:
-        store = ServerTaskStore(backend, clock=lambda: T0 + trio.current_time())
-        await nursery.start(store.run)
-        dispatcher = Dispatcher(store, lease_ttl=LEASE_TTL, reap_interval=1.0,
-                                new_id=lambda: f"att-{next(attempt_ids)}")
-        await nursery.start(dispatcher.run)
-        endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=TokenAuth({}))
-        service = A2AService(store, dispatcher, new_id=lambda: f"id-{next(ids)}")
-        yield Core(store, dispatcher, endpoint, service)
-        nursery.cancel_scope.cancel()
+def open_core() -> AbstractAsyncContextManager[SimServer]:
+    return open_sim_server(lease_ttl=LEASE_TTL, reap_interval=1.0)
 
 
 async def record_log(store: ServerTaskStore, task_id: str,

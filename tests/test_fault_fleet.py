@@ -23,7 +23,6 @@ numbers: the model checks it).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -35,18 +34,12 @@ import trio
 import trio.testing
 
 from actors.agent import AgentSpec, Emitter, TaskContext
-from actors.dispatcher import Dispatcher, RunRequest
-from actors.store_port import DispatchState
-from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, LinkDown
-from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
-from runtime.auth import TokenAuth
+from protocol.models import TaskState
 from runtime.local_link import open_in_process_link
-from runtime.store import open_memory_backend
 from runtime.worker import Connection, RunningWorker, WorkerConfig, open_worker
-from runtime.worker_endpoint import WorkerLinkEndpoint
+from tests.sim import SimServer, open_sim_server
 
-T0 = 1_800_000_000.0
 WORKERS = 50
 SEEDS = [1000 + i for i in range(WORKERS)]
 SERVER_UP = 100.0
@@ -92,35 +85,9 @@ def done_agent() -> AgentSpec:
     return AgentSpec("done", run)
 
 
-@attrs.define
-class Core:
-    store: ServerTaskStore
-    dispatcher: Dispatcher
-    endpoint: WorkerLinkEndpoint
-    n: int = 0
-
-    async def submit(self, text: str) -> str:
-        self.n += 1
-        task_id = f"t{self.n}"
-        msg = Message(message_id=f"m{self.n}", role=Role.USER, parts=[Part(text=text)],
-                      task_id=task_id, context_id="c")
-        await self.store.create_task(
-            Task(id=task_id, context_id="c", status=TaskStatus(state=TaskState.SUBMITTED),
-                 history=[msg]), owner="", dispatch=DispatchState())
-        await self.dispatcher.submit(RunRequest(task_id=task_id))
-        return task_id
-
-
-async def run_core(*, task_status: trio.TaskStatus[Core]) -> None:
-    ids = itertools.count(1)
-    async with open_memory_backend() as backend, trio.open_nursery() as nursery:
-        store = ServerTaskStore(backend, clock=lambda: T0 + trio.current_time())
-        await nursery.start(store.run)
-        dispatcher = Dispatcher(store, lease_ttl=LEASE_TTL, reap_interval=5.0,
-                                new_id=lambda: f"att-{next(ids)}")
-        await nursery.start(dispatcher.run)
-        task_status.started(Core(store, dispatcher, WorkerLinkEndpoint(
-            dispatcher, store, worker_auth=TokenAuth({}))))
+async def run_core(*, task_status: trio.TaskStatus[SimServer]) -> None:
+    async with open_sim_server(lease_ttl=LEASE_TTL) as core:
+        task_status.started(core)
         await trio.sleep_forever()
 
 
@@ -128,7 +95,7 @@ class Net:
     """The wire: `LinkDown` while no server is up; records every connect attempt."""
 
     def __init__(self) -> None:
-        self.core: Core | None = None
+        self.core: SimServer | None = None
         self.attempts: dict[str, list[float]] = {}
 
     def connect(self, name: str) -> Callable[[], AbstractAsyncContextManager[Connection]]:

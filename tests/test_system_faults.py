@@ -19,25 +19,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 import trio.testing
 
 from actors.agent import AgentSpec, Emitter, TaskContext
-from actors.dispatcher import Dispatcher, RunRequest
-from actors.store_port import DispatchState, TaskBackend
+from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
 from actors.worker import LinkDown, Push
 from protocol import worker_link as wl
-from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
-from runtime.auth import TokenAuth
+from protocol.models import Task, TaskState
 from runtime.local_link import InProcessLink, open_in_process_link
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.worker import Connection, RunningWorker, WorkerConfig, open_worker
-from runtime.worker_endpoint import WorkerLinkEndpoint
+from tests.sim import SimServer, open_sim_server
 
-T0 = 1_800_000_000.0
 TTL = 30.0
 REAP = 5.0
 
@@ -55,43 +51,6 @@ def slow_agent(pieces: list[str], pause: float) -> AgentSpec:
         await emit.complete()
 
     return AgentSpec("slow", run)
-
-
-@attrs.define
-class SimServer:
-    store: ServerTaskStore
-    dispatcher: Dispatcher
-    endpoint: WorkerLinkEndpoint
-    n: int = 0
-
-    async def submit(self, text: str = "go") -> str:
-        self.n += 1
-        task_id = f"t{self.n}"
-        msg = Message(message_id=f"m{self.n}", role=Role.USER, parts=[Part(text=text)],
-                      task_id=task_id, context_id="c")
-        await self.store.create_task(
-            Task(id=task_id, context_id="c", status=TaskStatus(state=TaskState.SUBMITTED),
-                 history=[msg]), owner="", dispatch=DispatchState())
-        await self.dispatcher.submit(RunRequest(task_id=task_id))
-        return task_id
-
-    async def wait_done(self, task_id: str) -> Task:
-        record = await self.store.wait_record(task_id, lambda r: r.state == TaskState.COMPLETED)
-        return record.task
-
-
-@contextlib.asynccontextmanager
-async def open_sim_server(backend: Callable[[], AbstractAsyncContextManager[TaskBackend]],
-                          ids: itertools.count[int]) -> AsyncIterator[SimServer]:
-    async with backend() as b, trio.open_nursery() as nursery:
-        store = ServerTaskStore(b, clock=lambda: T0 + trio.current_time())
-        await nursery.start(store.run)
-        dispatcher = Dispatcher(store, lease_ttl=TTL, reap_interval=REAP, max_attempts=3,
-                                new_id=lambda: f"att-{next(ids)}")
-        await nursery.start(dispatcher.run)
-        endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=TokenAuth({}))
-        yield SimServer(store, dispatcher, endpoint)
-        nursery.cancel_scope.cancel()
 
 
 class _NetLink:

@@ -19,7 +19,8 @@ from protocol import worker_link as wl
 from runtime.local_link import open_in_process_link
 from runtime.store import open_memory_backend
 from runtime.worker import Connection, WorkerConfig, open_worker
-from tests.test_system_faults import TTL, SimServer, open_sim_server, slow_agent
+from tests.sim import SimServer, open_sim_server
+from tests.test_system_faults import TTL, slow_agent
 
 
 class _Deaf:

@@ -1,0 +1,77 @@
+"""The real server core for tests on virtual time, without HTTP: the task store
+(memory or a SQLite file), the dispatcher, the worker-link endpoint and the A2A
+service, on the mock clock. Workers reach it over in-process links; tests that
+need a wire they can break wrap those links."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import attrs
+import trio
+
+from actors.a2a_service import A2AService
+from actors.dispatcher import Dispatcher, RunRequest
+from actors.store_port import DispatchState, TaskBackend
+from actors.task_store import ServerTaskStore
+from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
+from runtime.auth import TokenAuth
+from runtime.store import open_memory_backend
+from runtime.worker_endpoint import WorkerLinkEndpoint
+
+T0 = 1_800_000_000.0
+"""The store's wall clock at virtual time 0."""
+
+
+@attrs.define
+class SimServer:
+    store: ServerTaskStore
+    dispatcher: Dispatcher
+    endpoint: WorkerLinkEndpoint
+    service: A2AService
+    n: int = 0
+
+    async def submit(self, text: str = "go") -> str:
+        """Store and queue a task with one user message (ids t1, t2, ...)."""
+        self.n += 1
+        task_id = f"t{self.n}"
+        msg = Message(message_id=f"m{self.n}", role=Role.USER, parts=[Part(text=text)],
+                      task_id=task_id, context_id="c")
+        await self.store.create_task(
+            Task(id=task_id, context_id="c", status=TaskStatus(state=TaskState.SUBMITTED),
+                 history=[msg]), owner="", dispatch=DispatchState())
+        await self.dispatcher.submit(RunRequest(task_id=task_id))
+        return task_id
+
+    async def wait_done(self, task_id: str) -> Task:
+        record = await self.store.wait_record(task_id, lambda r: r.state == TaskState.COMPLETED)
+        return record.task
+
+
+@contextlib.asynccontextmanager
+async def open_sim_server(
+    backend: Callable[[], AbstractAsyncContextManager[TaskBackend]] = open_memory_backend,
+    ids: itertools.count[int] | None = None,
+    *,
+    lease_ttl: float = 30.0,
+    reap_interval: float = 5.0,
+    max_attempts: int = 3,
+) -> AsyncIterator[SimServer]:
+    """The core on `backend`, attempt ids att-1, att-2, ... from `ids` (and service
+    ids id-1, id-2, ...)."""
+    attempts = ids if ids is not None else itertools.count(1)
+    service_ids = itertools.count(1)
+    async with backend() as b, trio.open_nursery() as nursery:
+        store = ServerTaskStore(b, clock=lambda: T0 + trio.current_time())
+        await nursery.start(store.run)
+        dispatcher = Dispatcher(store, lease_ttl=lease_ttl, reap_interval=reap_interval,
+                                max_attempts=max_attempts,
+                                new_id=lambda: f"att-{next(attempts)}")
+        await nursery.start(dispatcher.run)
+        endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=TokenAuth({}))
+        service = A2AService(store, dispatcher, new_id=lambda: f"id-{next(service_ids)}")
+        yield SimServer(store, dispatcher, endpoint, service)
+        nursery.cancel_scope.cancel()
