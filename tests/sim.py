@@ -17,9 +17,13 @@ from actors.a2a_service import A2AService
 from actors.dispatcher import Dispatcher, RunRequest
 from actors.store_port import DispatchState, TaskBackend
 from actors.task_store import ServerTaskStore
+from actors.worker import Push
+from protocol import worker_link as wl
 from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
 from runtime.auth import TokenAuth
+from runtime.local_link import InProcessLink, open_in_process_link
 from runtime.store import open_memory_backend
+from runtime.worker import Connection
 from runtime.worker_endpoint import WorkerLinkEndpoint
 
 T0 = 1_800_000_000.0
@@ -75,3 +79,52 @@ async def open_sim_server(
         service = A2AService(store, dispatcher, new_id=lambda: f"id-{next(service_ids)}")
         yield SimServer(store, dispatcher, endpoint, service)
         nursery.cancel_scope.cancel()
+
+
+class _PushLosingLink:
+    """An in-process link whose pushes pass through a filter that may lose them
+    (requests and their acks are untouched)."""
+
+    def __init__(self, inner: InProcessLink, pushes: trio.MemoryReceiveChannel[Push]) -> None:
+        self._inner = inner
+        self._pushes = pushes
+
+    @property
+    def pushes(self) -> trio.MemoryReceiveChannel[Push]:
+        return self._pushes
+
+    async def request(self, op: str, body: wl.LinkModel) -> wl.LinkModel:
+        return await self._inner.request(op, body)
+
+    async def serve(self) -> None:
+        await self._inner.serve()
+
+
+def connect_losing_pushes(
+    endpoint: WorkerLinkEndpoint, lose: Callable[[Push], bool],
+    lost: list[tuple[float, Push]] | None = None,
+) -> Callable[[], AbstractAsyncContextManager[Connection]]:
+    """Connect a worker over the in-process link, losing the pushes `lose` picks (a
+    proxy holding a stream back, a dropped frame); each lost one is noted in `lost`
+    with the virtual time it was lost at."""
+
+    async def forward(source: trio.MemoryReceiveChannel[Push],
+                      sink: trio.MemorySendChannel[Push]) -> None:
+        async with sink:
+            async for push in source:
+                if lose(push):
+                    if lost is not None:
+                        lost.append((trio.current_time(), push))
+                else:
+                    await sink.send(push)
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Connection]:
+        async with open_in_process_link(endpoint, durable_acks=True) as link:
+            send, receive = trio.open_memory_channel[Push](64)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(forward, link.pushes, send)
+                yield _PushLosingLink(link, receive)
+                nursery.cancel_scope.cancel()
+
+    return connect

@@ -17,7 +17,6 @@ is a third of its lease TTL.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -41,11 +40,11 @@ from protocol.models import (
     TaskState,
 )
 from runtime.agents.llm import LlmAgentConfig, llm_agent
-from runtime.local_link import InProcessLink, open_in_process_link
+from runtime.local_link import open_in_process_link
 from runtime.providers.base import ChatMessage, Done, ProviderEvent, TextDelta, ToolSpec, Usage
 from runtime.worker import Connection, WorkerConfig, open_worker
 from runtime.worker_endpoint import WorkerLinkEndpoint
-from tests.sim import SimServer, open_sim_server
+from tests.sim import SimServer, connect_losing_pushes, open_sim_server
 
 LEASE_TTL = 12.0
 """The server's lease TTL: heartbeats every 4 s."""
@@ -89,52 +88,12 @@ class SlowProvider:
         yield Done("end_turn")
 
 
-class _CancelLosingLink:
-    """An in-process link on which every ``cancel`` push is lost."""
-
-    def __init__(self, inner: InProcessLink, pushes: trio.MemoryReceiveChannel[Push]) -> None:
-        self._inner = inner
-        self._pushes = pushes
-
-    @property
-    def pushes(self) -> trio.MemoryReceiveChannel[Push]:
-        return self._pushes
-
-    async def request(self, op: str, body: wl.LinkModel) -> wl.LinkModel:
-        return await self._inner.request(op, body)
-
-    async def serve(self) -> None:
-        await self._inner.serve()
-
-
-async def _lose_cancels(source: trio.MemoryReceiveChannel[Push],
-                        sink: trio.MemorySendChannel[Push],
-                        lost: list[tuple[float, str]]) -> None:
-    async with sink:
-        async for push in source:
-            if isinstance(push, wl.CancelBody):
-                lost.append((trio.current_time(), push.task_id))
-            else:
-                await sink.send(push)
-
-
-def connector(endpoint: WorkerLinkEndpoint, lost: list[tuple[float, str]] | None
+def connector(endpoint: WorkerLinkEndpoint, lost: list[tuple[float, Push]] | None
               ) -> Callable[[], AbstractAsyncContextManager[Connection]]:
     """Connect over the in-process link; with `lost`, losing (and noting) cancel pushes."""
-
-    @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[Connection]:
-        async with open_in_process_link(endpoint, durable_acks=True) as link:
-            if lost is None:
-                yield link
-                return
-            send, receive = trio.open_memory_channel[Push](64)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_lose_cancels, link.pushes, send, lost)
-                yield _CancelLosingLink(link, receive)
-                nursery.cancel_scope.cancel()
-
-    return connect
+    if lost is None:
+        return lambda: open_in_process_link(endpoint, durable_acks=True)
+    return connect_losing_pushes(endpoint, lambda push: isinstance(push, wl.CancelBody), lost)
 
 
 def open_core() -> AbstractAsyncContextManager[SimServer]:
@@ -169,7 +128,7 @@ async def test_cancel_during_a_slow_model_stream_ends_the_task_canceled_within_t
     provider = SlowProvider()
     agent = llm_agent(LlmAgentConfig(provider=provider, model="slow",
                                      workspace_dir=tmp_path / "work"))
-    lost: list[tuple[float, str]] | None = [] if lose_cancel_pushes else None
+    lost: list[tuple[float, Push]] | None = [] if lose_cancel_pushes else None
     log: list[tuple[float, StoredEvent]] = []
     with trio.fail_after(120):
         async with open_core() as core, trio.open_nursery() as nursery:
@@ -208,7 +167,7 @@ async def test_cancel_during_a_slow_model_stream_ends_the_task_canceled_within_t
     if lose_cancel_pushes:
         # The push was lost at the moment of the request; the next heartbeat reply
         # (every 4 s from the registration at 0: at 36 s) carried the cancel.
-        assert lost == [(CANCEL_AT, task_id)]
+        assert [(at, push.task_id) for at, push in lost or ()] == [(CANCEL_AT, task_id)]
         ended = registered_at + interval * math.ceil((CANCEL_AT - registered_at) / interval)
         assert ended == 36.0
     else:

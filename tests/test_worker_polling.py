@@ -6,49 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from actors.dispatcher import DrainPush, NotClaimable, WorkerInfo
-from actors.worker import Push
-from protocol import worker_link as wl
 from runtime.local_link import open_in_process_link
 from runtime.store import open_memory_backend
 from runtime.worker import Connection, WorkerConfig, open_worker
-from tests.sim import SimServer, open_sim_server
+from tests.sim import connect_losing_pushes, open_sim_server
 from tests.test_system_faults import TTL, slow_agent
-
-
-class _Deaf:
-    """An in-process link whose pushes never reach the worker (a proxy holding the
-    HTTP binding's event stream back, say): requests and acks work."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._send, self._receive = trio.open_memory_channel[Push](0)
-
-    @property
-    def pushes(self) -> trio.MemoryReceiveChannel[Push]:
-        return self._receive
-
-    async def request(self, op: str, body: wl.LinkModel) -> wl.LinkModel:
-        return await self._inner.request(op, body)
-
-    async def serve(self) -> None:
-        await self._inner.serve()
-
-
-def deaf(server: SimServer) -> Callable[[], AbstractAsyncContextManager[Connection]]:
-    @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[Connection]:
-        async with open_in_process_link(server.endpoint, durable_acks=True) as link:
-            yield _Deaf(link)
-
-    return connect
 
 
 async def test_a_worker_that_hears_no_offers_claims_at_its_next_heartbeat(
@@ -58,7 +28,8 @@ async def test_a_worker_that_hears_no_offers_claims_at_its_next_heartbeat(
     with trio.fail_after(300):
         async with open_sim_server(open_memory_backend, ids) as server, open_worker(
             "in-process", token=None, agent=slow_agent(["done"], 0), concurrency=2,
-            name="deaf", worker_id="deaf", connect=deaf(server),
+            name="deaf", worker_id="deaf",
+            connect=connect_losing_pushes(server.endpoint, lambda push: True),
             config=WorkerConfig(seed=1),
         ) as worker:
             await worker.wait_registered()
@@ -87,23 +58,15 @@ async def test_claim_next_takes_the_best_task_routed_to_the_worker(
     async with open_sim_server(open_memory_backend, ids) as server:
         d = server.dispatcher
         d.register(WorkerInfo("w1", max_concurrent=1))
-        try:
+        with pytest.raises(NotClaimable, match="no task waits"):
             await d.claim_next("w1")
-        except NotClaimable as exc:
-            assert "no task waits" in str(exc)
-        else:
-            raise AssertionError("a claim was granted with nothing queued")
         task = await server.submit()
         assert d.queued_for("w1") == 1
         claim = await d.claim_next("w1")
         assert claim.task_id == task and d.queued_for("w1") == 0
         await server.submit()  # the worker is full now
-        try:
+        with pytest.raises(NotClaimable):
             await d.claim_next("w1")
-        except NotClaimable:
-            pass
-        else:
-            raise AssertionError("a claim beyond the worker's concurrency was granted")
 
 
 async def test_a_draining_dispatcher_offers_nothing_and_says_so(
@@ -117,12 +80,8 @@ async def test_a_draining_dispatcher_offers_nothing_and_says_so(
         pushed = early.receive_pushes.receive_nowait()
         assert pushed == DrainPush("maintenance")
         await server.submit()
-        try:
+        with pytest.raises(trio.WouldBlock):  # no offer went out
             early.receive_pushes.receive_nowait()
-        except trio.WouldBlock:
-            pass  # no offer went out
-        else:
-            raise AssertionError("a draining dispatcher made an offer")
         reply = await d.heartbeat("w1", [])
         assert reply.drain == "maintenance" and reply.queued == 1
         late = d.register(WorkerInfo("w2", max_concurrent=1))
