@@ -11,7 +11,7 @@ claimed, so that the retry's output is the only copy.
 Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there at start: the queue, the
 connected workers and an index of leases for the reaper. Workers in this
-process (`runtime.local_link`) and remote ones use the same worker link, hence
+process (`runtime.link.local`) and remote ones use the same worker link, hence
 the same operations.
 """
 

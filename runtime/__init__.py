@@ -3,12 +3,12 @@
 Embed the server with `open_server(ServerConfig(...))`.
 """
 
-from runtime.agent_loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.agents import echo_agent
 from runtime.agents.echo import split_chunks
-from runtime.auth import TokenAuth, load_tokens, parse_token_lines
-from runtime.card import CardDocument, build_card
-from runtime.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
+from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
+from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
+from runtime.http.card import CardDocument, build_card
+from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.store import MemoryBackend, SQLiteBackend, open_memory_backend, open_sqlite_backend
 

@@ -1,7 +1,7 @@
 """Command line: `python -m runtime server ...`, `python -m runtime worker ...`.
 
 The A2A client commands (`send`, `get`, `list`, `cancel`, `card`) live in
-`runtime.client_cli`.
+`runtime.client.cli`.
 
 Every flag has an environment variable (shown in `--help`); a flag given on the
 command line wins over the environment.
@@ -25,12 +25,8 @@ from typing import Any
 
 import trio
 
-from runtime.agent_loader import AgentLoadError, load_agent
 from runtime.agents.a2a_relay import a2a_relay_agent
-from runtime.auth import load_tokens, parse_token_lines
-from runtime.client_cli import COMMANDS as CLIENT_COMMANDS
-from runtime.client_cli import add_client_parsers, run_client_command
-from runtime.llm_config import (
+from runtime.agents.llm_config import (
     ConfigError,
     LlmSettings,
     format_models,
@@ -38,6 +34,10 @@ from runtime.llm_config import (
     open_llm_agent,
     settings_from,
 )
+from runtime.agents.loader import AgentLoadError, load_agent
+from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
+from runtime.client.cli import add_client_parsers, run_client_command
+from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.server import ServerConfig, open_server
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
@@ -355,7 +355,7 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def add_llm_arguments(p: argparse.ArgumentParser) -> None:
-    """The LLM-session flags a worker (and `models`) takes; see runtime/llm_config.py."""
+    """The LLM-session flags a worker (and `models`) takes; see runtime/agents/llm_config.py."""
     g = p.add_argument_group("LLM sessions (a worker with a provider runs the LLM agent)")
     g.add_argument("--config", default=_env("CONFIG"),
                    help="a TOML file with [agent], [[providers]] and [secrets] "

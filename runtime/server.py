@@ -35,17 +35,19 @@ from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from runtime.agents import echo_agent
-from runtime.auth import TokenAuth
-from runtime.card import build_card
-from runtime.http_app import AppState, create_asgi
-from runtime.http_coalesce import install as install_coalescing
-from runtime.http_idle import install as install_idle_timer
-from runtime.local_link import open_in_process_link
-from runtime.push_sender import HttpxPushSender
+from runtime.http.app import create_asgi
+from runtime.http.auth import TokenAuth
+from runtime.http.card import build_card
+from runtime.http.coalesce import install as install_coalescing
+from runtime.http.common import AppState
+from runtime.http.idle import install as install_idle_timer
+from runtime.http.push_sender import HttpxPushSender
+from runtime.link.endpoint import WorkerLinkEndpoint
+from runtime.link.local import open_in_process_link
+from runtime.link.mount import mount_worker_link
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
-from runtime.worker_endpoint import WorkerLinkEndpoint
 
 __all__ = ["RunningServer", "ServerConfig", "open_server"]
 
@@ -232,9 +234,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 state = AppState(service=service, card=card, auth=auth,
                                  extended_card=card.data if auth.enabled else None,
-                                 max_body=config.max_body, dispatcher=dispatcher,
-                                 worker_auth=worker_auth, worker_endpoint=endpoint)
-                app = create_asgi(state)
+                                 max_body=config.max_body, worker_auth=worker_auth)
+                app = create_asgi(mount_worker_link(state, endpoint))
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(

@@ -20,11 +20,11 @@ from actors.task_store import ServerTaskStore
 from actors.worker import Push
 from protocol import worker_link as wl
 from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
-from runtime.auth import TokenAuth
-from runtime.local_link import InProcessLink, open_in_process_link
+from runtime.http.auth import TokenAuth
+from runtime.link.endpoint import WorkerLinkEndpoint
+from runtime.link.local import InProcessLink, open_in_process_link
 from runtime.store import open_memory_backend
 from runtime.worker import Connection
-from runtime.worker_endpoint import WorkerLinkEndpoint
 
 T0 = 1_800_000_000.0
 """The store's wall clock at virtual time 0."""

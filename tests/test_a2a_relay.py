@@ -15,8 +15,8 @@ import trio
 from runtime.agents.a2a_relay import a2a_relay_agent
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
+from tests.client.test_client import sdk_server  # noqa: F401  (fixture)
 from tests.conftest import Rpc, user_message
-from tests.test_a2a_client import sdk_server  # noqa: F401  (fixture)
 
 
 @asynccontextmanager

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from actors.agent import AgentSpec, Emitter, TaskContext
-from runtime.agent_loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.agents import echo_agent
+from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.cli import main
-from runtime.worker import _agents
+from runtime.worker.process import _agents
 from tests.e2e.agents import slow_echo
 
 _names = itertools.count()

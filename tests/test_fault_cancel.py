@@ -40,10 +40,10 @@ from protocol.models import (
     TaskState,
 )
 from runtime.agents.llm import LlmAgentConfig, llm_agent
-from runtime.local_link import open_in_process_link
+from runtime.link.endpoint import WorkerLinkEndpoint
+from runtime.link.local import open_in_process_link
 from runtime.providers.base import ChatMessage, Done, ProviderEvent, TextDelta, ToolSpec, Usage
 from runtime.worker import Connection, WorkerConfig, open_worker
-from runtime.worker_endpoint import WorkerLinkEndpoint
 from tests.sim import SimServer, connect_losing_pushes, open_sim_server
 
 LEASE_TTL = 12.0

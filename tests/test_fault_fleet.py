@@ -36,7 +36,7 @@ import trio.testing
 from actors.agent import AgentSpec, Emitter, TaskContext
 from actors.worker import Backoff, LinkDown
 from protocol.models import TaskState
-from runtime.local_link import open_in_process_link
+from runtime.link.local import open_in_process_link
 from runtime.worker import Connection, RunningWorker, WorkerConfig, open_worker
 from tests.sim import SimServer, open_sim_server
 

@@ -72,13 +72,98 @@ def test_package_reexports_every_public_name(package: str) -> None:
 def test_runtime_reexports_its_public_surface() -> None:
     import runtime
 
-    for module_name in ("runtime.server", "runtime.auth", "runtime.card", "runtime.store",
-                        "runtime.agents", "runtime.agent_loader", "runtime.push_sender"):
+    for module_name in ("runtime.server", "runtime.http.auth", "runtime.http.card",
+                        "runtime.store", "runtime.agents", "runtime.agents.loader",
+                        "runtime.http.push_sender"):
         module = importlib.import_module(module_name)
         lacking = [n for n in module.__all__ if n not in runtime.__all__]
         assert lacking == [], f"{module_name}: {lacking}"
     for name in runtime.__all__:
         assert hasattr(runtime, name)
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each module of the three packages -> the modules of the three it imports,
+    anywhere in its body (functions and ``TYPE_CHECKING`` blocks included)."""
+    paths: dict[str, Path] = {}
+    for package in ("protocol", "actors", "runtime"):
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            paths[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    module = node.module or ""
+                # `from pkg import sub` imports the module pkg.sub, not a name of pkg
+                deps |= {f"{module}.{a.name}" if f"{module}.{a.name}" in paths else module
+                         for a in node.names}
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycles_anywhere() -> None:
+    assert import_cycles(module_imports()) == []
+
+
+def test_import_cycle_finder_sees_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+
+
+def test_http_face_knows_nothing_of_the_worker_side() -> None:
+    """runtime.http is mounted by the link (runtime.link.mount), never the other way."""
+    bad = {m: sorted(d for d in deps if d.startswith(("runtime.link", "runtime.worker")))
+           for m, deps in module_imports().items() if m.startswith("runtime.http")}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_client_is_independent_of_server_and_worker() -> None:
+    bad = {m: sorted(d for d in deps if d.startswith("runtime.") and
+                     not d.startswith("runtime.client"))
+           for m, deps in module_imports().items() if m.startswith("runtime.client")}
+    assert {m: d for m, d in bad.items() if d} == {}
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")

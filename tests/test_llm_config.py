@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from actors.approval import ApprovalPolicy
+from runtime.agents.llm_config import ConfigError, load_toml, open_llm_agent, settings_from
 from runtime.cli import build_parser
-from runtime.llm_config import ConfigError, load_toml, open_llm_agent, settings_from
 
 
 def worker_args(*argv: str) -> argparse.Namespace:

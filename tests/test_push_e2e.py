@@ -24,7 +24,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from actors.push_delivery import PushSendError
-from runtime.push_sender import HttpxPushSender, parse_retry_after
+from runtime.http.push_sender import HttpxPushSender, parse_retry_after
 from runtime.server import ServerConfig, open_server
 
 TIMEOUT = 20

@@ -29,7 +29,7 @@ from actors.task_store import ServerTaskStore
 from actors.worker import LinkDown, Push
 from protocol import worker_link as wl
 from protocol.models import Task, TaskState
-from runtime.local_link import InProcessLink, open_in_process_link
+from runtime.link.local import InProcessLink, open_in_process_link
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.worker import Connection, RunningWorker, WorkerConfig, open_worker
 from tests.sim import SimServer, open_sim_server

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from actors.dispatcher import DrainPush, NotClaimable, WorkerInfo
-from runtime.local_link import open_in_process_link
+from runtime.link.local import open_in_process_link
 from runtime.store import open_memory_backend
 from runtime.worker import Connection, WorkerConfig, open_worker
 from tests.sim import connect_losing_pushes, open_sim_server
@@ -115,6 +115,7 @@ async def test_a_closed_in_process_link_is_one_warning_not_a_traceback(
                 await trio.sleep(0.01)
     records = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
                if r.levelname in ("WARNING", "ERROR")]
-    assert ("runtime.worker", "WARNING", "the in-process link is closed; reconnecting") in records
+    reconnecting = "the in-process link is closed; reconnecting"
+    assert ("runtime.worker.process", "WARNING", reconnecting) in records
     assert all(r.exc_info is None for r in caplog.records), records
     assert not [r for r in records if r[1] == "ERROR"], records

@@ -1,7 +1,7 @@
 """The worker's port to the server: the `Link` protocol and what sits on it.
 
 A `Link` is one connection to the server (WebSocket or the HTTP binding, see
-`runtime.worker`): `request(op, body)` sends one frame and returns the reply
+`runtime.worker.process`): `request(op, body)` sends one frame and returns the reply
 model of its ack, raising `LinkRefusedError` for an error ack and `LinkDown`
 when the connection is gone (the frame may or may not have arrived: resend it
 once the link is back). `pushes` carries what the server pushes: offers,

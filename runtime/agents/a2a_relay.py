@@ -1,7 +1,7 @@
 """The A2A backend: a remote A2A agent does the work, this agent relays it.
 
 The task's message is forwarded to the agent at `url` (any A2A server: 1.0 or
-0.3, whichever its card says; `runtime.a2a_client`) as a streaming send, and
+0.3, whichever its card says; `runtime.client.client`) as a streaming send, and
 what comes back is relayed as it arrives: artifacts and their chunks (same ids),
 working status messages, and the remote task's end: completed, failed,
 rejected, canceled, input-required or auth-required, with its message. So
@@ -22,7 +22,7 @@ import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
 from protocol.models import Message, Part, Role, TaskState
-from runtime.a2a_client import A2AClient, open_a2a_client
+from runtime.client.client import A2AClient, open_a2a_client
 
 __all__ = ["RELAY_KEY", "a2a_relay_agent"]
 

@@ -19,13 +19,13 @@ import trio
 from protocol import v03
 from protocol.jsonrpc import format_validation_error
 from protocol.models import AgentCard
-from runtime.a2a_client_errors import (
+from runtime.client.errors import (
     A2AClientError,
     A2AResponseError,
     connection_error,
     status_error,
 )
-from runtime.a2a_client_metrics import RequestMetrics
+from runtime.client.metrics import RequestMetrics
 
 __all__ = ["CARD_PATHS", "Protocol", "card_urls", "fetch_card", "select_interface"]
 

@@ -32,9 +32,9 @@ from protocol.models import (
     dump,
 )
 from protocol.states import ends_stream
-from runtime.a2a_client import A2AClient, open_a2a_client
-from runtime.a2a_client_errors import A2AClientError, A2ARpcError
-from runtime.a2a_client_metrics import metrics_to_json
+from runtime.client.client import A2AClient, open_a2a_client
+from runtime.client.errors import A2AClientError, A2ARpcError
+from runtime.client.metrics import metrics_to_json
 
 __all__ = ["COMMANDS", "add_client_parsers", "run_client_command"]
 

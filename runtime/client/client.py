@@ -7,7 +7,7 @@ another agent) handle one shape; 0.3 requests and answers go through the
 way the official SDK picks them: among JSON-RPC interfaces, 1.0 first, else 0.3.
 Each request leaves a `RequestMetrics` record in `client.metrics`.
 
-Failures raise the typed errors of `runtime.a2a_client_errors`, each naming the URL.
+Failures raise the typed errors of `runtime.client.errors`, each naming the URL.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from protocol.models import (
     Task,
     TaskState,
 )
-from runtime.a2a_client_card import CARD_PATHS, Protocol, card_urls, fetch_card, select_interface
-from runtime.a2a_client_errors import (
+from runtime.client.card import CARD_PATHS, Protocol, card_urls, fetch_card, select_interface
+from runtime.client.errors import (
     A2AClientError,
     A2AConnectionError,
     A2AHTTPError,
@@ -49,8 +49,8 @@ from runtime.a2a_client_errors import (
     jsonrpc_error_member,
     status_error,
 )
-from runtime.a2a_client_metrics import USAGE_KEY, RequestMetrics, Usage, metrics_to_json
-from runtime.a2a_client_stream import EventStream
+from runtime.client.metrics import USAGE_KEY, RequestMetrics, Usage, metrics_to_json
+from runtime.client.stream import EventStream
 
 # One import for users: the client, its stream, its errors and its metrics.
 __all__ = [

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 import trio
@@ -24,20 +24,34 @@ import trio
 from protocol.models import Message, StreamResponse, Task, TaskState, TaskStatus
 from protocol.sse import SSEDecoder
 from protocol.states import IllegalTransition, apply_event
-from runtime.a2a_client_errors import (
+from runtime.client.errors import (
+    A2AClientError,
     A2AConnectionError,
     connection_error,
     jsonrpc_error_member,
     status_error,
 )
-from runtime.a2a_client_metrics import Usage
+from runtime.client.metrics import Usage
 
-if TYPE_CHECKING:
-    from runtime.a2a_client import A2AClient
-
-__all__ = ["EventStream"]
+__all__ = ["EventStream", "StreamOwner"]
 
 CLOSE_TIMEOUT = 5.0
+
+
+class StreamOwner(Protocol):
+    """What a stream needs of the client that opened it (`A2AClient`)."""
+
+    protocol: str
+
+    def _rpc_error(self, method: str, error: Any) -> A2AClientError: ...
+
+    def _decode(self, method: str, payload: bytes | str) -> Any: ...
+
+    def _parse_result(self, method: str, result: Any) -> Any: ...
+
+    def _record(self, method: str, start: float, first: float | None, events: int,
+                error: BaseException | None, result: Task | Message | None,
+                usage: Usage) -> None: ...
 """Seconds a close may take; it is shielded from cancellation, so it needs a bound."""
 
 
@@ -63,7 +77,7 @@ def _fold(task: Task | None, event: StreamResponse) -> Task | None:
 class EventStream:
     """The events of one streaming call; see the module docstring."""
 
-    def __init__(self, client: A2AClient, method: str, request: httpx.Request,
+    def __init__(self, client: StreamOwner, method: str, request: httpx.Request,
                  http: httpx.AsyncClient) -> None:
         self._client = client
         self._method = method

@@ -1,72 +1,21 @@
 """The HTTP surface: the quart-trio app, with the JSON-RPC endpoint in front.
 
-`create_asgi(state)` is what hypercorn serves: `runtime.jsonrpc_endpoint`
+`create_asgi(state)` is what hypercorn serves: `runtime.http.jsonrpc`
 takes `POST /` (JSON-RPC, both generations) and hands every other request to
 the quart-trio app built here, which serves the agent card and the HTTP+JSON
-binding (`runtime.rest_binding`).
+binding (`runtime.http.rest`).
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
-
-import attrs
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from actors.a2a_service import A2AService
-from actors.dispatcher import Dispatcher
-from runtime.auth import TokenAuth
-from runtime.card import CardDocument
+from runtime.http.common import AppState, json_response
+from runtime.http.jsonrpc import JsonRpcASGI
+from runtime.http.rest import register_rest_routes
 
-if TYPE_CHECKING:
-    from runtime.worker_endpoint import WorkerLinkEndpoint
-from runtime.jsonrpc_endpoint import (
-    JsonRpcASGI,
-    is_json_content_type,
-    negotiate_version,
-)
-
-__all__ = [
-    "AppState",
-    "create_app",
-    "create_asgi",
-    "is_json_content_type",
-    "json_response",
-    "negotiate_version",
-    "unauthorized",
-]
-
-
-@attrs.frozen
-class AppState:
-    service: A2AService
-    card: CardDocument
-    auth: TokenAuth
-    extended_card: dict[str, Any] | None = None
-    max_body: int = 10 * 1024 * 1024
-    card_cache_control: str = "public, max-age=300"
-    dispatcher: Dispatcher | None = None
-    """Serves the worker link (/worker/ws) when set."""
-    worker_auth: TokenAuth | None = None
-    """Worker tokens, separate from the client tokens of `auth`."""
-    worker_endpoint: WorkerLinkEndpoint | None = None
-    """The server's end of the worker link, shared with the embedded workers
-    (made from `dispatcher` and `worker_auth` when not given)."""
-
-
-def json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,
-                  headers: dict[str, str] | None = None,
-                  content_type: str = "application/json") -> Response:
-    data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-    return Response(data, status=status, content_type=content_type, headers=headers)
-
-
-def unauthorized() -> Response:
-    message = "a valid bearer token is required (Authorization: Bearer <token>)"
-    body = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": message}}
-    return json_response(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="a2a"'})
+__all__ = ["create_app", "create_asgi"]
 
 
 def create_app(state: AppState) -> QuartTrio:
@@ -94,19 +43,13 @@ def create_app(state: AppState) -> QuartTrio:
                           "message": f"request body exceeds the limit of {state.max_body} bytes"}}
         return json_response(body, status=413)
 
-    from runtime.rest_binding import register_rest_routes
-
     register_rest_routes(app, state)
-    from runtime.worker_endpoint import register_worker_routes
-
-    register_worker_routes(app, state)
+    for add_routes in state.routes:
+        add_routes(app)
     return app
 
 
 def create_asgi(state: AppState) -> JsonRpcASGI:
-    """The ASGI application hypercorn serves: JSON-RPC (``POST /``) and the worker
-    link's WebSocket (``/worker/ws``) in front of the quart-trio app."""
-    from runtime.worker_endpoint import with_worker_endpoint
-
-    state = with_worker_endpoint(state)
+    """The ASGI application hypercorn serves: JSON-RPC (``POST /``) and the
+    WebSocket paths of ``state.websockets`` in front of the quart-trio app."""
     return JsonRpcASGI(state, create_app(state))

@@ -1,13 +1,13 @@
 """The JSON-RPC endpoint (POST /), both generations, as a lean ASGI handler.
 
 It sits in front of the quart-trio app and takes only `POST /` (and hands the
-worker link's WebSocket, ``/worker/ws``, to `runtime.worker_ws`); everything else
-(the card, the HTTP+JSON binding, error pages) goes on to Quart. The reason is
-cost: Quart's per-request machinery (request and app contexts, signals, routing,
-response objects, a nursery of two tasks per request) costs about as much CPU as
-all of the A2A work of a blocking SendMessage, and this is the endpoint every
-A2A client calls (see docs/benchmarks.md). The handler speaks plain ASGI, which
-hypercorn serves directly.
+WebSocket paths of `AppState.websockets`, the worker link's ``/worker/ws``, to their
+handlers); everything else (the card, the HTTP+JSON binding, error pages) goes on to
+Quart. The reason is cost: Quart's per-request machinery (request and app contexts,
+signals, routing, response objects, a nursery of two tasks per request) costs about
+as much CPU as all of the A2A work of a blocking SendMessage, and this is the
+endpoint every A2A client calls (see docs/benchmarks.md). The handler speaks plain
+ASGI, which hypercorn serves directly.
 
 `dispatch()` is transport-neutral: headers and body in, a reply out. The
 generation is chosen per request by the `A2A-Version` header (or query
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,22 +36,23 @@ from protocol.errors import (
 )
 from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
-from runtime.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
-from runtime.sse_stream import SSE_HEADERS, event_frames
-from runtime.worker_ws import WS_PATH, serve_worker_websocket
+from runtime.http.common import (
+    SUPPORTED_VERSIONS,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    is_json_content_type,
+    negotiate_version,
+)
+from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
+from runtime.http.sse import SSE_HEADERS, event_frames
 
-__all__ = ["JsonRpcASGI", "Reply", "dispatch", "is_json_content_type", "negotiate_version"]
+__all__ = ["JsonRpcASGI", "Reply", "dispatch"]
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_VERSIONS = ("1.0", "0.3")
-JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
 BODY_TIMEOUT = 60.0
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @attrs.frozen
@@ -62,25 +63,6 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     stream: AsyncIterator[bytes] | None = None
-
-
-def negotiate_version(raw: str | None) -> str | None:
-    """'1.0' or '0.3' for a supported header value, None for an unsupported one."""
-    value = (raw or "").strip()
-    if not value:
-        return "0.3"
-    if value in SUPPORTED_VERSIONS:
-        return value
-    if value in ("0.3.0", "1.0.0"):
-        return value[:3]
-    return None
-
-
-def is_json_content_type(value: str | None) -> bool:
-    if not value:
-        return True  # no header: read the body as JSON
-    media = value.split(";", 1)[0].strip().lower()
-    return media in JSON_TYPES or media.endswith("+json")
 
 
 _JSON = ((b"content-type", b"application/json"),)
@@ -242,9 +224,9 @@ class JsonRpcASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
-            endpoint = getattr(self._state, "worker_endpoint", None)
-            if scope["type"] == "websocket" and scope["path"] == WS_PATH and endpoint is not None:
-                await serve_worker_websocket(endpoint, scope, receive, send)
+            handler = self._state.websockets.get(scope.get("path"))
+            if scope["type"] == "websocket" and handler is not None:
+                await handler(scope, receive, send)
             else:
                 await self._app(scope, receive, send)
             return

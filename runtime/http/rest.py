@@ -18,7 +18,7 @@ transcoding of ``a2a_v0_3.proto``, so 0.3 bodies are that proto's JSON, as the
 official SDKs (a2a-sdk 0.3.x, and 1.x's compat layer) send and parse it, served as
 ``application/json``; 0.3 requests may also use the 0.3 JSON-RPC shapes, which some
 0.3 clients send instead. The translation is sans-IO in `protocol.v03_rest`; the
-per-generation parsing and rendering is in `runtime.rest_codecs`. This module reads
+per-generation parsing and rendering is in `runtime.http.rest_codecs`. This module reads
 requests, routes them and answers errors as google.rpc.Status JSON
 (`A2AError.to_http`).
 """
@@ -54,9 +54,9 @@ from protocol.models import (
     ListTaskPushNotificationConfigsRequest,
 )
 from protocol.v03_rest import LIST_TASKS_PARAMS, list_tasks_from_query, model_from_query
-from runtime.http_app import AppState, is_json_content_type, json_response, unauthorized
-from runtime.rest_codecs import A2A_JSON, CODECS, RestCodec, dumps, render_error
-from runtime.sse_stream import event_frames, sse_response
+from runtime.http.common import AppState, is_json_content_type, json_response, unauthorized
+from runtime.http.rest_codecs import A2A_JSON, CODECS, RestCodec, dumps, render_error
+from runtime.http.sse import event_frames, sse_response
 
 __all__ = ["A2A_JSON", "register_rest_routes"]
 

@@ -7,7 +7,7 @@ The semantics are the same in both generations; only the shapes differ:
 * 1.0: the ProtoJSON of the 1.0 models, ``application/a2a+json``.
 * 0.3: the JSON of ``a2a_v0_3.proto`` (`protocol.v03_rest`), ``application/json``.
 
-Codecs do no I/O; `runtime.rest_binding` reads the request and routes it.
+Codecs do no I/O; `runtime.http.rest` reads the request and routes it.
 """
 
 from __future__ import annotations

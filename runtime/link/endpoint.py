@@ -32,9 +32,8 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-import attrs
 import trio
 
 from actors.dispatcher import (
@@ -66,16 +65,9 @@ from protocol.models import (
     TaskStatusUpdateEvent,
 )
 from protocol.states import IllegalTransition, is_terminal
-from runtime.auth import TokenAuth
-from runtime.worker_http import register_worker_http_routes
+from runtime.http.auth import TokenAuth
 
-if TYPE_CHECKING:
-    from quart_trio import QuartTrio
-
-    from runtime.http_app import AppState
-
-__all__ = ["LinkConnection", "LinkSocket", "PushSink", "WorkerLinkEndpoint",
-           "register_worker_routes", "with_worker_endpoint"]
+__all__ = ["WS_PATH", "LinkConnection", "LinkSocket", "PushSink", "WorkerLinkEndpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +175,7 @@ class LinkConnection:
     `handle(op, body)` answers one frame the worker sent (a reply model, or
     `LinkRefusedError`); pushes go out through `push`. The WebSocket and HTTP
     bindings wrap it in frames (`_SocketConnection`); a worker inside the server
-    process calls it directly (runtime.local_link), so every worker, local or
+    process calls it directly (runtime.link.local), so every worker, local or
     remote, goes through the same code. Push forwarding runs in `nursery`, which
     the owner sets before the first frame.
 
@@ -581,25 +573,3 @@ def _release_events(body: wl.ReleaseBody, task: Task,
     events.append(StreamResponse(status_update=TaskStatusUpdateEvent(
         task_id=task_id, context_id=context_id, status=status)))
     return events
-
-
-def register_worker_routes(app: QuartTrio, state: AppState) -> None:
-    """Add the worker link's HTTP binding (``/worker/link``) to the app (nothing when
-    the state has no dispatcher). ``/worker/ws`` is served in front of the app, by
-    `runtime.worker_ws`."""
-    state = with_worker_endpoint(state)
-    if state.worker_endpoint is None:
-        return
-    register_worker_http_routes(app, state.worker_endpoint,
-                                keepalive=state.service.settings.keepalive)
-
-
-def with_worker_endpoint(state: AppState) -> AppState:
-    """`state` with its worker-link endpoint, made from its dispatcher if not given
-    (unchanged when it has no dispatcher: no worker link)."""
-    if state.worker_endpoint is not None or state.dispatcher is None:
-        return state
-    endpoint = WorkerLinkEndpoint(state.dispatcher, state.service.store,
-                                  worker_auth=state.worker_auth or TokenAuth({}),
-                                  client_auth=state.auth)
-    return attrs.evolve(state, worker_endpoint=endpoint)

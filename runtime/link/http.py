@@ -8,7 +8,7 @@ frame with ``POST /worker/link/{op}`` (header ``Worker-Link: <link id>``, body
 the frame exactly as on the WebSocket); the response body is its ack.
 
 There is one server code path for both transports: each HTTP link is an
-`HttpLinkSocket` (the `LinkSocket` of runtime.worker_endpoint) served by the
+`HttpLinkSocket` (the `LinkSocket` of runtime.link.endpoint) served by the
 unchanged `WorkerLinkEndpoint.serve` for the lifetime of the stream. POSTed
 frames go in as received messages; the acks `serve` sends go back to the POST
 waiting for that frame id; everything else it sends is a push, written to the
@@ -36,12 +36,12 @@ from quart import Response, request
 
 from protocol import worker_link as wl
 from protocol.sse import encode_comment, encode_event
-from runtime.sse_stream import sse_response
+from runtime.http.sse import sse_response
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from runtime.worker_endpoint import WorkerLinkEndpoint
+    from runtime.link.endpoint import WorkerLinkEndpoint
 
 __all__ = [
     "LINK_HEADER",

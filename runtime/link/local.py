@@ -19,8 +19,8 @@ import trio
 
 from actors.worker.link_port import LinkDown, Push
 from protocol.worker_link import EmptyReply, LinkModel
+from runtime.link.endpoint import LinkConnection, WorkerLinkEndpoint
 from runtime.supervisor import unwrap_single
-from runtime.worker_endpoint import LinkConnection, WorkerLinkEndpoint
 
 __all__ = ["InProcessLink", "open_in_process_link"]
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class InProcessLink:
-    """A `runtime.worker.Connection` that calls the server's `LinkConnection` directly."""
+    """A `runtime.worker.ws_link.Connection` that calls the server's `LinkConnection` directly."""
 
     def __init__(self, endpoint: WorkerLinkEndpoint, *, push_queue: int = 64,
                  durable_acks: bool = False) -> None:

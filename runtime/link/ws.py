@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from protocol import worker_link as wl
-from runtime.worker_endpoint import WS_PATH, WorkerLinkEndpoint
+from runtime.link.endpoint import WS_PATH, WorkerLinkEndpoint
 
 __all__ = ["WS_PATH", "AsgiLinkSocket", "serve_worker_websocket"]
 

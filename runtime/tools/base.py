@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import attrs
 import trio
 
+from runtime.tools.errors import ToolArgumentError, ToolError
+
 if TYPE_CHECKING:
     from runtime.tools.workspace import Workspace
 
@@ -41,14 +43,6 @@ class ToolResult:
 
     output: str
     is_error: bool = False
-
-
-class ToolError(Exception):
-    """A failure the model caused and can fix; becomes an `is_error` result with this message."""
-
-
-class ToolArgumentError(ToolError):
-    """An argument is missing, unknown, or of the wrong type or range."""
 
 
 class Tool(Protocol):

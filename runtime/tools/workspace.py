@@ -27,7 +27,7 @@ import re
 import stat
 from pathlib import Path, PurePosixPath
 
-from runtime.tools.base import ToolError
+from runtime.tools.errors import ToolError
 
 __all__ = ["Workspace", "WorkspaceError", "task_dir_name"]
 

@@ -5,7 +5,7 @@ link is one Server-Sent Events stream, ``GET /worker/link``, whose first event
 names the link id and which then carries the server's pushes; each frame the
 worker sends is one ``POST /worker/link/{op}`` with header ``Worker-Link`` whose
 response body is the frame's ack. `HttpLink` is the same `Connection` as
-`runtime.worker.WebSocketLink`, so the worker's actors see no difference.
+`runtime.worker.ws_link.WebSocketLink`, so the worker's actors see no difference.
 
 The stream is the connection: when it ends, goes silent for longer than a few
 keep-alive intervals, or the server answers a POST with ``UNKNOWN_LINK``, the
@@ -37,7 +37,7 @@ from protocol.worker_link import (
     encode_frame,
     parse_reply,
 )
-from runtime.worker import WorkerRejected
+from runtime.worker.errors import WorkerRejected
 
 __all__ = ["HttpLink", "http_link_url", "open_http_link"]
 

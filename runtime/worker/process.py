@@ -1,8 +1,7 @@
 """A worker, wired and embeddable: `open_worker(server_url, ...)`.
 
-The worker link client over WebSocket (trio-websocket; ``GET /worker/ws`` with
-``Authorization: Bearer <token>``, one text message per frame) and the worker's
-supervision tree (runtime.supervisor):
+The worker's supervision tree (runtime.supervisor), over a link transport
+(`runtime.worker.ws_link` or `runtime.worker.http_link`):
 
     worker (one_for_one)
     +-- sessions        the sessions nursery: each claimed task runs here
@@ -21,35 +20,24 @@ token) stops the worker: `open_worker` raises it.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import random
 import socket
-import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Literal, Protocol
+from typing import Literal
 
 import attrs
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
 
 from actors.agent import AgentSpec
 from actors.worker import (
     Backoff,
     Heartbeat,
-    Link,
     LinkDown,
     LinkSlot,
     ListModels,
-    Push,
     Registrar,
     RegistrationRefused,
     SessionConfig,
@@ -57,193 +45,23 @@ from actors.worker import (
     TaskClaimer,
     WorkerIdentity,
 )
-from protocol.worker_link import (
-    ACK,
-    INTERNAL,
-    SERVER_OPS,
-    UNKNOWN_OP,
-    Frame,
-    LinkModel,
-    LinkProtocolError,
-    ack,
-    decode_frame,
-    encode_frame,
-    error_ack,
-    parse_reply,
-)
-from runtime.agent_loader import load_agent
 from runtime.agents import echo_agent
+from runtime.agents.loader import load_agent
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
+from runtime.worker.errors import WorkerRejected
+from runtime.worker.http_link import open_http_link
+from runtime.worker.ws_link import (
+    Connect,
+    Connection,
+    open_websocket_link,
+)
 
-__all__ = [
-    "AGENTS",
-    "Connection",
-    "RunningWorker",
-    "WebSocketLink",
-    "WorkerConfig",
-    "WorkerRejected",
-    "WorkerStatistics",
-    "link_url",
-    "open_websocket_link",
-    "open_worker",
-]
+__all__ = ["AGENTS", "RunningWorker", "WorkerConfig", "WorkerStatistics", "open_worker"]
 
 log = logging.getLogger(__name__)
 
 AGENTS: Mapping[str, AgentSpec] = {echo_agent.name: echo_agent}
 """The agents a worker can run by name (`--agent`)."""
-
-
-class WorkerRejected(Exception):
-    """The server refused this worker (bad token, or a protocol it does not speak)."""
-
-
-class Connection(Link, Protocol):
-    """A `Link` that is one open connection."""
-
-    async def serve(self) -> None:
-        """Read the connection until it closes (then raise `LinkDown`)."""
-        ...
-
-
-Connect = Callable[[], AbstractAsyncContextManager[Connection]]
-
-
-def link_url(server_url: str) -> str:
-    """The worker link's WebSocket URL for a server's base URL."""
-    parts = urllib.parse.urlsplit(server_url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"server URL must be http(s):// or ws(s)://, not {server_url!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith("/worker/ws"):
-        path += "/worker/ws"
-    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
-
-
-@attrs.define(eq=False)
-class _Waiter:
-    op: str
-    event: trio.Event = attrs.Factory(trio.Event)
-    frame: Frame | None = None
-
-
-class WebSocketLink:
-    """The `Link` over one WebSocket: frames out, acks matched by id, pushes queued
-    and acked (bounded: when full, a push is dropped with a warning and an error
-    ack; offers are hints and heartbeat replies repeat cancellations and drain)."""
-
-    def __init__(self, ws: WebSocketConnection, *, push_queue: int = 64) -> None:
-        self._ws = ws
-        self._ids = itertools.count(1)
-        self._waiters: dict[str, _Waiter] = {}
-        self._ops: dict[str, str] = {}
-        self._push_send, self._push_receive = trio.open_memory_channel[Push](push_queue)
-        self._closed = False
-        self._close_reason = "the connection is closed"
-
-    @property
-    def pushes(self) -> trio.MemoryReceiveChannel[Push]:
-        return self._push_receive
-
-    async def request(self, op: str, body: LinkModel) -> LinkModel:
-        if self._closed:
-            raise LinkDown(self._close_reason)
-        frame_id = f"w-{next(self._ids)}"
-        waiter = self._waiters[frame_id] = _Waiter(op)
-        self._ops[frame_id] = op
-        try:
-            await self._send(encode_frame(op, body, frame_id))
-            await waiter.event.wait()
-        finally:
-            del self._waiters[frame_id], self._ops[frame_id]
-        if waiter.frame is None:
-            raise LinkDown(self._close_reason)
-        return parse_reply(op, waiter.frame)
-
-    async def _send(self, text: str) -> None:
-        try:
-            await self._ws.send_message(text)
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise LinkDown(f"the connection closed: {exc!r}") from exc
-
-    async def _send_quietly(self, text: str) -> None:
-        with contextlib.suppress(LinkDown):
-            await self._send(text)
-
-    async def serve(self) -> None:
-        try:
-            while True:
-                try:
-                    message = await self._ws.get_message()
-                except ConnectionClosed as exc:
-                    self._close_reason = f"the server closed the connection ({exc.reason})"
-                    raise LinkDown(self._close_reason) from None
-                await self._receive(message)
-        finally:
-            self._closed = True
-            for waiter in self._waiters.values():
-                waiter.event.set()  # frame None: LinkDown
-            self._push_send.close()
-
-    async def _receive(self, message: str | bytes) -> None:
-        try:
-            frame = decode_frame(message, pending=self._ops)
-        except LinkProtocolError as exc:
-            log.warning("bad frame from the server: %s", exc.message, extra={"op": exc.op})
-            if exc.op != ACK:
-                await self._send_quietly(exc.to_ack())
-            return
-        if frame.is_ack:
-            waiter = self._waiters.get(frame.id or "")
-            if waiter is not None:
-                waiter.frame = frame
-                waiter.event.set()
-            return
-        if frame.op not in SERVER_OPS:
-            await self._send_quietly(error_ack(frame.id, UNKNOWN_OP,
-                                               f"op {frame.op!r} is not one a worker accepts"))
-            return
-        assert isinstance(frame.body, LinkModel)
-        try:
-            self._push_send.send_nowait(frame.body)  # type: ignore[arg-type]
-        except trio.WouldBlock:
-            log.warning("push queue full; %s dropped", frame.op, extra={"op": frame.op})
-            await self._send_quietly(error_ack(frame.id, INTERNAL, "the worker's push queue "
-                                               f"is full; {frame.op} dropped"))
-            return
-        await self._send_quietly(ack(frame.id))  # every frame on the connection is acked
-
-
-@contextlib.asynccontextmanager
-async def open_websocket_link(
-    server_url: str,
-    *,
-    token: str | None,
-    push_queue: int = 64,
-    connect_timeout: float = 10.0,
-    disconnect_timeout: float = 2.0,
-    max_message_size: int = 16 << 20,
-) -> AsyncIterator[WebSocketLink]:
-    """Connect to the server's worker link. `LinkDown` if it cannot be reached,
-    `WorkerRejected` if it refuses the token. Run `serve()` to read frames."""
-    url = link_url(server_url)
-    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            ws = await stack.enter_async_context(open_websocket_url(
-                url, extra_headers=headers, message_queue_size=64,
-                max_message_size=max_message_size, connect_timeout=connect_timeout,
-                disconnect_timeout=disconnect_timeout))
-        except ConnectionRejected as exc:
-            if exc.status_code in (401, 403):
-                raise WorkerRejected(f"{url} refused the worker token "
-                                     f"(HTTP {exc.status_code})") from None
-            raise LinkDown(f"{url} refused the connection (HTTP {exc.status_code})") from None
-        except (HandshakeError, OSError) as exc:
-            cause = exc.__cause__ or exc
-            raise LinkDown(f"cannot connect to {url}: {cause!r}") from None
-        yield WebSocketLink(ws, push_queue=push_queue)
 
 
 @attrs.frozen
@@ -475,8 +293,6 @@ async def open_worker(
                                    disconnect_timeout=config.disconnect_timeout)
 
     def connect_http() -> AbstractAsyncContextManager[Connection]:
-        from runtime.worker_http_link import open_http_link  # it imports this module
-
         return open_http_link(server_url, token=token, push_queue=config.push_queue,
                               connect_timeout=config.connect_timeout)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import trio
 
 from runtime.cli import build_parser
-from runtime.client_cli import run_client_command
+from runtime.client.cli import run_client_command
 from runtime.server import RunningServer
 from tests.agents import Controls
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 30  # each process starts Python and imports the runtime
 
 

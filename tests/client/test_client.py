@@ -22,7 +22,7 @@ import trio
 from actors.agent import AgentSpec, Emitter, TaskContext
 from protocol.errors import TaskNotCancelableError, TaskNotFoundError
 from protocol.models import AgentCard, Message, Task, TaskState
-from runtime.a2a_client import (
+from runtime.client.client import (
     USAGE_KEY,
     A2AConnectionError,
     A2AHTTPError,
@@ -35,7 +35,7 @@ from runtime.a2a_client import (
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls
 
-SDK_SCRIPT = Path(__file__).parent / "interop" / "sdk_server_script.py"
+SDK_SCRIPT = Path(__file__).parents[1] / "interop" / "sdk_server_script.py"
 
 
 def kinds(events: list[Any]) -> list[str]:

@@ -50,8 +50,8 @@ def _placeholder(rel: str) -> bool:
 
 
 REST_SKIP = pytest.mark.skipif(
-    _placeholder("runtime/rest_binding.py"),
-    reason="runtime/rest_binding.py is still a placeholder: the HTTP+JSON binding is not wired",
+    _placeholder("runtime/http/rest.py"),
+    reason="runtime/http/rest.py is still a placeholder: the HTTP+JSON binding is not wired",
 )
 PUSH_DELIVERY_READY = not _placeholder("actors/push_delivery.py")
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import trio
 
-from runtime.auth import TokenAuth
+from runtime.http.auth import TokenAuth
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.worker import open_worker
 from tests.conftest import user_message

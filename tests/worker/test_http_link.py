@@ -28,7 +28,7 @@ from runtime.agents.echo import split_chunks
 from runtime.cli import build_parser
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.worker import WorkerConfig, WorkerRejected, open_worker
-from runtime.worker_http_link import http_link_url, open_http_link
+from runtime.worker.http_link import http_link_url, open_http_link
 from tests.agents import Controls, scripted_agent
 from tests.conftest import Rpc, results, user_message, wait_state
 
@@ -73,7 +73,7 @@ class LogWatch(logging.Handler):
 
 @pytest.fixture
 def link_log() -> Iterator[LogWatch]:
-    logger = logging.getLogger("runtime.worker_http")
+    logger = logging.getLogger("runtime.link.http")
     watch, level = LogWatch(), logger.level
     logger.addHandler(watch)
     logger.setLevel(logging.DEBUG)

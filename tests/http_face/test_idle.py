@@ -1,4 +1,4 @@
-"""The idle timer of keep-alive connections (runtime.http_idle): one task per
+"""The idle timer of keep-alive connections (runtime.http.idle): one task per
 connection, closing exactly when hypercorn's own per-request timer would."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from runtime.http_idle import IdleTimer
+from runtime.http.idle import IdleTimer
 from runtime.server import _hypercorn_config, _listen
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from runtime.auth import TokenAuth, load_tokens, parse_token_lines
+from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import scripted_agent
 from tests.conftest import Rpc, user_message

@@ -1,0 +1,91 @@
+"""What every part of the HTTP face shares: the app's state, ASGI types, JSON helpers.
+
+The JSON-RPC endpoint, the HTTP+JSON binding, the card and the worker link's
+routes (in `runtime.link`) all import this module and nothing of each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from quart import Response
+
+from actors.a2a_service import A2AService
+from runtime.http.auth import TokenAuth
+from runtime.http.card import CardDocument
+
+if TYPE_CHECKING:
+    from quart_trio import QuartTrio
+
+__all__ = [
+    "ASGIApp",
+    "AppState",
+    "Receive",
+    "Scope",
+    "Send",
+    "is_json_content_type",
+    "json_response",
+    "negotiate_version",
+    "unauthorized",
+]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SUPPORTED_VERSIONS = ("1.0", "0.3")
+JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
+
+
+@attrs.frozen
+class AppState:
+    """Everything the HTTP face serves from; built once by `runtime.server`."""
+
+    service: A2AService
+    card: CardDocument
+    auth: TokenAuth
+    extended_card: dict[str, Any] | None = None
+    max_body: int = 10 * 1024 * 1024
+    card_cache_control: str = "public, max-age=300"
+    worker_auth: TokenAuth | None = None
+    """Worker tokens, separate from the client tokens of `auth` (refused as clients)."""
+    routes: tuple[Callable[[QuartTrio], None], ...] = ()
+    """More routes for the quart-trio app (the worker link's HTTP binding)."""
+    websockets: Mapping[str, ASGIApp] = attrs.field(factory=dict)
+    """WebSocket paths served as plain ASGI in front of the app (``/worker/ws``)."""
+
+
+def negotiate_version(raw: str | None) -> str | None:
+    """'1.0' or '0.3' for a supported `A2A-Version` value, None for an unsupported one."""
+    value = (raw or "").strip()
+    if not value:
+        return "0.3"
+    if value in SUPPORTED_VERSIONS:
+        return value
+    if value in ("0.3.0", "1.0.0"):
+        return value[:3]
+    return None
+
+
+def is_json_content_type(value: str | None) -> bool:
+    if not value:
+        return True  # no header: read the body as JSON
+    media = value.split(";", 1)[0].strip().lower()
+    return media in JSON_TYPES or media.endswith("+json")
+
+
+def json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,
+                  headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> Response:
+    data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    return Response(data, status=status, content_type=content_type, headers=headers)
+
+
+def unauthorized() -> Response:
+    message = "a valid bearer token is required (Authorization: Bearer <token>)"
+    body = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": message}}
+    return json_response(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="a2a"'})
