@@ -1,0 +1,51 @@
+"""What a claim grants: the task, the message that started the run, the history
+before it, the metadata of the send and, for a worker that asks, the earlier
+tasks of the task's context.
+
+Apart from `LinkConnection` because it is the one place that decides what an
+attempt runs on, first attempt or retry alike.
+"""
+
+from __future__ import annotations
+
+from actors.dispatcher import Claim
+from actors.store_port import TaskQuery, TaskRecord
+from actors.task_store import ServerTaskStore
+from protocol import worker_link as wl
+from protocol.models import Message, Part, Role
+
+__all__ = ["CONTEXT_TASKS", "build_grant", "context_messages"]
+
+CONTEXT_TASKS = 20
+"""Earlier tasks of a context a grant carries, at most (the newest ones)."""
+
+
+def build_grant(claim: Claim, context: list[Message] | None) -> wl.ClaimReply:
+    """The grant of `claim`; `context` is what `context_messages` gave, or None."""
+    task = claim.record.task
+    history = list(task.history or [])
+    return wl.ClaimReply(
+        granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
+        task=task, message=history[-1] if history else None, history=history[:-1],
+        metadata=claim.run_request().metadata, context=context)
+
+
+async def context_messages(store: ServerTaskStore, record: TaskRecord) -> list[Message]:
+    """The earlier tasks of the record's context (same owner), oldest first: their
+    messages, then their text artifacts as one agent message each."""
+    task = record.task
+    page = await store.list_tasks(TaskQuery(
+        owner=record.owner, context_id=task.context_id, page_size=CONTEXT_TASKS + 1))
+    earlier = sorted((r for r in page.records
+                      if r.task_id != task.id and r.created_at <= record.created_at),
+                     key=lambda r: r.created_at)[-CONTEXT_TASKS:]
+    out: list[Message] = []
+    for r in earlier:
+        out.extend(r.task.history or ())
+        text = "".join(p.text for a in r.task.artifacts or () for p in a.parts
+                       if p.text is not None)
+        if text:
+            out.append(Message(message_id=f"{r.task_id}:answer", role=Role.AGENT,
+                               parts=[Part(text=text)], task_id=r.task_id,
+                               context_id=task.context_id))
+    return out
