@@ -310,10 +310,14 @@ class A2AService:
         return record.task
 
     async def subscribe(
-        self, task_id: str, principal: str = "", *, last_event_id: int | None = None
+        self, task_id: str, principal: str = "", *, last_event_id: int | None = None,
+        through_pauses: bool = True,
     ) -> tuple[StoredEvent | None, AsyncIterator[StoredEvent | None]]:
         """SubscribeToTask: the current task first, then live events.
 
+        The stream ends when the task reaches a terminal state; an `input-required`
+        or `auth-required` task is followed through its pause (A2A 1.0.1 §3.1.6).
+        `through_pauses=False` ends it at a pause too, as 0.3's `final` flag does.
         With `last_event_id` (SSE resume) there is no snapshot: the log is replayed
         from after that id, which also works on a task that has ended since.
         """
@@ -324,24 +328,27 @@ class A2AService:
                     f"Last-Event-ID {last_event_id} is not an event of task {task_id!r} "
                     f"(its log ends at {record.seq})"
                 )
-            return None, self.follow(task_id, last_event_id)
+            return None, self.follow(task_id, last_event_id, through_pauses=through_pauses)
         if is_terminal(record.state):
             raise UnsupportedOperationError(
                 f"task {task_id!r} is {record.state.value}; there is nothing to subscribe to",
                 metadata={"taskId": task_id},
             )
         first = StoredEvent(task_id=task_id, seq=record.seq, event=StreamResponse(task=record.task))
-        if ends_stream(record.state):
+        if not through_pauses and ends_stream(record.state):
             return first, _empty()
-        return first, self.follow(task_id, record.seq)
+        return first, self.follow(task_id, record.seq, through_pauses=through_pauses)
 
-    async def follow(self, task_id: str, after_seq: int) -> AsyncIterator[StoredEvent | None]:
-        """Committed events after `after_seq` until the task ends or pauses.
+    async def follow(self, task_id: str, after_seq: int, *, through_pauses: bool = False
+                     ) -> AsyncIterator[StoredEvent | None]:
+        """Committed events after `after_seq` until the task ends (or, unless
+        `through_pauses`, pauses for input or auth).
 
         Yields None after every `settings.keepalive` seconds without an event, so
         a stream can send a keep-alive; the wait itself holds no state and is safe
         to interrupt there.
         """
+        ends = _terminal if through_pauses else _ends
         cursor = after_seq
         keepalive = self.settings.keepalive
         while True:
@@ -356,7 +363,7 @@ class A2AService:
             for ev in events:
                 cursor = ev.seq
                 yield ev
-                if _ends(ev.event):
+                if ends(ev.event):
                     return
 
     # --- push configs (actors.push_configs) ---------------------------------------------
@@ -387,6 +394,14 @@ def _ends(event: StreamResponse) -> bool:
         return ends_stream(event.status_update.status.state)
     if event.task is not None:
         return ends_stream(event.task.status.state)
+    return False
+
+
+def _terminal(event: StreamResponse) -> bool:
+    if event.status_update is not None:
+        return is_terminal(event.status_update.status.state)
+    if event.task is not None:
+        return is_terminal(event.task.status.state)
     return False
 
 

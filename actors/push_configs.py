@@ -155,5 +155,5 @@ class PushConfigs:
                      ) -> None:
         self.require_enabled()
         await self._visible(req.task_id, principal)
-        if not await self._store.delete_push_config(req.task_id, req.id):
-            raise _not_found(req.task_id, req.id)
+        # Idempotent (A2A 1.0.1 §3.1.10): a config that is already gone is deleted.
+        await self._store.delete_push_config(req.task_id, req.id)

@@ -157,7 +157,8 @@ class TokenUsage(LinkModel):
 class StatusBody(LinkModel):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
-    state: Literal["claimed", "working", "completed", "failed", "canceled", "input-required"]
+    state: Literal["claimed", "working", "completed", "failed", "canceled", "input-required",
+                   "auth-required"]
     provider: str | None = None
     model: str | None = None
     tool_calls_count: int | None = Field(default=None, ge=0)
@@ -181,7 +182,7 @@ class OutputReply(LinkModel):
 class ReleaseBody(LinkModel):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
-    outcome: Literal["completed", "failed", "canceled", "input-required"]
+    outcome: Literal["completed", "failed", "canceled", "input-required", "auth-required"]
     artifacts: list[Artifact] | None = None
     message: Message | None = None
     error: str | None = None

@@ -3,8 +3,8 @@
 Commands (the message text): `echo ...` echoes; `wait` blocks until the test
 sets the `gate` event (or the task is canceled); `sleep N` sleeps N seconds;
 `ask` asks for input, and after the answer completes with it; `fail` raises;
-`reject` rejects; `reply` answers with a direct message; `chunks N` streams N
-artifact chunks.
+`auth` asks to sign in, and after the answer completes; `reject` rejects; `reply`
+answers with a direct message; `chunks N` streams N artifact chunks.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def scripted_agent(controls: Controls | None = None) -> AgentSpec:
                     await emit.complete()
                 else:
                     await emit.input_required("what is your name?")
+            elif cmd == "auth":
+                if ctx.history:  # signed in
+                    await emit.complete(f"signed in: {ctx.text}")
+                else:
+                    await emit.auth_required("sign in first")
             elif cmd == "fail":
                 raise RuntimeError("scripted failure")
             elif cmd == "reject":

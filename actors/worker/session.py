@@ -71,6 +71,7 @@ AGENT_KEY = "trio-a2a/agent"
 _RELEASED: dict[TaskState, Outcome] = {
     TaskState.COMPLETED: "completed", TaskState.FAILED: "failed",
     TaskState.CANCELED: "canceled", TaskState.INPUT_REQUIRED: "input-required",
+    TaskState.AUTH_REQUIRED: "auth-required",
 }
 
 
@@ -249,7 +250,7 @@ class SessionActor:
             if status.state == TaskState.REJECTED:
                 why = _text(status.message) or "no reason given"
                 return SessionResult("failed", error=f"rejected by the agent: {why}", **base)
-            outcome = _RELEASED.get(status.state, "input-required")  # auth-required: waits
+            outcome = _RELEASED[status.state]
             failed = outcome == "failed"
             return SessionResult(outcome, message=status.message,
                                  error=(_text(status.message) or "the agent failed")

@@ -42,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["completed", "failed", "canceled", "input-required"]
+Outcome = Literal["completed", "failed", "canceled", "input-required", "auth-required"]
 
 
 @attrs.frozen
@@ -178,7 +178,8 @@ class StatusReporter:
             task_id=self.task_id, attempt_id=self.attempt_id, outcome=outcome,
             artifacts=list(result.artifacts) if outcome == "completed" and result.artifacts
             else None,
-            message=result.message if outcome in ("completed", "input-required") else None,
+            message=result.message if outcome in ("completed", "input-required", "auth-required")
+            else None,
             error=(result.error or "the agent failed") if outcome == "failed" else None,
             status=self._final_status(result),
         )

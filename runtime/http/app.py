@@ -8,9 +8,12 @@ binding (`runtime.http.rest`).
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
+
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from runtime.http.card import CardDocument
 from runtime.http.common import AppState, json_response
 from runtime.http.jsonrpc import JsonRpcASGI
 from runtime.http.rest import register_rest_routes
@@ -28,9 +31,10 @@ def create_app(state: AppState) -> QuartTrio:
 
     async def serve_card() -> Response:
         card = state.card
-        headers = {"ETag": card.etag, "Cache-Control": state.card_cache_control}
-        inm = request.headers.get("If-None-Match")
-        if inm and (inm.strip() == "*" or card.etag in [t.strip() for t in inm.split(",")]):
+        headers = {"ETag": card.etag, "Last-Modified": card.last_modified,
+                   "Cache-Control": state.card_cache_control}
+        if _not_modified(card, request.headers.get("If-None-Match"),
+                         request.headers.get("If-Modified-Since")):
             return Response(b"", status=304, headers=headers)
         return json_response(card.body, headers=headers)
 
@@ -53,3 +57,20 @@ def create_asgi(state: AppState) -> JsonRpcASGI:
     """The ASGI application hypercorn serves: JSON-RPC (``POST /``) and the
     WebSocket paths of ``state.websockets`` in front of the quart-trio app."""
     return JsonRpcASGI(state, create_app(state))
+
+
+def _not_modified(card: CardDocument, if_none_match: str | None,
+                  if_modified_since: str | None) -> bool:
+    """RFC 9110 §13.1: If-None-Match decides when present; else If-Modified-Since."""
+    if if_none_match:
+        tags = [t.strip() for t in if_none_match.split(",")]
+        return "*" in tags or card.etag in tags or f"W/{card.etag}" in tags
+    if if_modified_since:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False  # an unparsable date is ignored (§13.1.3)
+        if since.tzinfo is None:
+            return False
+        return int(card.modified) <= since.timestamp()
+    return False

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
+from email.utils import formatdate
 from typing import Any
 
 import attrs
@@ -27,11 +29,17 @@ JSONRPC_PATH = "/"
 
 @attrs.frozen
 class CardDocument:
-    """A rendered card and its strong ETag."""
+    """A rendered card, its strong ETag and when its content last changed."""
 
     body: bytes
     etag: str
     data: dict[str, Any]
+    modified: float = attrs.field(factory=time.time)
+    """Seconds since the epoch; served as ``Last-Modified`` (whole seconds)."""
+
+    @property
+    def last_modified(self) -> str:
+        return formatdate(int(self.modified), usegmt=True)
 
 
 def _skills(agent: AgentSpec) -> list[AgentSkill]:

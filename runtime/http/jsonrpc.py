@@ -46,7 +46,7 @@ from runtime.http.common import (
     negotiate_version,
 )
 from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
-from runtime.http.sse import SSE_HEADERS, event_frames
+from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
 
 __all__ = ["JsonRpcASGI", "Reply", "dispatch"]
 
@@ -161,13 +161,19 @@ async def dispatch(
                 out.first, out.events,
                 lambda ev: _envelope(req_id, render(ev)),
                 lambda err: _error_bytes(req_id, err, wire_version),
+                error_event="error" if wire_version == "1.0" else None,
             )
             return Reply(stream=frames)
         if out is None:
             return Reply(status=204)
-        # A streaming method refused before its stream starts (unknown task, bad
-        # params) answers with a plain JSON-RPC error, which both SDK generations map
-        # to the typed error; failures mid-stream come as an SSE `error` event.
+        if (wire_version == "0.3" and isinstance(item, RpcRequest)
+                and item.method in STREAMING_METHODS):
+            # A2A 0.3 (§7.2, §7.9): a streaming call that fails answers in the stream,
+            # with a JSON-RPC error response as its event, never a 200 JSON body.
+            return Reply(stream=error_frame(out, event=None))
+        # A 1.0 streaming method refused before its stream starts (unknown task, bad
+        # params) answers with a plain JSON-RPC error, which the 1.0 SDK maps to the
+        # typed error; failures mid-stream come as an SSE `error` event.
         return _json(out)
 
     results: list[bytes | None] = [None] * len(parsed.items)
@@ -224,11 +230,14 @@ class JsonRpcASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
-            handler = self._state.websockets.get(scope.get("path"))
-            if scope["type"] == "websocket" and handler is not None:
+            if scope["type"] != "websocket":
+                await self._app(scope, receive, send)
+                return
+            handler = self._state.websockets.get(scope["path"])
+            if handler is not None:
                 await handler(scope, receive, send)
             else:
-                await self._app(scope, receive, send)
+                await _no_websocket_here(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
@@ -265,9 +274,39 @@ class JsonRpcASGI:
             body=body,
         )
         if reply.stream is None:
-            await _send_reply(send, reply)
+            await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))
         else:
             await _send_stream(receive, send, reply.stream)
+
+
+_A2A_JSON = ((b"content-type", b"application/a2a+json"),)
+
+
+def _in_kind(reply: Reply, content_type: bytes | None) -> Reply:
+    """A JSON reply in the media type of the request: ``application/a2a+json`` is
+    answered in kind, anything else with ``application/json`` (A2A 1.0.1 §11.1;
+    clients written against 1.0.0 check for ``application/json``)."""
+    if (content_type is None or reply.headers[:1] != _JSON
+            or content_type.split(b";", 1)[0].strip().lower() != b"application/a2a+json"):
+        return reply
+    return attrs.evolve(reply, headers=_A2A_JSON + reply.headers[1:])
+
+
+async def _no_websocket_here(scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket handshake on a path that serves none: HTTP 404 with a JSON body
+    naming the path (a close before accepting where the server cannot send one)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    message = f"no WebSocket endpoint at {scope['path']}"
+    body = json.dumps({"error": {"code": 404, "status": "NOT_FOUND", "message": message}},
+                      separators=(",", ":")).encode()
+    await send({"type": "websocket.http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

@@ -114,6 +114,23 @@ def _last_event_id() -> int | None:
         ) from None
 
 
+def _media_type(version: str) -> str:
+    """The JSON media type of a 1.0 answer, in kind with the request (A2A 1.0.1 §11.1):
+    ``application/json`` for a request sent (or, without a body, accepting only)
+    ``application/json``, since clients written against 1.0.0 check for it;
+    ``application/a2a+json`` otherwise. 0.3 answers ``application/json``."""
+    if version != "1.0":
+        return "application/json"
+    ctype = request.headers.get("Content-Type")
+    if ctype:
+        media = ctype.split(";", 1)[0].strip().lower()
+        return "application/json" if media == "application/json" else A2A_JSON
+    accept = request.headers.get("Accept", "")
+    kinds = {a.split(";", 1)[0].strip().lower() for a in accept.split(",")}
+    return "application/json" if "application/json" in kinds and A2A_JSON not in kinds \
+        else A2A_JSON
+
+
 @attrs.frozen
 class _Call:
     """One authenticated request, its generation and its tenant."""
@@ -132,7 +149,7 @@ class _Call:
         return CODECS[self.version]
 
     def ok(self, data: bytes) -> Response:
-        return Response(data, status=200, content_type=self.codec.content_type)
+        return Response(data, status=200, content_type=_media_type(self.version))
 
     def stream(self, first: StoredEvent | None,
                events: AsyncIterator[StoredEvent | None]) -> Response:
@@ -179,7 +196,8 @@ async def cancel_task(call: _Call, task_id: str) -> Response:
 async def subscribe(call: _Call, task_id: str) -> Response:
     """SubscribeToTask (GET or POST; a body is ignored); honours Last-Event-ID."""
     last = _last_event_id()
-    first, events = await call.svc.subscribe(task_id, call.principal, last_event_id=last)
+    first, events = await call.svc.subscribe(task_id, call.principal, last_event_id=last,
+                                             through_pauses=call.version == "1.0")
     return call.stream(first, events)
 
 
@@ -267,7 +285,7 @@ def _error(err: A2AError, version: str) -> Response:
     0.3 REST client looks for the error class."""
     status, body = err.to_http()
     if version == "1.0":
-        return json_response(body, status=status, content_type=A2A_JSON)
+        return json_response(body, status=status, content_type=_media_type(version))
     name = "JSONParseError" if isinstance(err, ParseError) else type(err).__name__
     return json_response({**body, "type": name, "message": err.message}, status=status)
 

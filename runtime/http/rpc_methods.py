@@ -190,7 +190,9 @@ async def v03_cancel(svc: A2AService, params: dict[str, Any], ctx: CallContext) 
 
 async def v03_resubscribe(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
     req = _v03_params(lambda p: v03.task_id_from_v03(p, SubscribeToTaskRequest), params)
-    first, events = await svc.subscribe(req.id, ctx.principal, last_event_id=ctx.last_event_id)
+    # 0.3 ends a stream at an event marked `final`, a pause included
+    first, events = await svc.subscribe(req.id, ctx.principal, last_event_id=ctx.last_event_id,
+                                        through_pauses=False)
     return RpcStream(first=first, events=events, render=_render03)
 
 

@@ -18,7 +18,7 @@ from protocol.errors import A2AError, InternalError
 from protocol.models import StreamResponse
 from protocol.sse import encode_comment
 
-__all__ = ["event_frames", "sse_response"]
+__all__ = ["error_frame", "event_frames", "sse_response"]
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,23 @@ def _frame(data: bytes, *, seq: int | None = None, event: str | None = None) -> 
     return head + b"data: " + data + b"\n\n"
 
 
+async def error_frame(data: bytes, event: str | None = "error") -> AsyncIterator[bytes]:
+    """A stream of one error event: a refusal sent where the client reads SSE."""
+    yield _frame(data, event=event)
+
+
 async def event_frames(
     first: StoredEvent | None,
     events: AsyncIterator[StoredEvent | None],
     render: Callable[[StreamResponse], bytes],
     render_error: Callable[[A2AError], bytes],
+    error_event: str | None = "error",
 ) -> AsyncIterator[bytes]:
-    """SSE frames for an optional first event, then live events and keep-alives."""
+    """SSE frames for an optional first event, then live events and keep-alives.
+
+    A failure ends the stream with one frame of `render_error`, as an `error_event`
+    event (None: an unnamed one, where A2A 0.3 JSON-RPC clients look for a JSON-RPC
+    error response among the data events)."""
     if first is not None:
         yield _frame(render(first.event), seq=first.seq)
     try:
@@ -52,10 +62,10 @@ async def event_frames(
             else:
                 yield _frame(render(ev.event), seq=ev.seq)
     except A2AError as err:
-        yield _frame(render_error(err), event="error")
+        yield _frame(render_error(err), event=error_event)
     except Exception:
         log.exception("task event stream failed")
-        yield _frame(render_error(InternalError("the event stream failed")), event="error")
+        yield _frame(render_error(InternalError("the event stream failed")), event=error_event)
 
 
 def sse_response(frames: AsyncIterator[bytes]) -> Response:

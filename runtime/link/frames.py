@@ -27,7 +27,8 @@ __all__ = ["OUTCOME_STATES", "Refused", "check_carried_status", "check_task_id",
            "release_events"]
 
 OUTCOME_STATES = {"completed": TaskState.COMPLETED, "failed": TaskState.FAILED,
-                  "canceled": TaskState.CANCELED, "input-required": TaskState.INPUT_REQUIRED}
+                  "canceled": TaskState.CANCELED, "input-required": TaskState.INPUT_REQUIRED,
+                  "auth-required": TaskState.AUTH_REQUIRED}
 
 
 class Refused(Exception):

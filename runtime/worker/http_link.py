@@ -230,6 +230,9 @@ async def open_http_link(
         if status in (401, 403):
             raise WorkerRejected(f"{url} refused the worker token (HTTP {status}"
                                  f"{await _refusal_detail(response)})")
+        if status == 404:
+            raise WorkerRejected(f"{url} is not a worker link (HTTP 404): check the server "
+                                 "URL (--server)")
         content_type = response.headers.get("content-type", "")
         if status != 200 or not content_type.startswith("text/event-stream"):
             raise LinkDown(f"{url} answered HTTP {status} ({content_type or 'no content type'}),"

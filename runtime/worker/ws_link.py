@@ -188,6 +188,9 @@ async def open_websocket_link(
             if exc.status_code in (401, 403):
                 raise WorkerRejected(f"{url} refused the worker token "
                                      f"(HTTP {exc.status_code})") from None
+            if exc.status_code == 404:
+                raise WorkerRejected(f"{url} is not a worker link (HTTP 404): check the "
+                                     "server URL (--server)") from None
             raise LinkDown(f"{url} refused the connection (HTTP {exc.status_code})") from None
         except (HandshakeError, OSError) as exc:
             cause = exc.__cause__ or exc

@@ -113,7 +113,8 @@ async def test_send_message(client: httpx.AsyncClient) -> None:
     with trio.fail_after(TIMEOUT):
         r = await client.post("/message:send", json=send_body("echo hello world"), headers=V10)
     assert r.status_code == 200
-    assert r.headers["content-type"].startswith(A2A_JSON)
+    # sent as application/json (httpx's json=), answered in kind (A2A 1.0.1 §11.1)
+    assert r.headers["content-type"].startswith("application/json")
     task = r.json()["task"]
     assert task["status"]["state"] == "TASK_STATE_COMPLETED"
     assert artifact_text(task) == "echo hello world"
@@ -328,7 +329,8 @@ async def test_push_config_crud(client: httpx.AsyncClient) -> None:
         gone = await client.get(f"{base}/c1")
         delete_again = await client.delete(f"{base}/c1")
         unknown_task = await client.post("/tasks/nope/pushNotificationConfigs", json=cfg)
-    assert created.status_code == 200 and created.headers["content-type"].startswith(A2A_JSON)
+    assert created.status_code == 200
+    assert created.headers["content-type"].startswith("application/json")
     assert created.json() == {**cfg, "taskId": task_id}
     assert same_id.status_code == 200
     err = error_of(mismatch, 400, "INVALID_ARGUMENT", "INVALID_PARAMS")
@@ -340,7 +342,7 @@ async def test_push_config_crud(client: httpx.AsyncClient) -> None:
     assert got.json() == created.json()
     assert deleted.status_code == 200 and deleted.json() == {}
     error_of(gone, 404, "NOT_FOUND", "TASK_NOT_FOUND")
-    error_of(delete_again, 404, "NOT_FOUND", "TASK_NOT_FOUND")
+    assert delete_again.status_code == 200 and delete_again.json() == {}  # idempotent
     error_of(unknown_task, 404, "NOT_FOUND", "TASK_NOT_FOUND")
 
 
@@ -654,7 +656,8 @@ async def test_v03_version_rules(client: httpx.AsyncClient) -> None:
         unsupported = await client.post("/v1/message:send", json={"message": proto03_message(
             "echo x")}, headers={"A2A-Version": "7.0"})
         card_10 = await client.get("/v1/card", headers=V10)
-    assert as_10.status_code == 200 and as_10.headers["content-type"].startswith(A2A_JSON)
+    assert as_10.status_code == 200
+    assert as_10.headers["content-type"].startswith("application/json")  # in kind
     assert as_10.json()["task"]["history"][0]["parts"] == [{"text": "echo t"}]
     error_of(unsupported, 400, "FAILED_PRECONDITION", "VERSION_NOT_SUPPORTED")
     assert unsupported.json()["type"] == "VersionNotSupportedError"
