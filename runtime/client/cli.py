@@ -13,10 +13,12 @@ rejected, or the agent answered with an A2A error such as an unknown task);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,7 +35,7 @@ from protocol.models import (
 )
 from protocol.states import ends_stream
 from runtime.client.client import A2AClient, open_a2a_client
-from runtime.client.errors import A2AClientError, A2ARpcError
+from runtime.client.errors import A2AClientError, A2AConnectionError, A2AHTTPError, A2ARpcError
 from runtime.client.metrics import metrics_to_json
 
 __all__ = ["COMMANDS", "add_client_parsers", "run_client_command"]
@@ -228,16 +230,29 @@ def _check(args: argparse.Namespace) -> None:
 
 
 async def _send(client: A2AClient, args: argparse.Namespace, p: _Printer) -> int:
-    kw = {"metadata": _metadata(args.metadata), "context_id": args.context_id,
+    # A new task gets a context id of ours, so that a wait that times out can still
+    # name the task it started (found by that context).
+    context_id = args.context_id or (None if args.task_id else str(uuid.uuid4()))
+    kw = {"metadata": _metadata(args.metadata), "context_id": context_id,
           "task_id": args.task_id}
     if args.stream:
-        async with client.send_stream(args.text, **kw) as events:
-            async for ev in events:
-                p.event(ev)
+        events = client.send_stream(args.text, **kw)
+        try:
+            async with events:
+                async for ev in events:
+                    p.event(ev)
+        except A2AConnectionError as exc:
+            p.end()
+            task_id = events.task.id if events.task is not None else args.task_id
+            raise _with_task(exc, task_id, args) from None
         p.end()
         result = events.result
     else:
-        result = await client.send(args.text, blocking=not args.no_wait, **kw)
+        try:
+            result = await client.send(args.text, blocking=not args.no_wait, **kw)
+        except A2AConnectionError as exc:
+            task_id = args.task_id or await _task_of_context(client, context_id)
+            raise _with_task(exc, task_id, args) from None
         if p.as_json:
             p.json({"task" if isinstance(result, Task) else "message": dump(result)})
         else:
@@ -245,6 +260,25 @@ async def _send(client: A2AClient, args: argparse.Namespace, p: _Printer) -> int
     if not p.as_json:
         print(_status_line(client, result, args.url), file=p.err)
     return _exit_code(result)
+
+
+async def _task_of_context(client: A2AClient, context_id: str | None) -> str | None:
+    """The newest task of `context_id`, if the agent can list tasks and answers now."""
+    if context_id is None or client.protocol != "1.0":
+        return None
+    with trio.move_on_after(5), contextlib.suppress(A2AClientError):
+        page = await client.list_tasks(context_id=context_id, page_size=1)
+        return page.tasks[0].id if page.tasks else None
+    return None
+
+
+def _with_task(exc: A2AConnectionError, task_id: str | None,
+               args: argparse.Namespace) -> A2AConnectionError:
+    """`exc`, naming the task the request started, so the user can look it up."""
+    if task_id is None:
+        return exc
+    return A2AConnectionError(f"{exc}\n  the task goes on: python -m runtime get {args.url} "
+                              f"{task_id}", url=exc.url)
 
 
 async def _get(client: A2AClient, args: argparse.Namespace, p: _Printer) -> int:
@@ -333,6 +367,15 @@ def _client_error(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, A2AClientError | UsageError | ValueError) else None
 
 
+def _hint(exc: BaseException, args: argparse.Namespace) -> str:
+    """What the user can do about an error, in the CLI's own words."""
+    if isinstance(exc, A2AHTTPError) and exc.status_code in (401, 403):
+        if args.token:
+            return f"\n  the token given (--token or {TOKEN_ENV}) was refused"
+        return f"\n  pass a token with --token TOKEN or {TOKEN_ENV}"
+    return ""
+
+
 def run_client_command(args: argparse.Namespace, out: TextIO | None = None,
                        err: TextIO | None = None) -> int:
     """Run a parsed client subcommand; the exit code."""
@@ -355,5 +398,5 @@ def run_client_command(args: argparse.Namespace, out: TextIO | None = None,
         if known is None:
             raise
         prefix = "" if isinstance(known, A2AClientError) else f"python -m runtime {args.command}: "
-        print(f"{prefix}error: {known}", file=err)
+        print(f"{prefix}error: {known}{_hint(known, args)}", file=err)
         return 1 if isinstance(known, A2ARpcError) else 2

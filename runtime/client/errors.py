@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -82,12 +83,34 @@ class A2ARpcError(A2AClientError):
 
 
 def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    """The first cause in the chain that says something (an httpx error under trio
+    often has an empty message, its TLS or socket cause the real one)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def connection_error(exc: httpx.HTTPError, url: str, timeout: float | None) -> A2AConnectionError:
     """The error for an httpx transport failure on a request to `url`."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        tls = _tls_cause(exc)
+        if tls is not None and "WRONG_VERSION_NUMBER" in str(tls) and url.startswith("https:"):
+            plain = "http:" + url[len("https:"):]
+            return A2AConnectionError(
+                f"cannot connect to {url}: the server does not speak TLS there "
+                f"(is it plain HTTP? try {plain})", url=url)
         return A2AConnectionError(f"cannot connect to {url}: {_why(exc)}", url=url)
     if isinstance(exc, httpx.TimeoutException):
         within = f" within {timeout} s" if timeout else f" ({_why(exc)})"
@@ -108,7 +131,7 @@ def status_error(response: httpx.Response, body: bytes) -> A2AHTTPError:
     if not detail and text.strip():
         detail = f": {text.strip()[:200]}"
     hint = ""
-    if response.status_code in (401, 403):
+    if response.status_code in (401, 403) and "token" not in detail:
         hint = " (the agent wants a valid bearer token)"
     return A2AHTTPError(f"HTTP {response.status_code} from {url}{detail}{hint}", url=url,
                         status_code=response.status_code, body=text)

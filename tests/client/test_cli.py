@@ -17,9 +17,10 @@ from pathlib import Path
 
 import trio
 
+from protocol.models import ListTasksRequest
 from runtime.cli import build_parser
 from runtime.client.cli import run_client_command
-from runtime.server import RunningServer
+from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,3 +172,44 @@ async def test_usage_errors_exit_2_before_connecting() -> None:
     assert bad_url[0] == 2 and "not an http(s) URL" in bad_url[2]
     assert bad_meta[0] == 2 and "--metadata must be a JSON object" in bad_meta[2]
     assert page[0] == 2 and "--page-size must be between 1 and 100" in page[2]
+
+
+# --- errors a person can act on -----------------------------------------------------------
+
+
+async def test_a_wait_that_times_out_names_the_task(server: RunningServer,
+                                                    controls: Controls) -> None:
+    """The task goes on after the client gave up; the error says how to look it up."""
+    url = server.url
+    with trio.fail_after(TIMEOUT):
+        blocking = await run("send", url, "wait", "--wait-timeout", "0.5")
+        streaming = await run("send", url, "wait", "--stream", "--wait-timeout", "0.5")
+        controls.gate.set()
+        tasks = (await server.service.list_tasks(ListTasksRequest())).tasks
+    started = {t.id for t in tasks}
+    for code, _, err in (blocking, streaming):
+        assert code == 2 and "no answer from" in err, err
+        line = err.splitlines()[-1].strip()
+        assert line.startswith(f"the task goes on: python -m runtime get {url} "), err
+        assert line.rsplit(" ", 1)[1] in started
+
+
+async def test_auth_errors_name_the_flag_once() -> None:
+    config = ServerConfig(port=0, store="memory", tokens={"s3cret": "alice"})
+    async with open_server(config) as srv:
+        with trio.fail_after(TIMEOUT):
+            missing = await run("send", srv.url, "hello")
+            wrong = await run("send", srv.url, "hello", "--token", "nope")
+            right = await run("send", srv.url, "echo hello", "--token", "s3cret")
+    assert missing[0] == 2 and wrong[0] == 2 and right[0] == 0
+    assert missing[2].count("bearer token") == 1, missing[2]
+    assert "--token TOKEN or TRIO_A2A_CLIENT_TOKEN" in missing[2]
+    assert "the token given (--token or TRIO_A2A_CLIENT_TOKEN) was refused" in wrong[2]
+
+
+async def test_https_against_plain_http_says_so(server: RunningServer) -> None:
+    https = server.url.replace("http://", "https://")
+    with trio.fail_after(TIMEOUT):
+        code, _, err = await run("send", https, "hello")
+    assert code == 2
+    assert "does not speak TLS there" in err and server.url in err, err
