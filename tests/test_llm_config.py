@@ -12,6 +12,7 @@ import trio
 from actors.approval import ApprovalPolicy
 from runtime.agents.llm_config import ConfigError, load_toml, open_llm_agent, settings_from
 from runtime.cli import build_parser
+from tests.providers.fake_http import Reply, open_fake_server, replies
 
 
 def worker_args(*argv: str) -> argparse.Namespace:
@@ -84,3 +85,24 @@ async def test_api_keys_are_scrubbed_from_the_worker_logs(
             logging.getLogger("test").info("the key is sk-very-secret-value, oops")
     assert "the key is ***, oops" in caplog.text
     assert "sk-very-secret-value" not in caplog.text
+
+
+async def test_a_local_openai_compatible_server_needs_no_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ollama and friends: --provider openai --base-url ... works without OPENAI_API_KEY;
+    a key named with --api-key-secret is still required."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("MY_KEY", raising=False)
+    async with open_fake_server(replies(Reply.json({"data": [{"id": "llama3.1:8b"}]}))) as srv:
+        flags = ("--provider", "openai", "--model", "llama3.1:8b", "--base-url",
+                 f"{srv.url}/v1", "--workspace", str(tmp_path))
+        keyless = settings_from(worker_args(*flags))
+        named = settings_from(worker_args(*flags, "--api-key-secret", "MY_KEY"))
+        assert keyless is not None and named is not None
+        with trio.fail_after(10):
+            async with open_llm_agent(keyless) as (_, list_models):
+                assert await list_models() == {"openai": ["llama3.1:8b"]}
+            async with open_llm_agent(named) as (_, list_models):
+                assert await list_models() == {}  # left out, with a warning naming MY_KEY
+    assert [r.path for r in srv.requests] == ["/v1/models"]
+    assert "authorization" not in srv.requests[0].headers

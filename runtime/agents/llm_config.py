@@ -110,10 +110,15 @@ def settings_from(args: argparse.Namespace, file: Mapping[str, Any] | None = Non
             raise ConfigError(f"--provider {provider!r}: not a configured provider "
                               f"({', '.join(names) or 'none configured'}) nor a kind "
                               f"({', '.join(PROVIDER_KINDS)})")
-        secret = getattr(args, "api_key_secret", None) or _DEFAULT_KEY_NAMES.get(provider)
+        named = getattr(args, "api_key_secret", None)
+        base_url = getattr(args, "base_url", None)
         configs.append(ProviderConfig(name=provider, kind=provider,  # type: ignore[arg-type]
-                                      base_url=getattr(args, "base_url", None),
-                                      api_key_secret=secret))
+                                      base_url=base_url,
+                                      api_key_secret=named or _DEFAULT_KEY_NAMES.get(provider),
+                                      # a local OpenAI-compatible server (Ollama, vLLM, ...)
+                                      # needs no key: the default name may be unset
+                                      api_key_optional=provider == "openai" and bool(base_url)
+                                      and not named))
     elif getattr(args, "base_url", None):
         i = names.index(provider)
         configs[i] = attrs.evolve(configs[i], base_url=args.base_url)

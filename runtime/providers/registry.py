@@ -26,7 +26,7 @@ from runtime.providers.echo import EchoProvider
 from runtime.providers.http import Timeouts
 from runtime.providers.openai_compat import OpenAICompatProvider
 from runtime.providers.retry import RetryPolicy
-from runtime.secrets import EnvSource, SecretError, SecretRef, SecretStore
+from runtime.secrets import EnvSource, SecretError, SecretNotFound, SecretRef, SecretStore
 
 __all__ = [
     "PROVIDER_KINDS",
@@ -69,6 +69,9 @@ class ProviderConfig:
     api_key: str | None = attrs.field(default=None, repr=False)
     api_key_secret: str | None = attrs.field(default=None, validator=attrs.validators.optional(
         lambda _, __, value: SecretRef(value)))
+    api_key_optional: bool = False
+    """A key that is not found means none (a local OpenAI-compatible server: Ollama,
+    vLLM, llama.cpp); set when the key's name is only the default one."""
     models: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     connect_timeout: float = 10.0
@@ -198,6 +201,12 @@ class ProviderRegistry:
             if config.api_key_secret:
                 try:
                     api_key = (await self._secrets.get(config.api_key_secret)).reveal()
+                except SecretNotFound:
+                    if not config.api_key_optional:
+                        raise ProviderError(f"provider {name!r}: cannot get its API key: "
+                                            f"{config.api_key_secret} not found",
+                                            retryable=True) from None
+                    api_key = None
                 except SecretError as exc:
                     raise ProviderError(f"provider {name!r}: cannot get its API key: {exc}",
                                         retryable=True) from exc
@@ -217,9 +226,11 @@ class ProviderRegistry:
             failed = {}
             for config in pending:
                 secret = found.get(config.api_key_secret or "")
-                if secret is not None:
+                error = errors.get(config.api_key_secret or "")
+                if secret is not None or (config.api_key_optional
+                                          and isinstance(error, SecretNotFound)):
                     try:
-                        self._build(config, secret.reveal())
+                        self._build(config, secret.reveal() if secret is not None else None)
                     except ProviderError as exc:
                         failed[config.name] = exc.message
                 else:
