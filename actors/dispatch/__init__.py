@@ -1,0 +1,19 @@
+"""The dispatcher's parts, one idea each; `actors.dispatcher.Dispatcher` ties them.
+
+Split along what a scale-out across processes needs to tell apart: what is
+durable (each task's `DispatchState` in the store, written by `leases`) and
+what each process keeps for itself and rebuilds at start (the queue index in
+`routing`, the connected workers and their offers in `workers`, the lease index
+in `leases`). `types` holds the values and errors they share.
+"""
+
+from actors.dispatch.leases import *  # noqa: F403
+from actors.dispatch.leases import __all__ as _leases
+from actors.dispatch.routing import *  # noqa: F403
+from actors.dispatch.routing import __all__ as _routing
+from actors.dispatch.types import *  # noqa: F403
+from actors.dispatch.types import __all__ as _types
+from actors.dispatch.workers import *  # noqa: F403
+from actors.dispatch.workers import __all__ as _workers
+
+__all__ = [*_leases, *_routing, *_types, *_workers]

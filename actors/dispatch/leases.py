@@ -1,0 +1,266 @@
+"""Leases: the durable half of dispatch, and this process's index of them.
+
+A task's attempts, current lease, last attempt id and output frame number live
+in its `DispatchState` in the store, and every change made here is a store
+write checked against that state: recording a claim, renewing a lease, a
+worker's fenced writes (refused once the attempt moved on, and applied once
+each with the link's frame numbers), its idempotent release, and ending a
+lease whose worker is gone (a retry with the artifacts rolled back to what the
+lost attempt found, a failure once the attempts are used up, or the
+cancellation that was asked for). Beside that, `Leases` keeps per process the
+index of leases the reaper and heartbeats read, rebuilt from the store at
+start, and the cancellations asked of the workers holding them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from actors.dispatch.types import NotClaimable, OutputOutOfOrder, StaleAttempt
+from actors.store_port import Lease, TaskRecord
+from actors.task_store import ServerTaskStore
+from protocol.models import (
+    Message,
+    Part,
+    Role,
+    StreamResponse,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from protocol.states import IllegalTransition, ends_stream, is_terminal
+
+__all__ = ["Leases"]
+
+
+def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:
+    task = record.task
+    msg = Message(message_id=str(uuid.uuid4()), role=Role.AGENT, parts=[Part(text=text)],
+                  task_id=task.id, context_id=task.context_id)
+    return StreamResponse(status_update=TaskStatusUpdateEvent(
+        task_id=task.id, context_id=task.context_id, status=TaskStatus(state=state, message=msg)))
+
+
+def _artifact_marks(record: TaskRecord) -> tuple[tuple[str, int], ...]:
+    return tuple((a.artifact_id, len(a.parts)) for a in record.task.artifacts or ())
+
+
+def _rollback(record: TaskRecord) -> tuple[StreamResponse, ...]:
+    """Undo what a lost attempt added to the task's artifacts, before its retry.
+
+    Without this a retry's artifact (agents pick fresh ids) would sit beside the
+    dead attempt's partial copy of it. Artifacts the attempt created are dropped
+    and parts it appended cut off. It is a `task` event, so the log, its replay
+    and live subscribers all see the same snapshot the store keeps.
+    """
+    marks = record.dispatch.claim_artifacts
+    artifacts = record.task.artifacts or []
+    if marks is None:
+        return ()
+    kept = dict(marks)
+    rolled = [a.model_copy(update={"parts": a.parts[:kept[a.artifact_id]]})
+              for a in artifacts if a.artifact_id in kept]
+    if rolled == artifacts:
+        return ()
+    return (StreamResponse(task=record.task.model_copy(update={"artifacts": rolled})),)
+
+
+class Leases:
+    """The leases of the tasks being run: written to the store, indexed here.
+
+    `lease_ttl` is how long a lease holds without renewal; `max_attempts` how
+    many claims a task gets before a lost lease fails it; `new_id` makes attempt
+    ids. The counters (`claims`, `expired`, `stale_writes`) are this process's.
+    """
+
+    def __init__(self, store: ServerTaskStore, *, lease_ttl: float, max_attempts: int,
+                 new_id: Callable[[], str]) -> None:
+        self._store = store
+        self._lease_ttl = lease_ttl
+        self._max_attempts = max_attempts
+        self._new_id = new_id
+        self._held: dict[str, Lease] = {}
+        """task id -> its current lease, as this process last wrote or read it."""
+        self._cancel_requested: set[str] = set()
+        self.claims = 0
+        self.expired = 0
+        self.stale_writes = 0
+
+    # --- the index (per process) -----------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def get(self, task_id: str) -> Lease | None:
+        return self._held.get(task_id)
+
+    def held_by(self, worker_id: str) -> dict[str, str]:
+        """task id -> attempt id of the leases the worker holds."""
+        return {tid: lease.attempt_id for tid, lease in self._held.items()
+                if lease.worker_id == worker_id}
+
+    def restore(self, task_id: str, lease: Lease) -> None:
+        """Index a lease read from the store (when the dispatcher starts)."""
+        self._held[task_id] = lease
+
+    def forget(self, task_id: str) -> None:
+        """Drop the task's lease from the index (it was never, or is no longer, stored)."""
+        self._held.pop(task_id, None)
+
+    def ended(self, task_id: str) -> None:
+        """The task's lease ended: forget it and any cancellation asked of its worker."""
+        self._held.pop(task_id, None)
+        self._cancel_requested.discard(task_id)
+
+    def request_cancel(self, task_id: str) -> None:
+        self._cancel_requested.add(task_id)
+
+    def cancel_requested(self, task_id: str) -> bool:
+        return task_id in self._cancel_requested
+
+    def overdue(self) -> list[tuple[str, Lease]]:
+        """The leases that ran out by the store's clock, for the reaper."""
+        now = self._store.now()
+        return [(tid, lease) for tid, lease in self._held.items() if lease.expires_at < now]
+
+    def expiry(self) -> float:
+        """When a lease granted or renewed now runs out (store time)."""
+        return self._store.now() + self._lease_ttl
+
+    # --- the store (durable) ---------------------------------------------------------
+
+    def grant(self, task_id: str, worker_id: str, *, in_process: bool) -> Lease:
+        """A new attempt's lease, indexed; `record_claim` stores it."""
+        attempt_id = self._new_id()
+        lease = Lease(worker_id=worker_id, attempt_id=attempt_id, expires_at=self.expiry(),
+                      in_process=in_process)
+        self._held[task_id] = lease
+        return lease
+
+    async def record_claim(self, task_id: str, lease: Lease,
+                           head: TaskRecord | None) -> TaskRecord:
+        """Store a granted lease on the queued task `head`: one more attempt, output
+        frames counted from zero, the artifacts marked for a rollback. `NotClaimable`
+        if the task is gone, ended or leased meanwhile."""
+
+        def queued(record: TaskRecord) -> None:
+            if ends_stream(record.state) or record.dispatch.lease is not None:
+                raise NotClaimable(f"task {task_id!r} is {record.state.value}")
+
+        if head is None:
+            raise NotClaimable(f"task {task_id!r} does not exist")
+        dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
+                                lease=lease, last_attempt_id=lease.attempt_id, output_seq=0,
+                                claim_artifacts=_artifact_marks(head))
+        # Not waiting for the commit: nothing the worker does with the grant is
+        # visible before a later write commits (and carries this one with it), and
+        # if the server dies first the task is simply queued again on restart; a
+        # worker still holding the lost attempt is then fenced out.
+        record = await self._store.write(task_id, (), dispatch=dispatch, check=queued,
+                                         wait=False)
+        self.claims += 1
+        return record
+
+    async def renew(self, task_id: str, attempt_id: str, expires: float) -> bool:
+        """Extend the attempt's lease to `expires`; False if it holds none."""
+        lease = self._held.get(task_id)
+        if lease is None or lease.attempt_id != attempt_id:
+            return False
+        new = attrs.evolve(lease, expires_at=expires)
+        self._held[task_id] = new
+        head = await self._store.head(task_id)
+        if head is not None and head.dispatch.lease == lease:
+            await self._store.write(task_id, (), dispatch=attrs.evolve(head.dispatch, lease=new),
+                                    wait=False)
+        return True
+
+    def _fence(self, task_id: str, attempt_id: str) -> Callable[[TaskRecord], None]:
+        def check(record: TaskRecord) -> None:
+            lease = record.dispatch.lease
+            if lease is None or lease.attempt_id != attempt_id:
+                self.stale_writes += 1
+                raise StaleAttempt(
+                    f"attempt {attempt_id!r} of task {task_id!r} is no longer current"
+                )
+        return check
+
+    async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
+                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
+        """A worker's events for its attempt, fenced; see `Dispatcher.write`."""
+        fence = self._fence(task_id, attempt_id)
+        if output_seq is None:
+            return await self._store.write(task_id, events, check=fence, wait=wait)
+
+        def check(record: TaskRecord) -> None:
+            fence(record)
+            applied = record.dispatch.output_seq
+            if output_seq != applied + 1:
+                raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+
+        return await self._store.write(
+            task_id, events, check=check, wait=wait,
+            dispatch=lambda d: attrs.evolve(d, output_seq=output_seq))
+
+    async def release(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse],
+                      *, wait: bool, output_seq: int | None) -> Lease | None:
+        """Store the attempt's end; see `Dispatcher.release`. Returns the lease that
+        ended, or None if this attempt had already been released."""
+        head = await self._store.head(task_id)
+        if head is None:
+            raise NotClaimable(f"task {task_id!r} does not exist")
+        lease = head.dispatch.lease
+        if lease is None or lease.attempt_id != attempt_id:
+            if head.dispatch.last_attempt_id == attempt_id:
+                return None
+            self.stale_writes += 1
+            raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
+        dispatch = attrs.evolve(head.dispatch, lease=None)
+        fence = self._fence(task_id, attempt_id)
+        if output_seq is not None:
+            dispatch = attrs.evolve(dispatch, output_seq=output_seq)
+
+            def check(record: TaskRecord) -> None:
+                fence(record)
+                applied = record.dispatch.output_seq
+                if output_seq != applied + 1:
+                    raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+
+            await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
+        else:
+            try:
+                await self._store.write(task_id, events, dispatch=dispatch, check=fence,
+                                        wait=wait)
+            except IllegalTransition:
+                # the task ended meanwhile (e.g. canceled by the service): just drop the lease
+                await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        return lease
+
+    async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:
+        """Take a lease whose worker is gone: store the task ready to queue again
+        (rolled back to what it was when the lost attempt was claimed), or failed
+        once the attempts are used up, or canceled if that was asked for. None (and
+        the lease forgotten) if the store holds another lease by now."""
+        head = await self._store.head(task_id)
+        if head is None or head.dispatch.lease != lease:
+            self._held.pop(task_id, None)
+            return None
+        self.expired += 1
+        dispatch = attrs.evolve(head.dispatch, lease=None)
+        if is_terminal(head.state):
+            events: tuple[StreamResponse, ...] = ()
+        elif task_id in self._cancel_requested:
+            events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
+        elif head.dispatch.attempts >= self._max_attempts:
+            events = (_status(head, TaskState.FAILED,
+                              f"gave up after {head.dispatch.attempts} attempts: {why}"),)
+        else:
+            retry = (f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
+                     f"{self._max_attempts})")
+            events = (*_rollback(head), _status(head, TaskState.WORKING, retry))
+        try:
+            return await self._store.write(task_id, events, dispatch=dispatch)
+        except IllegalTransition:
+            return await self._store.write(task_id, (), dispatch=dispatch)
