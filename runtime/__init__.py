@@ -1,4 +1,6 @@
-"""I/O shells and wiring: the HTTP server, store backends, CLI.
+"""I/O shells and wiring, in folders by role (docs/architecture.md, "Where things live"):
+http/ (the HTTP face), link/ (the server's end of the worker link), worker/, client/,
+store/, agents/, providers/, tools/, secrets/; server.py wires them, cli.py runs them.
 
 Embed the server with `open_server(ServerConfig(...))`.
 """
@@ -10,7 +12,13 @@ from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
 from runtime.http.card import CardDocument, build_card
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
 from runtime.server import RunningServer, ServerConfig, open_server
-from runtime.store import MemoryBackend, SQLiteBackend, open_memory_backend, open_sqlite_backend
+from runtime.store import (
+    MemoryBackend,
+    SQLiteBackend,
+    StoreOpenError,
+    open_memory_backend,
+    open_sqlite_backend,
+)
 
 __all__ = [
     "AgentLoadError",
@@ -21,6 +29,7 @@ __all__ = [
     "RunningServer",
     "SQLiteBackend",
     "ServerConfig",
+    "StoreOpenError",
     "TokenAuth",
     "build_card",
     "echo_agent",

@@ -152,17 +152,30 @@ def test_import_cycle_finder_sees_a_cycle() -> None:
     assert import_cycles(graph) == [["a", "b", "c"]]
 
 
-def test_http_face_knows_nothing_of_the_worker_side() -> None:
-    """runtime.http is mounted by the link (runtime.link.mount), never the other way."""
-    bad = {m: sorted(d for d in deps if d.startswith(("runtime.link", "runtime.worker")))
-           for m, deps in module_imports().items() if m.startswith("runtime.http")}
-    assert {m: d for m, d in bad.items() if d} == {}
+# What each folder of runtime/ may import of the rest of runtime/ (docs/architecture.md,
+# "Where things live"); the top-level modules (server, cli, flags) wire everything.
+RUNTIME_IMPORTS = {
+    "runtime.http": (),
+    "runtime.client": (),
+    "runtime.store": (),
+    "runtime.supervisor": (),
+    "runtime.secrets": (),
+    "runtime.link": ("runtime.http.common", "runtime.http.auth", "runtime.http.sse",
+                     "runtime.supervisor"),
+    "runtime.worker": ("runtime.agents", "runtime.supervisor"),
+    "runtime.providers": ("runtime.secrets",),
+    "runtime.tools": ("runtime.secrets",),
+    "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
+                       "runtime.client"),
+}
 
 
-def test_client_is_independent_of_server_and_worker() -> None:
-    bad = {m: sorted(d for d in deps if d.startswith("runtime.") and
-                     not d.startswith("runtime.client"))
-           for m, deps in module_imports().items() if m.startswith("runtime.client")}
+@pytest.mark.parametrize("folder", sorted(RUNTIME_IMPORTS))
+def test_runtime_folders_import_only_what_they_may(folder: str) -> None:
+    allowed = (folder, *RUNTIME_IMPORTS[folder])
+    bad = {m: sorted(d for d in deps if d.startswith("runtime") and d != "runtime"
+                     and not d.startswith(allowed))
+           for m, deps in module_imports().items() if m == folder or m.startswith(folder + ".")}
     assert {m: d for m, d in bad.items() if d} == {}
 
 

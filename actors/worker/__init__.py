@@ -5,7 +5,7 @@ TaskClaimer live in a connection subtree (restarted with the connection);
 Sessions runs each claimed task as a SessionActor with its OutputStreamer and
 StatusReporter, outside that subtree, so tasks survive reconnects. They reach
 the server only through the `Link` port (`actors.worker.link_port`); the
-transports are in `runtime.worker.process`.
+transports are in `runtime.worker`.
 """
 
 from actors.worker.heartbeat import *  # noqa: F403

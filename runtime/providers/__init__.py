@@ -1,5 +1,5 @@
 """LLM providers behind one interface (`Provider`), and the registry that builds
-them from configuration. See docs/providers/README.md."""
+them from configuration (docs/providers/README.md). May import runtime.secrets only."""
 
 from runtime.providers.anthropic import AnthropicProvider
 from runtime.providers.base import (

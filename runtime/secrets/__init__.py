@@ -2,6 +2,7 @@
 
 Values travel as `Secret` (redacted in every rendering) and errors name
 sources and secret names, never values or the Vault token. See docs/secrets.md.
+May import nothing else of runtime/.
 """
 
 from runtime.secrets.config import DEFAULT_ORDER, SOURCE_LABELS, SecretsConfig

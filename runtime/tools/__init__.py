@@ -2,7 +2,7 @@
 
 `default_tools()` gives one of each; `ToolRegistry` runs calls by name. Every
 tool has `name`, `description`, `parameters` (JSON schema), `read_only` and
-`async run(args, ws) -> ToolResult`. See docs/tools.md.
+`async run(args, ws) -> ToolResult`. See docs/tools.md. May import runtime.secrets only.
 """
 
 from runtime.tools.base import (
