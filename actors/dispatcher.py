@@ -262,8 +262,8 @@ class Dispatcher:
         self._workers.withdraw(task_id)
         lease = self._leases.grant(task_id, worker_id, in_process=session.info.in_process)
         session.active[task_id] = lease.attempt_id
-        head = await self._store.head(task_id)
         try:
+            head = await self._store.head(task_id)
             record = await self._leases.record_claim(task_id, lease, head)
         except BaseException as exc:
             self._leases.forget(task_id)

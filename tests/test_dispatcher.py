@@ -481,3 +481,24 @@ async def test_a_worker_silent_for_a_lease_ttl_gets_no_offers(
     assert drain_offers(quiet) == []  # the task's offer to "busy" still holds
     second = await env.task()
     assert drain_offers(quiet) == [second]
+
+
+async def test_a_claim_cut_off_while_reading_the_task_leaves_it_queued(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim whose first store read fails (or is cancelled) gives the task back: it
+    is neither lost from the queue nor held by a lease that was never stored."""
+    d = env.dispatcher
+    d.register(WorkerInfo("w1", max_concurrent=1))
+    task_id = await env.task()
+    real_head = env.store.head
+
+    async def failing_head(tid: str) -> object:
+        raise RuntimeError("the store is gone for a moment")
+
+    monkeypatch.setattr(env.store, "head", failing_head)
+    with pytest.raises(RuntimeError, match="gone for a moment"):
+        await d.claim("w1", task_id)
+    monkeypatch.setattr(env.store, "head", real_head)
+    claim = await d.claim("w1", task_id)  # still queued, and the worker's slot is free
+    assert claim.task_id == task_id
