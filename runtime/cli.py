@@ -42,6 +42,7 @@ from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, buil
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.logs import JsonLogFormatter, setup_logging
 from runtime.server import ServerConfig, open_server
+from runtime.store import StoreOpenError
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
 __all__ = [
@@ -70,6 +71,16 @@ def _check_seconds(flag: str, value: float) -> None:
         raise ValueError(f"{flag} must be a positive number of seconds, not {value}")
 
 
+def _token_file(flag: str, file: str | None) -> dict[str, str]:
+    """The tokens of a token-file flag (none if not given); ValueError naming the flag,
+    the file and the line. A file given but holding no tokens is refused: it would
+    turn auth off while the flag says it turns it on."""
+    try:
+        return load_tokens(file, None)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
 def server_config(args: argparse.Namespace) -> ServerConfig:
     """The ServerConfig of the server flags; ValueError naming the flag if one is bad."""
     if args.local_workers < 0:
@@ -81,8 +92,11 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
         raise ValueError("--max-concurrent-tasks must be at least 1")
-    tokens = load_tokens(args.tokens_file, os.environ.get(args.tokens_env))
-    worker_tokens = load_tokens(args.worker_tokens_file, None)
+    tokens = _token_file("--tokens-file", args.tokens_file)
+    tokens_env = os.environ.get(args.tokens_env)
+    if tokens_env:
+        tokens.update(parse_token_lines(tokens_env.split(","), source=args.tokens_env))
+    worker_tokens = _token_file("--worker-tokens-file", args.worker_tokens_file)
     worker_env = os.environ.get(ENV_PREFIX + "WORKER_TOKENS")
     if worker_env:
         worker_tokens.update(parse_token_lines(worker_env.split(","),
@@ -217,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tune_gc()
         try:
             trio.run(run_server, config)
-        except OSError as exc:
+        except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0

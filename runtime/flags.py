@@ -43,6 +43,25 @@ def _number_type(kind: type[int] | type[float], name: str) -> Callable[[str], fl
     return parse
 
 
+def _port_type(name: str) -> Callable[[str], int]:
+    """An argparse `type` for a TCP port flag (default from the variable `name`): a
+    value outside 0-65535 is a usage error naming the range, not an OverflowError
+    from `bind()` once the server starts."""
+    as_int = _number_type(int, name)
+
+    def parse(value: str) -> int:
+        port = int(as_int(value))
+        if not 0 <= port <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"must be a port number in 0-65535, not {port} (from the flag or "
+                f"{ENV_PREFIX}{name})"
+            )
+        return port
+
+    parse.__name__ = "port"
+    return parse
+
+
 def _number_env(name: str, default: float) -> str:
     """The default of a number flag as text: the variable's value if set and not
     empty, else `default`; argparse parses it with the flag's `_number_type`."""
@@ -84,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--port",
-        type=_number_type(int, "PORT"),
+        type=_port_type("PORT"),
         default=_number_env("PORT", 8000),
-        help="TCP port; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
+        help="TCP port, 0-65535; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
     )
     s.add_argument(
         "--public-url",
@@ -106,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=Path(_env("DATA_DIR", "data") or "data"),
-        help="directory of the SQLite store [TRIO_A2A_DATA_DIR] (default ./data)",
+        help="directory of the SQLite store, created if missing; this user must be able to "
+        "write it [TRIO_A2A_DATA_DIR] (default ./data)",
     )
     s.add_argument(
         "--sqlite-synchronous",
@@ -119,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokens-file",
         default=_env("TOKENS_FILE"),
         help="turn on bearer-token auth with tokens from this file, one "
-        "'principal:token' per line [TRIO_A2A_TOKENS_FILE]",
+        "'principal:token' per line ('#' comments and blank lines are skipped; a file "
+        "without tokens or a line without ':' is refused) [TRIO_A2A_TOKENS_FILE]",
     )
     s.add_argument(
         "--tokens-env",
@@ -133,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("WORKER_TOKENS_FILE"),
         help="tokens of the workers allowed on the worker link (/worker/ws and "
         "/worker/link), one "
-        "'principal:token' per line; also read from TRIO_A2A_WORKER_TOKENS "
+        "'principal:token' per line, as in --tokens-file; also read from TRIO_A2A_WORKER_TOKENS "
         "('principal:token' pairs separated by commas). Never valid as client tokens. "
         "Without any, the link accepts every worker [TRIO_A2A_WORKER_TOKENS_FILE]",
     )

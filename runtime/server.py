@@ -59,7 +59,7 @@ class ServerConfig:
     """Everything `python -m runtime server` can be told; defaults serve out of the box."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = attrs.field(default=8000)
     """0 picks a free port (tests, embedding)."""
     public_url: str | None = None
     """Base URL published in the agent card; default http://host:port."""
@@ -95,6 +95,12 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+
+    @port.validator
+    def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
+        # bind() would raise OverflowError only once the server starts
+        if not 0 <= value <= 65535:
+            raise ValueError(f"port must be in 0-65535, not {value}")
 
     @worker_tokens.validator
     def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:

@@ -1,9 +1,11 @@
 """Bearer-token authentication: which principal a request speaks for.
 
-Tokens come from a file (one `principal:token` per line, `#` comments) and/or
-an environment variable (`principal:token` pairs separated by commas). A bare
-token without a principal name is its own principal, shown as `token-<n>`.
-Comparison is constant-time.
+Tokens come from a file (one `principal:token` per line; blank lines and `#`
+comments are skipped) and/or an environment variable (`principal:token` pairs
+separated by commas). An entry without a `:` is refused, not taken as a token,
+and so is a file holding no tokens at all: either would quietly give an auth set
+other than the one meant. Errors name the file (or variable) and the line, never
+the token. Comparison is constant-time.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 __all__ = ["TokenAuth", "load_tokens", "parse_token_lines"]
 
 
-def parse_token_lines(lines: Iterable[str], *, source: str) -> dict[str, str]:
-    """Parse `principal:token` lines into {token: principal}; ValueError names the line."""
+def parse_token_lines(lines: Iterable[str], *, source: str,
+                      unit: str = "entry") -> dict[str, str]:
+    """Parse `principal:token` lines into {token: principal}; ValueError names `source`
+    and the line (`unit` says what a line is called: "line" in a file)."""
     tokens: dict[str, str] = {}
     for n, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -25,18 +29,21 @@ def parse_token_lines(lines: Iterable[str], *, source: str) -> dict[str, str]:
             continue
         principal, sep, token = line.partition(":")
         if not sep:
-            principal, token = f"token-{len(tokens) + 1}", line
+            raise ValueError(f"{source} {unit} {n}: expected 'principal:token' (no ':' found)")
         principal, token = principal.strip(), token.strip()
         if not token or not principal:
-            raise ValueError(f"{source} entry {n}: expected 'principal:token'")
+            raise ValueError(f"{source} {unit} {n}: expected 'principal:token'")
         if token in tokens and tokens[token] != principal:
-            raise ValueError(f"{source} entry {n}: token already belongs to {tokens[token]!r}")
+            raise ValueError(
+                f"{source} {unit} {n}: token already belongs to {tokens[token]!r}")
         tokens[token] = principal
     return tokens
 
 
 def load_tokens(file: str | os.PathLike[str] | None, env_value: str | None) -> dict[str, str]:
-    """Tokens from a file and/or an env value; {} means auth is off."""
+    """Tokens from a file and/or an env value; {} means auth is off.
+
+    A file given but holding no tokens is a ValueError, not an empty set."""
     tokens: dict[str, str] = {}
     if file:
         path = Path(file)
@@ -44,7 +51,13 @@ def load_tokens(file: str | os.PathLike[str] | None, env_value: str | None) -> d
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"cannot read token file {path}: {exc.strerror}") from exc
-        tokens.update(parse_token_lines(text.splitlines(), source=str(path)))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"token file {path} is not UTF-8 text") from exc
+        from_file = parse_token_lines(text.splitlines(), source=str(path), unit="line")
+        if not from_file:
+            raise ValueError(f"{path} holds no tokens: expected one 'principal:token' per "
+                             "line (blank lines and '#' comments are skipped)")
+        tokens.update(from_file)
     if env_value:
         tokens.update(parse_token_lines(env_value.split(","), source="TRIO_A2A_TOKENS"))
     return tokens

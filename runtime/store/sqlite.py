@@ -31,6 +31,7 @@ from actors.store_port import (
     TaskWrite,
 )
 from protocol.models import StreamResponse, Task, TaskPushNotificationConfig
+from runtime.store.errors import sqlite_open_error
 from runtime.store.memory import UNFINISHED_STATES, check_write
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "open_sqlite_backend"]
@@ -471,6 +472,10 @@ async def open_sqlite_backend(
 ) -> AsyncIterator[SQLiteBackend]:
     """Open (creating if needed) the store file at `path` and close it on exit.
 
+    Raises `StoreOpenError`, naming the path and what to do, if it cannot be opened
+    (a corrupt file, a directory in its place, a data directory that is a file or
+    read-only, an unsupported schema version).
+
     `synchronous="normal"` in WAL mode survives a process crash; `"full"` also
     survives power loss at the cost of an fsync per commit. `busy_timeout`
     (seconds) covers other processes holding the file, e.g. a backup.
@@ -480,15 +485,19 @@ async def open_sqlite_backend(
     file = Path(path)
 
     def connect() -> tuple[sqlite3.Connection, sqlite3.Connection]:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        writer = _connect(str(file), synchronous, busy_timeout)
         try:
-            _prepare_schema(writer)
-            reader = _connect(str(file), synchronous, busy_timeout)
-            reader.execute("PRAGMA query_only = ON")
-        except BaseException:
-            writer.close()
-            raise
+            file.parent.mkdir(parents=True, exist_ok=True)
+            writer = _connect(str(file), synchronous, busy_timeout)
+            try:
+                _prepare_schema(writer)
+                reader = _connect(str(file), synchronous, busy_timeout)
+                reader.execute("PRAGMA query_only = ON")
+            except BaseException:
+                writer.close()
+                raise
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            # A bare sqlite3 error names neither the file nor the fix.
+            raise sqlite_open_error(file, exc) from exc
         return writer, reader
 
     writer, reader = await trio.to_thread.run_sync(connect)

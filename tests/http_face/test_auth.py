@@ -92,10 +92,9 @@ async def test_extended_card_not_configured_without_auth(rpc: Rpc) -> None:
 
 def test_token_parsing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "tokens"
-    f.write_text("# team tokens\nalice:aaa\n\nbob: bbb \nloose-token\n")
+    f.write_text("# team tokens\nalice:aaa\n\n  # indented comment\nbob: bbb \n")
     tokens = load_tokens(f, "carol:ccc,dave:ddd")
-    assert tokens == {"aaa": "alice", "bbb": "bob", "loose-token": "token-3", "ccc": "carol",
-                      "ddd": "dave"}
+    assert tokens == {"aaa": "alice", "bbb": "bob", "ccc": "carol", "ddd": "dave"}
     with pytest.raises(ValueError, match="entry 1"):
         parse_token_lines(["alice:"], source="x")
     with pytest.raises(ValueError, match="cannot read token file"):
@@ -106,3 +105,21 @@ def test_token_parsing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert auth.principal("Bearer nope") is None
     assert auth.principal(None) is None
     assert TokenAuth({}).principal(None) == ""
+
+
+def test_bare_tokens_and_files_without_tokens_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "tokens"
+    f.write_text("# team tokens\nalice:aaa\nloose-token\n")
+    with pytest.raises(ValueError) as info:
+        load_tokens(f, None)
+    assert str(info.value) == f"{f} line 3: expected 'principal:token' (no ':' found)"
+    with pytest.raises(ValueError, match=r"^TRIO_A2A_TOKENS entry 2: expected 'principal:token' "
+                       r"\(no ':' found\)$"):
+        load_tokens(None, "carol:ccc,loose-token")
+    for text in ("", "\n  \n# only comments\n"):
+        f.write_text(text)
+        with pytest.raises(ValueError) as info:
+            load_tokens(f, None)
+        assert str(info.value) == (f"{f} holds no tokens: expected one 'principal:token' per "
+                                   "line (blank lines and '#' comments are skipped)")
+    assert load_tokens(None, "") == {}  # an empty variable: auth off, as documented

@@ -131,7 +131,8 @@ async def all_events(backend: TaskBackend, task_id: str) -> list[StoredEvent]:
 
 
 def test_store_package_exports() -> None:
-    names = {"open_memory_backend", "open_sqlite_backend", "MemoryBackend", "SQLiteBackend"}
+    names = {"open_memory_backend", "open_sqlite_backend", "MemoryBackend", "SQLiteBackend",
+             "StoreOpenError"}
     assert set(runtime.store.__all__) == names
     for name in names:
         assert getattr(runtime.store, name) is not None
