@@ -91,6 +91,12 @@ class DispatchState:
     attempt was claimed. If that attempt's lease expires, its partial output is
     rolled back to this before the task is queued again, so the retry's output
     replaces it instead of landing beside it. None: not recorded (older rows)."""
+    run_input: tuple[int, str] | None = None
+    """(index in the task's history, message id) of the message that started the
+    current run: the one that created the task, or the last one a client sent to
+    continue it. Every attempt of the run, a retry too, runs on that message with
+    the history before it, not on the statuses earlier attempts pushed into the
+    history. Set by the ServerTaskStore; None: not recorded (older rows)."""
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -114,7 +120,14 @@ class DispatchState:
             accepted_output_modes=tuple(data.get("accepted_output_modes") or ()),  # type: ignore[arg-type]
             output_seq=int(data.get("output_seq", 0)),  # type: ignore[call-overload]
             claim_artifacts=_claim_artifacts(data.get("claim_artifacts")),
+            run_input=_run_input(data.get("run_input")),
         )
+
+
+def _run_input(value: object) -> tuple[int, str] | None:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    return int(value[0]), str(value[1])
 
 
 def _claim_artifacts(value: object) -> tuple[tuple[str, int], ...] | None:

@@ -284,8 +284,11 @@ class ServerTaskStore:
                     "status": task.status.model_copy(update={"timestamp": format_timestamp(now)})
                 }
             )
+        dispatch = dispatch or DispatchState()
+        if task.history and dispatch.run_input is None:  # the message that creates the task
+            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
         record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now,
-                            dispatch=dispatch or DispatchState())
+                            dispatch=dispatch)
         event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
         entry = _Entry(
             head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
@@ -319,6 +322,10 @@ class ServerTaskStore:
         wait: bool = True,
     ) -> TaskRecord:
         """Apply events (and history messages) to a task and log the events.
+
+        `add_history` is what a client sent to continue the task: the last of
+        those messages starts its next run and is recorded as its
+        `DispatchState.run_input` (what every attempt of that run is given).
 
         Raises `protocol.states.IllegalTransition` (nothing is written) if an
         event breaks the lifecycle, KeyError if the task does not exist. `check`
@@ -360,6 +367,9 @@ class ServerTaskStore:
             dispatch = head.dispatch
         elif callable(dispatch):
             dispatch = dispatch(head.dispatch)
+        if add_history:
+            assert task.history is not None
+            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
         record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
                             status_at=status_at, dispatch=dispatch)
         write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
@@ -494,3 +504,8 @@ class ServerTaskStore:
 
     async def delete_push_config(self, task_id: str, config_id: str) -> bool:
         return await self._backend.delete_push_config(task_id, config_id)
+
+
+def _last_message(history: Sequence[Message]) -> tuple[int, str]:
+    """`DispatchState.run_input` naming the last message of `history`."""
+    return len(history) - 1, history[-1].message_id

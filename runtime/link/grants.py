@@ -9,12 +9,12 @@ attempt runs on, first attempt or retry alike.
 from __future__ import annotations
 
 from actors.dispatcher import Claim
-from actors.store_port import TaskQuery, TaskRecord
+from actors.store_port import DispatchState, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol import worker_link as wl
-from protocol.models import Message, Part, Role
+from protocol.models import Message, Part, Role, Task
 
-__all__ = ["CONTEXT_TASKS", "build_grant", "context_messages"]
+__all__ = ["CONTEXT_TASKS", "build_grant", "context_messages", "run_input"]
 
 CONTEXT_TASKS = 20
 """Earlier tasks of a context a grant carries, at most (the newest ones)."""
@@ -23,11 +23,40 @@ CONTEXT_TASKS = 20
 def build_grant(claim: Claim, context: list[Message] | None) -> wl.ClaimReply:
     """The grant of `claim`; `context` is what `context_messages` gave, or None."""
     task = claim.record.task
-    history = list(task.history or [])
+    message, history = run_input(task, claim.record.dispatch)
     return wl.ClaimReply(
         granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
-        task=task, message=history[-1] if history else None, history=history[:-1],
+        task=task, message=message, history=history,
         metadata=claim.run_request().metadata, context=context)
+
+
+def run_input(task: Task, dispatch: DispatchState) -> tuple[Message | None, list[Message]]:
+    """The message the task's current run started with, and the history before it.
+
+    Not the history's last message: every status an attempt replaces moves into
+    the history, and so does the server's retry note, so a retry would be handed
+    those. The store records which message started the run (`run_input`); a row
+    from before that record was kept falls back to the last user message.
+    """
+    history = list(task.history or [])
+    i = _input_index(history, dispatch.run_input)
+    if i is None:
+        return None, history
+    return history[i], history[:i]
+
+
+def _input_index(history: list[Message], mark: tuple[int, str] | None) -> int | None:
+    if mark is not None:
+        index, message_id = mark
+        if 0 <= index < len(history) and history[index].message_id == message_id:
+            return index
+        for i in range(len(history) - 1, -1, -1):  # a history written over: by id
+            if history[i].message_id == message_id:
+                return i
+    for i in range(len(history) - 1, -1, -1):
+        if history[i].role == Role.USER:
+            return i
+    return len(history) - 1 if history else None
 
 
 async def context_messages(store: ServerTaskStore, record: TaskRecord) -> list[Message]:

@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
 
-__all__ = ["CHUNKS", "CHUNK_DELAY", "slow_echo"]
+__all__ = ["CHUNKS", "CHUNK_DELAY", "STEP_DELAY", "counter", "slow_echo"]
+
+log = logging.getLogger(__name__)
 
 CHUNKS = 6
 CHUNK_DELAY = 0.05
@@ -39,3 +43,25 @@ async def run_slow_echo(ctx: TaskContext, emit: Emitter) -> None:
 
 slow_echo = AgentSpec(name="slow-echo", run=run_slow_echo,
                       description="Echoes the text back in six chunks, 50 ms apart.")
+
+
+STEP_DELAY = 0.2
+"""Seconds per step of `counter`."""
+
+
+async def run_counter(ctx: TaskContext, emit: Emitter) -> None:
+    # Says what it does like a real agent; logs the input of each attempt, which
+    # must be the user's number on a retry too (not a status text such as "step 1/6").
+    log.info("counter attempt", extra={"task_id": ctx.task_id, "input": ctx.text,
+                                       "history_len": len(ctx.history)})
+    await emit.working("thinking...")
+    n = int(ctx.text)
+    for i in range(1, n + 1):
+        await emit.working(f"step {i}/{n}")
+        await trio.sleep(STEP_DELAY)
+    await emit.artifact_text(f"counted to {n}")
+    await emit.complete()
+
+
+counter = AgentSpec(name="counter", run=run_counter,
+                    description="Counts to the number it is sent, one step per 0.2 s.")
