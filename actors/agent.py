@@ -273,3 +273,10 @@ class AgentSpec:
     context_history: bool = False
     """The agent reads `TaskContext.context` (the earlier tasks of the context):
     workers running it ask the server to send that with each claim."""
+
+    def card_skills(self) -> list[AgentSkill]:
+        """The skills an agent card lists for this agent: its own, or one named after it."""
+        if self.skills:
+            return list(self.skills)
+        return [AgentSkill(id=self.name, name=self.name,
+                           description=self.description or self.name, tags=[self.name])]

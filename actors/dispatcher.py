@@ -51,7 +51,7 @@ from actors.dispatch.types import Push as Push  # for runtime.link.connection; s
 from actors.dispatch.workers import ConnectedWorkers, WorkerSession
 from actors.store_port import Lease, Route, TaskRecord
 from actors.task_store import ServerTaskStore
-from protocol.models import StreamResponse
+from protocol.models import AgentSkill, StreamResponse
 from protocol.states import ends_stream
 
 __all__ = [
@@ -196,6 +196,15 @@ class Dispatcher:
         log.info("worker registered", extra={"worker_id": info.worker_id, "worker_name": info.name,
                                              "capabilities": sorted(info.capabilities)})
         return session
+
+    def worker_skills(self) -> tuple[int, list[AgentSkill]]:
+        """The skills of the connected workers' agents, each id once (first wins), and
+        a version that moves whenever a worker connects or leaves."""
+        seen: dict[str, AgentSkill] = {}
+        for info in self._workers.infos():
+            for skill in info.skills:
+                seen.setdefault(skill.id, skill)
+        return self._workers.version, list(seen.values())
 
     def drain(self, reason: str) -> None:
         """Ask every worker, now and on each later heartbeat or registration, to claim

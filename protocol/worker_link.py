@@ -23,7 +23,7 @@ import pydantic
 from pydantic import Field, StringConstraints, model_validator
 
 from .jsonrpc import format_validation_error
-from .models import A2AModel, Artifact, Message, StreamResponse, Task
+from .models import A2AModel, AgentSkill, Artifact, Message, StreamResponse, Task
 
 __all__ = [
     "ACK", "ClaimBody", "ClaimReply", "DrainBody", "EmptyReply", "Frame", "HeartbeatBody",
@@ -83,6 +83,8 @@ class RegisterBody(LinkModel):
     agents: list[str] = Field(min_length=1)
     models: dict[str, list[str]] = {}  # provider -> model ids; {} if listing failed
     context_history: bool | None = None  # true: grants carry the earlier tasks of the context
+    # the agents' skills, listed in the server's card while the worker is connected
+    skills: list[AgentSkill] | None = None
 
 
 class RegisterReply(LinkModel):

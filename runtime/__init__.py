@@ -9,7 +9,8 @@ from runtime.agents import echo_agent
 from runtime.agents.echo import split_chunks
 from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
-from runtime.http.card import CardDocument, build_card
+from runtime.http.card import CardDocument, CardSettings, LiveCard, SkillsSource, build_card
+from runtime.http.card_file import CardFileError, load_card_settings
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.store import (
@@ -24,6 +25,10 @@ __all__ = [
     "AgentLoadError",
     "BUILTIN_AGENTS",
     "CardDocument",
+    "CardFileError",
+    "CardSettings",
+    "LiveCard",
+    "SkillsSource",
     "HttpxPushSender",
     "MemoryBackend",
     "RunningServer",
@@ -39,6 +44,7 @@ __all__ = [
     "open_sqlite_backend",
     "is_public_address",
     "load_agent",
+    "load_card_settings",
     "parse_retry_after",
     "parse_token_lines",
     "Resolver",

@@ -40,6 +40,8 @@ from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
 from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
 from runtime.http.auth import load_tokens, parse_token_lines
+from runtime.http.card import CardSettings
+from runtime.http.card_file import CardFileError, load_card_settings
 from runtime.logs import JsonLogFormatter, setup_logging
 from runtime.server import ServerConfig, open_server
 from runtime.store import StoreOpenError
@@ -101,10 +103,18 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     if worker_env:
         worker_tokens.update(parse_token_lines(worker_env.split(","),
                                                source=ENV_PREFIX + "WORKER_TOKENS"))
+    card = CardSettings()
+    if args.card_file:
+        try:
+            card = load_card_settings(args.card_file)
+        except CardFileError as exc:
+            raise ValueError(f"--card-file: {exc}") from None
+    card = card.merged(name=args.card_name or None, description=args.card_description or None)
     return ServerConfig(
         host=args.host,
         port=args.port,
         public_url=args.public_url,
+        card=card,
         store=args.store,
         data_dir=args.data_dir,
         sqlite_synchronous=args.sqlite_synchronous,

@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
         "through a proxy [TRIO_A2A_PUBLIC_URL] (default http://HOST:PORT)",
     )
     s.add_argument(
+        "--card-file",
+        default=_env("CARD_FILE"),
+        help="JSON or TOML file of what the agent card says: name, description, version, "
+        "provider, documentationUrl, iconUrl, skills, extensions (docs/protocol.md) "
+        "[TRIO_A2A_CARD_FILE]",
+    )
+    s.add_argument("--card-name", default=_env("CARD_NAME"),
+                   help="the agent card's name, over the card file's [TRIO_A2A_CARD_NAME] "
+                   "(default: the embedded agent's, or trio-a2a)")
+    s.add_argument("--card-description", default=_env("CARD_DESCRIPTION"),
+                   help="the agent card's description, over the card file's "
+                   "[TRIO_A2A_CARD_DESCRIPTION]")
+    s.add_argument(
         "--store",
         choices=("sqlite", "memory"),
         default=_env("STORE", "sqlite"),

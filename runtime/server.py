@@ -16,7 +16,7 @@ import logging
 import random
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -34,10 +34,11 @@ from actors.push_delivery import PushDelivery
 from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
+from protocol.models import AgentSkill
 from runtime.agents import echo_agent
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
-from runtime.http.card import build_card
+from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
 from runtime.http.coalesce import install as install_coalescing
 from runtime.http.common import AppState
 from runtime.http.idle import install as install_idle_timer
@@ -63,6 +64,9 @@ class ServerConfig:
     """0 picks a free port (tests, embedding)."""
     public_url: str | None = None
     """Base URL published in the agent card; default http://host:port."""
+    card: CardSettings = CardSettings()
+    """What the agent card says (name, description, provider, skills, ...); unset
+    fields come from `agent` when `local_workers` run it."""
     store: Literal["sqlite", "memory"] = "sqlite"
     data_dir: Path = Path("data")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
@@ -198,9 +202,14 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     url_host = f"[{host}]" if ":" in host else host
     base_url = (config.public_url or f"http://{url_host}:{port}").rstrip("/")
     auth = TokenAuth(config.tokens)
-    card = build_card(config.agent, base_url, push_notifications=config.push_notifications,
-                      auth_schemes=("bearer",) if auth.enabled else (),
-                      extended_card=auth.enabled)
+    card_agent = config.agent if config.local_workers > 0 else None
+
+    def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
+        return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
+                          push_notifications=config.push_notifications,
+                          auth_schemes=("bearer",) if auth.enabled else (),
+                          extended_card=auth.enabled)
+
     listening = [sock]
 
     async def serve_http(app: object, *, task_status: trio.TaskStatus[None]) -> None:
@@ -238,8 +247,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                     keepalive=config.keepalive,
                 )
                 service = A2AService(store, dispatcher, push=push, settings=settings)
+                # the card lists the skills of the agents whose workers are connected
+                card = LiveCard(render_card, dispatcher.worker_skills)
                 state = AppState(service=service, card=card, auth=auth,
-                                 extended_card=card.data if auth.enabled else None,
+                                 extended_card=auth.enabled,
                                  max_body=config.max_body, worker_auth=worker_auth)
                 app = create_asgi(mount_worker_link(state, endpoint))
                 # rest_for_one: a child depends on the ones before it; when one fails,

@@ -74,7 +74,7 @@ def test_runtime_reexports_its_public_surface() -> None:
 
     for module_name in ("runtime.server", "runtime.http.auth", "runtime.http.card",
                         "runtime.store", "runtime.agents", "runtime.agents.loader",
-                        "runtime.http.push_sender"):
+                        "runtime.http.push_sender", "runtime.http.card_file"):
         module = importlib.import_module(module_name)
         lacking = [n for n in module.__all__ if n not in runtime.__all__]
         assert lacking == [], f"{module_name}: {lacking}"

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from actors.store_port import TaskRecord
+from protocol.models import AgentSkill
 
 __all__ = [
     "CancelPush",
@@ -75,6 +76,8 @@ class WorkerInfo:
     max_concurrent: int = 1
     in_process: bool = False
     """Runs inside the server process (an embedded worker): its leases say so."""
+    skills: tuple[AgentSkill, ...] = ()
+    """The skills of its agents, for the agent card while it is connected."""
 
 
 @attrs.frozen

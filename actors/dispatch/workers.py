@@ -92,6 +92,13 @@ class ConnectedWorkers:
         """Queued task id -> the worker its outstanding offer went to."""
         self.draining: str | None = None
         """Why workers are to claim nothing more (None: they carry on)."""
+        self.version = 0
+        """Counts connects and disconnects: what was built from `infos()` is stale
+        once it moves."""
+
+    def infos(self) -> list[WorkerInfo]:
+        """The connected workers, in the order they connected."""
+        return [s.info for s in self._sessions.values()]
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -117,7 +124,9 @@ class ConnectedWorkers:
             for task_id in list(old.offered):
                 self.withdraw(task_id)
         session.active = active
+        self._sessions.pop(info.worker_id, None)  # a reconnect moves to the end
         self._sessions[info.worker_id] = session
+        self.version += 1
         if self.draining is not None:
             session.push_nowait(DrainPush(self.draining))  # a fresh channel: room
         self.offer_queued_to(session)
@@ -130,6 +139,7 @@ class ConnectedWorkers:
         if current is None or (session is not None and current is not session):
             return False
         del self._sessions[worker_id]
+        self.version += 1
         current.pushes.close()
         for task_id in list(current.offered):
             self.withdraw(task_id)

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from actors.worker.link_port import Backoff, Link, LinkDown, LinkSlot
+from protocol.models import AgentSkill
 from protocol.worker_link import (
     INTERNAL,
     UNKNOWN_WORKER,
@@ -63,6 +64,8 @@ class WorkerIdentity:
     capabilities: tuple[str, ...] = ()
     context_history: bool = False
     """Ask for the earlier tasks of each claimed task's context (LLM conversations)."""
+    skills: tuple[AgentSkill, ...] = ()
+    """The skills of the agents it runs, for the server's agent card."""
 
 
 async def _no_models() -> Mapping[str, Sequence[str]]:
@@ -135,7 +138,8 @@ class Registrar:
                             capabilities=list(ident.capabilities),
                             max_concurrent_tasks=ident.max_concurrent_tasks,
                             agents=list(ident.agents), models=await self._models(),
-                            context_history=ident.context_history or None)
+                            context_history=ident.context_history or None,
+                            skills=list(ident.skills) or None)
         failures = 0
         while True:
             self.attempts.append(trio.current_time())

@@ -30,7 +30,7 @@ def create_app(state: AppState) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = 60
 
     async def serve_card() -> Response:
-        card = state.card
+        card = state.card.document
         headers = {"ETag": card.etag, "Last-Modified": card.last_modified,
                    "Cache-Control": state.card_cache_control}
         if _not_modified(card, request.headers.get("If-None-Match"),

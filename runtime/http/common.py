@@ -15,7 +15,7 @@ from quart import Response
 
 from actors.a2a_service import A2AService
 from runtime.http.auth import TokenAuth
-from runtime.http.card import CardDocument
+from runtime.http.card import LiveCard
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -46,9 +46,11 @@ class AppState:
     """Everything the HTTP face serves from; built once by `runtime.server`."""
 
     service: A2AService
-    card: CardDocument
+    card: LiveCard
+    """The public card as it is now (`card.document`)."""
     auth: TokenAuth
-    extended_card: dict[str, Any] | None = None
+    extended_card: bool = False
+    """Serve the card to authenticated callers as the extended card (GetExtendedAgentCard)."""
     max_body: int = 10 * 1024 * 1024
     card_cache_control: str = "public, max-age=300"
     worker_auth: TokenAuth | None = None

@@ -115,7 +115,8 @@ async def dispatch(
         )
         return _json(_error_bytes(None, err, wire_version))
     parsed = parse_payload(body, version=wire_version)
-    ctx = _call_context(principal, wire_version, last_event_id, state.extended_card)
+    ctx = _call_context(principal, wire_version, last_event_id,
+                        state.card.document.data if state.extended_card else None)
     service = state.service
 
     async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool

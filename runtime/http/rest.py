@@ -225,11 +225,11 @@ async def delete_push(call: _Call, task_id: str, config_id: str) -> Response:
 
 
 async def extended_card(call: _Call) -> Response:
-    if call.state.extended_card is None:
+    if not call.state.extended_card:
         raise ExtendedAgentCardNotConfiguredError(
             "this server publishes no extended agent card (it is served when auth is on)"
         )
-    return call.ok(dumps(call.state.extended_card))
+    return call.ok(dumps(call.state.card.document.data))
 
 
 Operation = Callable[..., Awaitable[Response]]

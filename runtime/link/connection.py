@@ -150,7 +150,7 @@ class LinkConnection:
         info = WorkerInfo(worker_id=body.worker_id, name=body.name,
                           capabilities=frozenset(body.capabilities),
                           agents=frozenset(body.agents), max_concurrent=body.max_concurrent_tasks,
-                          in_process=self.in_process)
+                          in_process=self.in_process, skills=tuple(body.skills or ()))
         session = dispatcher.register(info)  # closes the pushes of an older session
         self.worker_id, self.session = body.worker_id, session
         self.context_history = bool(body.context_history)

@@ -282,7 +282,8 @@ async def open_worker(
                               max_concurrent_tasks=concurrency,
                               capabilities=tuple(capabilities),
                               context_history=any(a.context_history for a in agents)
-                              if context_history is None else context_history)
+                              if context_history is None else context_history,
+                              skills=tuple(s for a in agents for s in a.card_skills()))
     slot = LinkSlot()
     sessions = Sessions(slot, agents, concurrency=concurrency, config=config.sessions, rng=rng)
     worker = RunningWorker(identity, sessions, slot, config)
