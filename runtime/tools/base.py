@@ -85,6 +85,9 @@ class ToolLimits:
     """list_dir and glob entries."""
     max_files_scanned: int = attrs.field(default=20_000, validator=_positive)
     """Files glob and grep visit before they stop: bounds a walk of a huge tree."""
+    grep_timeout: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds one grep call may search; its child process is killed then (a pattern such
+    as '(a+)+$' can backtrack for longer than any task would wait)."""
     edit_max_bytes: int = attrs.field(default=10 * 1024 * 1024, validator=_positive)
     """Largest file edit_file loads into memory."""
     shell_timeout: float = attrs.field(default=120.0, validator=_positive)

@@ -1,31 +1,35 @@
 """list_dir, glob, grep: finding things in the workspace without changing it.
 
-Walks start from a directory opened through the workspace and go down with
-`os.fwalk`, which never follows a symbolic link into a directory, so a link
-pointing outside cannot lead a walk out. `.git` directories are skipped, and a
-walk stops after `ToolLimits.max_files_scanned` entries.
+Walks (`runtime.tools.scan.Walk`) start from a directory opened through the
+workspace and go down without recursion, never following a symbolic link into a
+directory, so a link pointing outside cannot lead a walk out. `.git` directories
+are skipped, no directory at depth `MAX_PATH_DEPTH` is entered, and a walk stops
+after `ToolLimits.max_files_scanned` entries.
+
+grep matches in a child process (see `runtime.tools.scan`) that is killed at
+`ToolLimits.grep_timeout` or when the call is cancelled: a pattern that backtracks
+for ever costs the worker one process for a bounded time, not its event loop.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import stat
-from collections.abc import Iterator
-from fnmatch import fnmatchcase
+import sys
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 
+import trio
+
+from runtime.tools import scan
 from runtime.tools.base import BaseTool, ToolError, ToolResult
 from runtime.tools.output import HeadBuffer
-from runtime.tools.workspace import Workspace
+from runtime.tools.scan import Walk, WalkLimit, match_path
+from runtime.tools.workspace import MAX_PATH_DEPTH, Workspace
 
 __all__ = ["Glob", "Grep", "ListDir", "match_path"]
-
-SKIP_DIRS = frozenset({".git"})
-MAX_LINE_CHARS = 300
-_SNIFF = 8192
 
 _PATH_PARAM = {
     "type": "string",
@@ -37,52 +41,19 @@ def _entries_marker(dropped: int) -> str:
     return f"[truncated {dropped} entries]"
 
 
-def match_path(pattern: str, path: str) -> bool:
-    """Glob match of a relative path, segment by segment: `*`, `?`, `[...]` stay inside one
-    segment; a `**` segment matches any number of segments, none included."""
-    pat = tuple(p for p in pattern.split("/") if p)
-    parts = tuple(p for p in path.split("/") if p)
-    memo: dict[tuple[int, int], bool] = {}
-
-    def go(i: int, j: int) -> bool:
-        if (i, j) not in memo:
-            if i == len(pat):
-                memo[i, j] = j == len(parts)
-            elif pat[i] == "**":
-                memo[i, j] = go(i + 1, j) or (j < len(parts) and go(i, j + 1))
-            else:
-                memo[i, j] = (j < len(parts) and fnmatchcase(parts[j], pat[i])
-                              and go(i + 1, j + 1))
-        return memo[i, j]
-
-    return go(0, 0)
-
-
-def _walk(dir_fd: int, limit: int, max_depth: int | None = None
-          ) -> Iterator[tuple[PurePosixPath, list[str], list[str], int]]:
-    """(relative dir, sorted subdirs, sorted files, dir fd) under `dir_fd`; stops after `limit`
-    entries by raising _WalkLimit."""
-    seen = 0
-    for top, dirs, files, fd in os.fwalk(".", dir_fd=dir_fd):
-        rel = PurePosixPath(top)
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        names = list(dirs)
-        if max_depth is not None and len(rel.parts) >= max_depth:
-            dirs[:] = []  # listed, not entered
-        seen += len(names) + len(files)
-        yield rel, names, sorted(files), fd
-        if seen >= limit:
-            raise _WalkLimit(seen)
-
-
-class _WalkLimit(Exception):
-    def __init__(self, seen: int) -> None:
-        self.seen = seen
-
-
 def _limit_note(seen: int) -> str:
     return (f"[stopped after visiting {seen} entries; start from a deeper path or use a "
             "narrower pattern]")
+
+
+def _notes(too_deep: int, stopped_after: int | None) -> str:
+    note = ""
+    if too_deep:
+        note += (f"\n[directories deeper than {MAX_PATH_DEPTH} levels were not entered "
+                 "(MAX_PATH_DEPTH)]")
+    if stopped_after is not None:
+        note += "\n" + _limit_note(stopped_after)
+    return note
 
 
 class ListDir(BaseTool):
@@ -163,17 +134,20 @@ class Glob(BaseTool):
         segments = [s for s in pattern.split("/") if s]
         depth = None if "**" in segments else len(segments) - 1
         found: list[str] = []
-        note = ""
+        stopped = None
         fd = ws.open_fd(target, os.O_RDONLY | os.O_DIRECTORY)
+        walk = Walk(fd, self.limits.max_files_scanned,
+                    levels=MAX_PATH_DEPTH - ws.depth(target), max_depth=depth)
         try:
-            for rel, dirs, files, _ in _walk(fd, self.limits.max_files_scanned, depth):
+            for rel, dirs, files, _ in walk:
                 for name, suffix in [*((d, "/") for d in dirs), *((f, "") for f in files)]:
                     if match_path(pattern, (rel / name).as_posix()):
                         found.append((base / rel / name).as_posix() + suffix)
-        except _WalkLimit as stop:
-            note = "\n" + _limit_note(stop.seen)
+        except WalkLimit as stop:
+            stopped = stop.seen
         finally:
             os.close(fd)
+        note = _notes(walk.too_deep, stopped)
         if not found:
             return ToolResult(f"no paths match {pattern!r} under {shown}{note}")
         found.sort()
@@ -204,66 +178,63 @@ class Grep(BaseTool):
     read_only = True
 
     async def execute(self, args: dict[str, Any], ws: Workspace) -> ToolResult:
+        pattern: str = args["pattern"]
+        glob: str | None = args.get("glob")
+        if not sys.executable:
+            raise ToolError("grep needs a Python interpreter to search in, and this process "
+                            "has none (sys.executable is empty)")
+        fd, is_dir, shown, levels = await trio.to_thread.run_sync(
+            self._open, ws, args.get("path", "."))
+        request = {
+            "fd": fd, "is_dir": is_dir, "base": shown, "levels": levels,
+            "pattern": pattern, "ignore_case": bool(args.get("ignore_case")), "glob": glob,
+            "max_files": self.limits.max_files_scanned, "max_bytes": self.limits.grep_max_bytes,
+        }
         try:
-            regex = re.compile(args["pattern"], re.IGNORECASE if args.get("ignore_case") else 0)
-        except re.error as exc:
-            raise ToolError(f"pattern is not a valid regular expression: {exc}") from None
-        return await self.in_thread(
-            partial(self._grep, ws, regex, args.get("path", "."), args.get("glob")))
-
-    def _grep(self, ws: Workspace, regex: re.Pattern[str], path: str, glob: str | None
-              ) -> ToolResult:
-        target = ws.resolve(path)
-        shown = ws.display(target)
-        out = HeadBuffer(self.limits.grep_max_bytes)
-        note = ""
-        fd = ws.open_fd(target, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                self._grep_fd(os.dup(fd), shown, regex, out)
-            else:
-                base = PurePosixPath(shown)
-                try:
-                    for rel, _, files, dfd in _walk(fd, self.limits.max_files_scanned):
-                        for name in files:
-                            if glob and not _glob_ok(glob, rel / name):
-                                continue
-                            try:
-                                ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                                              | os.O_CLOEXEC, dir_fd=dfd)
-                            except OSError:
-                                continue  # a symlink (ELOOP), unreadable, or gone meanwhile
-                            self._grep_fd(ffd, (base / rel / name).as_posix(), regex, out)
-                except _WalkLimit as stop:
-                    note = "\n" + _limit_note(stop.seen)
+            with trio.move_on_after(self.limits.grep_timeout) as timer:
+                done = await trio.run_process(
+                    [sys.executable, "-I", "-S", scan.__file__],
+                    stdin=json.dumps(request).encode(), capture_stdout=True,
+                    capture_stderr=True, check=False, pass_fds=(fd,), deliver_cancel=_kill)
         finally:
             os.close(fd)
+        if timer.cancelled_caught:
+            raise ToolError(
+                f"the search for {pattern!r} was stopped at its time limit of "
+                f"{self.limits.grep_timeout:g} s (ToolLimits.grep_timeout); simplify the "
+                "pattern (nested repetition such as '(a+)+' can take exponential time) or "
+                "narrow 'path' or 'glob'")
+        if done.returncode != 0:
+            why = done.stderr.decode(errors="replace").strip().splitlines()
+            raise ToolError(f"the search failed (exit status {done.returncode}): "
+                            f"{why[-1] if why else 'no message'}")
+        answer = json.loads(done.stdout)
+        if "error" in answer:
+            raise ToolError(answer["error"])
+        out = HeadBuffer(self.limits.grep_max_bytes)
+        out.write(answer["text"].encode(errors="surrogateescape"))
+        out.dropped += answer["dropped"]
+        note = _notes(answer["too_deep"], answer["stopped_after"])
         text = out.text() if out.dropped else out.text().rstrip("\n")
         if text:
             return ToolResult(text + note)
         where = f" in files matching {glob!r}" if glob else ""
-        return ToolResult(f"no matches for {regex.pattern!r} under {shown}{where}{note}")
+        return ToolResult(f"no matches for {pattern!r} under {shown}{where}{note}")
 
     @staticmethod
-    def _grep_fd(fd: int, shown: str, regex: re.Pattern[str], out: HeadBuffer) -> None:
-        """Matching lines of one open file into `out` (takes ownership of `fd`)."""
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode) or b"\0" in f.read(_SNIFF):
-                return
-            f.seek(0)
-            for lineno, raw in enumerate(f, 1):
-                line = raw.decode(errors="replace").rstrip("\r\n")
-                if regex.search(line):
-                    if len(line) > MAX_LINE_CHARS:
-                        line = line[:MAX_LINE_CHARS] + "..."
-                    entry = f"{shown}:{lineno}:{line}\n"
-                    if out.full:
-                        out.dropped += len(entry.encode())
-                    else:
-                        out.write(entry)
+    def _open(ws: Workspace, path: str) -> tuple[int, bool, str, int]:
+        """The file or directory to search, opened: (fd, is a directory, shown, levels the
+        walk may go down)."""
+        target = ws.resolve(path)
+        fd = ws.open_fd(target, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, is_dir, ws.display(target), MAX_PATH_DEPTH - ws.depth(target)
 
 
-def _glob_ok(glob: str, rel: PurePosixPath) -> bool:
-    if "/" in glob:
-        return match_path(glob, rel.as_posix())
-    return fnmatchcase(rel.name, glob)
+async def _kill(process: trio.Process) -> None:
+    """Cancelled or out of time: the child holds nothing worth a graceful stop."""
+    process.kill()

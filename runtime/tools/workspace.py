@@ -9,6 +9,15 @@ by walking from the root one component at a time with `O_NOFOLLOW` relative to
 the parent's file descriptor. A link swapped in between the two (say by a
 background process) makes the open fail instead of leading outside.
 
+A regular file with more than one hard link is refused as well: another of its
+names may be outside the workspace (`ln /etc/passwd x` needs no symbolic link),
+and reading or writing it would reach that file.
+
+Paths are at most `MAX_PATH_DEPTH` levels deep: a deeper path is refused, so no
+tool builds a tree that walks or removal would have to recurse into. A deeper tree
+made otherwise (run_shell) is not entered by walks, and `Workspace.remove` deletes
+it without recursion.
+
 Symbolic links that stay inside the workspace work; the walk follows their
 resolved target. Parent directories a write needs are created the same way,
 one `mkdir` relative to the parent's descriptor at a time, so they can only
@@ -29,10 +38,17 @@ from pathlib import Path, PurePosixPath
 
 from runtime.tools.errors import ToolError
 
-__all__ = ["Workspace", "WorkspaceError", "task_dir_name"]
+__all__ = ["MAX_PATH_DEPTH", "Workspace", "WorkspaceError", "task_dir_name"]
+
+MAX_PATH_DEPTH = 64
+"""The most path components below the workspace root a file tool accepts (`a/b/c.txt` is 3).
+Deep enough for any real project (node_modules and Java packages stay far below it); walks
+(glob, grep) enter no directory at this depth, so they hold at most this many open
+directories."""
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_REMOVE_OPEN_DIRS = 32  # directories open at once while removing; deeper ones are moved up
 
 
 class WorkspaceError(ToolError):
@@ -86,6 +102,10 @@ class Workspace:
         rel = path.relative_to(self.root)
         return rel.as_posix() if rel.parts else "."
 
+    def depth(self, path: Path) -> int:
+        """How many levels below the root a resolved path lies (0 for the root)."""
+        return len(path.relative_to(self.root).parts)
+
     def resolve(self, path: str) -> Path:
         """The absolute, symlink-free path `path` names inside the workspace, or WorkspaceError.
 
@@ -103,6 +123,11 @@ class Workspace:
         except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before 3.13)
             raise WorkspaceError(f"cannot resolve {path!r}: {exc}") from None
         if real == self.root or real.is_relative_to(self.root):
+            depth = self.depth(real)
+            if depth > MAX_PATH_DEPTH:
+                raise WorkspaceError(
+                    f"{path!r} is {depth} levels deep; workspace paths may be at most "
+                    f"{MAX_PATH_DEPTH} levels deep (MAX_PATH_DEPTH)")
             return real
         if given.is_absolute() and not Path(os.path.normpath(given)).is_relative_to(self.root):
             raise WorkspaceError(
@@ -132,12 +157,116 @@ class Workspace:
                     raise WorkspaceError("'.' is a directory")
                 return os.dup(fd)
             try:
-                return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+                opened = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                                 dir_fd=fd)
             except OSError as exc:
                 raise _explain(exc, shown, directory=bool(flags & os.O_DIRECTORY),
                                at=(fd, parts[-1])) from None
         finally:
             os.close(fd)
+        try:
+            _refuse_hard_links(opened, shown)
+        except BaseException:
+            os.close(opened)
+            raise
+        return opened
+
+    def remove(self) -> None:
+        """Delete the workspace directory and everything in it; nothing if it is gone.
+
+        Links are removed, never followed; no recursion and at most a few dozen open
+        directories however deep the tree (run_shell can make one deeper than any path
+        limit): a directory deeper than that is first moved up into the root. A root
+        that is no longer a directory (a link put in its place) raises OSError.
+        """
+        try:
+            parent = os.open(self.root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            try:
+                top = os.open(self.root.name, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                return
+            try:
+                _empty_dir(top)
+            finally:
+                os.close(top)
+            os.rmdir(self.root.name, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+
+def _refuse_hard_links(fd: int, shown: str) -> None:
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        raise WorkspaceError(
+            f"{shown!r} has {st.st_nlink} hard links, so it may also be a file outside the "
+            "workspace; file tools neither read nor write it")
+
+
+def _scan_for_removal(fd: int) -> list[str]:
+    """Unlink everything in directory `fd` but its subdirectories; their names."""
+    dirs = []
+    with os.scandir(fd) as it:
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            dirs.append(entry.name)
+            continue
+        try:
+            os.unlink(entry.name, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:  # replaced by a directory meanwhile
+            dirs.append(entry.name)
+    return dirs
+
+
+def _empty_dir(top: int) -> None:
+    """Delete everything inside the open directory `top`, iteratively (see Workspace.remove)."""
+    moved = 0
+    frames: list[tuple[int, str, list[str]]] = [(os.dup(top), "", _scan_for_removal(top))]
+    try:
+        while frames:
+            fd, name, pending = frames[-1]
+            if not pending:
+                pending.extend(_scan_for_removal(fd))  # what appeared (or moved up) meanwhile
+            if not pending:
+                frames.pop()
+                os.close(fd)
+                if frames:
+                    os.rmdir(name, dir_fd=frames[-1][0])
+                continue
+            sub = pending.pop()
+            if len(frames) >= _REMOVE_OPEN_DIRS:
+                moved = _move_up(fd, sub, frames[0][0], moved)
+                continue
+            try:
+                child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                os.unlink(sub, dir_fd=fd)  # a link or file swapped in: removed, not followed
+                continue
+            frames.append((child, sub, _scan_for_removal(child)))
+    finally:
+        for fd, _, _ in frames:
+            os.close(fd)
+
+
+def _move_up(fd: int, name: str, top: int, counter: int) -> int:
+    """Rename directory `name` in `fd` to a fresh name in `top`; the counter used."""
+    while True:
+        counter += 1
+        try:
+            os.rename(name, f".removing-{counter}", src_dir_fd=fd, dst_dir_fd=top)
+            return counter
+        except OSError as exc:  # the name is taken by a file or a non-empty directory
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise
 
 
 def _open_dir(fd: int, name: str, create: bool, shown: PurePosixPath) -> int:
