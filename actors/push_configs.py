@@ -27,7 +27,7 @@ from protocol.models import (
     TaskPushNotificationConfig,
 )
 
-__all__ = ["PushConfigs", "PushWatcher", "check_push_url"]
+__all__ = ["PushConfigs", "PushWatcher", "check_push_url", "embedded_ipv4", "is_public_address"]
 
 
 class PushWatcher(Protocol):
@@ -36,10 +36,56 @@ class PushWatcher(Protocol):
     def watch(self, record: PushConfigRecord) -> None: ...
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d (RFC 4291)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known NAT64 prefix (RFC 6052)
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215)
+_LOW32 = 0xFFFFFFFF
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries to an IPv4 network, by its form.
+
+    IPv4-mapped `::ffff:a.b.c.d` and IPv4-compatible `::a.b.c.d`, NAT64 (`64:ff9b::/96`,
+    and `64:ff9b:1::/48` read as a /96), 6to4 `2002:AABB:CCDD::/48`, Teredo `2001::/32`
+    (its server, then its client, whose address is stored XORed with 0xffffffff). Empty
+    for any other address.
+    """
+    if addr.ipv4_mapped is not None:
+        return (addr.ipv4_mapped,)
+    if addr in _IPV4_COMPATIBLE or addr in _NAT64 or addr in _NAT64_LOCAL:
+        return (ipaddress.IPv4Address(int(addr) & _LOW32),)
+    if addr.sixtofour is not None:
+        return (addr.sixtofour,)
+    if addr.teredo is not None:
+        return addr.teredo
+    return ()
+
+
+def is_public_address(addr: IPAddress) -> bool:
+    """True for a globally routable unicast address that a push may be sent to.
+
+    An IPv6 address that carries an IPv4 address (`embedded_ipv4`) is public only if every
+    IPv4 address it carries is: `::ffff:127.0.0.1`, `64:ff9b::7f00:1` or `2002:7f00:1::`
+    reach the loopback as surely as `127.0.0.1`. The local-use NAT64 prefix
+    `64:ff9b:1::/48` is never public: it translates into a network of the operator's own.
+    """
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:  # judged as the IPv4 address it is
+            return is_public_address(addr.ipv4_mapped)
+        if addr in _NAT64_LOCAL:
+            return False
+        if not all(is_public_address(v4) for v4 in embedded_ipv4(addr)):
+            return False
+    return addr.is_global and not addr.is_multicast
+
+
 def check_push_url(url: str, *, allow_private: bool) -> None:
     """Refuse webhook URLs that are not http(s) or that point inside the network.
 
-    Names are checked again after DNS resolution, at delivery time.
+    Names are checked again after DNS resolution, at delivery time, with the same
+    `is_public_address`.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -56,10 +102,11 @@ def check_push_url(url: str, *, allow_private: bool) -> None:
         addr = ipaddress.ip_address(host)
     except ValueError:
         return
-    if not addr.is_global:
+    if not is_public_address(addr):
         raise InvalidParamsError(
-            f"push notification url {url!r} points to a private or loopback address; refused "
-            "(server option --allow-private-push-urls allows it)"
+            f"push notification url {url!r} points to a private, loopback or other non-public "
+            "address (an IPv4 address inside an IPv6 one counts); refused (server option "
+            "--allow-private-push-urls allows it)"
         )
 
 

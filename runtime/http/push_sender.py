@@ -6,9 +6,12 @@ environment are ignored: either could send the POST somewhere that was not check
 
 SSRF: unless `allow_private`, the URL's host is resolved here and the POST is
 refused if ANY address is not global (loopback, private, link-local, shared,
-multicast, unspecified...). The request then goes to the checked address itself
-(Host header and TLS server name keep the original name), so a DNS answer that
-changes between the check and the connect (DNS rebinding) cannot slip through.
+multicast, unspecified...; an IPv6 address that carries an IPv4 address, such as
+NAT64 `64:ff9b::7f00:1` or 6to4 `2002:7f00:1::`, is judged by that address too:
+`actors.push_configs.is_public_address`, the check config creation uses). The
+request then goes to the checked address itself (Host header and TLS server name
+keep the original name), so a DNS answer that changes between the check and the
+connect (DNS rebinding) cannot slip through.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 
+from actors.push_configs import is_public_address
 from actors.push_delivery import PushReply, PushSendError
 
 __all__ = ["HttpxPushSender", "Resolver", "is_public_address", "parse_retry_after"]
@@ -33,13 +37,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 async def _getaddrinfo(host: str, port: int) -> list[str]:
     infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
-
-
-def is_public_address(addr: IPAddress) -> bool:
-    """True for globally routable unicast addresses (IPv4-mapped IPv6 judged as IPv4)."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_global and not addr.is_multicast
 
 
 def parse_retry_after(value: str | None) -> float | None:
