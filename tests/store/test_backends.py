@@ -1,4 +1,5 @@
-"""One contract suite for every TaskBackend, plus SQLite-only durability checks."""
+"""One contract suite for every TaskBackend (memory, SQLite, PostgreSQL), plus SQLite-only
+durability checks (PostgreSQL-only ones are in test_postgres.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from protocol.models import (
     TaskStatusUpdateEvent,
 )
 from runtime.store import open_memory_backend, open_sqlite_backend
+from runtime.store.postgres import open_postgres_backend
 from runtime.store.sqlite import SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
@@ -113,14 +115,18 @@ def advance(
     return TaskWrite(record=new, events=log, expected_seq=base)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskBackend]:
     if request.param == "memory":
         async with open_memory_backend() as memory:
             yield memory
-    else:
+    elif request.param == "sqlite":
         async with open_sqlite_backend(tmp_path / "data" / "tasks.sqlite3") as db:
             yield db
+    else:
+        # conftest.py: the run's own database, emptied; fails if PostgreSQL is unreachable.
+        async with open_postgres_backend(request.getfixturevalue("postgres_url")) as pg:
+            yield pg
 
 
 async def all_events(backend: TaskBackend, task_id: str) -> list[StoredEvent]:
