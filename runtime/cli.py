@@ -110,11 +110,18 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         except CardFileError as exc:
             raise ValueError(f"--card-file: {exc}") from None
     card = card.merged(name=args.card_name or None, description=args.card_description or None)
+    if args.store == "postgres" and not args.database_url:
+        raise ValueError("--store postgres needs --database-url (or TRIO_A2A_DATABASE_URL)")
+    if args.database_pool_size < 1:
+        raise ValueError(f"--database-pool-size must be at least 1, not "
+                         f"{args.database_pool_size}")
     return ServerConfig(
         host=args.host,
         port=args.port,
         public_url=args.public_url,
         card=card,
+        database_url=args.database_url,
+        database_pool_size=args.database_pool_size,
         store=args.store,
         data_dir=args.data_dir,
         sqlite_synchronous=args.sqlite_synchronous,
@@ -223,6 +230,22 @@ async def run_models(settings: LlmSettings) -> None:
     print(format_models(models, [c.name for c in settings.providers]))
 
 
+def run_migrate(url: str) -> int:
+    """`python -m runtime migrate`: the schema brought up to date, or one line why not."""
+    from runtime.store.postgres import migrate  # psycopg only for the commands that use it
+    from runtime.store.postgres_driver import display_url
+
+    try:
+        before, after = trio.run(migrate, url)
+    except StoreOpenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    where = display_url(url)
+    print(f"{where}: schema v{before} -> v{after}" if after != before
+          else f"{where}: schema v{after}, up to date")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -277,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "migrate":
+        if not args.database_url:
+            parser.error("--database-url (or TRIO_A2A_DATABASE_URL) is required")
+        return run_migrate(args.database_url)
     if args.command == "models":
         try:
             settings = llm_settings(args)

@@ -128,12 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "[TRIO_A2A_CARD_DESCRIPTION]")
     s.add_argument(
         "--store",
-        choices=("sqlite", "memory"),
+        choices=("sqlite", "memory", "postgres"),
         default=_env("STORE", "sqlite"),
         help="task store: 'sqlite' keeps tasks in DATA_DIR/tasks.sqlite3 across "
-        "restarts; 'memory' forgets them on exit [TRIO_A2A_STORE] "
-        "(default sqlite)",
+        "restarts; 'postgres' in the database at --database-url; 'memory' forgets them "
+        "on exit [TRIO_A2A_STORE] (default sqlite)",
     )
+    add_database_arguments(s)
     s.add_argument(
         "--data-dir",
         type=Path,
@@ -334,11 +335,27 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         choices=("text", "json"),
         help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
     )
+    g = sub.add_parser(
+        "migrate", help="bring a PostgreSQL task store's schema up to date",
+        description="Apply the schema migrations a PostgreSQL task store needs (a server "
+        "does this at start too; safe while other servers start or run).")
+    add_database_arguments(g, required=True)
     m = sub.add_parser(
         "models", help="list the models of the configured providers",
         description="List what each configured provider offers, as a worker would "
         "register it (a provider that cannot be reached is named in a warning).")
     add_llm_arguments(m)
+
+
+def add_database_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """--database-url; its value may hold a password, so help never shows it."""
+    p.add_argument("--database-url", default=_env("DATABASE_URL"),
+                   help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE for --store postgres "
+                   "[TRIO_A2A_DATABASE_URL]" + (" (required)" if required else ""))
+    p.add_argument("--database-pool-size", type=_number_type(int, "DATABASE_POOL_SIZE"),
+                   default=_number_env("DATABASE_POOL_SIZE", 10),
+                   help="connections to PostgreSQL kept at most [TRIO_A2A_DATABASE_POOL_SIZE] "
+                   "(default 10)")
 
 
 def add_llm_arguments(p: argparse.ArgumentParser) -> None:

@@ -67,7 +67,11 @@ class ServerConfig:
     card: CardSettings = CardSettings()
     """What the agent card says (name, description, provider, skills, ...); unset
     fields come from `agent` when `local_workers` run it."""
-    store: Literal["sqlite", "memory"] = "sqlite"
+    store: Literal["sqlite", "memory", "postgres"] = "sqlite"
+    database_url: str | None = None
+    """postgresql://... for `store="postgres"` (docs/deployment.md)."""
+    database_pool_size: int = 10
+    """Connections to PostgreSQL this server keeps at most."""
     data_dir: Path = Path("data")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     tokens: dict[str, str] = attrs.field(factory=dict)
@@ -138,8 +142,18 @@ async def open_backend(config: ServerConfig) -> AsyncIterator[TaskBackend]:
         path = Path(config.data_dir) / "tasks.sqlite3"
         async with open_sqlite_backend(path, synchronous=config.sqlite_synchronous) as backend:
             yield backend
+    elif config.store == "postgres":
+        if not config.database_url:
+            raise ValueError("store 'postgres' needs a database URL (--database-url or "
+                             "TRIO_A2A_DATABASE_URL)")
+        # imported here: psycopg is a cost only a server on PostgreSQL pays
+        from runtime.store.postgres import open_postgres_backend
+
+        async with open_postgres_backend(config.database_url,
+                                         pool_size=config.database_pool_size) as backend:
+            yield backend
     else:
-        raise ValueError(f"unknown store {config.store!r}: use 'sqlite' or 'memory'")
+        raise ValueError(f"unknown store {config.store!r}: use 'sqlite', 'memory' or 'postgres'")
 
 
 def _listen(host: str, port: int) -> socket.socket:

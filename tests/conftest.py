@@ -16,6 +16,11 @@ import trio.testing
 from protocol.sse import SSEDecoder, SSEEvent
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
+from tests.postgres import (  # noqa: F401  (fixtures)
+    fresh_postgres_url,
+    postgres_session_db,
+    postgres_url,
+)
 
 
 @pytest.fixture

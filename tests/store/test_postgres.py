@@ -26,7 +26,7 @@ from runtime.store.postgres import (
 )
 from runtime.store.postgres_driver import display_url
 from runtime.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
-from tests.store.conftest import ADMIN_URL
+from tests.postgres import ADMIN_URL
 from tests.store.test_backends import advance, create
 
 TIMEOUT = 20

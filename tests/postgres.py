@@ -1,4 +1,4 @@
-"""PostgreSQL for the store tests: the machine's real server, a database per test run.
+"""PostgreSQL for the tests: the machine's real server, a database per test run.
 
 `TRIO_A2A_TEST_DATABASE_URL` (default postgresql://postgres@127.0.0.1:5432/postgres)
 is the maintenance database to connect to. The session creates its own uniquely
