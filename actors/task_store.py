@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from actors.store_port import (
+    BackendUnavailableError,
     DispatchState,
     PushConfigRecord,
     StoredEvent,
@@ -55,6 +56,9 @@ class StoreStatistics:
     commits: int
     committed_writes: int
     failed_commits: int
+    """Backend commits that failed, each try of a batch being searched included."""
+    failed_writes: int
+    """Writes whose writer got a commit error."""
     max_batch: int
 
 
@@ -106,6 +110,12 @@ def merge_writes(writes: list[TaskWrite]) -> list[TaskWrite]:
             last[w.record.task_id] = len(merged)
             merged.append(w)
     return merged
+
+
+def _backend_down(exc: Exception) -> bool:
+    """Whether `exc` says the backend cannot store anything (closed, I/O failing,
+    locked), rather than that some write of the batch cannot be stored."""
+    return isinstance(exc, BackendUnavailableError | OSError | trio.ClosedResourceError)
 
 
 def _changed(entry: _Entry) -> trio.Event:
@@ -160,6 +170,7 @@ class ServerTaskStore:
         self._commits = 0
         self._committed_writes = 0
         self._failed_commits = 0
+        self._failed_writes = 0
         self._biggest_batch = 0
 
     @property
@@ -178,6 +189,7 @@ class ServerTaskStore:
             commits=self._commits,
             committed_writes=self._committed_writes,
             failed_commits=self._failed_commits,
+            failed_writes=self._failed_writes,
             max_batch=self._biggest_batch,
         )
 
@@ -210,34 +222,75 @@ class ServerTaskStore:
             p.finish(exc)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        live = self._current(batch)
+        if not live:
+            return
+        self._biggest_batch = max(self._biggest_batch, len(live))
+        with trio.CancelScope(shield=True):
+            await self._store(live)
+
+    def _current(self, writes: list[_Pending]) -> list[_Pending]:
+        """The writes still built on their task's state; the others (queued on top of
+        a write that failed to commit) are refused here."""
         live = []
-        for p in batch:
+        for p in writes:
             if p.generation != p.entry.generation:
                 p.entry.pending -= 1
                 p.finish(StoreClosedError("an earlier write to this task failed to commit"))
             else:
                 live.append(p)
-        if not live:
-            return
-        self._biggest_batch = max(self._biggest_batch, len(live))
+        return live
+
+    async def _store(self, writes: list[_Pending]) -> None:
+        """Commit `writes` as one batch; if the backend refuses it, find the writes it
+        cannot store so that only their writers get the error.
+
+        One client's bad write (data the backend cannot serialise, a conflict) must not
+        fail every other writer it happened to share a batch with. The search bisects:
+        each half is committed on its own, in order, so a task's writes keep their
+        order and a write queued on top of one that failed is refused (`_current`).
+        Finding k bad writes among n costs about 2·k·log2(n) backend calls, paid only
+        when a batch fails. An error that says the backend cannot store anything
+        (`_backend_down`) fails the batch at once: asking it again per half would only
+        repeat the failure, each time after its timeout.
+        """
         try:
-            with trio.CancelScope(shield=True):
-                await self._backend.commit(merge_writes([p.write for p in live]))
+            await self._backend.commit(merge_writes([p.write for p in writes]))
         except Exception as exc:
             self._failed_commits += 1
-            log.error("task store commit failed", extra={"writes": len(live), "error": repr(exc)})
-            for p in live:
-                entry = p.entry
-                entry.pending -= 1
-                if entry.generation == p.generation:
-                    entry.generation += 1
-                    entry.head = entry.committed
-                p.finish(exc)
+            if len(writes) == 1 or _backend_down(exc):
+                self._fail(writes, exc)
+                return
+            log.warning("task store commit failed; committing its writes in smaller batches",
+                        extra={"writes": len(writes), "error": repr(exc)})
+            half = len(writes) // 2
+            await self._store(writes[:half])
+            rest = self._current(writes[half:])
+            if rest:
+                await self._store(rest)
             return
+        self._publish(writes)
+
+    def _fail(self, writes: list[_Pending], exc: Exception) -> None:
+        """The writes were not stored: each task's head rolls back to what is."""
+        self._failed_writes += len(writes)
+        log.error("task store write failed", extra={
+            "writes": len(writes), "task_ids": sorted({p.write.record.task_id for p in writes}),
+            "error": repr(exc)})
+        for p in writes:
+            entry = p.entry
+            entry.pending -= 1
+            if entry.generation == p.generation:
+                entry.generation += 1
+                entry.head = entry.committed
+            p.finish(exc)
+
+    def _publish(self, writes: list[_Pending]) -> None:
+        """The writes are stored: move each task's committed state on and wake its readers."""
         self._commits += 1
-        self._committed_writes += len(live)
+        self._committed_writes += len(writes)
         woken: dict[int, _Entry] = {}
-        for p in live:
+        for p in writes:
             entry = p.entry
             entry.pending -= 1
             entry.committed = p.write.record
