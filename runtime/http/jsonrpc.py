@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,6 +36,7 @@ from protocol.errors import (
 )
 from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
+from protocol.limits import Limits
 from runtime.http.common import (
     SUPPORTED_VERSIONS,
     ASGIApp,
@@ -117,6 +118,7 @@ async def dispatch(
     parsed = parse_payload(body, version=wire_version)
     ctx = _call_context(principal, wire_version, last_event_id, state.extended_card)
     service = state.service
+    refused = _over_limits(parsed.items, state.limits)
 
     async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool
                   ) -> bytes | RpcStream | None:
@@ -137,6 +139,8 @@ async def dispatch(
                 raise InvalidRequestError(
                     f"{item.method} streams its result and cannot be part of a batch"
                 )
+            if id(item) in refused:
+                raise refused[id(item)]
             result = await method(service, item.params, ctx)
         except A2AError as err:
             out = _error_bytes(item.id, err, wire_version)
@@ -190,6 +194,24 @@ async def dispatch(
     if not parts:
         return Reply(status=204)
     return _json(b"[" + b",".join(parts) + b"]")
+
+
+def _over_limits(items: Sequence[RpcRequest | dict[str, Any]], limits: Limits
+                 ) -> dict[int, InvalidParamsError]:
+    """The calls whose params break a request limit, by id(): each gets -32602.
+
+    Checked in request order before any call runs, on the decoded JSON (before a
+    model is built), so the parts of a batch's calls share one budget: a batch is
+    one request, and the limit bounds what one request may cost."""
+    refused: dict[int, InvalidParamsError] = {}
+    parts = 0
+    for item in items:
+        if isinstance(item, RpcRequest):
+            try:
+                parts += limits.check(item.params, parts_left=limits.max_parts - parts)
+            except InvalidParamsError as err:
+                refused[id(item)] = err
+    return refused
 
 
 def _call_context(principal: str, version: str, last_event_id: str | None,

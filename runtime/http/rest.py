@@ -73,8 +73,9 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-async def _body(*, required: bool) -> dict[str, Any] | None:
-    """The JSON object body; None when it is empty and optional."""
+async def _body(call: _Call, *, required: bool) -> dict[str, Any] | None:
+    """The JSON object body; None when it is empty and optional. A body that breaks
+    a request limit (`protocol.limits`) is refused here, before any model is built."""
     data = await request.get_data(cache=False)
     if not data.strip():
         if required:
@@ -93,6 +94,7 @@ async def _body(*, required: bool) -> dict[str, Any] | None:
         raise ParseError(f"Invalid JSON payload: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    call.state.limits.check(obj, where="")
     return obj
 
 
@@ -160,12 +162,12 @@ class _Call:
 
 
 async def send_message(call: _Call) -> Response:
-    req = call.codec.send_request(await _body(required=True) or {}, call.tenant)
+    req = call.codec.send_request(await _body(call, required=True) or {}, call.tenant)
     return call.ok(call.codec.send_result(await call.svc.send_message(req, call.principal)))
 
 
 async def send_streaming(call: _Call) -> Response:
-    req = call.codec.send_request(await _body(required=True) or {}, call.tenant)
+    req = call.codec.send_request(await _body(call, required=True) or {}, call.tenant)
     first, events = await call.svc.send_streaming(req, call.principal)
     return call.stream(first, events)
 
@@ -185,7 +187,7 @@ async def list_tasks(call: _Call) -> Response:
 
 
 async def cancel_task(call: _Call, task_id: str) -> Response:
-    body = await _body(required=False) or {}
+    body = await _body(call, required=False) or {}
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidParamsError("metadata: must be an object")
@@ -202,7 +204,7 @@ async def subscribe(call: _Call, task_id: str) -> Response:
 
 
 async def create_push(call: _Call, task_id: str) -> Response:
-    cfg = call.codec.push_request(await _body(required=True) or {}, task_id)
+    cfg = call.codec.push_request(await _body(call, required=True) or {}, task_id)
     return call.ok(call.codec.push(await call.svc.create_push_config(cfg, call.principal)))
 
 
