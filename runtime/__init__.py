@@ -8,7 +8,13 @@ Embed the server with `open_server(ServerConfig(...))`.
 from runtime.agents import echo_agent
 from runtime.agents.echo import split_chunks
 from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
-from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
+from runtime.http.auth import (
+    RepeatedAuthorization,
+    TokenAuth,
+    load_tokens,
+    one_authorization,
+    parse_token_lines,
+)
 from runtime.http.card import CardDocument, build_card
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
 from runtime.server import RunningServer, ServerConfig, open_server
@@ -41,6 +47,8 @@ __all__ = [
     "load_agent",
     "parse_retry_after",
     "parse_token_lines",
+    "one_authorization",
+    "RepeatedAuthorization",
     "Resolver",
     "split_chunks",
 ]

@@ -37,6 +37,7 @@ from protocol.errors import (
 from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
 from protocol.limits import Limits
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import (
     SUPPORTED_VERSIONS,
     ASGIApp,
@@ -87,6 +88,11 @@ def unauthorized_reply() -> Reply:
     message = "a valid bearer token is required (Authorization: Bearer <token>)"
     body = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": message}}
     return _json(body, 401, ((b"www-authenticate", b'Bearer realm="a2a"'),))
+
+
+def _bad_request(message: str) -> Reply:
+    """HTTP 400 before any JSON-RPC: the request itself is malformed (not its payload)."""
+    return _json(InvalidRequestError(message).to_http()[1], 400)
 
 
 def too_large_reply(limit: int) -> Reply:
@@ -262,8 +268,16 @@ class JsonRpcASGI:
                 await _no_websocket_here(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
+        authorizations: list[str] = []
         for name, value in scope["headers"]:
             headers[name] = value  # names arrive lower-cased (ASGI)
+            if name == b"authorization":
+                authorizations.append(value.decode("latin-1"))
+        try:
+            authorization = one_authorization(authorizations)
+        except RepeatedAuthorization as exc:
+            await _send_reply(send, _bad_request(str(exc)))
+            return
         limit = self._state.max_body
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -289,7 +303,7 @@ class JsonRpcASGI:
             version = values[0] if values else None
         reply = await dispatch(
             self._state,
-            authorization=_header(headers, b"authorization"),
+            authorization=authorization,
             version_header=version,
             content_type=_header(headers, b"content-type"),
             last_event_id=_header(headers, b"last-event-id"),

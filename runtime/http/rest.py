@@ -54,6 +54,7 @@ from protocol.models import (
     ListTaskPushNotificationConfigsRequest,
 )
 from protocol.v03_rest import LIST_TASKS_PARAMS, list_tasks_from_query, model_from_query
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState, is_json_content_type, json_response, unauthorized
 from runtime.http.rest_codecs import A2A_JSON, CODECS, RestCodec, dumps, render_error
 from runtime.http.sse import event_frames, sse_response
@@ -295,8 +296,11 @@ def _error(err: A2AError, version: str) -> Response:
 def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str]) -> Operation:
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
-        principal = state.auth.client_principal(request.headers.get("Authorization"),
-                                                state.worker_auth)
+        try:
+            authorization = one_authorization(request.headers.getlist("Authorization"))
+        except RepeatedAuthorization as exc:
+            return _error(InvalidRequestError(str(exc)), version)
+        principal = state.auth.client_principal(authorization, state.worker_auth)
         if principal is None:
             return unauthorized()
         try:
