@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 import trio
 
 from protocol import v03
+from protocol.limits import DEPTH_CEILING
 from protocol.models import SendMessageRequest
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import scripted_agent
@@ -273,3 +275,28 @@ async def test_strings_and_members_at_their_limits(small: RunningServer) -> None
             err = await rpc03.error("message/send", {"message": data_message_v03(
                 {"rows": list(range(6))})})
             refused(err, "params.message.parts[0].data.rows", "max-items")
+
+
+async def test_the_deepest_data_the_ceiling_allows_is_stored_and_served(
+    tmp_path: Path,
+) -> None:
+    """DEPTH_CEILING is what the store can take: data as deep as max_depth=200 allows
+    is stored in SQLite (which serialises it), read back and rendered in both
+    generations; one level deeper is refused before it gets there."""
+    config = ServerConfig(port=0, store="sqlite", data_dir=tmp_path, agent=scripted_agent(),
+                          max_depth=DEPTH_CEILING)
+    deepest = deep(DEPTH_CEILING - 4)  # params, message, parts, the part: 4 levels
+    async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url,
+                                                             timeout=TIMEOUT) as c:
+        rpc, rpc03 = Rpc(c, "1.0"), Rpc(c, None)
+        with trio.fail_after(TIMEOUT):
+            task = (await rpc.call("SendMessage", {"message": data_message(deepest)}))["task"]
+            got = await rpc.call("GetTask", {"id": task["id"]})
+            assert got["history"][0]["parts"][0]["data"] == deepest
+            got03 = await rpc03.call("tasks/get", {"id": task["id"]})
+            assert got03["history"][0]["parts"][0]["data"] == deepest
+            task03 = await rpc03.call("message/send", {"message": data_message_v03(deepest)})
+            assert task03["history"][0]["parts"][0]["data"] == deepest
+            err = await rpc.error("SendMessage", {"message": data_message(
+                deep(DEPTH_CEILING - 3))})
+            refused(err, "params.message.parts[0].data", "max-depth")
