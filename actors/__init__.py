@@ -18,9 +18,12 @@ from actors.push_delivery import *  # noqa: F403
 from actors.push_delivery import __all__ as _push
 from actors.store_port import *  # noqa: F403
 from actors.store_port import __all__ as _port
+from actors.task_commit import *  # noqa: F403
+from actors.task_commit import __all__ as _commit
 from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
 
 __all__ = [
-    *_service, *_agent, *_approval, *_dispatcher, *_push_configs, *_push, *_port, *_store,
+    *_service, *_agent, *_approval, *_dispatcher, *_push_configs, *_push, *_port, *_commit,
+    *_store,
 ]

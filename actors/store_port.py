@@ -24,6 +24,7 @@ import attrs
 from protocol.models import StreamResponse, Task, TaskPushNotificationConfig, TaskState
 
 __all__ = [
+    "BackendUnavailableError",
     "ConflictError",
     "DispatchState",
     "Lease",
@@ -40,6 +41,17 @@ __all__ = [
 
 class ConflictError(Exception):
     """A write's expected sequence number did not match the stored one."""
+
+
+class BackendUnavailableError(Exception):
+    """The backend cannot store anything right now (its file is locked, its disk full
+    or failing): no write of the batch is at fault.
+
+    Any other error from `commit` may be caused by one write (data that cannot be
+    serialised, a conflict), and the store then commits the batch's writes in smaller
+    batches to find it. Raising this instead (as OSError and
+    `trio.ClosedResourceError` do) spares a backend that is down that search.
+    """
 
 
 @attrs.frozen

@@ -2,9 +2,10 @@
 
 Every change to a task goes through `write()`: the event is checked against the
 lifecycle, folded into the task's snapshot, given the next sequence number and
-queued for the committer. The committer takes whatever has queued up and hands
-it to the backend as one atomic batch (group commit), then publishes it: the
-committed snapshot moves on and the task's waiters are woken.
+queued for the committer (`actors.task_commit`). The committer takes whatever
+has queued up and hands it to the backend as one atomic batch (group commit),
+then publishes it: the committed snapshot moves on and the task's waiters are
+woken. A write the backend cannot store fails alone, not its whole batch.
 
 Readers never slow the store down. A subscriber keeps its own cursor into the
 task's log and calls `wait_events(task_id, after_seq)`; the store only wakes it
@@ -19,7 +20,6 @@ Only committed state is ever visible: `get_task`, `wait_events` and
 from __future__ import annotations
 
 import collections
-import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -36,16 +36,18 @@ from actors.store_port import (
     TaskRecord,
     TaskWrite,
 )
+from actors.task_commit import (
+    Committer,
+    PendingWrite,
+    StoreClosedError,
+    TaskEntry,
+    Watcher,
+    merge_writes,
+)
 from protocol.models import Message, StreamResponse, Task, format_timestamp
 from protocol.states import apply_events, is_terminal
 
 __all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics", "merge_writes"]
-
-log = logging.getLogger(__name__)
-
-
-class StoreClosedError(Exception):
-    """The store is not running (not started yet, or shut down)."""
 
 
 @attrs.frozen
@@ -55,78 +57,16 @@ class StoreStatistics:
     commits: int
     committed_writes: int
     failed_commits: int
+    """Backend commits that failed, each try of a batch being searched included."""
+    failed_writes: int
+    """Writes whose writer got a commit error."""
     max_batch: int
 
 
-@attrs.define(eq=False)
-class _Watcher:
-    predicate: Callable[[TaskRecord], bool]
-    event: trio.Event = attrs.Factory(trio.Event)
-    record: TaskRecord | None = None
-    """The first committed record the predicate held for."""
-
-
-@attrs.define(eq=False)
-class _Entry:
-    head: TaskRecord
-    """Snapshot including queued, not yet committed writes."""
-    committed: TaskRecord
-    tail: collections.deque[StoredEvent]
-    changed: trio.Event | None = None
-    """Set and dropped at the next commit; created only when someone waits."""
-    watchers: list[_Watcher] = attrs.Factory(list)
-    """`wait_record` callers: each is woken by the first commit its predicate holds for."""
-    pending: int = 0
-    generation: int = 0
-    """Bumped when a failed commit rolls `head` back: queued writes of an older
-    generation were built on the lost state and are refused."""
-
-
-def merge_writes(writes: list[TaskWrite]) -> list[TaskWrite]:
-    """Fold consecutive writes to one task into one write, in order.
-
-    A batch often holds several writes of one task (an agent streaming chunks);
-    the backend then stores that task's record once instead of once per write.
-    Events, push configs and the expectation of the first write are kept, so the
-    merged write means exactly what the sequence meant.
-    """
-    merged: list[TaskWrite] = []
-    last: dict[str, int] = {}
-    for w in writes:
-        i = last.get(w.record.task_id)
-        if i is not None and w.expected_seq == merged[i].record.seq:
-            prev = merged[i]
-            merged[i] = TaskWrite(
-                record=w.record,
-                events=prev.events + w.events,
-                expected_seq=prev.expected_seq,
-                push_configs=prev.push_configs + w.push_configs,
-            )
-        else:
-            last[w.record.task_id] = len(merged)
-            merged.append(w)
-    return merged
-
-
-def _changed(entry: _Entry) -> trio.Event:
+def _changed(entry: TaskEntry) -> trio.Event:
     if entry.changed is None:
         entry.changed = trio.Event()
     return entry.changed
-
-
-@attrs.define(eq=False)
-class _Pending:
-    write: TaskWrite
-    entry: _Entry
-    generation: int
-    done: trio.Event | None = None
-    """Only for writers that wait for their commit."""
-    error: BaseException | None = None
-
-    def finish(self, error: BaseException | None = None) -> None:
-        self.error = error
-        if self.done is not None:
-            self.done.set()
 
 
 class ServerTaskStore:
@@ -150,17 +90,14 @@ class ServerTaskStore:
     ) -> None:
         self._backend = backend
         self._clock = clock
-        self._send, self._recv = trio.open_memory_channel[_Pending](write_queue)
+        self._send, self._recv = trio.open_memory_channel[PendingWrite](write_queue)
         self._max_batch = max_batch
         self._tail_size = tail_size
         self._cache_size = cache_size
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, TaskEntry] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._running = False
-        self._commits = 0
-        self._committed_writes = 0
-        self._failed_commits = 0
-        self._biggest_batch = 0
+        self._committer = Committer(backend, self._remember_finished)
 
     @property
     def backend(self) -> TaskBackend:
@@ -175,10 +112,11 @@ class ServerTaskStore:
         return StoreStatistics(
             cached_tasks=len(self._entries),
             queued_writes=self._send.statistics().current_buffer_used,
-            commits=self._commits,
-            committed_writes=self._committed_writes,
-            failed_commits=self._failed_commits,
-            max_batch=self._biggest_batch,
+            commits=self._committer.commits,
+            committed_writes=self._committer.committed_writes,
+            failed_commits=self._committer.failed_commits,
+            failed_writes=self._committer.failed_writes,
+            max_batch=self._committer.biggest_batch,
         )
 
     # --- the committer ----------------------------------------------------------------
@@ -196,7 +134,7 @@ class ServerTaskStore:
                         batch.append(self._recv.receive_nowait())
                     except trio.WouldBlock:
                         break
-                await self._commit(batch)
+                await self._committer.commit(batch)
         finally:
             self._running = False
             self._fail_queued(StoreClosedError("the task store shut down"))
@@ -208,52 +146,6 @@ class ServerTaskStore:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return
             p.finish(exc)
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        live = []
-        for p in batch:
-            if p.generation != p.entry.generation:
-                p.entry.pending -= 1
-                p.finish(StoreClosedError("an earlier write to this task failed to commit"))
-            else:
-                live.append(p)
-        if not live:
-            return
-        self._biggest_batch = max(self._biggest_batch, len(live))
-        try:
-            with trio.CancelScope(shield=True):
-                await self._backend.commit(merge_writes([p.write for p in live]))
-        except Exception as exc:
-            self._failed_commits += 1
-            log.error("task store commit failed", extra={"writes": len(live), "error": repr(exc)})
-            for p in live:
-                entry = p.entry
-                entry.pending -= 1
-                if entry.generation == p.generation:
-                    entry.generation += 1
-                    entry.head = entry.committed
-                p.finish(exc)
-            return
-        self._commits += 1
-        self._committed_writes += len(live)
-        woken: dict[int, _Entry] = {}
-        for p in live:
-            entry = p.entry
-            entry.pending -= 1
-            entry.committed = p.write.record
-            entry.tail.extend(p.write.events)
-            for watcher in entry.watchers:  # each write of the batch, as committed
-                if watcher.record is None and watcher.predicate(entry.committed):
-                    watcher.record = entry.committed
-                    watcher.event.set()
-            woken[id(entry)] = entry
-            p.finish()
-        for entry in woken.values():
-            if entry.changed is not None:
-                entry.changed.set()
-                entry.changed = None
-            if is_terminal(entry.committed.state) and entry.pending == 0:
-                self._remember_finished(entry.committed.task_id)
 
     def _remember_finished(self, task_id: str) -> None:
         self._finished[task_id] = None
@@ -290,7 +182,7 @@ class ServerTaskStore:
         record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now,
                             dispatch=dispatch)
         event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
-        entry = _Entry(
+        entry = TaskEntry(
             head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
         )
         self._entries[task.id] = entry
@@ -377,11 +269,11 @@ class ServerTaskStore:
         await self._enqueue(entry, write, wait=wait)
         return record
 
-    async def _enqueue(self, entry: _Entry, write: TaskWrite, *, wait: bool) -> None:
+    async def _enqueue(self, entry: TaskEntry, write: TaskWrite, *, wait: bool) -> None:
         if not self._running:
             entry.head = entry.committed
             raise StoreClosedError("the task store is not running")
-        p = _Pending(
+        p = PendingWrite(
             write=write,
             entry=entry,
             generation=entry.generation,
@@ -406,7 +298,7 @@ class ServerTaskStore:
 
     # --- reads --------------------------------------------------------------------
 
-    async def _entry(self, task_id: str) -> _Entry | None:
+    async def _entry(self, task_id: str) -> TaskEntry | None:
         entry = self._entries.get(task_id)
         if entry is not None:
             return entry
@@ -415,7 +307,7 @@ class ServerTaskStore:
             return None
         entry = self._entries.get(task_id)  # loaded concurrently meanwhile?
         if entry is None:
-            entry = _Entry(
+            entry = TaskEntry(
                 head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
             )
             self._entries[task_id] = entry
@@ -450,7 +342,7 @@ class ServerTaskStore:
         if predicate(entry.committed):
             return entry.committed
         # Woken only by a commit the predicate holds for, not by every commit.
-        watcher = _Watcher(predicate)
+        watcher = Watcher(predicate)
         entry.watchers.append(watcher)
         try:
             await watcher.event.wait()

@@ -10,6 +10,8 @@ from protocol.errors import *  # noqa: F403
 from protocol.errors import __all__ as _errors
 from protocol.jsonrpc import *  # noqa: F403
 from protocol.jsonrpc import __all__ as _jsonrpc
+from protocol.limits import *  # noqa: F403
+from protocol.limits import __all__ as _limits
 from protocol.models import *  # noqa: F403
 from protocol.models import __all__ as _models
 from protocol.sse import *  # noqa: F403
@@ -17,4 +19,4 @@ from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["v03", *_errors, *_jsonrpc, *_models, *_sse, *_states]
+__all__ = ["v03", *_errors, *_jsonrpc, *_limits, *_models, *_sse, *_states]

@@ -8,7 +8,13 @@ Embed the server with `open_server(ServerConfig(...))`.
 from runtime.agents import echo_agent
 from runtime.agents.echo import split_chunks
 from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
-from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
+from runtime.http.auth import (
+    RepeatedAuthorization,
+    TokenAuth,
+    load_tokens,
+    one_authorization,
+    parse_token_lines,
+)
 from runtime.http.card import CardDocument, CardSettings, LiveCard, SkillsSource, build_card
 from runtime.http.card_file import CardFileError, load_card_settings
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
@@ -47,6 +53,8 @@ __all__ = [
     "load_card_settings",
     "parse_retry_after",
     "parse_token_lines",
+    "one_authorization",
+    "RepeatedAuthorization",
     "Resolver",
     "split_chunks",
 ]

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from protocol.limits import DEPTH_CEILING
 from runtime.agents.a2a_relay import a2a_relay_agent
 from runtime.agents.llm_config import (
     ConfigError,
@@ -94,6 +95,13 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
         raise ValueError("--max-concurrent-tasks must be at least 1")
+    for flag in ("--max-parts", "--max-depth", "--max-string", "--max-items"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, not {value}")
+    if args.max_depth > DEPTH_CEILING:
+        raise ValueError(f"--max-depth must be at most {DEPTH_CEILING} (the store cannot "
+                         f"serialise deeper JSON), not {args.max_depth}")
     tokens = _token_file("--tokens-file", args.tokens_file)
     tokens_env = os.environ.get(args.tokens_env)
     if tokens_env:
@@ -130,6 +138,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
+        max_parts=args.max_parts,
+        max_depth=args.max_depth,
+        max_string=args.max_string,
+        max_items=args.max_items,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from protocol.limits import DEPTH_CEILING
 from runtime.client.cli import add_client_parsers
 from runtime.worker import AGENTS
 
@@ -191,6 +192,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=_number_env("MAX_BODY", 10 << 20),
         help="largest request body in bytes; larger ones get 413 "
         "[TRIO_A2A_MAX_BODY] (default 10 MiB)",
+    )
+    s.add_argument(
+        "--max-parts",
+        type=_number_type(int, "MAX_PARTS"),
+        default=_number_env("MAX_PARTS", 1000),
+        help="most parts the message of one request may have (a JSON-RPC batch: all its "
+        "calls together); more get -32602 [TRIO_A2A_MAX_PARTS] (default 1000)",
+    )
+    s.add_argument(
+        "--max-depth",
+        type=_number_type(int, "MAX_DEPTH"),
+        default=_number_env("MAX_DEPTH", 64),
+        help="deepest nesting of objects and arrays in a request, counting the JSON-RPC "
+        "params or the HTTP+JSON body as level 1 (a part's data starts at level 5); at most "
+        f"{DEPTH_CEILING}; deeper gets -32602 [TRIO_A2A_MAX_DEPTH] (default 64)",
+    )
+    s.add_argument(
+        "--max-string",
+        type=_number_type(int, "MAX_STRING"),
+        default=_number_env("MAX_STRING", 1 << 20),
+        help="most characters in any one string of a request (text, base64 file bytes, a "
+        "URL, a key); longer gets -32602 [TRIO_A2A_MAX_STRING] (default 1048576)",
+    )
+    s.add_argument(
+        "--max-items",
+        type=_number_type(int, "MAX_ITEMS"),
+        default=_number_env("MAX_ITEMS", 10_000),
+        help="most members of one object or elements of one array in a request (parts "
+        "count against --max-parts instead); more get -32602 [TRIO_A2A_MAX_ITEMS] "
+        "(default 10000)",
     )
     s.add_argument(
         "--keepalive",

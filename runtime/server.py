@@ -34,6 +34,7 @@ from actors.push_delivery import PushDelivery
 from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
+from protocol.limits import Limits
 from protocol.models import AgentSkill
 from runtime.agents import echo_agent
 from runtime.http.app import create_asgi
@@ -53,6 +54,8 @@ from runtime.worker import RunningWorker, WorkerConfig, open_worker
 __all__ = ["RunningServer", "ServerConfig", "open_server"]
 
 log = logging.getLogger(__name__)
+
+_LIMITS = Limits()  # the defaults
 
 
 @attrs.frozen
@@ -83,6 +86,14 @@ class ServerConfig:
     push_notifications: bool = True
     allow_private_push_urls: bool = False
     max_body: int = 10 * 1024 * 1024
+    max_parts: int = _LIMITS.max_parts
+    """Parts of the message of one request (a JSON-RPC batch: of all its calls)."""
+    max_depth: int = _LIMITS.max_depth
+    """JSON nesting in one request, counted from the JSON-RPC params or HTTP+JSON body."""
+    max_string: int = _LIMITS.max_string
+    """Characters in any one string of a request."""
+    max_items: int = _LIMITS.max_items
+    """Members of one object or elements of one array in a request."""
     keepalive: float = 15.0
     max_concurrent_tasks: int = 256
     """Agent runs in parallel per local worker."""
@@ -109,6 +120,15 @@ class ServerConfig:
         # bind() would raise OverflowError only once the server starts
         if not 0 <= value <= 65535:
             raise ValueError(f"port must be in 0-65535, not {value}")
+
+    @property
+    def limits(self) -> Limits:
+        """The request limits; checked when the config is made (ValueError naming one)."""
+        return Limits(max_parts=self.max_parts, max_depth=self.max_depth,
+                      max_string=self.max_string, max_items=self.max_items)
+
+    def __attrs_post_init__(self) -> None:
+        _ = self.limits  # a bad limit fails here, not on the first request
 
     @worker_tokens.validator
     def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:
@@ -265,7 +285,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 card = LiveCard(render_card, dispatcher.worker_skills)
                 state = AppState(service=service, card=card, auth=auth,
                                  extended_card=auth.enabled,
-                                 max_body=config.max_body, worker_auth=worker_auth)
+                                 max_body=config.max_body, limits=config.limits,
+                                 worker_auth=worker_auth)
                 app = create_asgi(mount_worker_link(state, endpoint))
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.

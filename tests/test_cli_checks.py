@@ -227,3 +227,35 @@ def test_a_bad_number_in_the_environment_is_a_usage_error(
     err = capsys.readouterr().err
     assert f"argument {flag}: must be" in err and repr(value) in err
     assert f"TRIO_A2A_{var}" in err
+
+
+def test_request_limits_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-parts, --max-depth, --max-string, --max-items and their variables."""
+    default = server_config(_parse(["server", "--store", "memory"]))
+    assert (default.max_parts, default.max_depth, default.max_string,
+            default.max_items) == (1000, 64, 1 << 20, 10_000)
+    given = server_config(_parse(["server", "--store", "memory", "--max-parts", "5",
+                                  "--max-depth", "12", "--max-string", "300",
+                                  "--max-items", "40"]))
+    assert (given.limits.max_parts, given.limits.max_depth, given.limits.max_string,
+            given.limits.max_items) == (5, 12, 300, 40)
+    for name, value in [("MAX_PARTS", "6"), ("MAX_DEPTH", "13"), ("MAX_STRING", "301"),
+                        ("MAX_ITEMS", "41")]:
+        monkeypatch.setenv(f"TRIO_A2A_{name}", value)
+    from_env = server_config(_parse(["server", "--store", "memory"]))
+    assert (from_env.max_parts, from_env.max_depth, from_env.max_string,
+            from_env.max_items) == (6, 13, 301, 41)
+
+
+@pytest.mark.parametrize(("argv", "why"), [
+    (["--max-parts", "0"], "--max-parts must be at least 1"),
+    (["--max-depth", "0"], "--max-depth must be at least 1"),
+    (["--max-depth", "201"], "--max-depth must be at most 200"),
+    (["--max-string", "-5"], "--max-string must be at least 1"),
+    (["--max-items", "0"], "--max-items must be at least 1"),
+    (["--max-items", "many"], "must be an integer"),
+])
+def test_server_refuses_bad_request_limits(
+    argv: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert why in _usage_error(["server", "--store", "memory", *argv], capsys)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["TokenAuth", "load_tokens", "parse_token_lines"]
+__all__ = ["RepeatedAuthorization", "TokenAuth", "load_tokens", "one_authorization",
+           "parse_token_lines"]
 
 
 def parse_token_lines(lines: Iterable[str], *, source: str,
@@ -61,6 +62,25 @@ def load_tokens(file: str | os.PathLike[str] | None, env_value: str | None) -> d
     if env_value:
         tokens.update(parse_token_lines(env_value.split(","), source="TRIO_A2A_TOKENS"))
     return tokens
+
+
+class RepeatedAuthorization(ValueError):
+    """A request carries more than one Authorization header.
+
+    Refused rather than resolved: which one would count depends on each server
+    component's header parser (the JSON-RPC endpoint kept the last, Quart the
+    first), so one pair of tokens could pass on one endpoint and not another."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"the request has {count} Authorization headers; send exactly one")
+
+
+def one_authorization(values: Sequence[str]) -> str | None:
+    """The request's Authorization header (None without one), given every value it
+    arrived with; `RepeatedAuthorization` if there are several."""
+    if len(values) > 1:
+        raise RepeatedAuthorization(len(values))
+    return values[0] if values else None
 
 
 def _bearer(authorization: str | None) -> bytes | None:

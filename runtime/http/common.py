@@ -14,6 +14,7 @@ import attrs
 from quart import Response
 
 from actors.a2a_service import A2AService
+from protocol.limits import Limits
 from runtime.http.auth import TokenAuth
 from runtime.http.card import LiveCard
 
@@ -52,6 +53,9 @@ class AppState:
     extended_card: bool = False
     """Serve the card to authenticated callers as the extended card (GetExtendedAgentCard)."""
     max_body: int = 10 * 1024 * 1024
+    limits: Limits = Limits()
+    """What one request may hold (parts, nesting, strings, members), checked on the
+    decoded JSON of every JSON-RPC call and HTTP+JSON body before models are built."""
     card_cache_control: str = "public, max-age=300"
     worker_auth: TokenAuth | None = None
     """Worker tokens, separate from the client tokens of `auth` (refused as clients)."""

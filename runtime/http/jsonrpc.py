@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,6 +36,8 @@ from protocol.errors import (
 )
 from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
+from protocol.limits import Limits
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import (
     SUPPORTED_VERSIONS,
     ASGIApp,
@@ -88,6 +90,11 @@ def unauthorized_reply() -> Reply:
     return _json(body, 401, ((b"www-authenticate", b'Bearer realm="a2a"'),))
 
 
+def _bad_request(message: str) -> Reply:
+    """HTTP 400 before any JSON-RPC: the request itself is malformed (not its payload)."""
+    return _json(InvalidRequestError(message).to_http()[1], 400)
+
+
 def too_large_reply(limit: int) -> Reply:
     body = {"error": {"code": 413, "status": "INVALID_ARGUMENT",
                       "message": f"request body exceeds the limit of {limit} bytes"}}
@@ -118,6 +125,7 @@ async def dispatch(
     ctx = _call_context(principal, wire_version, last_event_id,
                         state.card.document.data if state.extended_card else None)
     service = state.service
+    refused = _over_limits(parsed.items, state.limits)
 
     async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool
                   ) -> bytes | RpcStream | None:
@@ -138,6 +146,8 @@ async def dispatch(
                 raise InvalidRequestError(
                     f"{item.method} streams its result and cannot be part of a batch"
                 )
+            if id(item) in refused:
+                raise refused[id(item)]
             result = await method(service, item.params, ctx)
         except A2AError as err:
             out = _error_bytes(item.id, err, wire_version)
@@ -193,6 +203,24 @@ async def dispatch(
     return _json(b"[" + b",".join(parts) + b"]")
 
 
+def _over_limits(items: Sequence[RpcRequest | dict[str, Any]], limits: Limits
+                 ) -> dict[int, InvalidParamsError]:
+    """The calls whose params break a request limit, by id(): each gets -32602.
+
+    Checked in request order before any call runs, on the decoded JSON (before a
+    model is built), so the parts of a batch's calls share one budget: a batch is
+    one request, and the limit bounds what one request may cost."""
+    refused: dict[int, InvalidParamsError] = {}
+    parts = 0
+    for item in items:
+        if isinstance(item, RpcRequest):
+            try:
+                parts += limits.check(item.params, parts_left=limits.max_parts - parts)
+            except InvalidParamsError as err:
+                refused[id(item)] = err
+    return refused
+
+
 def _call_context(principal: str, version: str, last_event_id: str | None,
                   extended_card: dict[str, Any] | None) -> CallContext | A2AError:
     leid: int | None = None
@@ -241,8 +269,16 @@ class JsonRpcASGI:
                 await _no_websocket_here(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
+        authorizations: list[str] = []
         for name, value in scope["headers"]:
             headers[name] = value  # names arrive lower-cased (ASGI)
+            if name == b"authorization":
+                authorizations.append(value.decode("latin-1"))
+        try:
+            authorization = one_authorization(authorizations)
+        except RepeatedAuthorization as exc:
+            await _send_reply(send, _bad_request(str(exc)))
+            return
         limit = self._state.max_body
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -268,7 +304,7 @@ class JsonRpcASGI:
             version = values[0] if values else None
         reply = await dispatch(
             self._state,
-            authorization=_header(headers, b"authorization"),
+            authorization=authorization,
             version_header=version,
             content_type=_header(headers, b"content-type"),
             last_event_id=_header(headers, b"last-event-id"),

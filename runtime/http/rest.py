@@ -54,6 +54,7 @@ from protocol.models import (
     ListTaskPushNotificationConfigsRequest,
 )
 from protocol.v03_rest import LIST_TASKS_PARAMS, list_tasks_from_query, model_from_query
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState, is_json_content_type, json_response, unauthorized
 from runtime.http.rest_codecs import A2A_JSON, CODECS, RestCodec, dumps, render_error
 from runtime.http.sse import event_frames, sse_response
@@ -73,8 +74,9 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-async def _body(*, required: bool) -> dict[str, Any] | None:
-    """The JSON object body; None when it is empty and optional."""
+async def _body(call: _Call, *, required: bool) -> dict[str, Any] | None:
+    """The JSON object body; None when it is empty and optional. A body that breaks
+    a request limit (`protocol.limits`) is refused here, before any model is built."""
     data = await request.get_data(cache=False)
     if not data.strip():
         if required:
@@ -93,6 +95,7 @@ async def _body(*, required: bool) -> dict[str, Any] | None:
         raise ParseError(f"Invalid JSON payload: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    call.state.limits.check(obj, where="")
     return obj
 
 
@@ -160,12 +163,12 @@ class _Call:
 
 
 async def send_message(call: _Call) -> Response:
-    req = call.codec.send_request(await _body(required=True) or {}, call.tenant)
+    req = call.codec.send_request(await _body(call, required=True) or {}, call.tenant)
     return call.ok(call.codec.send_result(await call.svc.send_message(req, call.principal)))
 
 
 async def send_streaming(call: _Call) -> Response:
-    req = call.codec.send_request(await _body(required=True) or {}, call.tenant)
+    req = call.codec.send_request(await _body(call, required=True) or {}, call.tenant)
     first, events = await call.svc.send_streaming(req, call.principal)
     return call.stream(first, events)
 
@@ -185,7 +188,7 @@ async def list_tasks(call: _Call) -> Response:
 
 
 async def cancel_task(call: _Call, task_id: str) -> Response:
-    body = await _body(required=False) or {}
+    body = await _body(call, required=False) or {}
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidParamsError("metadata: must be an object")
@@ -202,7 +205,7 @@ async def subscribe(call: _Call, task_id: str) -> Response:
 
 
 async def create_push(call: _Call, task_id: str) -> Response:
-    cfg = call.codec.push_request(await _body(required=True) or {}, task_id)
+    cfg = call.codec.push_request(await _body(call, required=True) or {}, task_id)
     return call.ok(call.codec.push(await call.svc.create_push_config(cfg, call.principal)))
 
 
@@ -293,8 +296,11 @@ def _error(err: A2AError, version: str) -> Response:
 def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str]) -> Operation:
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
-        principal = state.auth.client_principal(request.headers.get("Authorization"),
-                                                state.worker_auth)
+        try:
+            authorization = one_authorization(request.headers.getlist("Authorization"))
+        except RepeatedAuthorization as exc:
+            return _error(InvalidRequestError(str(exc)), version)
+        principal = state.auth.client_principal(authorization, state.worker_auth)
         if principal is None:
             return unauthorized()
         try:

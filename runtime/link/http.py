@@ -36,6 +36,7 @@ from quart import Response, request
 
 from protocol import worker_link as wl
 from protocol.sse import encode_comment, encode_event
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.sse import sse_response
 
 if TYPE_CHECKING:
@@ -282,13 +283,21 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
     links = WorkerHttpLinks(endpoint, keepalive=keepalive)
     unauthorized = "a valid worker token is required (Authorization: Bearer <token>)"
 
+    def authenticate() -> tuple[str | None, str]:
+        """The worker principal of this request (None to refuse it), and why not."""
+        try:
+            authorization = one_authorization(request.headers.getlist("Authorization"))
+        except RepeatedAuthorization as exc:
+            return None, str(exc)
+        return endpoint.authenticate(authorization), unauthorized
+
     async def open_link() -> Response:
-        principal = endpoint.authenticate(request.headers.get("Authorization"))
+        principal, why = authenticate()
         peer = _peer()
         if principal is None:
             log.warning("http worker link refused: bad or missing worker token",
                         extra={"peer": peer})
-            return _refused(None, wl.UNAUTHORIZED, unauthorized)
+            return _refused(None, wl.UNAUTHORIZED, why)
         link = links.open(principal)
         # The link outlives this handler (it lasts as long as its stream), so it runs
         # in the app's nursery; the stream's end cancels it.
@@ -296,9 +305,9 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
         return sse_response(links.stream(link))
 
     async def post_frame(op: str) -> Response:
-        principal = endpoint.authenticate(request.headers.get("Authorization"))
+        principal, why = authenticate()
         if principal is None:
-            return _refused(None, wl.UNAUTHORIZED, unauthorized)
+            return _refused(None, wl.UNAUTHORIZED, why)
         if op not in wl.WORKER_OPS and op != wl.ACK:
             known = ", ".join(sorted([*wl.WORKER_OPS, wl.ACK]))
             return _refused(None, wl.UNKNOWN_OP, f"POST {LINK_PATH}/{op}: {op!r} is not an op "

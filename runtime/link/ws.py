@@ -5,10 +5,11 @@ carry every received frame through a task of its own, a signal and a queue
 before the link saw it, a cost paid twice per task (claim, release) on the
 remote path. Here hypercorn's ASGI events are read and written directly.
 
-The handshake needs ``Authorization: Bearer <worker token>`` (see
-`WorkerLinkEndpoint.authenticate`); a refused one is answered with HTTP 401 and
-a JSON error body before any upgrade. After the upgrade each text (or binary)
-message is one frame of docs/worker-link.md, served by `WorkerLinkEndpoint.serve`.
+The handshake needs one ``Authorization: Bearer <worker token>`` header (see
+`WorkerLinkEndpoint.authenticate`; two are refused, as on every endpoint); a
+refused one is answered with HTTP 401 and a JSON error body before any upgrade.
+After the upgrade each text (or binary) message is one frame of
+docs/worker-link.md, served by `WorkerLinkEndpoint.serve`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import trio
 
 from protocol import worker_link as wl
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.link.endpoint import WS_PATH, WorkerLinkEndpoint
 
 __all__ = ["WS_PATH", "AsgiLinkSocket", "serve_worker_websocket"]
@@ -63,13 +65,15 @@ async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, rec
         return
     client = scope.get("client")
     peer = f"{client[0]}:{client[1]}" if client else ""
-    authorization = next((v.decode("latin-1") for k, v in scope["headers"]
-                          if k == b"authorization"), None)
-    principal = endpoint.authenticate(authorization)
+    why = "a valid worker token is required (Authorization: Bearer <token>)"
+    try:
+        principal = endpoint.authenticate(one_authorization(
+            [v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"]))
+    except RepeatedAuthorization as exc:
+        principal, why = None, str(exc)
     if principal is None:
         log.warning("worker link refused: bad or missing worker token", extra={"peer": peer})
-        body = wl.error_ack(None, wl.UNAUTHORIZED, "a valid worker token is required "
-                            "(Authorization: Bearer <token>)").encode()
+        body = wl.error_ack(None, wl.UNAUTHORIZED, why).encode()
         await send({"type": "websocket.http.response.start", "status": 401,
                     "headers": [*_REFUSAL_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})

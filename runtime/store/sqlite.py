@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import trio
 
 from actors.store_port import (
+    BackendUnavailableError,
     ConflictError,
     DispatchState,
     PushConfigRecord,
@@ -240,11 +241,18 @@ class SQLiteBackend:
     # --- writes -------------------------------------------------------------------
 
     async def commit(self, writes: Sequence[TaskWrite]) -> None:
-        """Persist a batch in one transaction; `ConflictError` (nothing stored) on a mismatch."""
+        """Persist a batch in one transaction; `ConflictError` (nothing stored) on a mismatch.
+
+        SQLite's operational errors (the file locked past the busy timeout, a full or
+        failing disk) are `BackendUnavailableError`: no write of the batch is at fault,
+        so the task store does not search the batch for one."""
         for write in writes:
             check_write(write)
         if writes:
-            await self._write(lambda conn: _commit_sync(conn, writes))
+            try:
+                await self._write(lambda conn: _commit_sync(conn, writes))
+            except sqlite3.OperationalError as exc:
+                raise BackendUnavailableError(f"the SQLite store cannot write: {exc}") from exc
 
     async def put_push_config(self, record: PushConfigRecord) -> None:
         """Insert or replace; a replaced config keeps its place in creation order."""

@@ -1,0 +1,221 @@
+"""The task store's committer: group commit, and a bad write failing alone.
+
+`ServerTaskStore` (actors/task_store.py) folds each write into its task's
+in-memory head and queues it; the `Committer` takes whatever has queued up and
+hands it to the backend as one atomic batch. Only when the backend has stored it
+does a task's committed state move on and are its readers woken; when it fails,
+the task's head rolls back to what is stored, and writes queued on top of the
+lost state are refused (their task's `generation` moved on).
+
+A batch the backend refuses is searched for the writes it cannot store, so that
+one client's bad write (data that cannot be serialised, a conflict) never fails
+the other writers it happened to share a batch with.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from actors.store_port import (
+    BackendUnavailableError,
+    StoredEvent,
+    TaskBackend,
+    TaskRecord,
+    TaskWrite,
+)
+from protocol.states import is_terminal
+
+__all__ = ["StoreClosedError", "merge_writes"]
+
+log = logging.getLogger("actors.task_store")  # the store's own log: one place to look
+
+
+class StoreClosedError(Exception):
+    """The store is not running (not started yet, or shut down)."""
+
+
+@attrs.define(eq=False)
+class Watcher:
+    """A `wait_record` caller: woken by the first commit its predicate holds for."""
+
+    predicate: Callable[[TaskRecord], bool]
+    event: trio.Event = attrs.Factory(trio.Event)
+    record: TaskRecord | None = None
+    """The first committed record the predicate held for."""
+
+
+@attrs.define(eq=False)
+class TaskEntry:
+    """One task as the store holds it in memory."""
+
+    head: TaskRecord
+    """Snapshot including queued, not yet committed writes."""
+    committed: TaskRecord
+    tail: collections.deque[StoredEvent]
+    changed: trio.Event | None = None
+    """Set and dropped at the next commit; created only when someone waits."""
+    watchers: list[Watcher] = attrs.Factory(list)
+    """`wait_record` callers: each is woken by the first commit its predicate holds for."""
+    pending: int = 0
+    generation: int = 0
+    """Bumped when a failed commit rolls `head` back: queued writes of an older
+    generation were built on the lost state and are refused."""
+
+
+@attrs.define(eq=False)
+class PendingWrite:
+    """A queued write and the writer waiting for it."""
+
+    write: TaskWrite
+    entry: TaskEntry
+    generation: int
+    done: trio.Event | None = None
+    """Only for writers that wait for their commit."""
+    error: BaseException | None = None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        if self.done is not None:
+            self.done.set()
+
+
+def merge_writes(writes: list[TaskWrite]) -> list[TaskWrite]:
+    """Fold consecutive writes to one task into one write, in order.
+
+    A batch often holds several writes of one task (an agent streaming chunks);
+    the backend then stores that task's record once instead of once per write.
+    Events, push configs and the expectation of the first write are kept, so the
+    merged write means exactly what the sequence meant.
+    """
+    merged: list[TaskWrite] = []
+    last: dict[str, int] = {}
+    for w in writes:
+        i = last.get(w.record.task_id)
+        if i is not None and w.expected_seq == merged[i].record.seq:
+            prev = merged[i]
+            merged[i] = TaskWrite(
+                record=w.record,
+                events=prev.events + w.events,
+                expected_seq=prev.expected_seq,
+                push_configs=prev.push_configs + w.push_configs,
+            )
+        else:
+            last[w.record.task_id] = len(merged)
+            merged.append(w)
+    return merged
+
+
+def backend_down(exc: Exception) -> bool:
+    """Whether `exc` says the backend cannot store anything (closed, I/O failing,
+    locked), rather than that some write of the batch cannot be stored."""
+    return isinstance(exc, BackendUnavailableError | OSError | trio.ClosedResourceError)
+
+
+class Committer:
+    """Commits batches of queued writes and publishes what was stored.
+
+    `on_finished` is called with the id of a task whose committed state is
+    terminal and has no write pending (the store then caches it as finished).
+    """
+
+    def __init__(self, backend: TaskBackend, on_finished: Callable[[str], None]) -> None:
+        self._backend = backend
+        self._on_finished = on_finished
+        self.commits = 0
+        self.committed_writes = 0
+        self.failed_commits = 0
+        """Backend commits that failed, each try of a batch being searched included."""
+        self.failed_writes = 0
+        self.biggest_batch = 0
+
+    async def commit(self, batch: list[PendingWrite]) -> None:
+        """Store a batch (shielded: once handed to the backend, a write's outcome must
+        reach its writer) and finish each write with its outcome."""
+        live = self._current(batch)
+        if not live:
+            return
+        self.biggest_batch = max(self.biggest_batch, len(live))
+        with trio.CancelScope(shield=True):
+            await self._store(live)
+
+    def _current(self, writes: list[PendingWrite]) -> list[PendingWrite]:
+        """The writes still built on their task's state; the others (queued on top of
+        a write that failed to commit) are refused here."""
+        live = []
+        for p in writes:
+            if p.generation != p.entry.generation:
+                p.entry.pending -= 1
+                p.finish(StoreClosedError("an earlier write to this task failed to commit"))
+            else:
+                live.append(p)
+        return live
+
+    async def _store(self, writes: list[PendingWrite]) -> None:
+        """Commit `writes` as one batch; if the backend refuses it, find the writes it
+        cannot store so that only their writers get the error.
+
+        The search bisects: each half is committed on its own, in order, so a task's
+        writes keep their order and a write queued on top of one that failed is
+        refused (`_current`). Finding k bad writes among n costs about 2·k·log2(n)
+        backend calls, paid only when a batch fails. An error that says the backend
+        cannot store anything (`backend_down`) fails the batch at once: asking again
+        per half would only repeat the failure, each time after its timeout.
+        """
+        try:
+            await self._backend.commit(merge_writes([p.write for p in writes]))
+        except Exception as exc:
+            self.failed_commits += 1
+            if len(writes) == 1 or backend_down(exc):
+                self._fail(writes, exc)
+                return
+            log.warning("task store commit failed; committing its writes in smaller batches",
+                        extra={"writes": len(writes), "error": repr(exc)})
+            half = len(writes) // 2
+            await self._store(writes[:half])
+            rest = self._current(writes[half:])
+            if rest:
+                await self._store(rest)
+            return
+        self._publish(writes)
+
+    def _fail(self, writes: list[PendingWrite], exc: Exception) -> None:
+        """The writes were not stored: each task's head rolls back to what is."""
+        self.failed_writes += len(writes)
+        log.error("task store write failed", extra={
+            "writes": len(writes), "task_ids": sorted({p.write.record.task_id for p in writes}),
+            "error": repr(exc)})
+        for p in writes:
+            entry = p.entry
+            entry.pending -= 1
+            if entry.generation == p.generation:
+                entry.generation += 1
+                entry.head = entry.committed
+            p.finish(exc)
+
+    def _publish(self, writes: list[PendingWrite]) -> None:
+        """The writes are stored: move each task's committed state on and wake its readers."""
+        self.commits += 1
+        self.committed_writes += len(writes)
+        woken: dict[int, TaskEntry] = {}
+        for p in writes:
+            entry = p.entry
+            entry.pending -= 1
+            entry.committed = p.write.record
+            entry.tail.extend(p.write.events)
+            for watcher in entry.watchers:  # each write of the batch, as committed
+                if watcher.record is None and watcher.predicate(entry.committed):
+                    watcher.record = entry.committed
+                    watcher.event.set()
+            woken[id(entry)] = entry
+            p.finish()
+        for entry in woken.values():
+            if entry.changed is not None:
+                entry.changed.set()
+                entry.changed = None
+            if is_terminal(entry.committed.state) and entry.pending == 0:
+                self._on_finished(entry.committed.task_id)
