@@ -7,9 +7,12 @@ ordering, state-machine checks, batching and wake-ups.
 The shape is chosen so that a backend shared by several server processes
 (PostgreSQL) fits without changing callers:
 
-* every write names the sequence number it expects the task to be at
-  (`TaskWrite.expected_seq`); a backend refuses a write whose expectation does
-  not hold with `ConflictError` instead of overwriting (optimistic concurrency);
+* every write names the version of the task's row it was built on
+  (`TaskWrite.expected_version`; every write bumps it, one without events too)
+  and a backend refuses a write whose expectation does not hold with
+  `ConflictError` instead of overwriting (compare-and-set): two processes that
+  both read version 4 cannot both store version 5, so a claim (a lease, no
+  event) is never lost to another replica's claim;
 * pages are addressed by an opaque cursor, never by offset;
 * push delivery progress is stored per config, so any replica can resume it.
 """
@@ -40,7 +43,8 @@ __all__ = [
 
 
 class ConflictError(Exception):
-    """A write's expected sequence number did not match the stored one."""
+    """A write's expected version (or sequence number) did not match the stored one:
+    another writer changed the task first, or a create found the task existing."""
 
 
 class BackendUnavailableError(Exception):
@@ -163,6 +167,10 @@ class TaskRecord:
     """Epoch seconds of the latest status change: ListTasks order and filter key."""
     dispatch: DispatchState = DispatchState()
     """Routing, attempts and the current lease (see actors.dispatcher)."""
+    version: int = 1
+    """The row's version: 1 as created, one more for every write since, whether it
+    carried events or only dispatch state. Writes compare-and-set on it; `seq`
+    counts only events (SSE ids) and so cannot tell two event-less writes apart."""
 
     @property
     def task_id(self) -> str:
@@ -207,13 +215,19 @@ class PushConfigRecord:
 class TaskWrite:
     """One atomic change to one task: the new record and the events that led to it.
 
-    `events` carry consecutive sequence numbers `expected_seq + 1 .. record.seq`.
-    `expected_seq is None` creates the task (it must not exist yet).
+    The backend stores it only if the task's row is still at `expected_version`
+    and `expected_seq` (compare-and-set), else raises `ConflictError`; the stored
+    row then takes `record.version`, which is above `expected_version` (by one, or
+    by the number of writes `merge_writes` folded into this one). `events` carry
+    consecutive sequence numbers `expected_seq + 1 .. record.seq`. Both
+    expectations None create the task (it must not exist yet).
     """
 
     record: TaskRecord
     events: tuple[StoredEvent, ...]
     expected_seq: int | None
+    expected_version: int | None = None
+    """Required for an update (a backend refuses one without it as malformed)."""
     push_configs: tuple[PushConfigRecord, ...] = ()
     """Configs to insert or replace in the same transaction (e.g. from SendMessage)."""
 

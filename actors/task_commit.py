@@ -89,19 +89,23 @@ def merge_writes(writes: list[TaskWrite]) -> list[TaskWrite]:
 
     A batch often holds several writes of one task (an agent streaming chunks);
     the backend then stores that task's record once instead of once per write.
-    Events, push configs and the expectation of the first write are kept, so the
-    merged write means exactly what the sequence meant.
+    A write is folded into the previous one of its task when it was built on that
+    one's record (it expects that record's version). Events, push configs and the
+    expectations of the first write are kept, and the last record (whose version
+    counts every folded write), so the merged write means exactly what the
+    sequence meant.
     """
     merged: list[TaskWrite] = []
     last: dict[str, int] = {}
     for w in writes:
         i = last.get(w.record.task_id)
-        if i is not None and w.expected_seq == merged[i].record.seq:
+        if i is not None and w.expected_version == merged[i].record.version:
             prev = merged[i]
             merged[i] = TaskWrite(
                 record=w.record,
                 events=prev.events + w.events,
                 expected_seq=prev.expected_seq,
+                expected_version=prev.expected_version,
                 push_configs=prev.push_configs + w.push_configs,
             )
         else:

@@ -186,9 +186,8 @@ class ServerTaskStore:
             head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
         )
         self._entries[task.id] = entry
-        write = TaskWrite(
-            record=record, events=(event,), expected_seq=None, push_configs=tuple(push_configs)
-        )
+        write = TaskWrite(record=record, events=(event,), expected_seq=None,
+                          expected_version=None, push_configs=tuple(push_configs))
         try:
             await self._enqueue(entry, write, wait=True)
         except BaseException:
@@ -263,8 +262,9 @@ class ServerTaskStore:
             assert task.history is not None
             dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
         record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
-                            status_at=status_at, dispatch=dispatch)
-        write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
+                            status_at=status_at, dispatch=dispatch, version=head.version + 1)
+        write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq,
+                          expected_version=head.version)
         entry.head = record
         await self._enqueue(entry, write, wait=wait)
         return record

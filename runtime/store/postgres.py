@@ -1,17 +1,17 @@
 """PostgreSQL `TaskBackend`: the store several server replicas can share.
 
 The same tables and semantics as the SQLite backend (runtime/store/sqlite.py):
-a `commit(writes)` batch is one transaction; a write whose `expected_seq` does
-not hold (`UPDATE ... WHERE seq = expected`, `INSERT ... ON CONFLICT DO
-NOTHING`) raises `ConflictError` and stores nothing from the batch. Under READ
-COMMITTED a replica racing on the same row waits for the other's commit and
-then finds the sequence moved on, so optimistic concurrency holds across
-processes without stronger isolation.
+a `commit(writes)` batch is one transaction; a write whose expected version does
+not hold (`UPDATE ... WHERE task_id = $ AND version = $`, `INSERT ... ON
+CONFLICT DO NOTHING`) raises `ConflictError` and stores nothing from the batch.
+Under READ COMMITTED a replica racing on the same row waits for the other's
+commit and then finds the version moved on, so compare-and-set holds across
+processes without stronger isolation, for writes without events (a claim) too.
 
 Queries run on trio's own I/O waits through psycopg's generator protocol
 (postgres_driver), from a bounded pool that survives losing the database
 (postgres_pool). A call whose connection turns out to be lost is run once more
-on a fresh one. For a commit that is safe because of the sequence check: if the
+on a fresh one. For a commit that is safe because of the version check: if the
 connection died after COMMIT was sent, the retry either applies the batch or
 conflicts, and a conflict is then checked against what is stored (the batch may
 have landed after all).
@@ -214,9 +214,11 @@ async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bo
                 if not res.rows:
                     raise ConflictError(f"task {task_id!r} already exists")
             else:
-                res = await conn.execute(sql.UPDATE_TASK, (*params, write.expected_seq))
+                res = await conn.execute(
+                    sql.UPDATE_TASK, (*params, write.expected_version, write.expected_seq))
                 if not res.rows:
-                    raise ConflictError(f"task {task_id!r} is not at seq {write.expected_seq}")
+                    raise ConflictError(f"task {task_id!r} is not at version "
+                                        f"{write.expected_version} (seq {write.expected_seq})")
             key = str(res.rows[0][0])
             for event in write.events:
                 keys.append(key)
@@ -242,11 +244,12 @@ async def _landed(conn: PgConnection, writes: Sequence[TaskWrite]) -> bool:
     """Whether every task of the batch is stored exactly as the batch leaves it."""
     final = {write.record.task_id: write.record for write in writes}
     res = await conn.execute(
-        "SELECT task_id, seq, task_json, dispatch_json FROM tasks"
+        "SELECT task_id, version, seq, task_json, dispatch_json FROM tasks"
         " WHERE task_id = ANY($1::text[])", (sql.text_array(final),))
     stored = {row[0]: row[1:] for row in res.rows}
     return all(
-        stored.get(task_id) == (str(r.seq), sql.dump(r.task), sql.dispatch_json(r))
+        stored.get(task_id) == (str(r.version), str(r.seq), sql.dump(r.task),
+                                sql.dispatch_json(r))
         for task_id, r in final.items()
     )
 
