@@ -14,7 +14,10 @@ The shape is chosen so that a backend shared by several server processes
   both read version 4 cannot both store version 5, so a claim (a lease, no
   event) is never lost to another replica's claim;
 * pages are addressed by an opaque cursor, never by offset;
-* push delivery progress is stored per config, so any replica can resume it.
+* push delivery progress is stored per config, so any replica can resume it;
+* a backend several processes share may also be a `ChangeFeed`: it tells each
+  process of the writes the others commit (PostgreSQL: LISTEN/NOTIFY), so a
+  process's cache of a task can follow them at once instead of by polling.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import trio
 
 from protocol.models import StreamResponse, Task, TaskPushNotificationConfig, TaskState
 
 __all__ = [
     "BackendUnavailableError",
+    "ChangeFeed",
+    "ChangeListener",
     "ConflictError",
     "DispatchState",
     "Lease",
@@ -35,6 +41,7 @@ __all__ = [
     "PushConfigRecord",
     "StoredEvent",
     "TaskBackend",
+    "TaskChange",
     "TaskPage",
     "TaskQuery",
     "TaskRecord",
@@ -303,3 +310,53 @@ class TaskBackend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@attrs.frozen
+class TaskChange:
+    """A write to a task that some process committed, as a change feed reports it."""
+
+    task_id: str
+    version: int
+    """The row's version after the write (`TaskRecord.version`)."""
+    seq: int
+    """The newest event's sequence number after the write."""
+
+
+class ChangeListener(Protocol):
+    """What a `ChangeFeed` reports to. Both methods are called from the feed's own
+    trio task and must not block: a listener that has work to do notes it and does it
+    in a task of its own, so a slow listener never holds up the feed's connection."""
+
+    def changed(self, change: TaskChange) -> None:
+        """Another process committed this write (only after its transaction committed)."""
+        ...
+
+    def resync(self) -> None:
+        """The feed (re)connected, or could not say which task changed: writes may have
+        gone unreported, so compare what is cached with `task_versions`."""
+        ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """Optional port of a backend that several processes share (PostgreSQL): the writes
+    other processes commit, as they commit them. Memory and SQLite have none (one
+    process owns their data). A feed may lose notifications while its connection is
+    down; it then says `resync` once it is back, and `task_versions` lets the listener
+    find what it missed (and a periodic poll catch anything else)."""
+
+    async def run_change_feed(
+        self,
+        listener: ChangeListener,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Report other processes' commits to `listener` until cancelled, reconnecting
+        when the feed's connection is lost; `resync` after every (re)connect. Started
+        once it listens (or has failed to connect once: it keeps trying)."""
+        ...
+
+    async def task_versions(self, task_ids: Sequence[str]) -> list[TaskChange]:
+        """Where each of these tasks stands now (tasks that do not exist are left out)."""
+        ...

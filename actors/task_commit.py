@@ -10,19 +10,26 @@ lost state are refused (their task's `generation` moved on).
 A batch the backend refuses is searched for the writes it cannot store, so that
 one client's bad write (data that cannot be serialised, a conflict) never fails
 the other writers it happened to share a batch with.
+
+The committer is also the one place a task's committed state moves to a record
+another process wrote (`reload`, for a task the store's cache holds at an older
+version). A reload holds the committer's lock, so it never runs while one of this
+process's own commits is in flight: otherwise a reload could read this process's
+own write before its commit returned and take it for someone else's.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
 
 from actors.store_port import (
     BackendUnavailableError,
+    ConflictError,
     StoredEvent,
     TaskBackend,
     TaskRecord,
@@ -63,8 +70,27 @@ class TaskEntry:
     """`wait_record` callers: each is woken by the first commit its predicate holds for."""
     pending: int = 0
     generation: int = 0
-    """Bumped when a failed commit rolls `head` back: queued writes of an older
-    generation were built on the lost state and are refused."""
+    """Bumped when a failed commit rolls `head` back, or a reload replaces it: queued
+    writes of an older generation were built on a state that is gone and are refused."""
+    refused_by_conflict: bool = False
+    """Why the generation last moved on: another writer's commit (the refused writes
+    get `ConflictError`, which a waiting writer rebuilds on the fresh record), or a
+    failed commit of this process's (they get `StoreClosedError`)."""
+    known_version: int = 0
+    """The newest version of the task this process has heard of (its own commits, a
+    change feed, a conflict). Above `committed.version`: the cache is stale, and the
+    task is reloaded before it is next read or written."""
+
+    @property
+    def stale(self) -> bool:
+        return self.known_version > self.committed.version
+
+    def refusal(self) -> Exception:
+        """The error for a write queued on top of a state that is gone."""
+        if self.refused_by_conflict:
+            return ConflictError(f"task {self.committed.task_id!r} was changed by another "
+                                 "writer before an earlier write of this process to it")
+        return StoreClosedError("an earlier write to this task failed to commit")
 
 
 @attrs.define(eq=False)
@@ -130,22 +156,27 @@ class Committer:
     def __init__(self, backend: TaskBackend, on_finished: Callable[[str], None]) -> None:
         self._backend = backend
         self._on_finished = on_finished
+        self._lock = trio.Lock()
+        """Held while a batch is being committed and while reloads are read and applied."""
         self.commits = 0
         self.committed_writes = 0
         self.failed_commits = 0
         """Backend commits that failed, each try of a batch being searched included."""
         self.failed_writes = 0
         self.biggest_batch = 0
+        self.reloads = 0
+        """Records another process wrote, taken into the cache."""
 
     async def commit(self, batch: list[PendingWrite]) -> None:
         """Store a batch (shielded: once handed to the backend, a write's outcome must
         reach its writer) and finish each write with its outcome."""
-        live = self._current(batch)
-        if not live:
-            return
-        self.biggest_batch = max(self.biggest_batch, len(live))
         with trio.CancelScope(shield=True):
-            await self._store(live)
+            async with self._lock:
+                live = self._current(batch)
+                if not live:
+                    return
+                self.biggest_batch = max(self.biggest_batch, len(live))
+                await self._store(live)
 
     def _current(self, writes: list[PendingWrite]) -> list[PendingWrite]:
         """The writes still built on their task's state; the others (queued on top of
@@ -154,7 +185,7 @@ class Committer:
         for p in writes:
             if p.generation != p.entry.generation:
                 p.entry.pending -= 1
-                p.finish(StoreClosedError("an earlier write to this task failed to commit"))
+                p.finish(p.entry.refusal())
             else:
                 live.append(p)
         return live
@@ -193,12 +224,17 @@ class Committer:
         log.error("task store write failed", extra={
             "writes": len(writes), "task_ids": sorted({p.write.record.task_id for p in writes}),
             "error": repr(exc)})
+        conflict = isinstance(exc, ConflictError)
         for p in writes:
             entry = p.entry
             entry.pending -= 1
             if entry.generation == p.generation:
                 entry.generation += 1
+                entry.refused_by_conflict = conflict
                 entry.head = entry.committed
+            if conflict and p.write.expected_version is not None:
+                # Someone else wrote the task: what is cached is stale.
+                entry.known_version = max(entry.known_version, entry.committed.version + 1)
             p.finish(exc)
 
     def _publish(self, writes: list[PendingWrite]) -> None:
@@ -211,15 +247,84 @@ class Committer:
             entry.pending -= 1
             entry.committed = p.write.record
             entry.tail.extend(p.write.events)
-            for watcher in entry.watchers:  # each write of the batch, as committed
-                if watcher.record is None and watcher.predicate(entry.committed):
-                    watcher.record = entry.committed
-                    watcher.event.set()
+            _wake_watchers(entry)  # each write of the batch, as committed
             woken[id(entry)] = entry
             p.finish()
         for entry in woken.values():
-            if entry.changed is not None:
-                entry.changed.set()
-                entry.changed = None
-            if is_terminal(entry.committed.state) and entry.pending == 0:
-                self._on_finished(entry.committed.task_id)
+            self._woken(entry)
+
+    def _woken(self, entry: TaskEntry) -> None:
+        """The entry's committed record moved on: wake its subscribers."""
+        if entry.changed is not None:
+            entry.changed.set()
+            entry.changed = None
+        if is_terminal(entry.committed.state) and entry.pending == 0:
+            self._on_finished(entry.committed.task_id)
+
+    # --- records other processes wrote --------------------------------------------------
+
+    async def reload(self, entries: Sequence[TaskEntry]) -> None:
+        """Read the stale ones of `entries` again and take in what another process wrote.
+
+        Under the lock, so no commit of this process's is in flight meanwhile: a row
+        read at a version above the entry's committed one was then written by someone
+        else. Writes of this process still queued for such a task were built on the
+        state it replaced (they would conflict) and are refused with `ConflictError`;
+        a writer waiting for one rebuilds it on the reloaded record.
+        """
+        async with self._lock:
+            stale = [entry for entry in entries if entry.stale]
+            if not stale:
+                return
+            if len(stale) == 1:
+                record = await self._backend.get_task(stale[0].committed.task_id)
+                if record is not None:
+                    self._adopt(stale[0], record)
+                return
+            read: dict[int, TaskRecord | Exception | None] = {}
+
+            async def load(entry: TaskEntry) -> None:
+                try:
+                    read[id(entry)] = await self._backend.get_task(entry.committed.task_id)
+                except Exception as exc:  # raised below as itself, not in a group
+                    read[id(entry)] = exc
+
+            async with trio.open_nursery() as nursery:
+                for entry in stale:
+                    nursery.start_soon(load, entry)
+            errors = []
+            for entry in stale:
+                got = read[id(entry)]
+                if isinstance(got, Exception):
+                    errors.append(got)  # still stale: reloaded when next read
+                elif got is not None:
+                    self._adopt(entry, got)
+            if errors:
+                raise errors[0]
+
+    def _adopt(self, entry: TaskEntry, record: TaskRecord) -> None:
+        """Make `record`, read from the backend, the entry's committed and head state if
+        it is newer, and wake the task's readers as a commit of this process would."""
+        entry.known_version = record.version
+        if record.version <= entry.committed.version:
+            return
+        self.reloads += 1
+        if record.seq != entry.committed.seq:
+            entry.tail.clear()  # the events in between are not in memory: the backend has them
+        if entry.pending:
+            entry.generation += 1
+            entry.refused_by_conflict = True
+        log.debug("task changed by another process", extra={
+            "task_id": record.task_id, "version": record.version, "seq": record.seq,
+            "was_version": entry.committed.version})
+        entry.committed = entry.head = record
+        _wake_watchers(entry)
+        self._woken(entry)
+
+
+def _wake_watchers(entry: TaskEntry) -> None:
+    """Wake the `wait_record` callers whose predicate the committed record satisfies."""
+    for watcher in entry.watchers:
+        if watcher.record is None and watcher.predicate(entry.committed):
+            watcher.record = entry.committed
+            watcher.event.set()

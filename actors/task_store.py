@@ -15,18 +15,38 @@ falls far behind costs a backend read, never a buffer that grows.
 
 Only committed state is ever visible: `get_task`, `wait_events` and
 `wait_record` see nothing a crash could take back.
+
+Several server processes may share one database (PostgreSQL). What a store
+holds in memory is then a cache of rows other replicas write too: every write
+is compare-and-set on the row's version, and a backend that is a `ChangeFeed`
+reports the other replicas' commits, which `actors.task_sync` turns into
+reloads and wake-ups (a stream on one replica follows a task another replica
+runs). Other actors hear of those commits through `remote_changes()`:
+
+    with store.remote_changes() as changes:
+        while True:
+            batch = await changes.wait()  # RemoteChangeBatch
+            for change in batch.changes:  # TaskChange(task_id, version, seq)
+                record = await store.get_task(change.task_id)  # fresh: reloaded first
+            if batch.missed:
+                ...  # changes went unreported (the feed reconnected): rescan
+
+New tasks of other replicas are reported too, cached or not. On a backend
+without a feed (memory, SQLite: one process) nothing is ever reported.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 import trio
 
 from actors.store_port import (
+    ChangeFeed,
     DispatchState,
     PushConfigRecord,
     StoredEvent,
@@ -44,8 +64,10 @@ from actors.task_commit import (
     Watcher,
     merge_writes,
 )
-from protocol.models import Message, StreamResponse, Task, format_timestamp
-from protocol.states import apply_events, is_terminal
+from actors.task_sync import RemoteChanges, RemoteSync
+from actors.task_writes import DispatchChange, first_write, next_write
+from protocol.models import Message, StreamResponse, Task
+from protocol.states import is_terminal
 
 __all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics", "merge_writes"]
 
@@ -61,6 +83,12 @@ class StoreStatistics:
     failed_writes: int
     """Writes whose writer got a commit error."""
     max_batch: int
+    reloads: int = 0
+    """Cached tasks reloaded because another process wrote them."""
+    remote_changes: int = 0
+    """Other processes' commits the change feed reported."""
+    found_by_poll: int = 0
+    """Changes the feed did not report and the fallback poll found."""
 
 
 def _changed(entry: TaskEntry) -> trio.Event:
@@ -76,6 +104,9 @@ class ServerTaskStore:
     producers when the backend falls behind); `max_batch` bounds one commit;
     `tail_size` is how many recent events per task are served from memory;
     `cache_size` is how many finished tasks stay cached after their last write.
+    `poll_interval` (seconds) is how often, with a change feed, the cached tasks'
+    versions are compared with the stored ones, the fallback for a lost
+    notification. `feed` defaults to the backend if it is a `ChangeFeed`.
     """
 
     def __init__(
@@ -87,6 +118,8 @@ class ServerTaskStore:
         max_batch: int = 512,
         tail_size: int = 64,
         cache_size: int = 4096,
+        poll_interval: float = 5.0,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -98,6 +131,10 @@ class ServerTaskStore:
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._running = False
         self._committer = Committer(backend, self._remember_finished)
+        if feed is None and isinstance(backend, ChangeFeed):
+            feed = backend
+        self._sync = None if feed is None else RemoteSync(
+            feed, self._entries, self._committer, poll_interval=poll_interval)
 
     @property
     def backend(self) -> TaskBackend:
@@ -117,24 +154,41 @@ class ServerTaskStore:
             failed_commits=self._committer.failed_commits,
             failed_writes=self._committer.failed_writes,
             max_batch=self._committer.biggest_batch,
+            reloads=self._committer.reloads,
+            remote_changes=0 if self._sync is None else self._sync.notified,
+            found_by_poll=0 if self._sync is None else self._sync.found_by_poll,
         )
+
+    @contextlib.contextmanager
+    def remote_changes(self, limit: int = 4096) -> Iterator[RemoteChanges]:
+        """Subscribe to the commits of other processes; see the module docstring.
+        `limit` bounds the tasks waiting to be taken (past it: `missed`)."""
+        if self._sync is None:
+            yield RemoteChanges(limit)  # nothing to report: one process owns the data
+            return
+        with self._sync.subscribe(limit) as changes:
+            yield changes
 
     # --- the committer ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the committer until cancelled. Writes queued at cancellation are failed."""
-        self._running = True
-        task_status.started()
+        """Run the committer (and, with a change feed, `RemoteSync`) until cancelled.
+        Started once the feed listens. Writes queued at cancellation are failed."""
         try:
-            while True:
-                first = await self._recv.receive()
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self._committer.commit(batch)
+            async with trio.open_nursery() as nursery:
+                if self._sync is not None:
+                    await nursery.start(self._sync.run)
+                self._running = True
+                task_status.started()
+                while True:
+                    first = await self._recv.receive()
+                    batch = [first]
+                    while len(batch) < self._max_batch:
+                        try:
+                            batch.append(self._recv.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    await self._committer.commit(batch)
         finally:
             self._running = False
             self._fail_queued(StoreClosedError("the task store shut down"))
@@ -166,28 +220,17 @@ class ServerTaskStore:
         push_configs: Sequence[PushConfigRecord] = (),
         dispatch: DispatchState | None = None,
     ) -> TaskRecord:
-        """Store a new task; its first log entry (seq 1) is the task itself."""
+        """Store a new task; its first log entry (seq 1) is the task itself.
+        `ConflictError` if a task of that id exists (another process may have made it)."""
         if task.id in self._entries:
             raise ValueError(f"task {task.id} already exists")
-        now = self.now()
-        if task.status.timestamp is None:
-            task = task.model_copy(
-                update={
-                    "status": task.status.model_copy(update={"timestamp": format_timestamp(now)})
-                }
-            )
-        dispatch = dispatch or DispatchState()
-        if task.history and dispatch.run_input is None:  # the message that creates the task
-            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
-        record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now,
-                            dispatch=dispatch)
-        event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
+        write = first_write(task, owner=owner, now=self.now(), dispatch=dispatch,
+                            push_configs=push_configs)
+        record = write.record
         entry = TaskEntry(
             head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
         )
         self._entries[task.id] = entry
-        write = TaskWrite(record=record, events=(event,), expected_seq=None,
-                          expected_version=None, push_configs=tuple(push_configs))
         try:
             await self._enqueue(entry, write, wait=True)
         except BaseException:
@@ -208,7 +251,7 @@ class ServerTaskStore:
         events: Sequence[StreamResponse] = (),
         *,
         add_history: Sequence[Message] = (),
-        dispatch: DispatchState | Callable[[DispatchState], DispatchState] | None = None,
+        dispatch: DispatchChange = None,
         check: Callable[[TaskRecord], None] | None = None,
         wait: bool = True,
     ) -> TaskRecord:
@@ -233,38 +276,9 @@ class ServerTaskStore:
         head = entry.head
         if check is not None:
             check(head)
-        task = head.task
-        status_at = head.status_at
-        stored: list[StoredEvent] = []
-        seq = head.seq
-        now = self.now()
-        stamp: str | None = None
-        for ev in events:
-            if ev.status_update is not None:
-                if ev.status_update.status.timestamp is None:
-                    stamp = stamp or format_timestamp(now)
-                    status = ev.status_update.status.model_copy(update={"timestamp": stamp})
-                    ev = StreamResponse(
-                        status_update=ev.status_update.model_copy(update={"status": status})
-                    )
-                status_at = now
-            seq += 1
-            stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
-        if stored:  # one copy of the task for the whole write
-            task = apply_events(task, [e.event for e in stored])
-        if add_history:  # after the events: a status change first moves its message to history
-            task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
-        if dispatch is None:
-            dispatch = head.dispatch
-        elif callable(dispatch):
-            dispatch = dispatch(head.dispatch)
-        if add_history:
-            assert task.history is not None
-            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
-        record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
-                            status_at=status_at, dispatch=dispatch, version=head.version + 1)
-        write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq,
-                          expected_version=head.version)
+        write = next_write(head, events, now=self.now(), add_history=add_history,
+                           dispatch=dispatch)
+        record = write.record
         entry.head = record
         await self._enqueue(entry, write, wait=wait)
         return record
@@ -299,9 +313,16 @@ class ServerTaskStore:
     # --- reads --------------------------------------------------------------------
 
     async def _entry(self, task_id: str) -> TaskEntry | None:
+        """The cached task, loaded if it is not cached, reloaded if another process
+        wrote it since (`TaskEntry.stale`); None if it does not exist."""
         entry = self._entries.get(task_id)
-        if entry is not None:
-            return entry
+        if entry is None:
+            entry = await self._load(task_id)
+        if entry is not None and entry.stale:
+            await self._committer.reload([entry])
+        return entry
+
+    async def _load(self, task_id: str) -> TaskEntry | None:
         record = await self._backend.get_task(task_id)
         if record is None:
             return None
@@ -313,6 +334,9 @@ class ServerTaskStore:
             self._entries[task_id] = entry
             if is_terminal(record.state):
                 self._remember_finished(task_id)
+        # A change reported while the row was being read may be newer than what was read.
+        heard = 0 if self._sync is None else self._sync.heard(task_id)
+        entry.known_version = max(entry.known_version, record.version, heard)
         return entry
 
     async def head(self, task_id: str) -> TaskRecord | None:
@@ -396,8 +420,3 @@ class ServerTaskStore:
 
     async def delete_push_config(self, task_id: str, config_id: str) -> bool:
         return await self._backend.delete_push_config(task_id, config_id)
-
-
-def _last_message(history: Sequence[Message]) -> tuple[int, str]:
-    """`DispatchState.run_input` naming the last message of `history`."""
-    return len(history) - 1, history[-1].message_id

@@ -143,6 +143,8 @@ def test_worker_error_after_start_is_not_a_usage_error(
     (["--cancel-timeout", "nan"], "--cancel-timeout must be a positive number of seconds"),
     (["--lease-ttl", "inf"], "--lease-ttl must be a positive number of seconds"),
     (["--reap-interval", "0"], "--reap-interval must be a positive number of seconds"),
+    (["--store-poll-interval", "-1"],
+     "--store-poll-interval must be a positive number of seconds"),
 ])
 def test_server_refuses_bad_numbers(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]

@@ -8,6 +8,9 @@ Under READ COMMITTED a replica racing on the same row waits for the other's
 commit and then finds the version moved on, so compare-and-set holds across
 processes without stronger isolation, for writes without events (a claim) too.
 
+The backend is also a `ChangeFeed` (postgres_feed): each commit notifies the
+other replicas in its own transaction, and `run_change_feed` listens for theirs.
+
 Queries run on trio's own I/O waits through psycopg's generator protocol
 (postgres_driver), from a bounded pool that survives losing the database
 (postgres_pool). A call whose connection turns out to be lost is run once more
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -30,14 +34,17 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from actors.store_port import (
+    ChangeListener,
     ConflictError,
     PushConfigRecord,
     StoredEvent,
+    TaskChange,
     TaskPage,
     TaskQuery,
     TaskRecord,
     TaskWrite,
 )
+from runtime.store import postgres_feed as feed
 from runtime.store import postgres_sql as sql
 from runtime.store.memory import UNFINISHED_STATES, check_write
 from runtime.store.postgres_driver import PgConnection, display_url
@@ -60,10 +67,16 @@ _UNFINISHED = sql.text_array(s.value for s in UNFINISHED_STATES)
 
 
 class PostgresBackend:
-    """`TaskBackend` on a PostgreSQL database. Build it with `open_postgres_backend`."""
+    """`TaskBackend` and `ChangeFeed` on a PostgreSQL database. Build it with
+    `open_postgres_backend`."""
 
-    def __init__(self, pool: PgPool) -> None:
+    def __init__(self, pool: PgPool, *, backoff: tuple[float, float] = (0.5, 30.0),
+                 rng: random.Random | None = None) -> None:
         self._pool = pool
+        self._backoff = backoff
+        self._rng = rng or random.Random()
+        self.origin = uuid.uuid4().hex[:16]
+        """Names this backend's commits in change notifications, so its own are skipped."""
 
     @property
     def url(self) -> str:
@@ -112,7 +125,7 @@ class PostgresBackend:
             sent = [False]
             async with self._pool.connection() as conn:
                 try:
-                    await _commit(conn, writes, sent)
+                    await _commit(conn, writes, sent, self.origin)
                     return
                 except ConflictError:
                     if ambiguous and await _landed(conn, writes):
@@ -192,6 +205,27 @@ class PostgresBackend:
         res = await self._call(lambda conn: conn.execute(sql.LIST_PENDING_PUSH))
         return [sql.push_row(row) for row in res.rows]
 
+    # --- the change feed ------------------------------------------------------------
+
+    async def run_change_feed(
+        self, listener: ChangeListener, *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Report other replicas' commits to `listener` until cancelled (postgres_feed)."""
+        follower = feed.PgChangeFeed(self._pool, self.origin, backoff=self._backoff,
+                                     rng=self._rng)
+        await follower.run(listener, task_status=task_status)
+
+    async def task_versions(self, task_ids: Sequence[str]) -> list[TaskChange]:
+        """Where each of these tasks stands (the ones that exist), in one statement."""
+        if not task_ids:
+            await trio.lowlevel.checkpoint()
+            return []
+        ids = sql.text_array(task_ids)
+        res = await self._call(lambda conn: conn.execute(sql.TASK_VERSIONS, (ids,)))
+        return [TaskChange(task_id=str(task_id), version=int(str(version)), seq=int(str(seq)))
+                for task_id, version, seq in res.rows]
+
     # --- lifecycle ----------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -199,8 +233,10 @@ class PostgresBackend:
         await self._pool.aclose()
 
 
-async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bool]) -> None:
-    """The batch in one transaction; `sent[0]` is set just before COMMIT goes out."""
+async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bool],
+                  origin: str) -> None:
+    """The batch in one transaction, notifying the other replicas of it (delivered only
+    if it commits); `sent[0]` is set just before COMMIT goes out."""
     keys: list[str] = []
     seqs: list[int] = []
     bodies: list[str] = []
@@ -232,6 +268,7 @@ async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bo
                 await conn.execute(sql.INSERT_EVENTS, arrays)
             except psycopg.errors.UniqueViolation as exc:
                 raise ConflictError("event sequence number already stored") from exc
+        await conn.execute(feed.NOTIFY, (sql.text_array(feed.payloads(origin, writes)),))
         sent[0] = True
         await conn.script("COMMIT")
     except BaseException:
@@ -323,9 +360,10 @@ async def open_postgres_backend(
     url = _with_app_name(url)
     conn = await _open_connection(url, run_migrations=run_migrations,
                                   connect_timeout=connect_timeout)
+    rng = rng or random.Random()
     pool = PgPool(url, pool_size, connect_timeout=connect_timeout, backoff=backoff, rng=rng)
     pool.adopt(conn)
-    backend = PostgresBackend(pool)
+    backend = PostgresBackend(pool, backoff=backoff, rng=rng)
     logger.info("opened task store %s (schema v%d, pool of %d)",
                 display_url(url), SCHEMA_VERSION, pool_size)
     async with trio.open_nursery() as nursery:

@@ -23,7 +23,8 @@ from protocol.models import StreamResponse, Task, TaskPushNotificationConfig
 
 __all__ = [
     "DELETE_PUSH", "GET_PUSH", "GET_TASK", "INSERT_EVENTS", "INSERT_TASK", "LIST_PENDING_PUSH",
-    "LIST_PUSH", "LIST_UNFINISHED", "READ_EVENTS", "SET_DELIVERED", "UPDATE_TASK", "UPSERT_PUSH",
+    "LIST_PUSH", "LIST_UNFINISHED", "READ_EVENTS", "SET_DELIVERED", "TASK_VERSIONS", "UPDATE_TASK",
+    "UPSERT_PUSH",
     "dispatch_json", "dump", "event_row", "list_tasks_sql", "push_params", "push_row",
     "task_params", "task_row", "text_array",
 ]
@@ -51,6 +52,7 @@ INSERT_EVENTS = (
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])"
 )
 GET_TASK = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = $1"
+TASK_VERSIONS = "SELECT task_id, version, seq FROM tasks WHERE task_id = ANY($1::text[])"
 READ_EVENTS = (
     "SELECT seq, event_json FROM events"
     " WHERE task_key = (SELECT task_key FROM tasks WHERE task_id = $1) AND seq > $2::bigint"
