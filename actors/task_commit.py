@@ -151,11 +151,17 @@ class Committer:
 
     `on_finished` is called with the id of a task whose committed state is
     terminal and has no write pending (the store then caches it as finished).
+    `write_queue` bounds the writes waiting (backpressure on the writers when the
+    backend falls behind); `max_batch` bounds one commit.
     """
 
-    def __init__(self, backend: TaskBackend, on_finished: Callable[[str], None]) -> None:
+    def __init__(self, backend: TaskBackend, on_finished: Callable[[str], None], *,
+                 write_queue: int, max_batch: int) -> None:
         self._backend = backend
         self._on_finished = on_finished
+        self._send, self._recv = trio.open_memory_channel[PendingWrite](write_queue)
+        self._max_batch = max_batch
+        self._running = False
         self._lock = trio.Lock()
         """Held while a batch is being committed and while reloads are read and applied."""
         self.commits = 0
@@ -166,6 +172,64 @@ class Committer:
         self.biggest_batch = 0
         self.reloads = 0
         """Records another process wrote, taken into the cache."""
+
+    @property
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit what is queued, a batch at a time, until cancelled; then fail what is
+        still queued."""
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                batch = [await self._recv.receive()]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self.commit(batch)
+        finally:
+            self._running = False
+            exc = StoreClosedError("the task store shut down")
+            while True:
+                try:
+                    p = self._recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                p.finish(exc)
+
+    async def enqueue(self, entry: TaskEntry, write: TaskWrite, *, wait: bool) -> None:
+        """Queue a write built on `entry.head` (which it has become); with `wait`, until
+        it is committed, raising what made it fail."""
+        if not self._running:
+            entry.head = entry.committed
+            raise StoreClosedError("the task store is not running")
+        p = PendingWrite(
+            write=write,
+            entry=entry,
+            generation=entry.generation,
+            done=trio.Event() if wait else None,
+        )
+        entry.pending += 1
+        try:
+            self._send.send_nowait(p)
+        except trio.WouldBlock:
+            try:
+                await self._send.send(p)
+            except BaseException:
+                entry.pending -= 1
+                entry.generation += 1
+                entry.refused_by_conflict = False
+                entry.head = entry.committed
+                raise
+        if wait:
+            assert p.done is not None
+            await p.done.wait()
+            if p.error is not None:
+                raise p.error
 
     async def commit(self, batch: list[PendingWrite]) -> None:
         """Store a batch (shielded: once handed to the backend, a write's outcome must

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -47,6 +49,7 @@ import trio
 
 from actors.store_port import (
     ChangeFeed,
+    ConflictError,
     DispatchState,
     PushConfigRecord,
     StoredEvent,
@@ -54,11 +57,9 @@ from actors.store_port import (
     TaskPage,
     TaskQuery,
     TaskRecord,
-    TaskWrite,
 )
 from actors.task_commit import (
     Committer,
-    PendingWrite,
     StoreClosedError,
     TaskEntry,
     Watcher,
@@ -70,6 +71,8 @@ from protocol.models import Message, StreamResponse, Task
 from protocol.states import is_terminal
 
 __all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics", "merge_writes"]
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -107,6 +110,7 @@ class ServerTaskStore:
     `poll_interval` (seconds) is how often, with a change feed, the cached tasks'
     versions are compared with the stored ones, the fallback for a lost
     notification. `feed` defaults to the backend if it is a `ChangeFeed`.
+    `conflict_retries` bounds how often a conflicting write is rebuilt (`write`).
     """
 
     def __init__(
@@ -120,17 +124,17 @@ class ServerTaskStore:
         cache_size: int = 4096,
         poll_interval: float = 5.0,
         feed: ChangeFeed | None = None,
+        conflict_retries: int = 3,
     ) -> None:
         self._backend = backend
         self._clock = clock
-        self._send, self._recv = trio.open_memory_channel[PendingWrite](write_queue)
-        self._max_batch = max_batch
         self._tail_size = tail_size
         self._cache_size = cache_size
         self._entries: dict[str, TaskEntry] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._running = False
-        self._committer = Committer(backend, self._remember_finished)
+        self._conflict_retries = conflict_retries
+        self._committer = Committer(backend, self._remember_finished, write_queue=write_queue,
+                                    max_batch=max_batch)
         if feed is None and isinstance(backend, ChangeFeed):
             feed = backend
         self._sync = None if feed is None else RemoteSync(
@@ -148,7 +152,7 @@ class ServerTaskStore:
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(
             cached_tasks=len(self._entries),
-            queued_writes=self._send.statistics().current_buffer_used,
+            queued_writes=self._committer.queued,
             commits=self._committer.commits,
             committed_writes=self._committer.committed_writes,
             failed_commits=self._committer.failed_commits,
@@ -174,32 +178,11 @@ class ServerTaskStore:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the committer (and, with a change feed, `RemoteSync`) until cancelled.
         Started once the feed listens. Writes queued at cancellation are failed."""
-        try:
-            async with trio.open_nursery() as nursery:
-                if self._sync is not None:
-                    await nursery.start(self._sync.run)
-                self._running = True
-                task_status.started()
-                while True:
-                    first = await self._recv.receive()
-                    batch = [first]
-                    while len(batch) < self._max_batch:
-                        try:
-                            batch.append(self._recv.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                    await self._committer.commit(batch)
-        finally:
-            self._running = False
-            self._fail_queued(StoreClosedError("the task store shut down"))
-
-    def _fail_queued(self, exc: BaseException) -> None:
-        while True:
-            try:
-                p = self._recv.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            p.finish(exc)
+        async with trio.open_nursery() as nursery:
+            if self._sync is not None:
+                await nursery.start(self._sync.run)
+            await nursery.start(self._committer.run)
+            task_status.started()
 
     def _remember_finished(self, task_id: str) -> None:
         self._finished[task_id] = None
@@ -232,7 +215,7 @@ class ServerTaskStore:
         )
         self._entries[task.id] = entry
         try:
-            await self._enqueue(entry, write, wait=True)
+            await self._committer.enqueue(entry, write, wait=True)
         except BaseException:
             if (
                 entry.committed.seq == 1
@@ -269,46 +252,36 @@ class ServerTaskStore:
         callable maps the newest one to its replacement, atomically). With
         `wait=False` it returns once the write is queued: readers see it only
         when it is committed, so nothing unacknowledged leaks either way.
-        """
-        entry = await self._entry(task_id)
-        if entry is None:
-            raise KeyError(task_id)
-        head = entry.head
-        if check is not None:
-            check(head)
-        write = next_write(head, events, now=self.now(), add_history=add_history,
-                           dispatch=dispatch)
-        record = write.record
-        entry.head = record
-        await self._enqueue(entry, write, wait=wait)
-        return record
 
-    async def _enqueue(self, entry: TaskEntry, write: TaskWrite, *, wait: bool) -> None:
-        if not self._running:
-            entry.head = entry.committed
-            raise StoreClosedError("the task store is not running")
-        p = PendingWrite(
-            write=write,
-            entry=entry,
-            generation=entry.generation,
-            done=trio.Event() if wait else None,
-        )
-        entry.pending += 1
-        try:
-            self._send.send_nowait(p)
-        except trio.WouldBlock:
+        Other processes may write the task too (replicas on one database). A
+        write built on a record one of them has replaced conflicts; with `wait`
+        it is then built again on the fresh record, reloaded from the backend
+        (`check` and `dispatch` see that record, so fencing holds), up to
+        `conflict_retries` times before `ConflictError` reaches the caller. A
+        `wait=False` write cannot be rebuilt, its caller having moved on: it is
+        lost, and the caller learns so from a later write, which is built on the
+        reloaded record (its `check` may find, say, that the lease moved on).
+        """
+        retries = self._conflict_retries if wait else 0
+        for attempt in itertools.count():
+            entry = await self._entry(task_id)  # reloaded if the last try conflicted
+            if entry is None:
+                raise KeyError(task_id)
+            if check is not None:
+                check(entry.head)
+            write = next_write(entry.head, events, now=self.now(), add_history=add_history,
+                               dispatch=dispatch)
+            entry.head = write.record
             try:
-                await self._send.send(p)
-            except BaseException:
-                entry.pending -= 1
-                entry.generation += 1
-                entry.head = entry.committed
-                raise
-        if wait:
-            assert p.done is not None
-            await p.done.wait()
-            if p.error is not None:
-                raise p.error
+                await self._committer.enqueue(entry, write, wait=wait)
+            except ConflictError as exc:
+                if attempt >= retries:
+                    raise
+                log.info("write conflicted with another process's; building it again on "
+                         "the fresh record", extra={"task_id": task_id, "error": repr(exc)})
+                continue
+            return write.record
+        raise AssertionError("unreachable")
 
     # --- reads --------------------------------------------------------------------
 

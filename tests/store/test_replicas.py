@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from actors.store_port import ConflictError, DispatchState, Lease, TaskChange
+from actors.store_port import ConflictError, DispatchState, Lease, TaskChange, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import (
     StreamResponse,
@@ -52,9 +52,11 @@ async def replica(url: str, *, backoff: tuple[float, float] = (0.5, 30.0),
 
 async def test_two_stores_racing_a_dispatch_only_write(postgres_url: str) -> None:
     """Both stores hold the task at version 1 and store a lease on it at once, without an
-    event (a claim): exactly one write lands, the other is refused."""
+    event (a claim): exactly one write lands, the other is refused (not rebuilt here:
+    conflict_retries=0)."""
     with trio.fail_after(TIMEOUT):
-        async with replica(postgres_url) as a, replica(postgres_url) as b:
+        async with replica(postgres_url, conflict_retries=0) as a, \
+                replica(postgres_url, conflict_retries=0) as b:
             await a.create_task(new_task("t1"), owner="")
             for store in (a, b):
                 assert (await store.get_task("t1")).version == 1  # type: ignore[union-attr]
@@ -75,6 +77,42 @@ async def test_two_stores_racing_a_dispatch_only_write(postgres_url: str) -> Non
             (winner,) = [name for name, outcome in outcomes.items() if outcome == "stored"]
             stored = await a.backend.get_task("t1")
             assert stored is not None and (stored.version, stored.seq) == (2, 1)
+            assert stored.dispatch.lease == lease(winner)
+
+
+async def test_racing_claims_are_fenced_after_the_rebuild(postgres_url: str) -> None:
+    """The same race with rebuilding on: the losing claim is built again on the winner's
+    record, and its check (the task must not be leased) refuses it."""
+
+    class Taken(Exception):
+        pass
+
+    def queued(record: TaskRecord) -> None:
+        if record.dispatch.lease is not None:
+            raise Taken(record.dispatch.lease.worker_id)
+
+    with trio.fail_after(TIMEOUT):
+        async with replica(postgres_url) as a, replica(postgres_url) as b:
+            await a.create_task(new_task("t1"), owner="")
+            await b.get_task("t1")
+            outcomes: dict[str, str] = {}
+
+            async def claim(name: str, store: ServerTaskStore) -> None:
+                try:
+                    await store.write("t1", (), check=queued,
+                                      dispatch=DispatchState(attempts=1, lease=lease(name)))
+                    outcomes[name] = "stored"
+                except Taken as exc:
+                    outcomes[name] = f"taken by {exc}"
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(claim, "a", a)
+                nursery.start_soon(claim, "b", b)
+            (winner,) = [name for name, outcome in outcomes.items() if outcome == "stored"]
+            (loser,) = set(outcomes) - {winner}
+            assert outcomes[loser] == f"taken by {winner}"
+            stored = await a.backend.get_task("t1")
+            assert stored is not None and stored.version == 2
             assert stored.dispatch.lease == lease(winner)
 
 

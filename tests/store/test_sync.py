@@ -8,7 +8,7 @@ notifications on purpose. Fakes at the port only: the stores are the real ones.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
@@ -24,6 +24,7 @@ from actors.store_port import (
     Lease,
     TaskBackend,
     TaskChange,
+    TaskRecord,
     TaskWrite,
 )
 from actors.task_store import ServerTaskStore
@@ -67,6 +68,8 @@ class Hub:
         self.lose = 0
         """How many of the next notifications to lose."""
         self.lost: list[TaskChange] = []
+        self.before_commit: dict[str, Callable[[], Awaitable[None]]] = {}
+        """Run before each commit of that replica's (another writer getting in first)."""
 
     def publish(self, origin: str, writes: Sequence[TaskWrite]) -> None:
         for write in writes:
@@ -89,6 +92,9 @@ class Replica:
     origin: str
 
     async def commit(self, writes: Sequence[TaskWrite]) -> None:
+        hook = self.hub.before_commit.get(self.origin)
+        if hook is not None:
+            await hook()
         await self.hub.shared.commit(writes)
         self.hub.publish(self.origin, writes)
 
@@ -258,7 +264,7 @@ async def test_a_write_on_a_stale_head_conflicts_and_the_cache_recovers(
         autojump_clock: trio.testing.MockClock) -> None:
     """b writes the task while a's commit has not reached it (the notification was
     lost): the backend refuses b's write, and b's cache is reloaded for the next one."""
-    async with replicas() as (hub, a, b):
+    async with replicas(conflict_retries=0) as (hub, a, b):
         await a.create_task(new_task("t"), owner="")
         await b.get_task("t")
         hub.lose = 1
@@ -268,3 +274,105 @@ async def test_a_write_on_a_stale_head_conflicts_and_the_cache_recovers(
             await b.write("t", (), dispatch=DispatchState(attempts=1))
         head = await b.head("t")
         assert head is not None and head.version == 2 and head.dispatch.lease == lease
+
+
+class Taken(Exception):
+    """A test's fencing check refused the write."""
+
+
+async def test_a_conflicting_write_is_built_again_on_the_fresh_record(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """b's write was built on version 1; a stored version 2 first (b did not hear of
+    it). b's write is rebuilt on version 2: its `check` and `dispatch` see that."""
+    async with replicas() as (hub, a, b):
+        await a.create_task(new_task("t"), owner="")
+        await b.get_task("t")
+        hub.lose = 1
+        await a.write("t", [status("t", TaskState.WORKING)],
+                      dispatch=DispatchState(attempts=1))
+        seen: list[tuple[int, int]] = []
+
+        def check(record: TaskRecord) -> None:
+            seen.append((record.version, record.dispatch.attempts))
+
+        record = await b.write("t", [chunk("t", 0)], check=check,
+                               dispatch=lambda d: attrs.evolve(d, attempts=d.attempts + 1))
+        assert seen == [(1, 0), (2, 1)]
+        assert (record.version, record.seq, record.dispatch.attempts) == (3, 3, 2)
+        assert record.state is TaskState.WORKING  # a's event is there, then b's
+        assert await hub.shared.get_task("t") == record
+        assert [e.seq for e in await hub.shared.read_events("t", 0, 10)] == [1, 2, 3]
+
+
+async def test_a_rebuilt_write_is_fenced_by_the_fresh_record(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Two replicas claim the task at once: a's claim lands, b's is rebuilt on it, and
+    b's check then finds the lease taken; the caller gets that, not a conflict."""
+    async with replicas() as (hub, a, b):
+        await a.create_task(new_task("t"), owner="")
+        await b.get_task("t")
+        hub.lose = 1
+
+        def claim(worker: str) -> tuple[Callable[[TaskRecord], None], DispatchState]:
+            def queued(record: TaskRecord) -> None:
+                if record.dispatch.lease is not None:
+                    raise Taken(record.dispatch.lease.worker_id)
+            lease = Lease(worker_id=worker, attempt_id=f"{worker}-1", expires_at=2e9)
+            return queued, DispatchState(attempts=1, lease=lease)
+
+        check, dispatch = claim("a")
+        await a.write("t", (), check=check, dispatch=dispatch)
+        check, dispatch = claim("b")
+        with pytest.raises(Taken, match="a"):
+            await b.write("t", (), check=check, dispatch=dispatch)
+        stored = await hub.shared.get_task("t")
+        assert stored is not None and stored.version == 2
+        assert stored.dispatch.lease is not None and stored.dispatch.lease.worker_id == "a"
+
+
+async def test_a_write_that_keeps_conflicting_gives_up(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with replicas(conflict_retries=2) as (hub, a, b):
+        await a.create_task(new_task("t"), owner="")
+        await b.get_task("t")
+        hub.lose = 1_000
+        tries = 0
+
+        def check(record: TaskRecord) -> None:
+            nonlocal tries
+            tries += 1
+
+        async def a_first() -> None:  # a gets in before every commit of b's
+            await a.write("t", (), dispatch=DispatchState(attempts=tries))
+
+        hub.before_commit["b"] = a_first
+        with pytest.raises(ConflictError):
+            await b.write("t", (), check=check, dispatch=DispatchState(attempts=99))
+        assert tries == 3  # the first try and two rebuilds
+
+
+async def test_a_lost_wait_false_write_shows_in_the_next_write(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A `wait=False` write cannot be rebuilt: it conflicts and is dropped; the next
+    write is built on the reloaded record, so it sees what really happened."""
+    async with replicas() as (hub, a, b):
+        await a.create_task(new_task("t"), owner="")
+        await b.get_task("t")
+        hub.lose = 1
+        await a.write("t", (), dispatch=DispatchState(attempts=5))
+        await b.write("t", (), dispatch=DispatchState(attempts=1), wait=False)
+        await trio.testing.wait_all_tasks_blocked()
+        assert b.statistics().failed_writes == 1
+        seen = []
+        await b.write("t", (), check=lambda r: seen.append(r.dispatch.attempts))
+        assert seen == [5]
+        assert (await hub.shared.get_task("t")).version == 3  # type: ignore[union-attr]
+
+
+async def test_creating_a_task_another_replica_created_stays_an_error(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with replicas() as (_, a, b):
+        await a.create_task(new_task("t"), owner="")
+        with pytest.raises(ConflictError):
+            await b.create_task(new_task("t"), owner="")
+        assert (await b.get_task("t")) == await a.get_task("t")
