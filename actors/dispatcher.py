@@ -12,13 +12,17 @@ Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there at start: the queue, the
 connected workers and an index of leases for the reaper. Workers in this
 process (`runtime.link.local`) and remote ones use the same worker link, hence
-the same operations.
+the same operations. Several server processes may share one store (PostgreSQL):
+each then follows the others' writes (`actors.dispatch.follow`), so a task
+accepted by any replica is offered to the workers of every replica, and claims
+wait for their compare-and-set commit, so exactly one worker wins.
 
 The parts are in `actors.dispatch`, split along that line: `types` (the values
 and errors), `routing` (routes and the per-process queue), `workers` (the
 connected workers, their offers and pushes: per process) and `leases` (the
 store writes of claims, renewals, fenced writes, releases and lost leases, with
-the per-process lease index). `Dispatcher` here ties them together; this module
+the per-process lease index) and `follow` (the other replicas' writes, on a
+shared store). `Dispatcher` here ties them together; this module
 re-exports the public names, so `actors.dispatcher` stays the place to import.
 """
 
@@ -31,6 +35,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
+from actors.dispatch.follow import ReplicaFollower
 from actors.dispatch.leases import Leases
 from actors.dispatch.routing import TaskQueue, route_from_metadata
 from actors.dispatch.types import (
@@ -49,7 +54,7 @@ from actors.dispatch.types import (
 )
 from actors.dispatch.types import Push as Push  # for runtime.link.connection; see below
 from actors.dispatch.workers import ConnectedWorkers, WorkerSession
-from actors.store_port import Lease, Route, TaskRecord
+from actors.store_port import ConflictError, Lease, Route, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import AgentSkill, StreamResponse
 from protocol.states import ends_stream
@@ -85,7 +90,9 @@ class Dispatcher:
     task gets before a lost lease fails it; `push_queue` bounds each worker's
     channel of offers and cancellations; `offer_timeout` (default: a heartbeat
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
-    the task is offered to another worker.
+    the task is offered to another worker. `rescan_interval` (on a store other
+    processes share) bounds how long a lost change notification can keep a task
+    another replica queued from this one's workers.
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class Dispatcher:
         max_attempts: int = 3,
         push_queue: int = 64,
         offer_timeout: float | None = None,
+        rescan_interval: float = 10.0,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._store = store
@@ -109,12 +117,18 @@ class Dispatcher:
         self._leases = Leases(store, lease_ttl=lease_ttl, max_attempts=max_attempts,
                               new_id=new_id)
         self._changed = trio.Event()
+        self._claiming: set[str] = set()
+        """Tasks whose claim by this process is being stored (shared store)."""
+        self._follower = ReplicaFollower(
+            store, self._queue, self._workers, self._leases, claiming=self._claiming,
+            enqueue=self._enqueue, rescan_interval=rescan_interval)
 
     def statistics(self) -> DispatcherStatistics:
         leases = self._leases
         return DispatcherStatistics(
             queued=len(self._queue), leased=len(leases), workers=len(self._workers),
             claims=leases.claims, expired=leases.expired, stale_writes=leases.stale_writes,
+            rescans=self._follower.rescans,
         )
 
     def _wake(self) -> None:
@@ -124,11 +138,24 @@ class Dispatcher:
     # --- life ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rebuild the queue and lease index from the store, then reap expired leases.
+        """Rebuild the queue and lease index from the store, then reap expired leases
+        (and, on a shared store, follow the other replicas' writes).
 
         A lease of an embedded worker of the previous server process ends at once:
         that worker stopped with the process. Remote workers keep theirs until they
         expire (they may reconnect and renew them)."""
+        # Subscribed before the store is read: a change made meanwhile is not lost.
+        with self._store.remote_changes() as changes:
+            await self._rebuild()
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                if self._store.shared:
+                    nursery.start_soon(self._follower.run, changes)
+                while True:
+                    await trio.sleep(self._reap_interval)
+                    await self.reap()
+
+    async def _rebuild(self) -> None:
         ended: list[tuple[str, Lease]] = []
         for record in await self._store.list_unfinished():
             lease = record.dispatch.lease
@@ -141,10 +168,6 @@ class Dispatcher:
         for task_id, lease in ended:
             await self._end_lease(task_id, lease, f"worker {lease.worker_id!r} stopped with "
                                                   "the server")
-        task_status.started()
-        while True:
-            await trio.sleep(self._reap_interval)
-            await self.reap()
 
     def _enqueue(self, task_id: str, route: Route) -> None:
         self._queue.put(task_id, route)
@@ -255,7 +278,12 @@ class Dispatcher:
     # --- claims and leases ------------------------------------------------------------
 
     async def claim(self, worker_id: str, task_id: str) -> Claim:
-        """Claim a task atomically: exactly one worker wins it."""
+        """Claim a task atomically: exactly one worker wins it.
+
+        On a store other processes share, the claim waits for its compare-and-set
+        commit: another replica's worker may be claiming the task too, and the grant
+        must not go out before this claim is known to have won. The loser gets
+        `NotClaimable` and the task leaves its queue."""
         session = self._workers.session(worker_id)
         session.last_seen = trio.current_time()
         route = self._queue.route(task_id)
@@ -271,15 +299,26 @@ class Dispatcher:
         self._workers.withdraw(task_id)
         lease = self._leases.grant(task_id, worker_id, in_process=session.info.in_process)
         session.active[task_id] = lease.attempt_id
+        shared = self._store.shared
+        self._claiming.add(task_id)
         try:
             head = await self._store.head(task_id)
-            record = await self._leases.record_claim(task_id, lease, head)
+            record = await self._leases.record_claim(task_id, lease, head, wait=shared)
         except BaseException as exc:
             self._leases.forget(task_id)
             session.active.pop(task_id, None)
-            if not isinstance(exc, NotClaimable):
+            self._claiming.discard(task_id)
+            if isinstance(exc, ConflictError):  # still conflicting after the rebuilds
+                exc = NotClaimable(f"task {task_id!r} is being claimed elsewhere")
+            elif not isinstance(exc, NotClaimable):
                 self._queue.restore(task_id, entry)  # the store failed: the task is still queued
-            raise
+                raise
+            if shared:  # another replica's claim won, or it changed: follow what it did
+                log.debug("claim lost to another replica", extra={
+                    "task_id": task_id, "worker_id": worker_id, "error": str(exc)})
+                await self._follower.recheck(task_id)
+            raise exc from None
+        self._claiming.discard(task_id)
         return Claim(task_id=task_id, attempt_id=lease.attempt_id,
                      lease_expires_at=lease.expires_at, record=record)
 

@@ -163,6 +163,11 @@ class ServerTaskStore:
             found_by_poll=0 if self._sync is None else self._sync.found_by_poll,
         )
 
+    @property
+    def shared(self) -> bool:
+        """Other processes write this store too (the backend has a change feed)."""
+        return self._sync is not None
+
     @contextlib.contextmanager
     def remote_changes(self, limit: int = 4096) -> Iterator[RemoteChanges]:
         """Subscribe to the commits of other processes; see the module docstring.
@@ -320,6 +325,21 @@ class ServerTaskStore:
         """
         entry = await self._entry(task_id)
         return None if entry is None else entry.head
+
+    def cached_head(self, task_id: str) -> TaskRecord | None:
+        """`head` as cached, without I/O (None if not cached); possibly stale."""
+        entry = self._entries.get(task_id)
+        return None if entry is None else entry.head
+
+    async def heads(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """`head` of each task that exists: one backend read per task not cached, and
+        the stale ones reloaded together (a batch of other replicas' changes)."""
+        entries = [e for e in [self._entries.get(t) or await self._load(t) for t in task_ids]
+                   if e is not None]
+        stale = [e for e in entries if e.stale]
+        if stale:
+            await self._committer.reload(stale)
+        return [e.head for e in entries]
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """The committed record of a task, or None."""

@@ -91,6 +91,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--lease-ttl", args.lease_ttl)
     _check_seconds("--reap-interval", args.reap_interval)
     _check_seconds("--store-poll-interval", args.store_poll_interval)
+    _check_seconds("--queue-rescan-interval", args.queue_rescan_interval)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
     if args.max_attempts < 1:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
@@ -149,6 +150,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         lease_ttl=args.lease_ttl,
         reap_interval=args.reap_interval,
         store_poll_interval=args.store_poll_interval,
+        queue_rescan_interval=args.queue_rescan_interval,
         max_attempts=args.max_attempts,
         cancel_timeout=args.cancel_timeout,
     )

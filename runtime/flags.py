@@ -267,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
         "[TRIO_A2A_STORE_POLL_INTERVAL] (default 5)",
     )
     s.add_argument(
+        "--queue-rescan-interval",
+        type=_number_type(float, "QUEUE_RESCAN_INTERVAL"),
+        default=_number_env("QUEUE_RESCAN_INTERVAL", 10),
+        help="with --store postgres: seconds between reconciliations of the dispatch queue "
+        "with the database, the fallback should the notification of a task another replica "
+        "queued be lost [TRIO_A2A_QUEUE_RESCAN_INTERVAL] (default 10)",
+    )
+    s.add_argument(
         "--max-attempts",
         type=_number_type(int, "MAX_ATTEMPTS"),
         default=_number_env("MAX_ATTEMPTS", 3),

@@ -78,6 +78,10 @@ class ServerConfig:
     store_poll_interval: float = 5.0
     """With PostgreSQL: seconds between comparisons of the cached tasks with the database,
     the fallback should a change notification of another replica be lost."""
+    queue_rescan_interval: float = 10.0
+    """With PostgreSQL: seconds between reconciliations of the dispatch queue with the
+    database's unfinished tasks, the fallback should the notification of a task another
+    replica queued be lost."""
     data_dir: Path = Path("data")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     tokens: dict[str, str] = attrs.field(factory=dict)
@@ -212,7 +216,8 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
     async with open_worker(
         "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
         name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
-        connect=lambda: open_in_process_link(endpoint),
+        connect=lambda: open_in_process_link(endpoint, durable_acks=endpoint.store.shared,
+                                             in_process=True),
         # No first-frame linger: with no network to save a round trip on, `working`
         # shows the moment the agent starts.
         config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=SessionConfig(
@@ -269,7 +274,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
-                                        max_attempts=config.max_attempts)
+                                        max_attempts=config.max_attempts,
+                                        rescan_interval=config.queue_rescan_interval)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=auth)

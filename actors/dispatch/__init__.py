@@ -4,9 +4,12 @@ Split along what a scale-out across processes needs to tell apart: what is
 durable (each task's `DispatchState` in the store, written by `leases`) and
 what each process keeps for itself and rebuilds at start (the queue index in
 `routing`, the connected workers and their offers in `workers`, the lease index
-in `leases`). `types` holds the values and errors they share.
+in `leases`; `follow` keeps them in step with the other replicas on a shared
+store). `types` holds the values and errors they share.
 """
 
+from actors.dispatch.follow import *  # noqa: F403
+from actors.dispatch.follow import __all__ as _follow
 from actors.dispatch.leases import *  # noqa: F403
 from actors.dispatch.leases import __all__ as _leases
 from actors.dispatch.routing import *  # noqa: F403
@@ -16,4 +19,4 @@ from actors.dispatch.types import __all__ as _types
 from actors.dispatch.workers import *  # noqa: F403
 from actors.dispatch.workers import __all__ as _workers
 
-__all__ = [*_leases, *_routing, *_types, *_workers]
+__all__ = [*_follow, *_leases, *_routing, *_types, *_workers]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from actors.dispatch.types import NotClaimable, OutputOutOfOrder, StaleAttempt
-from actors.store_port import Lease, TaskRecord
+from actors.store_port import DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import (
     Message,
@@ -140,27 +140,35 @@ class Leases:
         self._held[task_id] = lease
         return lease
 
-    async def record_claim(self, task_id: str, lease: Lease,
-                           head: TaskRecord | None) -> TaskRecord:
+    async def record_claim(self, task_id: str, lease: Lease, head: TaskRecord | None, *,
+                           wait: bool = False) -> TaskRecord:
         """Store a granted lease on the queued task `head`: one more attempt, output
         frames counted from zero, the artifacts marked for a rollback. `NotClaimable`
-        if the task is gone, ended or leased meanwhile."""
+        if the task is gone, ended or leased meanwhile; with `wait` (a store other
+        processes share) that is checked against what is stored, the write being
+        built again on the fresh record if another process wrote the task first."""
+
+        if head is None:
+            raise NotClaimable(f"task {task_id!r} does not exist")
+        found = [head]  # the record the write is built on (a fresher one if rebuilt)
 
         def queued(record: TaskRecord) -> None:
             if ends_stream(record.state) or record.dispatch.lease is not None:
                 raise NotClaimable(f"task {task_id!r} is {record.state.value}")
+            found[0] = record
 
-        if head is None:
-            raise NotClaimable(f"task {task_id!r} does not exist")
-        dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
-                                lease=lease, last_attempt_id=lease.attempt_id, output_seq=0,
-                                claim_artifacts=_artifact_marks(head))
-        # Not waiting for the commit: nothing the worker does with the grant is
-        # visible before a later write commits (and carries this one with it), and
-        # if the server dies first the task is simply queued again on restart; a
-        # worker still holding the lost attempt is then fenced out.
-        record = await self._store.write(task_id, (), dispatch=dispatch, check=queued,
-                                         wait=False)
+        def claimed(d: DispatchState) -> DispatchState:
+            return attrs.evolve(d, attempts=d.attempts + 1, lease=lease,
+                                last_attempt_id=lease.attempt_id, output_seq=0,
+                                claim_artifacts=_artifact_marks(found[0]))
+
+        # One process: not waiting for the commit: nothing the worker does with the
+        # grant is visible before a later write commits (and carries this one with
+        # it), and if the server dies first the task is simply queued again on
+        # restart; a worker still holding the lost attempt is then fenced out.
+        # Several: another replica may be claiming it too, so the commit decides.
+        record = await self._store.write(task_id, (), dispatch=claimed, check=queued,
+                                         wait=wait)
         self.claims += 1
         return record
 

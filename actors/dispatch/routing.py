@@ -100,6 +100,15 @@ class TaskQueue:
         """Put a taken entry back in its old place (a claim that failed to commit)."""
         self._entries[task_id] = entry
 
+    def mark(self) -> int:
+        """How many tasks have been put so far: for `queued_before`."""
+        return self._arrivals
+
+    def queued_before(self, mark: int) -> list[str]:
+        """The queued tasks put no later than `mark` (and not put again since)."""
+        return [task_id for task_id, (_, arrival, _) in self._entries.items()
+                if arrival <= mark]
+
     def in_order(self) -> list[tuple[str, Route]]:
         """A snapshot of the queue, best first."""
         ordered = sorted(self._entries.items(), key=lambda kv: kv[1][:2])

@@ -145,3 +145,5 @@ class DispatcherStatistics:
     claims: int
     expired: int
     stale_writes: int
+    rescans: int = 0
+    """Reconciliations of the queue with a store other replicas share."""

@@ -31,13 +31,17 @@ class InProcessLink:
     """A `runtime.worker.ws_link.Connection` that calls the server's `LinkConnection` directly."""
 
     def __init__(self, endpoint: WorkerLinkEndpoint, *, push_queue: int = 64,
-                 durable_acks: bool = False) -> None:
+                 durable_acks: bool = False, in_process: bool | None = None) -> None:
         self._push_send, self._push_receive = trio.open_memory_channel[Push](push_queue)
         # Same process, same fate: acks need not wait for the commit, and a restarted
         # server knows the worker's leases ended with it. A test whose worker outlives
-        # its server passes durable_acks=True and is treated as a remote worker.
-        self.connection = LinkConnection(endpoint, self._deliver_push, principal="in-process",
-                                         durable_acks=durable_acks, in_process=not durable_acks)
+        # its server passes durable_acks=True and is treated as a remote worker (unless
+        # it says `in_process`). On a store other replicas write too, the server's own
+        # workers want durable acks as well: a write another replica's write beat is
+        # built again only if it is waited for (actors.task_store).
+        self.connection = LinkConnection(
+            endpoint, self._deliver_push, principal="in-process", durable_acks=durable_acks,
+            in_process=not durable_acks if in_process is None else in_process)
         self._closed = trio.Event()
 
     @property
@@ -69,9 +73,12 @@ class InProcessLink:
 
 @contextlib.asynccontextmanager
 async def open_in_process_link(endpoint: WorkerLinkEndpoint, *, push_queue: int = 64,
-                               durable_acks: bool = False) -> AsyncIterator[InProcessLink]:
-    """Connect an embedded worker to `endpoint`; it is unregistered on exit."""
-    link = InProcessLink(endpoint, push_queue=push_queue, durable_acks=durable_acks)
+                               durable_acks: bool = False, in_process: bool | None = None
+                               ) -> AsyncIterator[InProcessLink]:
+    """Connect an embedded worker to `endpoint`; it is unregistered on exit. Its leases
+    end with the server process (`in_process`) unless it asks for `durable_acks`."""
+    link = InProcessLink(endpoint, push_queue=push_queue, durable_acks=durable_acks,
+                         in_process=in_process)
     try:
         with unwrap_single():  # a LinkDown from the caller's block comes out as itself
             async with trio.open_nursery() as nursery:

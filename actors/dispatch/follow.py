@@ -1,0 +1,147 @@
+"""Following the other replicas: one queue across server processes.
+
+With several server processes on one database (a `shared` store), a task may be
+accepted by one replica and run by a worker connected to another. Each replica's
+dispatcher keeps its own queue index and offers to its own workers, so each has
+to learn what the others do to the tasks:
+
+* a task another replica created or put back in the queue (no lease, not ended)
+  joins this replica's queue with its route and is offered to this replica's
+  workers. The workers of every replica may then race to claim it; the claim is
+  a compare-and-set write that waits for its commit (`Dispatcher.claim`), so
+  exactly one wins and the others are refused before any grant goes out;
+* a task claimed or ended elsewhere leaves the queue, its offer withdrawn.
+
+`ServerTaskStore.remote_changes()` says which tasks another process wrote. The
+`ReplicaFollower` reads each one's current record and acts on what the record
+says, never on the notification alone, so a late, repeated or coalesced
+notification cannot mislead it. Notifications can be lost (the feed's
+connection drops): on `missed`, and every `rescan_interval` as the fallback,
+the queue is reconciled with the store's unfinished tasks, as at start, which
+bounds how long a lost notification can keep a task from this replica's
+workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import trio
+
+from actors.dispatch.leases import Leases
+from actors.dispatch.routing import TaskQueue
+from actors.dispatch.workers import ConnectedWorkers
+from actors.store_port import Route, TaskRecord
+from actors.task_commit import backend_down
+from actors.task_store import ServerTaskStore
+from actors.task_sync import RemoteChangeBatch, RemoteChanges
+from protocol.states import ends_stream
+
+__all__ = ["ReplicaFollower"]
+
+log = logging.getLogger("actors.dispatcher")  # the dispatcher's log: one place to look
+
+
+def waiting(record: TaskRecord) -> bool:
+    """Whether the task waits for a claim: not held by a lease, not ended or paused."""
+    return record.dispatch.lease is None and not ends_stream(record.state)
+
+
+class ReplicaFollower:
+    """Keeps this replica's queue in step with the store; see the module docstring.
+
+    Reads and changes the dispatcher's parts (`queue`, `workers`, `leases`);
+    `claiming` holds the tasks whose claim by this replica is in flight (their
+    outcome decides, not a record read meanwhile); `enqueue` queues a task and
+    offers it. `rescan_interval` (seconds) bounds the time between rescans.
+    """
+
+    def __init__(self, store: ServerTaskStore, queue: TaskQueue, workers: ConnectedWorkers,
+                 leases: Leases, *, claiming: set[str], enqueue: Callable[[str, Route], None],
+                 rescan_interval: float) -> None:
+        if rescan_interval <= 0:
+            raise ValueError(f"rescan_interval must be > 0, got {rescan_interval}")
+        self._store = store
+        self._queue = queue
+        self._workers = workers
+        self._leases = leases
+        self._claiming = claiming
+        self._enqueue = enqueue
+        self._rescan_interval = rescan_interval
+        self.rescans = 0
+        self.queued_remotely = 0
+        """Tasks queued here because another replica's write made them wait."""
+
+    async def run(self, changes: RemoteChanges) -> None:
+        """Follow `changes` until cancelled, rescanning on `missed` and every interval."""
+        next_rescan = trio.current_time() + self._rescan_interval
+        while True:
+            batch: RemoteChangeBatch | None = None
+            with trio.move_on_at(next_rescan):
+                batch = await changes.wait()
+            try:
+                if batch is None or batch.missed:
+                    next_rescan = trio.current_time() + self._rescan_interval
+                    await self.rescan()
+                if batch is not None and batch.changes:
+                    await self.refresh([change.task_id for change in batch.changes])
+            except Exception as exc:
+                if not backend_down(exc):
+                    raise
+                # what this batch said is found again by the next rescan
+                log.warning("cannot read the tasks other replicas changed; next rescan in "
+                            "%.1f s", next_rescan - trio.current_time(),
+                            extra={"error": repr(exc)})
+
+    async def refresh(self, task_ids: Sequence[str]) -> None:
+        """Read these tasks' records and follow what they say now."""
+        for record in await self._store.heads(task_ids):
+            self.apply(record)
+
+    async def recheck(self, task_id: str) -> None:
+        """`refresh` one task, e.g. after a claim of it lost: if the store cannot be
+        read now, the next rescan catches up."""
+        try:
+            await self.refresh([task_id])
+        except Exception as exc:
+            if not backend_down(exc):
+                raise
+            log.warning("cannot read a task after a lost claim", extra={
+                "task_id": task_id, "error": repr(exc)})
+
+    def apply(self, record: TaskRecord) -> None:
+        """Queue the task if it waits for a claim, else take it out of the queue."""
+        task_id = record.task_id
+        if task_id in self._claiming:
+            return  # this replica's claim of it is in flight: its outcome decides
+        if waiting(record):
+            if task_id not in self._queue and self._leases.get(task_id) is None:
+                self.queued_remotely += 1
+                log.debug("task queued by another replica", extra={
+                    "task_id": task_id, "version": record.version})
+                self._enqueue(task_id, record.dispatch.route)
+        elif self._queue.take(task_id) is not None:
+            self._workers.withdraw(task_id)
+            log.debug("task claimed or ended by another replica", extra={
+                "task_id": task_id, "version": record.version, "state": record.state.value})
+
+    async def rescan(self) -> None:
+        """Reconcile the queue with the store's unfinished tasks (the fallback for
+        notifications that were lost). A task queued while the list was read is kept:
+        the list may predate it."""
+        mark = self._queue.mark()
+        listed = await self._store.list_unfinished()
+        self.rescans += 1
+        seen: set[str] = set()
+        for record in listed:
+            seen.add(record.task_id)
+            cached = self._store.cached_head(record.task_id)
+            self.apply(cached if cached is not None and cached.version >= record.version
+                       else record)
+        for task_id in self._queue.queued_before(mark):
+            if task_id not in seen and task_id not in self._claiming:
+                self._queue.take(task_id)  # finished or paused by the time of the list
+                self._workers.withdraw(task_id)
+        log.debug("queue rescanned", extra={"unfinished": len(listed),
+                                            "queued": len(self._queue)})

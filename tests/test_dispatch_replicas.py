@@ -1,0 +1,210 @@
+"""Dispatchers of several replicas on one store, on virtual time.
+
+Two server replicas, each a real `ServerTaskStore` and `Dispatcher`, share one
+memory backend; the `Hub` of tests/store/test_sync.py plays the change feed
+between them (PostgreSQL's LISTEN/NOTIFY does it for real in tests/test_replicas.py)
+and can lose notifications on purpose. Fakes at the port only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from actors.dispatcher import Claim, Dispatcher, NotClaimable, RunRequest, WorkerInfo
+from actors.store_port import DispatchState, Lease, Route
+from actors.task_store import ServerTaskStore
+from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
+from tests.store.test_sync import Hub, Replica
+from tests.test_dispatcher import status
+
+T0 = 1_700_000_000.0
+TTL = 30.0
+RESCAN = 10.0
+
+
+@attrs.define
+class Side:
+    """One replica: its store and dispatcher."""
+
+    name: str
+    store: ServerTaskStore
+    dispatcher: Dispatcher
+
+    async def task(self, task_id: str, route: Route = Route()) -> str:
+        """Create and queue a task here, as SendMessage does."""
+        msg = Message(message_id=f"m-{task_id}", role=Role.USER, parts=[Part(text="hi")],
+                      task_id=task_id, context_id="c")
+        await self.store.create_task(
+            Task(id=task_id, context_id="c", status=TaskStatus(state=TaskState.SUBMITTED),
+                 history=[msg]), owner="", dispatch=DispatchState(route=route))
+        await self.dispatcher.submit(RunRequest(task_id=task_id))
+        return task_id
+
+    def queued(self) -> int:
+        return self.dispatcher.statistics().queued
+
+
+@attrs.define
+class Cluster:
+    hub: Hub
+    a: Side
+    b: Side
+    nursery: trio.Nursery
+
+    async def start(self, name: str, **options: object) -> Side:
+        """Another dispatcher incarnation on replica `name`'s store (a restart)."""
+        side = self.a if name == "a" else self.b
+        dispatcher = make_dispatcher(side.store, name, **options)
+        await self.nursery.start(dispatcher.run)
+        return Side(name, side.store, dispatcher)
+
+
+def make_dispatcher(store: ServerTaskStore, name: str, **options: object) -> Dispatcher:
+    ids = iter(f"{name}-att{i}" for i in range(1, 1000))
+    settings: dict[str, object] = dict(lease_ttl=TTL, reap_interval=1.0, max_attempts=3,
+                                       rescan_interval=RESCAN)
+    settings.update(options)
+    return Dispatcher(store, new_id=lambda: next(ids), **settings)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def cluster(**options: object) -> AsyncIterator[Cluster]:
+    hub = Hub()
+    async with trio.open_nursery() as nursery:
+        sides = []
+        for name in ("a", "b"):
+            replica = Replica(hub, name)
+            store = ServerTaskStore(replica, clock=lambda: T0 + trio.current_time(),  # type: ignore[arg-type]
+                                    poll_interval=5.0)
+            await nursery.start(store.run)
+            dispatcher = make_dispatcher(store, name, **options)
+            await nursery.start(dispatcher.run)
+            sides.append(Side(name, store, dispatcher))
+
+        async def watchdog() -> None:  # the reapers tick forever otherwise
+            await trio.sleep(3600)
+            raise TimeoutError("the test ran for an hour of virtual time")
+
+        nursery.start_soon(watchdog)
+        yield Cluster(hub, sides[0], sides[1], nursery)
+        nursery.cancel_scope.cancel()
+
+
+async def settle() -> None:
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_task_sent_to_one_replica_is_claimed_by_a_worker_of_another(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("wa"))
+        await c.b.task("t1")
+        claim = await c.a.dispatcher.next_claim("wa")
+        assert claim.task_id == "t1" and trio.current_time() == 0
+        await settle()
+        assert c.a.queued() == c.b.queued() == 0  # claimed: out of both queues
+        stored = await c.hub.shared.get_task("t1")
+        assert stored is not None and stored.dispatch.lease is not None
+        assert stored.dispatch.lease.worker_id == "wa"
+
+
+async def test_two_replicas_racing_a_claim_grant_it_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Both replicas queue the task; a worker on each claims it in the same tick: one
+    claim is stored, the other is refused, and the task leaves both queues."""
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("wa"))
+        c.b.dispatcher.register(WorkerInfo("wb"))
+        await c.a.task("t1")
+        await settle()
+        assert c.a.queued() == c.b.queued() == 1
+        results: dict[str, Claim | NotClaimable] = {}
+
+        async def claim(side: Side, worker: str) -> None:
+            try:
+                results[worker] = await side.dispatcher.claim(worker, "t1")
+            except NotClaimable as exc:
+                results[worker] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(claim, c.a, "wa")
+            nursery.start_soon(claim, c.b, "wb")
+        won = {w: r for w, r in results.items() if isinstance(r, Claim)}
+        assert len(won) == 1, results
+        (winner, grant), = won.items()
+        stored = await c.hub.shared.get_task("t1")
+        assert stored is not None and stored.dispatch.lease is not None
+        assert (stored.dispatch.lease.worker_id, stored.dispatch.lease.attempt_id) == (
+            winner, grant.attempt_id)
+        assert stored.dispatch.attempts == 1
+        await settle()
+        assert c.a.queued() == c.b.queued() == 0
+        assert c.a.dispatcher.statistics().claims + c.b.dispatcher.statistics().claims == 1
+
+
+async def test_a_claim_waits_for_its_commit_on_a_shared_store(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The grant goes out only once the claim is stored: a claim whose commit another
+    replica's claim beat is refused, not granted."""
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("wa"))
+        await c.a.task("t1")
+        await settle()
+
+        async def b_claims_first() -> None:
+            del c.hub.before_commit["a"]
+            head = await c.hub.shared.get_task("t1")
+            assert head is not None
+            await c.b.store.write("t1", (), dispatch=attrs.evolve(head.dispatch, lease=Lease(
+                worker_id="wb", attempt_id="wb-x", expires_at=T0 + 100)))
+
+        c.hub.before_commit["a"] = b_claims_first
+        with pytest.raises(NotClaimable):
+            await c.a.dispatcher.claim("wa", "t1")
+        assert c.a.queued() == 0
+        assert c.a.dispatcher.statistics().claims == 0
+
+
+async def test_a_lost_notification_is_found_by_the_next_rescan(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("wa"))
+        await trio.sleep(1.0)  # the rescans run at 10, 20, ... s
+        c.hub.lose = 1  # the creation of t1
+        await c.b.task("t1")
+        claim = await c.a.dispatcher.next_claim("wa")
+        assert claim.task_id == "t1"
+        assert trio.current_time() == RESCAN
+
+
+async def test_missed_changes_rescan_at_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with cluster() as c:
+        await trio.sleep(1.0)
+        c.hub.lose = 1
+        await c.b.task("t1")
+        await settle()
+        assert c.a.queued() == 0
+        c.hub.listeners["a"].resync()  # the feed reconnected: changes may be lost
+        await settle()
+        assert c.a.queued() == 1 and trio.current_time() == 1.0
+
+
+async def test_a_task_ended_elsewhere_leaves_the_queue(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with cluster() as c:
+        await c.a.task("t1", Route(worker="nobody"))
+        await settle()
+        assert c.b.queued() == 1
+        await c.a.store.write("t1", ())  # not an end yet: still queued
+        await settle()
+        assert c.b.queued() == 1
+        await c.a.store.write("t1", (status("t1", TaskState.CANCELED),))
+        await settle()
+        assert c.b.queued() == 0

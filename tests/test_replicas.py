@@ -1,0 +1,86 @@
+"""Several server replicas on one PostgreSQL database behave as one server.
+
+Real parts: each replica is `open_server(store="postgres")` on the run's database
+with a pool, a change feed and an HTTP listener of its own, all in one trio
+program; workers are real `open_worker`s on the WebSocket link of one replica or
+another; clients talk JSON-RPC over loopback. The dispatchers' logic on virtual
+time is in tests/test_dispatch_replicas.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import trio
+
+from runtime.server import RunningServer, ServerConfig, open_server
+from runtime.worker import RunningWorker, WorkerConfig, open_worker
+from tests.agents import Controls, scripted_agent
+from tests.conftest import Rpc, user_message
+
+TIMEOUT = 30
+WORKER_TOKEN = "replica-worker-secret"
+
+
+def replica_config(url: str, **options: Any) -> ServerConfig:
+    return ServerConfig(port=0, store="postgres", database_url=url, local_workers=0,
+                        worker_tokens={WORKER_TOKEN: "workers"}, **options)
+
+
+@contextlib.asynccontextmanager
+async def worker_on(srv: RunningServer, controls: Controls, name: str, *,
+                    concurrency: int = 4) -> AsyncIterator[RunningWorker]:
+    async with open_worker(srv.url, token=WORKER_TOKEN, agent=scripted_agent(controls),
+                           name=name, worker_id=name, concurrency=concurrency,
+                           config=WorkerConfig(seed=1)) as worker:
+        await worker.wait_registered()
+        yield worker
+
+
+@contextlib.asynccontextmanager
+async def client(srv: RunningServer) -> AsyncIterator[Rpc]:
+    async with httpx.AsyncClient(base_url=srv.url, timeout=TIMEOUT) as http:
+        yield Rpc(http, "1.0")
+
+
+async def test_a_task_sent_to_one_replica_runs_on_a_worker_of_another(
+        postgres_url: str) -> None:
+    controls = Controls()
+    config = replica_config(postgres_url)
+    with trio.fail_after(TIMEOUT):
+        async with open_server(config) as a, open_server(config) as b, \
+                worker_on(a, controls, "wa"), client(b) as rpc_b:
+            results = [await rpc_b.call("SendMessage", {"message": user_message(f"echo {i}")})
+                       for i in range(3)]
+    for i, result in enumerate(results):
+        task = result["task"]
+        assert task["status"]["state"] == "TASK_STATE_COMPLETED", task
+        assert "".join(p["text"] for p in task["artifacts"][0]["parts"]) == f"echo {i}"
+    assert sorted(controls.started) == sorted(r["task"]["id"] for r in results)
+
+
+async def test_tasks_sent_round_robin_to_replicas_with_workers_each_run_once(
+        postgres_url: str) -> None:
+    controls = Controls()
+    config = replica_config(postgres_url)
+    n = 100
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_server(config) as a, open_server(config) as b, \
+                worker_on(a, controls, "wa"), worker_on(b, controls, "wb"), \
+                client(a) as rpc_a, client(b) as rpc_b:
+            tasks: dict[int, dict[str, Any]] = {}
+
+            async def send(i: int) -> None:
+                rpc = (rpc_a, rpc_b)[i % 2]
+                result = await rpc.call("SendMessage", {"message": user_message(f"echo {i}")})
+                tasks[i] = result["task"]
+
+            async with trio.open_nursery() as nursery:
+                for i in range(n):
+                    nursery.start_soon(send, i)
+    assert all(t["status"]["state"] == "TASK_STATE_COMPLETED" for t in tasks.values())
+    ids = [t["id"] for t in tasks.values()]
+    assert sorted(controls.started) == sorted(ids)  # every task run, none twice
