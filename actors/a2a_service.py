@@ -66,7 +66,7 @@ class Dispatcher(Protocol):
 
     async def submit(self, req: RunRequest) -> None: ...
 
-    def cancel(self, task_id: str) -> bool: ...
+    async def cancel(self, task_id: str) -> bool: ...
 
 
 @attrs.frozen
@@ -286,11 +286,6 @@ class A2AService:
                 f"task {req.id!r} is {record.state.value} and cannot be canceled",
                 metadata={"taskId": req.id},
             )
-        if self._dispatcher.cancel(req.id):
-            with trio.move_on_after(self.settings.cancel_timeout):
-                record = await self._store.wait_record(req.id, lambda r: is_terminal(r.state))
-                return record.task
-            log.warning("agent did not stop within the cancel timeout", extra={"task_id": req.id})
         event = StreamResponse(
             status_update=TaskStatusUpdateEvent(
                 task_id=req.id,
@@ -298,16 +293,30 @@ class A2AService:
                 status=TaskStatus(state=TaskState.CANCELED),
             )
         )
-        try:
-            record = await self._store.write(req.id, (event,))
-        except IllegalTransition:
-            record = await self._visible(req.id, principal)
-            if record.state is not TaskState.CANCELED:
-                raise TaskNotCancelableError(
-                    f"task {req.id!r} ended as {record.state.value} before it could be canceled",
-                    metadata={"taskId": req.id},
-                ) from None
-        return record.task
+        check: Callable[[TaskRecord], None] | None = _unleased
+        for tries_left in reversed(range(3)):
+            if await self._dispatcher.cancel(req.id):
+                with trio.move_on_after(self.settings.cancel_timeout):
+                    record = await self._store.wait_record(req.id,
+                                                           lambda r: is_terminal(r.state))
+                    return record.task
+                log.warning("agent did not stop within the cancel timeout",
+                            extra={"task_id": req.id})
+                check = None  # end it all the same
+            elif not tries_left:
+                check = None  # the dispatcher keeps saying no worker holds it: believe it
+            try:
+                record = await self._store.write(req.id, (event,), check=check)
+            except _Leased:
+                continue  # a worker (of another replica) claimed it meanwhile: ask it
+            except IllegalTransition:
+                record = await self._visible(req.id, principal)
+                if record.state is not TaskState.CANCELED:
+                    raise TaskNotCancelableError(
+                        f"task {req.id!r} ended as {record.state.value} before it could be "
+                        "canceled", metadata={"taskId": req.id}) from None
+            return record.task
+        raise AssertionError("unreachable")
 
     async def subscribe(
         self, task_id: str, principal: str = "", *, last_event_id: int | None = None,
@@ -387,6 +396,17 @@ class A2AService:
         self, req: DeleteTaskPushNotificationConfigRequest, principal: str = ""
     ) -> None:
         await self.push_configs.delete(req, principal)
+
+
+class _Leased(Exception):
+    """A worker holds the task: cancelling it is asked of the worker."""
+
+
+def _unleased(record: TaskRecord) -> None:
+    """Refuse to end a task canceled while a worker holds it (one of another replica's
+    may have claimed it since the dispatcher looked)."""
+    if record.dispatch.lease is not None:
+        raise _Leased
 
 
 def _ends(event: StreamResponse) -> bool:

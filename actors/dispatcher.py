@@ -161,6 +161,8 @@ class Dispatcher:
             lease = record.dispatch.lease
             if lease is not None:
                 self._leases.restore(record.task_id, lease)
+                if record.dispatch.cancel_requested:
+                    self._leases.request_cancel(record.task_id)
                 if lease.in_process:
                     ended.append((record.task_id, lease))
             else:
@@ -189,23 +191,38 @@ class Dispatcher:
             await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
         self._enqueue(req.task_id, dispatch.route)
 
-    def cancel(self, task_id: str) -> bool:
-        """Ask the worker holding the task to cancel it.
+    async def cancel(self, task_id: str) -> bool:
+        """Ask the worker holding the task, on whichever replica, to cancel it.
 
-        True if a worker holds it (the task ends canceled when the worker
-        releases it; heartbeat replies repeat the request). False if it is not
-        leased: it is taken out of the queue and the caller ends it.
+        True if a worker holds it: the request is stored with the task
+        (`DispatchState.cancel_requested`), so the replica the worker is connected
+        to learns of it and pushes it (at once, if that is this one), heartbeat
+        replies repeat it, and the task ends canceled when the worker releases it
+        or its lease runs out. False if no worker holds it: it is taken out of the
+        queue (the other replicas' too, once it ends) and the caller ends it. On a
+        shared store that answer may come from a cache a moment behind another
+        replica's claim: the caller's write that ends the task checks that no lease
+        appeared (see `A2AService.cancel_task`).
         """
         if self._queue.take(task_id) is not None:
             self._workers.withdraw(task_id)
             self._wake()
+            if not self._store.shared:
+                return False  # one process: queued here means held by no worker
+        known = self._leases.get(task_id)
+        if known is None and not self._store.shared:
             return False
-        lease = self._leases.get(task_id)
+        if known is not None:  # the push first: the worker need not wait for the write
+            self._workers.push_cancel(known.worker_id, task_id, known.attempt_id,
+                                      "canceled by request")
+        lease = await self._leases.store_cancel(task_id)
         if lease is None:
             return False
-        self._leases.request_cancel(task_id)
-        self._workers.push_cancel(lease.worker_id, task_id, lease.attempt_id,
-                                  "canceled by request")
+        if known is None or known.attempt_id != lease.attempt_id:
+            self._workers.push_cancel(lease.worker_id, task_id, lease.attempt_id,
+                                      "canceled by request")
+        log.info("cancel requested", extra={"task_id": task_id, "worker_id": lease.worker_id,
+                                            "attempt_id": lease.attempt_id})
         return True
 
     # --- workers ----------------------------------------------------------------------

@@ -120,6 +120,12 @@ class DispatchState:
     continue it. Every attempt of the run, a retry too, runs on that message with
     the history before it, not on the statuses earlier attempts pushed into the
     history. Set by the ServerTaskStore; None: not recorded (older rows)."""
+    cancel_requested: bool = False
+    """A client asked to cancel the current attempt (CancelTask, on any replica): the
+    replica its worker is connected to pushes the request to it, heartbeat replies
+    repeat it, and a lease that runs out ends the task canceled rather than queued
+    again. Stored with the task so that it reaches every replica and survives a
+    restart. Reset by each claim."""
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -144,6 +150,7 @@ class DispatchState:
             output_seq=int(data.get("output_seq", 0)),  # type: ignore[call-overload]
             claim_artifacts=_claim_artifacts(data.get("claim_artifacts")),
             run_input=_run_input(data.get("run_input")),
+            cancel_requested=bool(data.get("cancel_requested", False)),
         )
 
 

@@ -16,10 +16,27 @@ import pytest
 import trio
 import trio.testing
 
-from actors.dispatcher import Claim, Dispatcher, NotClaimable, RunRequest, WorkerInfo
+from actors.a2a_service import A2AService
+from actors.dispatcher import (
+    CancelPush,
+    Claim,
+    Dispatcher,
+    NotClaimable,
+    RunRequest,
+    WorkerInfo,
+    WorkerSession,
+)
 from actors.store_port import DispatchState, Lease, Route
 from actors.task_store import ServerTaskStore
-from protocol.models import Message, Part, Role, Task, TaskState, TaskStatus
+from protocol.models import (
+    CancelTaskRequest,
+    Message,
+    Part,
+    Role,
+    Task,
+    TaskState,
+    TaskStatus,
+)
 from tests.store.test_sync import Hub, Replica
 from tests.test_dispatcher import status
 
@@ -208,3 +225,71 @@ async def test_a_task_ended_elsewhere_leaves_the_queue(
         await c.a.store.write("t1", (status("t1", TaskState.CANCELED),))
         await settle()
         assert c.b.queued() == 0
+
+
+def pushes(session: WorkerSession) -> list[object]:
+    out: list[object] = []
+    while True:
+        try:
+            out.append(session.receive_pushes.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+async def test_a_cancel_asked_of_another_replica_reaches_the_worker(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with cluster() as c:
+        session = c.a.dispatcher.register(WorkerInfo("wa"))
+        await c.b.task("t1")
+        claim = await c.a.dispatcher.next_claim("wa")
+        await settle()  # B has heard of the claim
+        pushes(session)
+        assert await c.b.dispatcher.cancel("t1") is True  # stored with the task
+        await settle()
+        assert pushes(session) == [CancelPush("t1", claim.attempt_id, "canceled by request")]
+        assert trio.current_time() == 0
+        reply = await c.a.dispatcher.heartbeat("wa", [("t1", claim.attempt_id)])
+        assert reply.cancel == (("t1", claim.attempt_id),)
+        stored = await c.hub.shared.get_task("t1")
+        assert stored is not None and stored.dispatch.cancel_requested
+        # a restarted dispatcher on A still knows it
+        again = await c.start("a")
+        again.dispatcher.register(WorkerInfo("wa"))
+        reply = await again.dispatcher.heartbeat("wa", [("t1", claim.attempt_id)])
+        assert reply.cancel == (("t1", claim.attempt_id),)
+
+
+async def test_cancel_task_asks_the_worker_that_claimed_the_task_meanwhile(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """CancelTask on B finds the task queued (no worker holds it) and ends it, but a
+    worker of A claims it before that write commits: the write is refused, and the
+    cancellation is asked of that worker instead."""
+    async with cluster() as c:
+        session = c.a.dispatcher.register(WorkerInfo("wa"))
+        await c.b.task("t1")
+        await settle()
+        claims: list[Claim] = []
+
+        async def a_claims_first() -> None:
+            del c.hub.before_commit["b"]
+            claims.append(await c.a.dispatcher.claim("wa", "t1"))
+
+        c.hub.before_commit["b"] = a_claims_first
+        service = A2AService(c.b.store, c.b.dispatcher)
+
+        async def worker_obeys() -> None:
+            while True:
+                for push in pushes(session):
+                    if isinstance(push, CancelPush):
+                        await c.a.dispatcher.release("t1", push.attempt_id,
+                                                     (status("t1", TaskState.CANCELED),))
+                        return
+                await trio.sleep(0.1)
+
+        c.nursery.start_soon(worker_obeys)
+        task = await service.cancel_task(CancelTaskRequest(id="t1"))
+        assert task.status.state is TaskState.CANCELED
+        assert len(claims) == 1 and trio.current_time() < 1
+        stored = await c.hub.shared.get_task("t1")
+        assert stored is not None and stored.dispatch.lease is None
+        assert stored.dispatch.last_attempt_id == claims[0].attempt_id

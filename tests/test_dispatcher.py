@@ -359,9 +359,9 @@ async def test_cancel_reaches_the_holder_by_push_and_heartbeat(
     queued_only = await env.task(Route(worker="elsewhere"))
     task_id = await env.task()
     claim = await d.next_claim("w1")
-    assert d.cancel(queued_only) is False  # not leased: out of the queue, the caller ends it
+    assert await d.cancel(queued_only) is False  # not leased: out of the queue, the caller ends it
     assert d.statistics().queued == 0
-    assert d.cancel(task_id) is True
+    assert await d.cancel(task_id) is True
     pushes = []
     while True:
         try:

@@ -84,3 +84,30 @@ async def test_tasks_sent_round_robin_to_replicas_with_workers_each_run_once(
     assert all(t["status"]["state"] == "TASK_STATE_COMPLETED" for t in tasks.values())
     ids = [t["id"] for t in tasks.values()]
     assert sorted(controls.started) == sorted(ids)  # every task run, none twice
+
+
+async def test_cancel_sent_to_another_replica_reaches_the_worker(postgres_url: str) -> None:
+    """The agent runs on a worker of replica A; CancelTask goes to B, then to C: the
+    request is stored with the task, A hears of it and pushes it to its worker, the
+    agent is cancelled and the task ends canceled."""
+    controls = Controls()
+    config = replica_config(postgres_url, cancel_timeout=5.0)
+    with trio.fail_after(TIMEOUT):
+        async with open_server(config) as a, open_server(config) as b, \
+                open_server(config) as c, worker_on(a, controls, "wa"), \
+                client(a) as rpc_a, client(b) as rpc_b, client(c) as rpc_c:
+            canceled = []
+            for rpc in (rpc_b, rpc_c):
+                task = (await rpc_a.call("SendMessage", {
+                    "message": user_message("wait"),
+                    "configuration": {"returnImmediately": True}}))["task"]
+                await controls.wait_started(task["id"])
+                started = trio.current_time()
+                with trio.fail_after(2.0):  # well inside the cancel timeout
+                    result = await rpc.call("CancelTask", {"id": task["id"]})
+                canceled.append((task["id"], result, trio.current_time() - started))
+            for task_id, result, _ in canceled:
+                assert result["status"]["state"] == "TASK_STATE_CANCELED", result
+                again = await rpc_a.call("GetTask", {"id": task_id})
+                assert again["status"]["state"] == "TASK_STATE_CANCELED"
+    assert controls.cancelled == [task_id for task_id, _, _ in canceled]

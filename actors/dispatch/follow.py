@@ -10,7 +10,10 @@ to learn what the others do to the tasks:
   workers. The workers of every replica may then race to claim it; the claim is
   a compare-and-set write that waits for its commit (`Dispatcher.claim`), so
   exactly one wins and the others are refused before any grant goes out;
-* a task claimed or ended elsewhere leaves the queue, its offer withdrawn.
+* a task claimed or ended elsewhere leaves the queue, its offer withdrawn;
+* a cancellation asked for on another replica (`DispatchState.cancel_requested`)
+  is pushed to the worker running the task if it is connected here, and repeated
+  in its heartbeat replies.
 
 `ServerTaskStore.remote_changes()` says which tasks another process wrote. The
 `ReplicaFollower` reads each one's current record and acts on what the record
@@ -111,10 +114,21 @@ class ReplicaFollower:
                 "task_id": task_id, "error": repr(exc)})
 
     def apply(self, record: TaskRecord) -> None:
-        """Queue the task if it waits for a claim, else take it out of the queue."""
+        """Queue the task if it waits for a claim, else take it out of the queue; pass
+        a cancellation asked for on its lease to the worker holding it."""
         task_id = record.task_id
         if task_id in self._claiming:
             return  # this replica's claim of it is in flight: its outcome decides
+        lease = record.dispatch.lease
+        if (lease is not None and record.dispatch.cancel_requested
+                and not self._leases.cancel_requested(task_id)):
+            self._leases.request_cancel(task_id)
+            self._workers.push_cancel(lease.worker_id, task_id, lease.attempt_id,
+                                      "canceled by request")
+            log.info("cancel requested on another replica", extra={
+                "task_id": task_id, "worker_id": lease.worker_id,
+                "attempt_id": lease.attempt_id,
+                "connected_here": self._workers.get(lease.worker_id) is not None})
         if waiting(record):
             if task_id not in self._queue and self._leases.get(task_id) is None:
                 self.queued_remotely += 1

@@ -36,6 +36,10 @@ from protocol.states import IllegalTransition, ends_stream, is_terminal
 __all__ = ["Leases"]
 
 
+class _NotLeased(Exception):
+    """No worker holds the task (or it has ended): nothing to ask of one."""
+
+
 def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:
     task = record.task
     msg = Message(message_id=str(uuid.uuid4()), role=Role.AGENT, parts=[Part(text=text)],
@@ -160,7 +164,8 @@ class Leases:
         def claimed(d: DispatchState) -> DispatchState:
             return attrs.evolve(d, attempts=d.attempts + 1, lease=lease,
                                 last_attempt_id=lease.attempt_id, output_seq=0,
-                                claim_artifacts=_artifact_marks(found[0]))
+                                claim_artifacts=_artifact_marks(found[0]),
+                                cancel_requested=False)
 
         # One process: not waiting for the commit: nothing the worker does with the
         # grant is visible before a later write commits (and carries this one with
@@ -184,6 +189,24 @@ class Leases:
             await self._store.write(task_id, (), dispatch=attrs.evolve(head.dispatch, lease=new),
                                     wait=False)
         return True
+
+    async def store_cancel(self, task_id: str) -> Lease | None:
+        """Store that cancelling the task's current attempt was asked for, so that every
+        replica learns of it; the lease it was asked of, or None (nothing written) if
+        no worker holds the task or it has ended."""
+
+        def leased(record: TaskRecord) -> None:
+            if record.dispatch.lease is None or is_terminal(record.state):
+                raise _NotLeased
+
+        try:
+            record = await self._store.write(
+                task_id, (), check=leased,
+                dispatch=lambda d: attrs.evolve(d, cancel_requested=True))
+        except (_NotLeased, KeyError):
+            return None
+        self._cancel_requested.add(task_id)
+        return record.dispatch.lease
 
     def _fence(self, task_id: str, attempt_id: str) -> Callable[[TaskRecord], None]:
         def check(record: TaskRecord) -> None:
@@ -259,7 +282,7 @@ class Leases:
         dispatch = attrs.evolve(head.dispatch, lease=None)
         if is_terminal(head.state):
             events: tuple[StreamResponse, ...] = ()
-        elif task_id in self._cancel_requested:
+        elif task_id in self._cancel_requested or head.dispatch.cancel_requested:
             events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
         elif head.dispatch.attempts >= self._max_attempts:
             events = (_status(head, TaskState.FAILED,
