@@ -9,21 +9,19 @@ with the artifacts rolled back to what they were when the lost attempt was
 claimed, so that the retry's output is the only copy.
 
 Everything durable lives in the task store (each task's `DispatchState`); the
-dispatcher keeps only what it can rebuild from there at start: the queue, the
-connected workers and an index of leases for the reaper. Workers in this
-process (`runtime.link.local`) and remote ones use the same worker link, hence
-the same operations. Several server processes may share one store (PostgreSQL):
-each then follows the others' writes (`actors.dispatch.follow`), so a task
-accepted by any replica is offered to the workers of every replica, and claims
-wait for their compare-and-set commit, so exactly one worker wins.
+dispatcher keeps only what it can rebuild from there: the queue, the connected
+workers and an index of leases for the reaper. Workers in this process and
+remote ones use the same worker link, hence the same operations. Several server
+processes may share one store (PostgreSQL): each follows the others' writes
+(`actors.dispatch.follow`), so they dispatch as one server.
 
 The parts are in `actors.dispatch`, split along that line: `types` (the values
 and errors), `routing` (routes and the per-process queue), `workers` (the
-connected workers, their offers and pushes: per process) and `leases` (the
-store writes of claims, renewals, fenced writes, releases and lost leases, with
-the per-process lease index) and `follow` (the other replicas' writes, on a
-shared store). `Dispatcher` here ties them together; this module
-re-exports the public names, so `actors.dispatcher` stays the place to import.
+connected workers, their offers and pushes: per process), `leases` (the store
+writes of claims, renewals, fenced writes, releases and lost leases, with the
+per-process lease index) and `follow` (the queue and lease index kept in step
+with the store). `Dispatcher` ties them together; this module re-exports the
+public names, so `actors.dispatcher` stays the place to import.
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ from actors.dispatch.types import (
 )
 from actors.dispatch.types import Push as Push  # for runtime.link.connection; see below
 from actors.dispatch.workers import ConnectedWorkers, WorkerSession
-from actors.store_port import ConflictError, Lease, Route, TaskRecord
+from actors.store_port import Lease, Route, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import AgentSkill, StreamResponse
 from protocol.states import ends_stream
@@ -92,7 +90,10 @@ class Dispatcher:
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
     the task is offered to another worker. `rescan_interval` (on a store other
     processes share) bounds how long a lost change notification can keep a task
-    another replica queued from this one's workers.
+    another replica queued from this one's workers. `replica_id` names this
+    server process among the replicas on one store (stable across its restarts):
+    the leases of its embedded workers carry it, so that it ends its own previous
+    incarnation's at start and no other replica's.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class Dispatcher:
         push_queue: int = 64,
         offer_timeout: float | None = None,
         rescan_interval: float = 10.0,
+        replica_id: str | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._store = store
@@ -115,13 +117,13 @@ class Dispatcher:
             self._queue, lease_ttl=lease_ttl, push_queue=push_queue,
             offer_timeout=lease_ttl / 3 if offer_timeout is None else offer_timeout)
         self._leases = Leases(store, lease_ttl=lease_ttl, max_attempts=max_attempts,
-                              new_id=new_id)
+                              new_id=new_id, replica_id=replica_id)
         self._changed = trio.Event()
         self._claiming: set[str] = set()
         """Tasks whose claim by this process is being stored (shared store)."""
         self._follower = ReplicaFollower(
             store, self._queue, self._workers, self._leases, claiming=self._claiming,
-            enqueue=self._enqueue, rescan_interval=rescan_interval)
+            enqueue=self._enqueue, wake=self._wake, rescan_interval=rescan_interval)
 
     def statistics(self) -> DispatcherStatistics:
         leases = self._leases
@@ -156,20 +158,16 @@ class Dispatcher:
                     await self.reap()
 
     async def _rebuild(self) -> None:
-        ended: list[tuple[str, Lease]] = []
-        for record in await self._store.list_unfinished():
+        """Queue the unfinished tasks no lease holds, index the leases (and the
+        cancellations asked of them), and end the leases of this process's previous
+        incarnation's embedded workers. On a shared store only this replica's
+        (`replica_id`): the other replicas' embedded workers may be running."""
+        shared = self._store.shared
+        for record in await self._follower.rescan():
             lease = record.dispatch.lease
-            if lease is not None:
-                self._leases.restore(record.task_id, lease)
-                if record.dispatch.cancel_requested:
-                    self._leases.request_cancel(record.task_id)
-                if lease.in_process:
-                    ended.append((record.task_id, lease))
-            else:
-                self._enqueue(record.task_id, record.dispatch.route)
-        for task_id, lease in ended:
-            await self._end_lease(task_id, lease, f"worker {lease.worker_id!r} stopped with "
-                                                  "the server")
+            if lease is not None and lease.in_process and (not shared or self._leases.mine(lease)):
+                await self._end_lease(record.task_id, lease,
+                                      f"worker {lease.worker_id!r} stopped with the server")
 
     def _enqueue(self, task_id: str, route: Route) -> None:
         self._queue.put(task_id, route)
@@ -209,18 +207,13 @@ class Dispatcher:
             self._wake()
             if not self._store.shared:
                 return False  # one process: queued here means held by no worker
-        known = self._leases.get(task_id)
-        if known is None and not self._store.shared:
+        if self._leases.get(task_id) is None and not self._store.shared:
             return False
-        if known is not None:  # the push first: the worker need not wait for the write
-            self._workers.push_cancel(known.worker_id, task_id, known.attempt_id,
-                                      "canceled by request")
         lease = await self._leases.store_cancel(task_id)
         if lease is None:
             return False
-        if known is None or known.attempt_id != lease.attempt_id:
-            self._workers.push_cancel(lease.worker_id, task_id, lease.attempt_id,
-                                      "canceled by request")
+        self._workers.push_cancel(lease.worker_id, task_id, lease.attempt_id,
+                                  "canceled by request")
         log.info("cancel requested", extra={"task_id": task_id, "worker_id": lease.worker_id,
                                             "attempt_id": lease.attempt_id})
         return True
@@ -240,11 +233,7 @@ class Dispatcher:
     def worker_skills(self) -> tuple[int, list[AgentSkill]]:
         """The skills of the connected workers' agents, each id once (first wins), and
         a version that moves whenever a worker connects or leaves."""
-        seen: dict[str, AgentSkill] = {}
-        for info in self._workers.infos():
-            for skill in info.skills:
-                seen.setdefault(skill.id, skill)
-        return self._workers.version, list(seen.values())
+        return self._workers.version, self._workers.skills()
 
     def drain(self, reason: str) -> None:
         """Ask every worker, now and on each later heartbeat or registration, to claim
@@ -316,25 +305,20 @@ class Dispatcher:
         self._workers.withdraw(task_id)
         lease = self._leases.grant(task_id, worker_id, in_process=session.info.in_process)
         session.active[task_id] = lease.attempt_id
-        shared = self._store.shared
         self._claiming.add(task_id)
         try:
             head = await self._store.head(task_id)
-            record = await self._leases.record_claim(task_id, lease, head, wait=shared)
+            record = await self._leases.record_claim(task_id, lease, head,
+                                                     wait=self._store.shared)
         except BaseException as exc:
             self._leases.forget(task_id)
             session.active.pop(task_id, None)
             self._claiming.discard(task_id)
-            if isinstance(exc, ConflictError):  # still conflicting after the rebuilds
-                exc = NotClaimable(f"task {task_id!r} is being claimed elsewhere")
-            elif not isinstance(exc, NotClaimable):
+            if not isinstance(exc, NotClaimable):
                 self._queue.restore(task_id, entry)  # the store failed: the task is still queued
-                raise
-            if shared:  # another replica's claim won, or it changed: follow what it did
-                log.debug("claim lost to another replica", extra={
-                    "task_id": task_id, "worker_id": worker_id, "error": str(exc)})
-                await self._follower.recheck(task_id)
-            raise exc from None
+            elif self._store.shared:  # another replica's claim won: follow what it did
+                await self._follower.recheck(task_id, why=f"claim by {worker_id!r}: {exc}")
+            raise
         self._claiming.discard(task_id)
         return Claim(task_id=task_id, attempt_id=lease.attempt_id,
                      lease_expires_at=lease.expires_at, record=record)
@@ -386,37 +370,41 @@ class Dispatcher:
                                            output_seq=output_seq)
         if lease is None:
             return True
-        self._drop_lease(task_id, lease.worker_id)
+        self._drop_lease(task_id, lease)
         return False
 
-    def _drop_lease(self, task_id: str, worker_id: str) -> None:
+    def _drop_lease(self, task_id: str, lease: Lease) -> None:
         self._leases.ended(task_id)
-        session = self._workers.get(worker_id)
-        if session is not None:
-            session.active.pop(task_id, None)
-            self._workers.offer_queued_to(session)
+        self._workers.lease_ended(lease.worker_id, task_id, lease.attempt_id)
         self._wake()
 
     # --- the reaper -----------------------------------------------------------------
 
     async def reap(self) -> int:
-        """Re-queue (or fail) tasks whose lease ran out; returns how many."""
-        expired = self._leases.overdue()
-        for task_id, lease in expired:
-            await self._end_lease(task_id, lease, f"the lease of worker {lease.worker_id!r} "
-                                                  "expired")
-        return len(expired)
+        """Re-queue (or fail) tasks whose lease ran out; returns how many. On a shared
+        store every replica's reaper does, and each lease is ended exactly once."""
+        ended = 0
+        for task_id, lease in self._leases.overdue():
+            ended += await self._end_lease(
+                task_id, lease, f"the lease of worker {lease.worker_id!r} expired")
+        return ended
 
-    async def _end_lease(self, task_id: str, lease: Lease, why: str) -> None:
+    async def _end_lease(self, task_id: str, lease: Lease, why: str) -> bool:
         """Take a lease whose worker is gone: queue the task again (rolled back to
         what it was when the lost attempt was claimed), or fail it once the attempts
-        are used up, or end it canceled if that was asked for."""
+        are used up, or end it canceled if that was asked for. False if the store
+        says it ended or was renewed meanwhile (another replica got there first)."""
         record = await self._leases.end(task_id, lease, why)
-        if record is None:
-            return
-        self._drop_lease(task_id, lease.worker_id)
+        if record is None:  # the index now follows the store
+            current = self._leases.get(task_id)
+            if (current is None or current.attempt_id != lease.attempt_id) and \
+                    self._workers.lease_ended(lease.worker_id, task_id, lease.attempt_id):
+                self._wake()
+            return False
+        self._drop_lease(task_id, lease)
         log.warning("lease ended: %s", why, extra={
             "task_id": task_id, "worker_id": lease.worker_id,
             "attempt_id": lease.attempt_id, "state": record.state.value})
-        if not ends_stream(record.state):
+        if not ends_stream(record.state) and task_id not in self._queue:
             self._enqueue(task_id, record.dispatch.route)
+        return True

@@ -90,6 +90,11 @@ class Lease:
     in_process: bool = False
     """Held by a worker inside the server process: it ends with that process, so a
     restarted server queues the task again at once instead of waiting out the lease."""
+    replica: str | None = None
+    """Which server replica that process was (`ServerConfig.replica_id`), for an
+    in-process lease: with several replicas on one store, a restarted replica ends at
+    once only its own previous incarnation's leases, and leaves the other replicas'
+    (still running, or to expire) alone. None: not recorded (older rows)."""
 
 
 @attrs.frozen

@@ -151,6 +151,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         reap_interval=args.reap_interval,
         store_poll_interval=args.store_poll_interval,
         queue_rescan_interval=args.queue_rescan_interval,
+        replica_id=args.replica_id or None,
         max_attempts=args.max_attempts,
         cancel_timeout=args.cancel_timeout,
     )

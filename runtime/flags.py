@@ -267,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "[TRIO_A2A_STORE_POLL_INTERVAL] (default 5)",
     )
     s.add_argument(
+        "--replica-id",
+        default=_env("REPLICA_ID"),
+        help="with --store postgres: this server among the replicas on the database, stable "
+        "across its restarts and unique among them; a restarted replica queues its embedded "
+        "workers' tasks again at once [TRIO_A2A_REPLICA_ID] (default HOSTNAME:PORT)",
+    )
+    s.add_argument(
         "--queue-rescan-interval",
         type=_number_type(float, "QUEUE_RESCAN_INTERVAL"),
         default=_number_env("QUEUE_RESCAN_INTERVAL", 10),

@@ -78,6 +78,11 @@ class ServerConfig:
     store_poll_interval: float = 5.0
     """With PostgreSQL: seconds between comparisons of the cached tasks with the database,
     the fallback should a change notification of another replica be lost."""
+    replica_id: str | None = None
+    """This server among the replicas on one PostgreSQL database, stable across its
+    restarts and unique among them; default HOSTNAME:PORT. The leases of the embedded
+    workers carry it, so a restarted replica queues their tasks again at once and
+    leaves other replicas' embedded workers' leases alone."""
     queue_rescan_interval: float = 10.0
     """With PostgreSQL: seconds between reconciliations of the dispatch queue with the
     database's unfinished tasks, the fallback should the notification of a task another
@@ -245,6 +250,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     base_url = (config.public_url or f"http://{url_host}:{port}").rstrip("/")
     auth = TokenAuth(config.tokens)
     card_agent = config.agent if config.local_workers > 0 else None
+    replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
         return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
@@ -275,7 +281,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
                                         max_attempts=config.max_attempts,
-                                        rescan_interval=config.queue_rescan_interval)
+                                        rescan_interval=config.queue_rescan_interval,
+                                        replica_id=replica_id)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=auth)
@@ -315,7 +322,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                     max_seconds=config.restart_window, rng=random.Random(),
                 )
                 await nursery.start(tree.run)
-                log.info("server listening", extra={"url": base_url, "store": config.store})
+                log.info("server listening", extra={"url": base_url, "store": config.store,
+                                                    "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
                                     push=push, supervisor=tree)

@@ -85,7 +85,7 @@ class Cluster:
 def make_dispatcher(store: ServerTaskStore, name: str, **options: object) -> Dispatcher:
     ids = iter(f"{name}-att{i}" for i in range(1, 1000))
     settings: dict[str, object] = dict(lease_ttl=TTL, reap_interval=1.0, max_attempts=3,
-                                       rescan_interval=RESCAN)
+                                       rescan_interval=RESCAN, replica_id=name)
     settings.update(options)
     return Dispatcher(store, new_id=lambda: next(ids), **settings)  # type: ignore[arg-type]
 
@@ -293,3 +293,88 @@ async def test_cancel_task_asks_the_worker_that_claimed_the_task_meanwhile(
         stored = await c.hub.shared.get_task("t1")
         assert stored is not None and stored.dispatch.lease is None
         assert stored.dispatch.last_attempt_id == claims[0].attempt_id
+
+
+async def retry_statuses(store: ServerTaskStore, task_id: str) -> list[str]:
+    texts = []
+    for stored in await store.read_events(task_id, 0, 100):
+        update = stored.event.status_update
+        if update is not None and update.status.message is not None:
+            texts.append(update.status.message.parts[0].text or "")
+    return texts
+
+
+async def test_a_lease_expired_is_requeued_once_by_the_reapers_of_both_replicas(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A worker of A dies holding a lease: both replicas know the lease, both reapers
+    (every 1 s, in step) find it expired at their first tick after the TTL, and the
+    task is queued again exactly once, then claimed by a worker of B."""
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("wa"))
+        await c.a.task("t1")
+        first = await c.a.dispatcher.next_claim("wa")
+        await settle()
+        assert c.b.dispatcher.statistics().leased == 1  # B knows A's lease
+        c.a.dispatcher.unregister("wa")  # it dies: no heartbeat, no release
+        c.b.dispatcher.register(WorkerInfo("wb"))
+        second = await c.b.dispatcher.next_claim("wb")
+        assert trio.current_time() == TTL + 1  # expired at 30 s; found at the 31 s tick
+        assert second.attempt_id != first.attempt_id
+        assert second.record.dispatch.attempts == 2
+        await settle()
+        expired = [side.dispatcher.statistics().expired for side in (c.a, c.b)]
+        assert sum(expired) == 1, expired
+        assert await retry_statuses(c.a.store, "t1") == [
+            "the lease of worker 'wa' expired; retrying (attempt 2 of 3)"]
+        assert c.a.dispatcher.statistics().leased == 1  # A follows B's claim
+        assert c.a.queued() == c.b.queued() == 0
+
+
+async def test_renewals_through_one_replica_keep_the_lease_on_every_replica(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("wa"))
+        await c.a.task("t1")
+        claim = await c.a.dispatcher.next_claim("wa")
+        for beat in range(1, 11):  # 100 s, past three TTLs
+            await trio.sleep(TTL / 3)
+            if beat == 5:
+                c.hub.lose = 1  # B misses one renewal: its reaper's write finds it
+            reply = await c.a.dispatcher.heartbeat("wa", [("t1", claim.attempt_id)])
+            assert [r[:2] for r in reply.renewed] == [("t1", claim.attempt_id)]
+        await settle()
+        assert sum(side.dispatcher.statistics().expired for side in (c.a, c.b)) == 0
+        stored = await c.hub.shared.get_task("t1")
+        assert stored is not None and stored.dispatch.lease is not None
+        assert stored.dispatch.lease.attempt_id == claim.attempt_id
+        assert stored.dispatch.lease.expires_at == T0 + 100 + TTL
+        assert await retry_statuses(c.a.store, "t1") == []
+
+
+async def test_a_restarted_replica_requeues_its_own_embedded_leases_at_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Embedded workers' leases name their replica: a restarted A ends its own at once,
+    and leaves B's embedded worker's lease alone (B is still running it)."""
+    async with cluster() as c:
+        c.a.dispatcher.register(WorkerInfo("local-a", in_process=True))
+        c.b.dispatcher.register(WorkerInfo("local-b", in_process=True))
+        await c.a.task("t1", Route(worker="local-a"))
+        await c.b.task("t2", Route(worker="local-b"))
+        a_claim = await c.a.dispatcher.next_claim("local-a")
+        b_claim = await c.b.dispatcher.next_claim("local-b")
+        assert a_claim.record.dispatch.lease is not None
+        assert a_claim.record.dispatch.lease.replica == "a"
+        assert b_claim.record.dispatch.lease is not None
+        assert b_claim.record.dispatch.lease.replica == "b"
+        await trio.sleep(5)
+        again = await c.start("a")  # A's process restarted: its embedded worker is gone
+        assert trio.current_time() == 5
+        t1 = await c.hub.shared.get_task("t1")
+        assert t1 is not None and t1.dispatch.lease is None
+        assert await retry_statuses(c.a.store, "t1") == [
+            "worker 'local-a' stopped with the server; retrying (attempt 2 of 3)"]
+        t2 = await c.hub.shared.get_task("t2")
+        assert t2 is not None and t2.dispatch.lease == b_claim.record.dispatch.lease
+        again.dispatcher.register(WorkerInfo("local-a", in_process=True))
+        assert (await again.dispatcher.next_claim("local-a")).task_id == "t1"
+        assert trio.current_time() == 5

@@ -13,21 +13,23 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import httpx
 import trio
 
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 from tests.agents import Controls, scripted_agent
-from tests.conftest import Rpc, user_message
+from tests.conftest import Rpc, results, user_message
 
 TIMEOUT = 30
 WORKER_TOKEN = "replica-worker-secret"
 
 
 def replica_config(url: str, **options: Any) -> ServerConfig:
-    return ServerConfig(port=0, store="postgres", database_url=url, local_workers=0,
-                        worker_tokens={WORKER_TOKEN: "workers"}, **options)
+    settings: dict[str, Any] = dict(port=0, store="postgres", database_url=url,
+                                    local_workers=0, worker_tokens={WORKER_TOKEN: "workers"})
+    return ServerConfig(**{**settings, **options})
 
 
 @contextlib.asynccontextmanager
@@ -111,3 +113,53 @@ async def test_cancel_sent_to_another_replica_reaches_the_worker(postgres_url: s
                 again = await rpc_a.call("GetTask", {"id": task_id})
                 assert again["status"]["state"] == "TASK_STATE_CANCELED"
     assert controls.cancelled == [task_id for task_id, _, _ in canceled]
+
+
+async def wait_state(rpc: Rpc, task_id: str, state: str) -> None:
+    """Until the task is in `state` (callers bound it)."""
+    while True:
+        if (await rpc.call("GetTask", {"id": task_id}))["status"]["state"] == state:
+            return
+        await trio.sleep(0.01)
+
+
+def held(agent: str) -> dict[str, Any]:
+    """SendMessage params of a `wait` task for that agent, returning at once."""
+    return {"message": user_message("wait", metadata={"trio-a2a/agent": agent}),
+            "configuration": {"returnImmediately": True}}
+
+
+async def test_a_restarted_replica_requeues_its_own_embedded_work_at_once(
+        postgres_url: str) -> None:
+    """Replicas a and b each run one embedded worker, with agents of their own. a stops
+    while its worker runs t1, b's runs t2. The restarted a (same replica id) queues t1
+    again at once, long before its 90 s lease would run out, and leaves t2 to b."""
+    on_a, again, on_b = Controls(), Controls(), Controls()
+
+    def config(name: str, controls: Controls) -> ServerConfig:
+        agent = attrs.evolve(scripted_agent(controls), name=f"agent-{name}")
+        return replica_config(postgres_url, local_workers=1, replica_id=name, agent=agent)
+
+    with trio.fail_after(TIMEOUT):
+        async with open_server(config("b", on_b)) as b, client(b) as rpc_b:
+            async with open_server(config("a", on_a)) as a, client(a) as rpc_a:
+                t1 = (await rpc_b.call("SendMessage", held("agent-a")))["task"]["id"]
+                t2 = (await rpc_a.call("SendMessage", held("agent-b")))["task"]["id"]
+                for task_id in (t1, t2):
+                    await wait_state(rpc_b, task_id, "TASK_STATE_WORKING")
+            stopped = trio.current_time()
+            async with open_server(config("a", again)):
+                await again.wait_started(t1)
+                requeued_after = trio.current_time() - stopped
+                again.gate.set()
+                on_b.gate.set()
+                for task_id in (t1, t2):
+                    await wait_state(rpc_b, task_id, "TASK_STATE_COMPLETED")
+                events = await rpc_b.stream("SubscribeToTask", {"id": t1},
+                                            headers={"Last-Event-ID": "0"})
+    assert on_a.started == again.started == [t1]
+    assert on_b.started == [t2]  # t2 never left b's worker
+    assert requeued_after < 5.0  # not the lease's 90 s
+    notes = [r["statusUpdate"]["status"].get("message", {}).get("parts", [{}])[0]
+             .get("text", "") for r in results(events) if "statusUpdate" in r]
+    assert sum("stopped with the server; retrying (attempt 2 of 3)" in n for n in notes) == 1

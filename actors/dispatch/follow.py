@@ -1,4 +1,4 @@
-"""Following the other replicas: one queue across server processes.
+"""Following the other replicas: one queue and one set of leases across processes.
 
 With several server processes on one database (a `shared` store), a task may be
 accepted by one replica and run by a worker connected to another. Each replica's
@@ -11,6 +11,11 @@ to learn what the others do to the tasks:
   a compare-and-set write that waits for its commit (`Dispatcher.claim`), so
   exactly one wins and the others are refused before any grant goes out;
 * a task claimed or ended elsewhere leaves the queue, its offer withdrawn;
+* every replica indexes every lease, whoever granted it, with the latest
+  expiry the store shows (renewals go through the replica the worker is
+  connected to), so any replica's reaper can end an expired one
+  (`actors.dispatch.leases`: exactly once); a lease ended or replaced elsewhere
+  frees the slot of the worker here that held it;
 * a cancellation asked for on another replica (`DispatchState.cancel_requested`)
   is pushed to the worker running the task if it is connected here, and repeated
   in its heartbeat replies.
@@ -22,7 +27,8 @@ notification cannot mislead it. Notifications can be lost (the feed's
 connection drops): on `missed`, and every `rescan_interval` as the fallback,
 the queue is reconciled with the store's unfinished tasks, as at start, which
 bounds how long a lost notification can keep a task from this replica's
-workers.
+workers. The same reconciliation rebuilds the queue and lease index when the
+dispatcher starts, on any store.
 """
 
 from __future__ import annotations
@@ -52,17 +58,19 @@ def waiting(record: TaskRecord) -> bool:
 
 
 class ReplicaFollower:
-    """Keeps this replica's queue in step with the store; see the module docstring.
+    """Keeps this replica's queue and lease index in step with the store; see the
+    module docstring.
 
     Reads and changes the dispatcher's parts (`queue`, `workers`, `leases`);
     `claiming` holds the tasks whose claim by this replica is in flight (their
     outcome decides, not a record read meanwhile); `enqueue` queues a task and
-    offers it. `rescan_interval` (seconds) bounds the time between rescans.
+    offers it; `wake` tells claimers waiting for a slot that one may have freed.
+    `rescan_interval` (seconds) bounds the time between rescans.
     """
 
     def __init__(self, store: ServerTaskStore, queue: TaskQueue, workers: ConnectedWorkers,
                  leases: Leases, *, claiming: set[str], enqueue: Callable[[str, Route], None],
-                 rescan_interval: float) -> None:
+                 wake: Callable[[], None], rescan_interval: float) -> None:
         if rescan_interval <= 0:
             raise ValueError(f"rescan_interval must be > 0, got {rescan_interval}")
         self._store = store
@@ -71,6 +79,7 @@ class ReplicaFollower:
         self._leases = leases
         self._claiming = claiming
         self._enqueue = enqueue
+        self._wake = wake
         self._rescan_interval = rescan_interval
         self.rescans = 0
         self.queued_remotely = 0
@@ -102,9 +111,11 @@ class ReplicaFollower:
         for record in await self._store.heads(task_ids):
             self.apply(record)
 
-    async def recheck(self, task_id: str) -> None:
-        """`refresh` one task, e.g. after a claim of it lost: if the store cannot be
-        read now, the next rescan catches up."""
+    async def recheck(self, task_id: str, *, why: str) -> None:
+        """`refresh` one task after a claim of it lost (to another replica's, say): if
+        the store cannot be read now, the next rescan catches up."""
+        log.debug("claim lost; following the task's record", extra={
+            "task_id": task_id, "error": why})
         try:
             await self.refresh([task_id])
         except Exception as exc:
@@ -114,12 +125,18 @@ class ReplicaFollower:
                 "task_id": task_id, "error": repr(exc)})
 
     def apply(self, record: TaskRecord) -> None:
-        """Queue the task if it waits for a claim, else take it out of the queue; pass
-        a cancellation asked for on its lease to the worker holding it."""
+        """Index the task's lease; queue the task if it waits for a claim, else take it
+        out of the queue; pass a cancellation asked of its lease to the worker."""
         task_id = record.task_id
         if task_id in self._claiming:
             return  # this replica's claim of it is in flight: its outcome decides
         lease = record.dispatch.lease
+        gone = self._leases.follow(task_id, lease)
+        if gone is not None and self._workers.lease_ended(gone.worker_id, task_id,
+                                                          gone.attempt_id):
+            log.info("lease of a worker here ended elsewhere", extra={
+                "task_id": task_id, "worker_id": gone.worker_id, "attempt_id": gone.attempt_id})
+            self._wake()
         if (lease is not None and record.dispatch.cancel_requested
                 and not self._leases.cancel_requested(task_id)):
             self._leases.request_cancel(task_id)
@@ -130,7 +147,7 @@ class ReplicaFollower:
                 "attempt_id": lease.attempt_id,
                 "connected_here": self._workers.get(lease.worker_id) is not None})
         if waiting(record):
-            if task_id not in self._queue and self._leases.get(task_id) is None:
+            if task_id not in self._queue:
                 self.queued_remotely += 1
                 log.debug("task queued by another replica", extra={
                     "task_id": task_id, "version": record.version})
@@ -140,22 +157,26 @@ class ReplicaFollower:
             log.debug("task claimed or ended by another replica", extra={
                 "task_id": task_id, "version": record.version, "state": record.state.value})
 
-    async def rescan(self) -> None:
-        """Reconcile the queue with the store's unfinished tasks (the fallback for
-        notifications that were lost). A task queued while the list was read is kept:
-        the list may predate it."""
+    async def rescan(self) -> list[TaskRecord]:
+        """Reconcile the queue and lease index with the store's unfinished tasks (at
+        start, and the fallback for lost notifications); the records it went by. A
+        task queued while the list was read is kept: the list may predate it."""
         mark = self._queue.mark()
         listed = await self._store.list_unfinished()
         self.rescans += 1
         seen: set[str] = set()
+        records = []
         for record in listed:
             seen.add(record.task_id)
             cached = self._store.cached_head(record.task_id)
-            self.apply(cached if cached is not None and cached.version >= record.version
-                       else record)
+            if cached is not None and cached.version >= record.version:
+                record = cached
+            records.append(record)
+            self.apply(record)
         for task_id in self._queue.queued_before(mark):
             if task_id not in seen and task_id not in self._claiming:
                 self._queue.take(task_id)  # finished or paused by the time of the list
                 self._workers.withdraw(task_id)
         log.debug("queue rescanned", extra={"unfinished": len(listed),
                                             "queued": len(self._queue)})
+        return records

@@ -10,6 +10,13 @@ lost attempt found, a failure once the attempts are used up, or the
 cancellation that was asked for). Beside that, `Leases` keeps per process the
 index of leases the reaper and heartbeats read, rebuilt from the store at
 start, and the cancellations asked of the workers holding them.
+
+Several replicas may share the store: each then indexes every lease (its own
+and, through `actors.dispatch.follow`, the others'), and any replica's reaper
+may end an expired one. Ending one is a compare-and-set write built on the
+exact record it judged, so when two reapers race, one stores it and the other,
+rebuilt on the fresh record, finds the lease gone (or renewed) and drops it:
+the task is queued again exactly once.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from actors.dispatch.types import NotClaimable, OutputOutOfOrder, StaleAttempt
-from actors.store_port import DispatchState, Lease, TaskRecord
+from actors.store_port import ConflictError, DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import (
     Message,
@@ -38,6 +45,19 @@ __all__ = ["Leases"]
 
 class _NotLeased(Exception):
     """No worker holds the task (or it has ended): nothing to ask of one."""
+
+
+class _Moved(Exception):
+    """The task's record moved on from the one a write was built on."""
+
+
+def _unchanged(version: int) -> Callable[[TaskRecord], None]:
+    """A write check: the record is still at `version` (a write whose events were
+    computed from that record must not be rebuilt on another)."""
+    def check(record: TaskRecord) -> None:
+        if record.version != version:
+            raise _Moved
+    return check
 
 
 def _status(record: TaskRecord, state: TaskState, text: str) -> StreamResponse:
@@ -77,12 +97,14 @@ class Leases:
 
     `lease_ttl` is how long a lease holds without renewal; `max_attempts` how
     many claims a task gets before a lost lease fails it; `new_id` makes attempt
-    ids. The counters (`claims`, `expired`, `stale_writes`) are this process's.
+    ids; `replica_id` is written into the leases of in-process workers. The
+    counters (`claims`, `expired`, `stale_writes`) are this process's.
     """
 
     def __init__(self, store: ServerTaskStore, *, lease_ttl: float, max_attempts: int,
-                 new_id: Callable[[], str]) -> None:
+                 new_id: Callable[[], str], replica_id: str | None = None) -> None:
         self._store = store
+        self._replica_id = replica_id
         self._lease_ttl = lease_ttl
         self._max_attempts = max_attempts
         self._new_id = new_id
@@ -107,8 +129,27 @@ class Leases:
                 if lease.worker_id == worker_id}
 
     def restore(self, task_id: str, lease: Lease) -> None:
-        """Index a lease read from the store (when the dispatcher starts)."""
+        """Index a lease read from the store (at start, or another replica's)."""
         self._held[task_id] = lease
+
+    def follow(self, task_id: str, lease: Lease | None) -> Lease | None:
+        """Index what the store says of the task's lease, keeping the later expiry of
+        one attempt (a renewal may be on its way to the store); the lease this
+        replacement ended (another attempt's, or one now gone), else None."""
+        known = self._held.get(task_id)
+        if known is not None and (lease is None or lease.attempt_id != known.attempt_id):
+            self.ended(task_id)
+        else:
+            known = None
+        if lease is not None:
+            current = self._held.get(task_id)
+            if current is None or lease.expires_at > current.expires_at:
+                self._held[task_id] = lease
+        return known
+
+    def mine(self, lease: Lease) -> bool:
+        """An in-process lease of this replica (a previous incarnation's, at start)."""
+        return lease.in_process and lease.replica is not None and lease.replica == self._replica_id
 
     def forget(self, task_id: str) -> None:
         """Drop the task's lease from the index (it was never, or is no longer, stored)."""
@@ -140,7 +181,7 @@ class Leases:
         """A new attempt's lease, indexed; `record_claim` stores it."""
         attempt_id = self._new_id()
         lease = Lease(worker_id=worker_id, attempt_id=attempt_id, expires_at=self.expiry(),
-                      in_process=in_process)
+                      in_process=in_process, replica=self._replica_id if in_process else None)
         self._held[task_id] = lease
         return lease
 
@@ -172,22 +213,34 @@ class Leases:
         # it), and if the server dies first the task is simply queued again on
         # restart; a worker still holding the lost attempt is then fenced out.
         # Several: another replica may be claiming it too, so the commit decides.
-        record = await self._store.write(task_id, (), dispatch=claimed, check=queued,
-                                         wait=wait)
+        try:
+            record = await self._store.write(task_id, (), dispatch=claimed, check=queued,
+                                             wait=wait)
+        except ConflictError:  # still conflicting after the rebuilds: others write it
+            raise NotClaimable(f"task {task_id!r} is being claimed elsewhere") from None
         self.claims += 1
         return record
 
     async def renew(self, task_id: str, attempt_id: str, expires: float) -> bool:
-        """Extend the attempt's lease to `expires`; False if it holds none."""
+        """Extend the attempt's lease to `expires`; False if it holds none (by this
+        process's index, or by the store: another replica may have ended it)."""
         lease = self._held.get(task_id)
         if lease is None or lease.attempt_id != attempt_id:
             return False
-        new = attrs.evolve(lease, expires_at=expires)
-        self._held[task_id] = new
         head = await self._store.head(task_id)
-        if head is not None and head.dispatch.lease == lease:
-            await self._store.write(task_id, (), dispatch=attrs.evolve(head.dispatch, lease=new),
-                                    wait=False)
+        stored = None if head is None else head.dispatch.lease
+        if stored is None or stored.attempt_id != attempt_id:
+            return False
+        self._held[task_id] = attrs.evolve(lease, expires_at=max(expires, lease.expires_at))
+
+        def renewed(d: DispatchState) -> DispatchState:
+            if d.lease is None or d.lease.attempt_id != attempt_id:
+                return d
+            return attrs.evolve(d, lease=attrs.evolve(d.lease, expires_at=expires))
+
+        # Not waited for: a renewal another write beats is dropped, and the next
+        # heartbeat's (a third of the TTL later) is built on the fresh record.
+        await self._store.write(task_id, (), dispatch=renewed, wait=False)
         return True
 
     async def store_cancel(self, task_id: str) -> Lease | None:
@@ -272,13 +325,29 @@ class Leases:
     async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:
         """Take a lease whose worker is gone: store the task ready to queue again
         (rolled back to what it was when the lost attempt was claimed), or failed
-        once the attempts are used up, or canceled if that was asked for. None (and
-        the lease forgotten) if the store holds another lease by now."""
-        head = await self._store.head(task_id)
-        if head is None or head.dispatch.lease != lease:
-            self._held.pop(task_id, None)
-            return None
-        self.expired += 1
+        once the attempts are used up, or canceled if that was asked for. None if
+        the store holds another lease by now, or this one renewed past `lease`'s
+        expiry (another replica's reaper got there first, or its worker is alive):
+        the index then follows the store."""
+        for _ in range(3):
+            head = await self._store.head(task_id)
+            current = None if head is None else head.dispatch.lease
+            if (head is None or current is None or current.attempt_id != lease.attempt_id
+                    or current.expires_at > lease.expires_at):
+                self.follow(task_id, current)
+                return None
+            try:
+                record = await self._end(head, why)
+            except _Moved:
+                continue  # written meanwhile (by another replica): judge the fresh record
+            self.expired += 1
+            return record
+        return None  # kept changing: the next reaper tick looks again
+
+    async def _end(self, head: TaskRecord, why: str) -> TaskRecord:
+        """`end`'s write, built on `head` exactly (`_Moved` if the store has moved on)."""
+        task_id = head.task_id
+        unchanged = _unchanged(head.version)
         dispatch = attrs.evolve(head.dispatch, lease=None)
         if is_terminal(head.state):
             events: tuple[StreamResponse, ...] = ()
@@ -292,6 +361,6 @@ class Leases:
                      f"{self._max_attempts})")
             events = (*_rollback(head), _status(head, TaskState.WORKING, retry))
         try:
-            return await self._store.write(task_id, events, dispatch=dispatch)
+            return await self._store.write(task_id, events, dispatch=dispatch, check=unchanged)
         except IllegalTransition:
-            return await self._store.write(task_id, (), dispatch=dispatch)
+            return await self._store.write(task_id, (), dispatch=dispatch, check=unchanged)

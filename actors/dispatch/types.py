@@ -141,9 +141,11 @@ class HeartbeatReply:
 class DispatcherStatistics:
     queued: int
     leased: int
+    """Leases known: on a store other replicas share, theirs too."""
     workers: int
     claims: int
     expired: int
     stale_writes: int
     rescans: int = 0
-    """Reconciliations of the queue with a store other replicas share."""
+    """Reconciliations of the queue and lease index with the store (the rebuild at
+    start, then on a store other replicas share, the fallback rescans)."""

@@ -20,6 +20,7 @@ import trio
 from actors.dispatch.routing import TaskQueue
 from actors.dispatch.types import CancelPush, DrainPush, Offer, Push, UnknownWorker, WorkerInfo
 from actors.store_port import Route
+from protocol.models import AgentSkill
 
 __all__ = ["ConnectedWorkers", "WorkerSession"]
 
@@ -103,6 +104,14 @@ class ConnectedWorkers:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def skills(self) -> list[AgentSkill]:
+        """The skills of the connected workers' agents, each id once (first wins)."""
+        seen: dict[str, AgentSkill] = {}
+        for session in self._sessions.values():
+            for skill in session.info.skills:
+                seen.setdefault(skill.id, skill)
+        return list(seen.values())
+
     def get(self, worker_id: str) -> WorkerSession | None:
         return self._sessions.get(worker_id)
 
@@ -158,6 +167,17 @@ class ConnectedWorkers:
                 session.push_nowait(DrainPush(reason))
             except _UNDELIVERABLE:
                 pass  # the next heartbeat reply carries it
+
+    def lease_ended(self, worker_id: str, task_id: str, attempt_id: str) -> bool:
+        """The worker's attempt no longer holds its task (another replica ended or
+        replaced its lease): free its slot and offer it queued work; False if the
+        worker is not connected here or did not hold that attempt."""
+        session = self._sessions.get(worker_id)
+        if session is None or session.active.get(task_id) != attempt_id:
+            return False
+        del session.active[task_id]
+        self.offer_queued_to(session)
+        return True
 
     def push_cancel(self, worker_id: str, task_id: str, attempt_id: str, reason: str) -> None:
         """Tell the worker, if connected, to cancel its attempt (best effort)."""
