@@ -17,8 +17,10 @@ import attrs
 import httpx
 import trio
 
+from actors.worker import Backoff
 from runtime.server import RunningServer, ServerConfig, open_server
-from runtime.worker import RunningWorker, WorkerConfig, open_worker
+from runtime.worker import Connection, RunningWorker, WorkerConfig, open_worker
+from runtime.worker.ws_link import open_websocket_link
 from tests.agents import Controls, scripted_agent
 from tests.conftest import Rpc, results, user_message
 
@@ -163,3 +165,62 @@ async def test_a_restarted_replica_requeues_its_own_embedded_work_at_once(
     notes = [r["statusUpdate"]["status"].get("message", {}).get("parts", [{}])[0]
              .get("text", "") for r in results(events) if "statusUpdate" in r]
     assert sum("stopped with the server; retrying (attempt 2 of 3)" in n for n in notes) == 1
+
+
+async def registered_again(worker: RunningWorker) -> None:
+    """Until the worker has registered a second time (callers bound it)."""
+    while True:
+        if worker.statistics().registrations >= 2 and worker.statistics().connected:
+            return
+        await trio.sleep(0.01)
+
+
+async def test_a_worker_whose_replica_stops_carries_on_through_another(
+        postgres_url: str) -> None:
+    """A remote worker runs a task it claimed through replica A; A stops; the worker
+    reconnects (as through a load balancer) to B, which knows its lease from the
+    database: B renews it, takes the output and the release, and the task completes
+    on its first attempt."""
+    controls = Controls()
+    config = replica_config(postgres_url)
+    target: list[str] = []
+    stop_a = trio.Event()
+
+    def connect() -> contextlib.AbstractAsyncContextManager[Connection]:
+        return open_websocket_link(target[0], token=WORKER_TOKEN)
+
+    async def run_a(*, task_status: trio.TaskStatus[RunningServer]) -> None:
+        async with open_server(config) as a:
+            task_status.started(a)
+            await stop_a.wait()
+
+    with trio.fail_after(TIMEOUT):
+        async with open_server(config) as b, client(b) as rpc_b, \
+                trio.open_nursery() as nursery:
+            a = await nursery.start(run_a)
+            target.append(a.url)
+            async with open_worker(
+                    a.url, token=WORKER_TOKEN, agent=scripted_agent(controls),
+                    worker_id="roaming", connect=connect,
+                    config=WorkerConfig(seed=1, reconnect=Backoff(base=0.05, max=0.2)),
+            ) as worker:
+                await worker.wait_registered()
+                task_id = (await rpc_b.call("SendMessage", {
+                    "message": user_message("wait"),
+                    "configuration": {"returnImmediately": True}}))["task"]["id"]
+                await controls.wait_started(task_id)
+                target[0] = b.url
+                stop_a.set()
+                await registered_again(worker)
+                stored = await b.store.get_task(task_id)
+                assert stored is not None and stored.dispatch.lease is not None
+                attempt = stored.dispatch.lease.attempt_id
+                reply = await b.dispatcher.heartbeat("roaming", [(task_id, attempt)])
+                assert [r[:2] for r in reply.renewed] == [(task_id, attempt)], reply
+                controls.gate.set()
+                await wait_state(rpc_b, task_id, "TASK_STATE_COMPLETED")
+                assert worker.statistics().registrations == 2
+            final = await b.store.get_task(task_id)
+    assert controls.started == [task_id] and controls.cancelled == []
+    assert final is not None and final.dispatch.attempts == 1
+    assert final.dispatch.last_attempt_id == attempt
