@@ -163,6 +163,8 @@ async def test_two_replicas_racing_a_claim_grant_it_once(
         await settle()
         assert c.a.queued() == c.b.queued() == 0
         assert c.a.dispatcher.statistics().claims + c.b.dispatcher.statistics().claims == 1
+        loser = c.b if winner == "wa" else c.a
+        assert loser.store.statistics().failed_writes == 1  # its claim met the other's
 
 
 async def test_a_claim_waits_for_its_commit_on_a_shared_store(
