@@ -6,7 +6,8 @@ names its attempt and is refused once the task has moved on to another attempt
 (fencing); a release is idempotent; a lease that runs out puts the task back in
 the queue (up to `max_attempts` claims, then the task fails with the reason),
 with the artifacts rolled back to what they were when the lost attempt was
-claimed, so that the retry's output is the only copy.
+claimed, so that the retry's output is the only copy. It goes back in the place
+it had there (priority, then age), ahead of what was submitted while it ran.
 
 Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there at start: the queue, the
@@ -134,6 +135,7 @@ class Dispatcher:
             lease = record.dispatch.lease
             if lease is not None:
                 self._leases.restore(record.task_id, lease)
+                self._queue.hold_place(record.task_id)  # a retry keeps this order
                 if lease.in_process:
                     ended.append((record.task_id, lease))
             else:
@@ -146,8 +148,13 @@ class Dispatcher:
             await trio.sleep(self._reap_interval)
             await self.reap()
 
-    def _enqueue(self, task_id: str, route: Route) -> None:
-        self._queue.put(task_id, route)
+    def _enqueue(self, task_id: str, route: Route, *, retry: bool = False) -> None:
+        """Queue the task and offer it: a retry in the place it had when claimed,
+        anything else behind the tasks of its priority."""
+        if retry:
+            self._queue.put_back(task_id, route)
+        else:
+            self._queue.put(task_id, route)
         self._workers.offer(task_id, route)
         self._wake()
 
@@ -259,6 +266,7 @@ class Dispatcher:
                                f"{session.info.max_concurrent} tasks")
         entry = self._queue.take(task_id)  # before any await: no other claim can see it now
         assert entry is not None
+        self._queue.hold_place(task_id, entry[1])  # for a retry, if the lease is lost
         self._workers.withdraw(task_id)
         lease = self._leases.grant(task_id, worker_id, in_process=session.info.in_process)
         session.active[task_id] = lease.attempt_id
@@ -268,7 +276,9 @@ class Dispatcher:
         except BaseException as exc:
             self._leases.forget(task_id)
             session.active.pop(task_id, None)
-            if not isinstance(exc, NotClaimable):
+            if isinstance(exc, NotClaimable):
+                self._queue.release_place(task_id)
+            else:
                 self._queue.restore(task_id, entry)  # the store failed: the task is still queued
             raise
         return Claim(task_id=task_id, attempt_id=lease.attempt_id,
@@ -321,6 +331,7 @@ class Dispatcher:
                                            output_seq=output_seq)
         if lease is None:
             return True
+        self._queue.release_place(task_id)
         self._drop_lease(task_id, lease.worker_id)
         return False
 
@@ -348,10 +359,13 @@ class Dispatcher:
         are used up, or end it canceled if that was asked for."""
         record = await self._leases.end(task_id, lease, why)
         if record is None:
+            self._queue.release_place(task_id)
             return
         self._drop_lease(task_id, lease.worker_id)
         log.warning("lease ended: %s", why, extra={
             "task_id": task_id, "worker_id": lease.worker_id,
             "attempt_id": lease.attempt_id, "state": record.state.value})
-        if not ends_stream(record.state):
-            self._enqueue(task_id, record.dispatch.route)
+        if ends_stream(record.state):
+            self._queue.release_place(task_id)
+        else:  # back in its place: ahead of what was submitted while it ran
+            self._enqueue(task_id, record.dispatch.route, retry=True)
