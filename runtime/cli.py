@@ -41,7 +41,7 @@ from runtime.client.cli import run_client_command
 from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.logs import JsonLogFormatter, setup_logging
-from runtime.server import ServerConfig, open_server
+from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
@@ -101,7 +101,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     if worker_env:
         worker_tokens.update(parse_token_lines(worker_env.split(","),
                                                source=ENV_PREFIX + "WORKER_TOKENS"))
-    return ServerConfig(
+    config = ServerConfig(
         host=args.host,
         port=args.port,
         public_url=args.public_url,
@@ -110,6 +110,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         sqlite_synchronous=args.sqlite_synchronous,
         tokens=tokens,
         worker_tokens=worker_tokens,
+        open_worker_link=args.open_worker_link,
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
@@ -121,6 +122,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_attempts=args.max_attempts,
         cancel_timeout=args.cancel_timeout,
     )
+    refusal = worker_link_refusal(config)
+    if refusal is not None:
+        raise ValueError(refusal)
+    return config
 
 
 def check_server_url(url: str, transport: str) -> None:

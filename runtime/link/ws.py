@@ -68,8 +68,7 @@ async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, rec
     principal = endpoint.authenticate(authorization)
     if principal is None:
         log.warning("worker link refused: bad or missing worker token", extra={"peer": peer})
-        body = wl.error_ack(None, wl.UNAUTHORIZED, "a valid worker token is required "
-                            "(Authorization: Bearer <token>)").encode()
+        body = wl.error_ack(None, wl.UNAUTHORIZED, endpoint.unauthorized).encode()
         await send({"type": "websocket.http.response.start", "status": 401,
                     "headers": [*_REFUSAL_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
