@@ -11,7 +11,7 @@ from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
 from runtime.http.card import CardDocument, build_card
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
-from runtime.server import RunningServer, ServerConfig, open_server
+from runtime.server import RunningServer, ServerConfig, open_server, worker_link_refusal
 from runtime.store import (
     MemoryBackend,
     SQLiteBackend,
@@ -43,4 +43,5 @@ __all__ = [
     "parse_token_lines",
     "Resolver",
     "split_chunks",
+    "worker_link_refusal",
 ]
