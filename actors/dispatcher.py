@@ -42,6 +42,7 @@ from actors.dispatch.types import (
     HeartbeatReply,
     NotClaimable,
     Offer,
+    OutputLimitExceeded,
     OutputOutOfOrder,
     RunRequest,
     StaleAttempt,
@@ -65,6 +66,7 @@ __all__ = [
     "HeartbeatReply",
     "NotClaimable",
     "Offer",
+    "OutputLimitExceeded",
     "OutputOutOfOrder",
     "StaleAttempt",
     "UnknownWorker",
@@ -86,7 +88,8 @@ class Dispatcher:
     task gets before a lost lease fails it; `push_queue` bounds each worker's
     channel of offers and cancellations; `offer_timeout` (default: a heartbeat
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
-    the task is offered to another worker.
+    the task is offered to another worker; `max_output_bytes` the output one
+    attempt may write (None: no cap; past it the task fails, once).
     """
 
     def __init__(
@@ -99,16 +102,18 @@ class Dispatcher:
         push_queue: int = 64,
         offer_timeout: float | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        max_output_bytes: int | None = None,
     ) -> None:
         self._store = store
         self.lease_ttl = lease_ttl
+        self.max_output_bytes = max_output_bytes
         self._reap_interval = reap_interval
         self._queue = TaskQueue()
         self._workers = ConnectedWorkers(
             self._queue, lease_ttl=lease_ttl, push_queue=push_queue,
             offer_timeout=lease_ttl / 3 if offer_timeout is None else offer_timeout)
         self._leases = Leases(store, lease_ttl=lease_ttl, max_attempts=max_attempts,
-                              new_id=new_id)
+                              new_id=new_id, max_output_bytes=max_output_bytes)
         self._changed = trio.Event()
 
     def statistics(self) -> DispatcherStatistics:
@@ -306,19 +311,27 @@ class Dispatcher:
                               queued=self.queued_for(worker_id), drain=self._workers.draining)
 
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
-                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
+                    wait: bool = False, output_seq: int | None = None,
+                    output_bytes: int = 0) -> TaskRecord:
         """A worker's events for its attempt; StaleAttempt if the attempt moved on.
 
         With `output_seq` (the worker link's frame number) the events are applied
         only if they are the attempt's next frame, else `OutputOutOfOrder`; the
         number is stored in the same write, so exactly-once survives a restart.
+        `output_bytes` is the output they add: if it takes the attempt past the
+        cap, nothing is applied, the task fails with the reason and the lease ends
+        (`OutputLimitExceeded`).
         """
-        return await self._leases.write(task_id, attempt_id, events, wait=wait,
-                                        output_seq=output_seq)
+        try:
+            return await self._leases.write(task_id, attempt_id, events, wait=wait,
+                                            output_seq=output_seq, output_bytes=output_bytes)
+        except OutputLimitExceeded as exc:
+            await self._fail(task_id, attempt_id, str(exc))
+            raise
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = (), *, wait: bool = True,
-                      output_seq: int | None = None) -> bool:
+                      output_seq: int | None = None, output_bytes: int = 0) -> bool:
         """End an attempt with its final events; idempotent.
 
         Returns True if this attempt had already been released (nothing written).
@@ -326,14 +339,30 @@ class Dispatcher:
         must be its next one (else `OutputOutOfOrder`, nothing written): frame and
         release then land in one write, and an event that breaks the lifecycle
         raises `IllegalTransition` instead of being dropped with the lease.
+        `output_bytes` is counted against the output cap as in `write`.
         """
-        lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
-                                           output_seq=output_seq)
+        try:
+            lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
+                                               output_seq=output_seq, output_bytes=output_bytes)
+        except OutputLimitExceeded as exc:
+            await self._fail(task_id, attempt_id, str(exc))
+            raise
         if lease is None:
             return True
         self._queue.release_place(task_id)
         self._drop_lease(task_id, lease.worker_id)
         return False
+
+    async def _fail(self, task_id: str, attempt_id: str, why: str) -> None:
+        """The attempt broke a limit: the task fails with `why` and its lease ends
+        (no retry: the same agent would do the same again)."""
+        lease = await self._leases.fail(task_id, attempt_id, why)
+        if lease is None:
+            return
+        log.warning("task failed: %s", why, extra={"task_id": task_id, "attempt_id": attempt_id,
+                                                   "worker_id": lease.worker_id})
+        self._queue.release_place(task_id)
+        self._drop_lease(task_id, lease.worker_id)
 
     def _drop_lease(self, task_id: str, worker_id: str) -> None:
         self._leases.ended(task_id)

@@ -92,6 +92,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
         raise ValueError("--max-concurrent-tasks must be at least 1")
+    if args.max_output_bytes < 0:
+        raise ValueError(f"--max-output-bytes must be 0 (no limit) or more, not "
+                         f"{args.max_output_bytes}")
     tokens = _token_file("--tokens-file", args.tokens_file)
     tokens_env = os.environ.get(args.tokens_env)
     if tokens_env:
@@ -120,6 +123,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         lease_ttl=args.lease_ttl,
         reap_interval=args.reap_interval,
         max_attempts=args.max_attempts,
+        max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
     )
     refusal = worker_link_refusal(config)

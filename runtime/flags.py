@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of being queued again [TRIO_A2A_MAX_ATTEMPTS] (default 3)",
     )
     s.add_argument(
+        "--max-output-bytes",
+        type=_number_type(int, "MAX_OUTPUT_BYTES"),
+        default=_number_env("MAX_OUTPUT_BYTES", 64 << 20),
+        help="output one attempt of a task may produce (text as UTF-8, file content); past "
+        "it the task fails with the reason, once, and workers stop their agent there; 0 "
+        "for no limit [TRIO_A2A_MAX_OUTPUT_BYTES] (default 67108864, 64 MiB)",
+    )
+    s.add_argument(
         "--cancel-timeout",
         type=_number_type(float, "CANCEL_TIMEOUT"),
         default=_number_env("CANCEL_TIMEOUT", 10),

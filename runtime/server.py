@@ -94,6 +94,10 @@ class ServerConfig:
     """How often expired leases are looked for."""
     max_attempts: int = 3
     """Claims a task gets before a lost lease fails it."""
+    max_output_bytes: int | None = 64 << 20
+    """Output one attempt of a task may write (text as UTF-8, file bytes, as
+    `protocol.output_size.output_bytes` counts): past it the task fails with the
+    reason, once. Workers are told it when they register and stop there. None: no cap."""
     max_restarts: int = 5
     restart_window: float = 30.0
     """More than `max_restarts` actor restarts within `restart_window` seconds stop the server."""
@@ -256,7 +260,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 store = ServerTaskStore(backend)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
-                                        max_attempts=config.max_attempts)
+                                        max_attempts=config.max_attempts,
+                                        max_output_bytes=config.max_output_bytes)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=auth,
