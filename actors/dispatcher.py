@@ -6,7 +6,8 @@ names its attempt and is refused once the task has moved on to another attempt
 (fencing); a release is idempotent; a lease that runs out puts the task back in
 the queue (up to `max_attempts` claims, then the task fails with the reason),
 with the artifacts rolled back to what they were when the lost attempt was
-claimed, so that the retry's output is the only copy.
+claimed, so that the retry's output is the only copy. It goes back in the place
+it had there (priority, then age), ahead of what was submitted while it ran.
 
 Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there at start: the queue, the
@@ -41,6 +42,7 @@ from actors.dispatch.types import (
     HeartbeatReply,
     NotClaimable,
     Offer,
+    OutputLimitExceeded,
     OutputOutOfOrder,
     RunRequest,
     StaleAttempt,
@@ -64,6 +66,7 @@ __all__ = [
     "HeartbeatReply",
     "NotClaimable",
     "Offer",
+    "OutputLimitExceeded",
     "OutputOutOfOrder",
     "StaleAttempt",
     "UnknownWorker",
@@ -85,7 +88,8 @@ class Dispatcher:
     task gets before a lost lease fails it; `push_queue` bounds each worker's
     channel of offers and cancellations; `offer_timeout` (default: a heartbeat
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
-    the task is offered to another worker.
+    the task is offered to another worker; `max_output_bytes` the output one
+    attempt may write (None: no cap; past it the task fails, once).
     """
 
     def __init__(
@@ -98,16 +102,18 @@ class Dispatcher:
         push_queue: int = 64,
         offer_timeout: float | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        max_output_bytes: int | None = None,
     ) -> None:
         self._store = store
         self.lease_ttl = lease_ttl
+        self.max_output_bytes = max_output_bytes
         self._reap_interval = reap_interval
         self._queue = TaskQueue()
         self._workers = ConnectedWorkers(
             self._queue, lease_ttl=lease_ttl, push_queue=push_queue,
             offer_timeout=lease_ttl / 3 if offer_timeout is None else offer_timeout)
         self._leases = Leases(store, lease_ttl=lease_ttl, max_attempts=max_attempts,
-                              new_id=new_id)
+                              new_id=new_id, max_output_bytes=max_output_bytes)
         self._changed = trio.Event()
 
     def statistics(self) -> DispatcherStatistics:
@@ -134,6 +140,7 @@ class Dispatcher:
             lease = record.dispatch.lease
             if lease is not None:
                 self._leases.restore(record.task_id, lease)
+                self._queue.hold_place(record.task_id)  # a retry keeps this order
                 if lease.in_process:
                     ended.append((record.task_id, lease))
             else:
@@ -146,8 +153,13 @@ class Dispatcher:
             await trio.sleep(self._reap_interval)
             await self.reap()
 
-    def _enqueue(self, task_id: str, route: Route) -> None:
-        self._queue.put(task_id, route)
+    def _enqueue(self, task_id: str, route: Route, *, retry: bool = False) -> None:
+        """Queue the task and offer it: a retry in the place it had when claimed,
+        anything else behind the tasks of its priority."""
+        if retry:
+            self._queue.put_back(task_id, route)
+        else:
+            self._queue.put(task_id, route)
         self._workers.offer(task_id, route)
         self._wake()
 
@@ -268,6 +280,7 @@ class Dispatcher:
                                f"{session.info.max_concurrent} tasks")
         entry = self._queue.take(task_id)  # before any await: no other claim can see it now
         assert entry is not None
+        self._queue.hold_place(task_id, entry[1])  # for a retry, if the lease is lost
         self._workers.withdraw(task_id)
         lease = self._leases.grant(task_id, worker_id, in_process=session.info.in_process)
         session.active[task_id] = lease.attempt_id
@@ -277,7 +290,9 @@ class Dispatcher:
         except BaseException as exc:
             self._leases.forget(task_id)
             session.active.pop(task_id, None)
-            if not isinstance(exc, NotClaimable):
+            if isinstance(exc, NotClaimable):
+                self._queue.release_place(task_id)
+            else:
                 self._queue.restore(task_id, entry)  # the store failed: the task is still queued
             raise
         return Claim(task_id=task_id, attempt_id=lease.attempt_id,
@@ -305,19 +320,27 @@ class Dispatcher:
                               queued=self.queued_for(worker_id), drain=self._workers.draining)
 
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
-                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
+                    wait: bool = False, output_seq: int | None = None,
+                    output_bytes: int = 0) -> TaskRecord:
         """A worker's events for its attempt; StaleAttempt if the attempt moved on.
 
         With `output_seq` (the worker link's frame number) the events are applied
         only if they are the attempt's next frame, else `OutputOutOfOrder`; the
         number is stored in the same write, so exactly-once survives a restart.
+        `output_bytes` is the output they add: if it takes the attempt past the
+        cap, nothing is applied, the task fails with the reason and the lease ends
+        (`OutputLimitExceeded`).
         """
-        return await self._leases.write(task_id, attempt_id, events, wait=wait,
-                                        output_seq=output_seq)
+        try:
+            return await self._leases.write(task_id, attempt_id, events, wait=wait,
+                                            output_seq=output_seq, output_bytes=output_bytes)
+        except OutputLimitExceeded as exc:
+            await self._fail(task_id, attempt_id, str(exc))
+            raise
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = (), *, wait: bool = True,
-                      output_seq: int | None = None) -> bool:
+                      output_seq: int | None = None, output_bytes: int = 0) -> bool:
         """End an attempt with its final events; idempotent.
 
         Returns True if this attempt had already been released (nothing written).
@@ -325,13 +348,30 @@ class Dispatcher:
         must be its next one (else `OutputOutOfOrder`, nothing written): frame and
         release then land in one write, and an event that breaks the lifecycle
         raises `IllegalTransition` instead of being dropped with the lease.
+        `output_bytes` is counted against the output cap as in `write`.
         """
-        lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
-                                           output_seq=output_seq)
+        try:
+            lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
+                                               output_seq=output_seq, output_bytes=output_bytes)
+        except OutputLimitExceeded as exc:
+            await self._fail(task_id, attempt_id, str(exc))
+            raise
         if lease is None:
             return True
+        self._queue.release_place(task_id)
         self._drop_lease(task_id, lease.worker_id)
         return False
+
+    async def _fail(self, task_id: str, attempt_id: str, why: str) -> None:
+        """The attempt broke a limit: the task fails with `why` and its lease ends
+        (no retry: the same agent would do the same again)."""
+        lease = await self._leases.fail(task_id, attempt_id, why)
+        if lease is None:
+            return
+        log.warning("task failed: %s", why, extra={"task_id": task_id, "attempt_id": attempt_id,
+                                                   "worker_id": lease.worker_id})
+        self._queue.release_place(task_id)
+        self._drop_lease(task_id, lease.worker_id)
 
     def _drop_lease(self, task_id: str, worker_id: str) -> None:
         self._leases.ended(task_id)
@@ -357,10 +397,13 @@ class Dispatcher:
         are used up, or end it canceled if that was asked for."""
         record = await self._leases.end(task_id, lease, why)
         if record is None:
+            self._queue.release_place(task_id)
             return
         self._drop_lease(task_id, lease.worker_id)
         log.warning("lease ended: %s", why, extra={
             "task_id": task_id, "worker_id": lease.worker_id,
             "attempt_id": lease.attempt_id, "state": record.state.value})
-        if not ends_stream(record.state):
-            self._enqueue(task_id, record.dispatch.route)
+        if ends_stream(record.state):
+            self._queue.release_place(task_id)
+        else:  # back in its place: ahead of what was submitted while it ran
+            self._enqueue(task_id, record.dispatch.route, retry=True)

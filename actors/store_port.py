@@ -98,6 +98,10 @@ class DispatchState:
     """The highest worker-link output frame applied for the current attempt: kept
     in the same write as that frame's events, so a frame resent after a server
     restart is recognised and not applied twice. Reset by each claim."""
+    output_bytes: int = 0
+    """The output the current attempt's frames added (`protocol.output_size.
+    output_bytes`), written with them: what the per-task output cap is checked
+    against, across restarts. Reset by each claim."""
     claim_artifacts: tuple[tuple[str, int], ...] | None = None
     """(artifact id, part count) of each artifact the task had when the current
     attempt was claimed. If that attempt's lease expires, its partial output is
@@ -131,6 +135,7 @@ class DispatchState:
             request_metadata=data.get("request_metadata"),  # type: ignore[arg-type]
             accepted_output_modes=tuple(data.get("accepted_output_modes") or ()),  # type: ignore[arg-type]
             output_seq=int(data.get("output_seq", 0)),  # type: ignore[call-overload]
+            output_bytes=int(data.get("output_bytes", 0)),  # type: ignore[call-overload]
             claim_artifacts=_claim_artifacts(data.get("claim_artifacts")),
             run_input=_run_input(data.get("run_input")),
         )

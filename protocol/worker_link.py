@@ -92,6 +92,9 @@ class RegisterReply(LinkModel):
     heartbeat_interval: float = Field(gt=0)  # seconds
     lease_ttl: float = Field(gt=0)  # seconds
     server_version: str
+    max_output_bytes: int | None = Field(default=None, gt=0)
+    """The server's cap on one attempt's output (`protocol.output_size.output_bytes`):
+    past it the server fails the task, so a worker stops its agent there. None: no cap."""
 
 
 class LeaseRef(LinkModel):

@@ -18,7 +18,7 @@ from runtime.http.auth import (
 from runtime.http.card import CardDocument, CardSettings, LiveCard, SkillsSource, build_card
 from runtime.http.card_file import CardFileError, load_card_settings
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
-from runtime.server import RunningServer, ServerConfig, open_server
+from runtime.server import RunningServer, ServerConfig, open_server, worker_link_refusal
 from runtime.store import (
     MemoryBackend,
     SQLiteBackend,
@@ -57,4 +57,5 @@ __all__ = [
     "RepeatedAuthorization",
     "Resolver",
     "split_chunks",
+    "worker_link_refusal",
 ]

@@ -44,7 +44,7 @@ from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
 from runtime.logs import JsonLogFormatter, setup_logging
-from runtime.server import ServerConfig, open_server
+from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
@@ -102,6 +102,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     if args.max_depth > DEPTH_CEILING:
         raise ValueError(f"--max-depth must be at most {DEPTH_CEILING} (the store cannot "
                          f"serialise deeper JSON), not {args.max_depth}")
+    if args.max_output_bytes < 0:
+        raise ValueError(f"--max-output-bytes must be 0 (no limit) or more, not "
+                         f"{args.max_output_bytes}")
     tokens = _token_file("--tokens-file", args.tokens_file)
     tokens_env = os.environ.get(args.tokens_env)
     if tokens_env:
@@ -123,7 +126,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     if args.database_pool_size < 1:
         raise ValueError(f"--database-pool-size must be at least 1, not "
                          f"{args.database_pool_size}")
-    return ServerConfig(
+    config = ServerConfig(
         host=args.host,
         port=args.port,
         public_url=args.public_url,
@@ -135,6 +138,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         sqlite_synchronous=args.sqlite_synchronous,
         tokens=tokens,
         worker_tokens=worker_tokens,
+        open_worker_link=args.open_worker_link,
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
@@ -148,8 +152,13 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         lease_ttl=args.lease_ttl,
         reap_interval=args.reap_interval,
         max_attempts=args.max_attempts,
+        max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
     )
+    refusal = worker_link_refusal(config)
+    if refusal is not None:
+        raise ValueError(refusal)
+    return config
 
 
 def check_server_url(url: str, transport: str) -> None:

@@ -51,7 +51,7 @@ from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 
-__all__ = ["RunningServer", "ServerConfig", "open_server"]
+__all__ = ["RunningServer", "ServerConfig", "open_server", "worker_link_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,15 @@ class ServerConfig:
     tokens: dict[str, str] = attrs.field(factory=dict)
     """{token: principal}; empty means auth is off."""
     worker_tokens: dict[str, str] = attrs.field(factory=dict)
-    """{token: principal} for the worker link (/worker/ws), never valid as client tokens;
-    empty means the link accepts any worker (a warning is logged)."""
+    """{token: principal} for the worker link (/worker/ws, /worker/link), never valid as
+    client tokens. Empty with client auth off: the link accepts any worker (a warning
+    is logged). Empty with client auth on: see `open_worker_link`."""
+    open_worker_link: bool = False
+    """With client tokens but no worker tokens, let any remote worker on the link, on
+    purpose (a trusted network). Off, such a server never serves a tokenless remote
+    worker: anyone could take a principal's task, read its prompt and forge its
+    result. It keeps the link closed to remote workers (its embedded ones need no
+    token), and with no embedded workers it refuses to start (`worker_link_refusal`)."""
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -106,6 +113,10 @@ class ServerConfig:
     """How often expired leases are looked for."""
     max_attempts: int = 3
     """Claims a task gets before a lost lease fails it."""
+    max_output_bytes: int | None = 64 << 20
+    """Output one attempt of a task may write (text as UTF-8, file bytes, as
+    `protocol.output_size.output_bytes` counts): past it the task fails with the
+    reason, once. Workers are told it when they register and stop there. None: no cap."""
     max_restarts: int = 5
     restart_window: float = 30.0
     """More than `max_restarts` actor restarts within `restart_window` seconds stop the server."""
@@ -135,6 +146,28 @@ class ServerConfig:
         shared = sorted(self.tokens.keys() & value.keys())
         if shared:
             raise ValueError(f"{len(shared)} token(s) are both client and worker tokens")
+
+
+def _link_closed(config: ServerConfig) -> bool:
+    """Client auth is on and the link has no tokens of its own, nor leave to be open."""
+    return bool(config.tokens) and not config.worker_tokens and not config.open_worker_link
+
+
+def worker_link_refusal(config: ServerConfig) -> str | None:
+    """Why the server must not start with this worker link (one line naming the
+    flags that fix it), or None.
+
+    With client auth on, a worker link without worker tokens would hand any
+    principal's task to whoever connects. When only remote workers could run the
+    tasks (no embedded ones), that is a configuration error; with embedded workers
+    the link stays closed to remote ones instead (`runtime.link.endpoint`)."""
+    if _link_closed(config) and config.local_workers == 0:
+        return ("client tokens are set but no worker tokens, and without them anyone could "
+                "take tasks on the worker link: give worker tokens with --worker-tokens-file "
+                "(or TRIO_A2A_WORKER_TOKENS; ServerConfig.worker_tokens), or pass "
+                "--open-worker-link (ServerConfig.open_worker_link) to leave the link open "
+                "on purpose")
+    return None
 
 
 @attrs.frozen
@@ -230,7 +263,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
     Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
     (more than `max_restarts` restarts in `restart_window`); an exception raised in
-    the block comes out as itself."""
+    the block comes out as itself. Raises ValueError, before listening, for a worker
+    link that would be open to anyone under client auth (`worker_link_refusal`)."""
+    refusal = worker_link_refusal(config)
+    if refusal is not None:
+        raise ValueError(refusal)
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
@@ -266,10 +303,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 store = ServerTaskStore(backend)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
-                                        max_attempts=config.max_attempts)
+                                        max_attempts=config.max_attempts,
+                                        max_output_bytes=config.max_output_bytes)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
-                                              client_auth=auth)
+                                              client_auth=auth,
+                                              remote_open=not _link_closed(config))
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)

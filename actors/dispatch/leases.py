@@ -7,7 +7,10 @@ worker's fenced writes (refused once the attempt moved on, and applied once
 each with the link's frame numbers), its idempotent release, and ending a
 lease whose worker is gone (a retry with the artifacts rolled back to what the
 lost attempt found, a failure once the attempts are used up, or the
-cancellation that was asked for). Beside that, `Leases` keeps per process the
+cancellation that was asked for). Output frames also count the bytes they add
+(`DispatchState.output_bytes`, in the same write), and one that would pass the
+per-task cap (`max_output_bytes`) is refused: the task then fails with that
+reason, once. Beside that, `Leases` keeps per process the
 index of leases the reaper and heartbeats read, rebuilt from the store at
 start, and the cancellations asked of the workers holding them.
 """
@@ -19,8 +22,13 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from actors.dispatch.types import NotClaimable, OutputOutOfOrder, StaleAttempt
-from actors.store_port import Lease, TaskRecord
+from actors.dispatch.types import (
+    NotClaimable,
+    OutputLimitExceeded,
+    OutputOutOfOrder,
+    StaleAttempt,
+)
+from actors.store_port import DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import (
     Message,
@@ -72,15 +80,17 @@ class Leases:
     """The leases of the tasks being run: written to the store, indexed here.
 
     `lease_ttl` is how long a lease holds without renewal; `max_attempts` how
-    many claims a task gets before a lost lease fails it; `new_id` makes attempt
-    ids. The counters (`claims`, `expired`, `stale_writes`) are this process's.
+    many claims a task gets before a lost lease fails it; `max_output_bytes` the
+    output an attempt may write (None: no cap); `new_id` makes attempt ids. The
+    counters (`claims`, `expired`, `stale_writes`) are this process's.
     """
 
     def __init__(self, store: ServerTaskStore, *, lease_ttl: float, max_attempts: int,
-                 new_id: Callable[[], str]) -> None:
+                 new_id: Callable[[], str], max_output_bytes: int | None = None) -> None:
         self._store = store
         self._lease_ttl = lease_ttl
         self._max_attempts = max_attempts
+        self.max_output_bytes = max_output_bytes
         self._new_id = new_id
         self._held: dict[str, Lease] = {}
         """task id -> its current lease, as this process last wrote or read it."""
@@ -154,7 +164,7 @@ class Leases:
             raise NotClaimable(f"task {task_id!r} does not exist")
         dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
                                 lease=lease, last_attempt_id=lease.attempt_id, output_seq=0,
-                                claim_artifacts=_artifact_marks(head))
+                                output_bytes=0, claim_artifacts=_artifact_marks(head))
         # Not waiting for the commit: nothing the worker does with the grant is
         # visible before a later write commits (and carries this one with it), and
         # if the server dies first the task is simply queued again on restart; a
@@ -187,25 +197,47 @@ class Leases:
                 )
         return check
 
-    async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
-                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
-        """A worker's events for its attempt, fenced; see `Dispatcher.write`."""
+    def _output_check(self, task_id: str, attempt_id: str, output_seq: int | None,
+                      output_bytes: int) -> Callable[[TaskRecord], None]:
+        """The checks of a worker's output write: fenced; the attempt's next frame
+        (with `output_seq`); within the output cap (counting `output_bytes`)."""
         fence = self._fence(task_id, attempt_id)
-        if output_seq is None:
-            return await self._store.write(task_id, events, check=fence, wait=wait)
+        cap = self.max_output_bytes
 
         def check(record: TaskRecord) -> None:
             fence(record)
-            applied = record.dispatch.output_seq
-            if output_seq != applied + 1:
-                raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+            if output_seq is not None:
+                applied = record.dispatch.output_seq
+                if output_seq != applied + 1:
+                    raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+            if cap is not None and output_bytes and (
+                    record.dispatch.output_bytes + output_bytes > cap):
+                raise OutputLimitExceeded(task_id, attempt_id, cap)
 
+        return check
+
+    @staticmethod
+    def _counted(dispatch: DispatchState, output_seq: int | None,
+                 output_bytes: int) -> DispatchState:
+        if output_seq is None and not output_bytes:
+            return dispatch
+        return attrs.evolve(dispatch, output_bytes=dispatch.output_bytes + output_bytes,
+                            output_seq=dispatch.output_seq if output_seq is None else output_seq)
+
+    async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
+                    wait: bool = False, output_seq: int | None = None,
+                    output_bytes: int = 0) -> TaskRecord:
+        """A worker's events for its attempt, fenced; see `Dispatcher.write`."""
+        check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
+        if output_seq is None and not output_bytes:
+            return await self._store.write(task_id, events, check=check, wait=wait)
         return await self._store.write(
             task_id, events, check=check, wait=wait,
-            dispatch=lambda d: attrs.evolve(d, output_seq=output_seq))
+            dispatch=lambda d: self._counted(d, output_seq, output_bytes))
 
     async def release(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse],
-                      *, wait: bool, output_seq: int | None) -> Lease | None:
+                      *, wait: bool, output_seq: int | None,
+                      output_bytes: int = 0) -> Lease | None:
         """Store the attempt's end; see `Dispatcher.release`. Returns the lease that
         ended, or None if this attempt had already been released."""
         head = await self._store.head(task_id)
@@ -217,25 +249,36 @@ class Leases:
                 return None
             self.stale_writes += 1
             raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
-        dispatch = attrs.evolve(head.dispatch, lease=None)
-        fence = self._fence(task_id, attempt_id)
+        dispatch = self._counted(attrs.evolve(head.dispatch, lease=None), output_seq,
+                                 output_bytes)
+        check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
         if output_seq is not None:
-            dispatch = attrs.evolve(dispatch, output_seq=output_seq)
-
-            def check(record: TaskRecord) -> None:
-                fence(record)
-                applied = record.dispatch.output_seq
-                if output_seq != applied + 1:
-                    raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
-
             await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
         else:
             try:
-                await self._store.write(task_id, events, dispatch=dispatch, check=fence,
+                await self._store.write(task_id, events, dispatch=dispatch, check=check,
                                         wait=wait)
             except IllegalTransition:
                 # the task ended meanwhile (e.g. canceled by the service): just drop the lease
                 await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        return lease
+
+    async def fail(self, task_id: str, attempt_id: str, why: str) -> Lease | None:
+        """End the attempt's lease with the task failed for `why` (the worker's output
+        broke a limit): no retry. The lease that ended, or None if the attempt no
+        longer holds one."""
+        head = await self._store.head(task_id)
+        if head is None or head.dispatch.lease is None \
+                or head.dispatch.lease.attempt_id != attempt_id:
+            return None
+        lease = head.dispatch.lease
+        dispatch = attrs.evolve(head.dispatch, lease=None)
+        events = () if is_terminal(head.state) else (_status(head, TaskState.FAILED, why),)
+        try:
+            await self._store.write(task_id, events, dispatch=dispatch,
+                                    check=self._fence(task_id, attempt_id), wait=True)
+        except IllegalTransition:
+            await self._store.write(task_id, (), dispatch=dispatch, wait=True)
         return lease
 
     async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:

@@ -25,6 +25,7 @@ __all__ = [
     "HeartbeatReply",
     "NotClaimable",
     "Offer",
+    "OutputLimitExceeded",
     "OutputOutOfOrder",
     "Push",
     "RunRequest",
@@ -57,6 +58,19 @@ class OutputOutOfOrder(Exception):
                          f"is not next (applied through {applied})")
         self.seq = seq
         self.applied = applied
+
+
+class OutputLimitExceeded(Exception):
+    """A worker's output would take its attempt past the per-task output cap. The
+    dispatcher has failed the task with this reason and ended the lease (once: a
+    retry would produce the same output); the frame was not applied."""
+
+    def __init__(self, task_id: str, attempt_id: str, limit: int) -> None:
+        super().__init__(f"the task's output exceeds the limit of {limit} bytes "
+                         "(the server's --max-output-bytes)")
+        self.task_id = task_id
+        self.attempt_id = attempt_id
+        self.limit = limit
 
 
 class NotClaimable(Exception):

@@ -334,7 +334,8 @@ def test_a_token_cannot_be_both() -> None:
 
 
 async def test_open_link_without_worker_tokens_still_refuses_client_tokens() -> None:
-    cfg = ServerConfig(port=0, store="memory", local_workers=0, tokens=CLIENT_TOKENS)
+    cfg = ServerConfig(port=0, store="memory", local_workers=0, tokens=CLIENT_TOKENS,
+                       open_worker_link=True)  # open on purpose: see test_link_auth.py
     async with open_server(cfg) as server:
         with trio.fail_after(10):
             async with trio_websocket.open_websocket_url(ws_url(server)) as ws:
