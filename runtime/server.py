@@ -22,10 +22,6 @@ from typing import Literal
 
 import attrs
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from actors.a2a_service import A2AService, ServiceSettings
 from actors.agent import AgentSpec
@@ -38,10 +34,9 @@ from runtime.agents import echo_agent
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import build_card
-from runtime.http.coalesce import install as install_coalescing
-from runtime.http.common import AppState
-from runtime.http.idle import install as install_idle_timer
+from runtime.http.common import AppState, ASGIApp
 from runtime.http.push_sender import HttpxPushSender
+from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
@@ -152,18 +147,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _hypercorn_config() -> HyperConfig:
-    install_coalescing()
-    install_idle_timer()
-    hc = HyperConfig()
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 75
-    hc.graceful_timeout = 3
-    hc.backlog = 1024
-    return hc
-
-
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
                             workers: list[RunningWorker], index: int, *,
                             task_status: trio.TaskStatus[None]) -> None:
@@ -203,15 +186,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                       extended_card=auth.enabled)
     listening = [sock]
 
-    async def serve_http(app: object, *, task_status: trio.TaskStatus[None]) -> None:
+    async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above (its port is in the card);
         # a restart binds the same address again.
         current = listening.pop() if listening else _listen(host, port)
-        hc = _hypercorn_config()
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[current], quic_sockets=[])
         try:
-            await worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc,
-                               sockets=sockets, task_status=task_status)
+            await serve_asgi(app, current, task_status=task_status)
         finally:
             current.close()
 
