@@ -88,6 +88,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--lease-ttl", args.lease_ttl)
     _check_seconds("--reap-interval", args.reap_interval)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
+    _check_seconds("--header-timeout", args.header_timeout)
     if args.max_attempts < 1:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
@@ -113,6 +114,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
+        header_timeout=args.header_timeout,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import random
 import socket
 import uuid
@@ -70,6 +71,9 @@ class ServerConfig:
     push_notifications: bool = True
     allow_private_push_urls: bool = False
     max_body: int = 10 * 1024 * 1024
+    header_timeout: float = attrs.field(default=20.0)
+    """Seconds a request head may take from its first byte; then the connection is
+    closed (a client dribbling a header no longer holds a connection for long)."""
     keepalive: float = 15.0
     max_concurrent_tasks: int = 256
     """Agent runs in parallel per local worker."""
@@ -96,6 +100,12 @@ class ServerConfig:
         # bind() would raise OverflowError only once the server starts
         if not 0 <= value <= 65535:
             raise ValueError(f"port must be in 0-65535, not {value}")
+
+    @header_timeout.validator
+    def _positive_seconds(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{attribute.name} must be a positive number of seconds, "
+                             f"not {value}")
 
     @worker_tokens.validator
     def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:
@@ -191,7 +201,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # a restart binds the same address again.
         current = listening.pop() if listening else _listen(host, port)
         try:
-            await serve_asgi(app, current, task_status=task_status)
+            await serve_asgi(app, current, header_timeout=config.header_timeout,
+                             task_status=task_status)
         finally:
             current.close()
 

@@ -8,6 +8,7 @@ connection, not with a request.
 * A body over ``max_body`` is refused without being read.
 * A connection the client closes is closed by the server at once, not after the
   keep-alive timeout.
+* A request head must arrive within ``header_timeout`` of its first byte.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ CARD = "/.well-known/agent-card.json"
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
     config = ServerConfig(port=0, store="memory", agent=scripted_agent(), max_body=LIMIT,
-                          tokens={TOKEN: "alice"})
+                          tokens={TOKEN: "alice"}, header_timeout=0.5)
     async with open_server(config) as srv:
         yield srv
 
@@ -163,3 +164,37 @@ async def test_a_connection_the_client_closes_is_closed_at_once(server: RunningS
             await stream.aclose()
         await trio.testing.wait_all_tasks_blocked()  # the server did what it does on EOF
         assert close_wait_count(server.port) == 0
+
+
+async def test_a_request_head_must_arrive_within_the_header_timeout(
+        server: RunningServer) -> None:
+    with trio.fail_after(10):
+        stream = await connect(server)
+        async with stream:
+            # Idle between requests for longer than the header timeout is fine: that
+            # is the keep-alive timeout's business.
+            for _ in range(2):
+                await stream.send_all(request_head("GET", CARD))
+                assert (await read_answer(stream)).status == 200
+                await trio.sleep(1.0)
+            head = request_head("GET", CARD, X_Padding="p" * 200)
+            sent = 0
+
+            async def dribble() -> None:
+                nonlocal sent
+                try:
+                    for i in range(len(head)):
+                        await stream.send_all(head[i:i + 1])
+                        sent += 1
+                        await trio.sleep(0.05)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
+            async with trio.open_nursery() as nursery:
+                started = trio.current_time()
+                nursery.start_soon(dribble)
+                assert await wait_closed(stream) == b""
+                waited = trio.current_time() - started
+                nursery.cancel_scope.cancel()
+            assert sent < len(head)  # closed while the head was still incomplete
+            assert waited >= 0.5
