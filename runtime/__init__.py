@@ -10,8 +10,9 @@ from runtime.agents.echo import split_chunks
 from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.http.auth import TokenAuth, load_tokens, parse_token_lines
 from runtime.http.card import CardDocument, build_card
+from runtime.http.listener import AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
-from runtime.server import RunningServer, ServerConfig, open_server
+from runtime.server import RunningServer, ServerConfig, ServerStatistics, open_server
 from runtime.store import (
     MemoryBackend,
     SQLiteBackend,
@@ -21,6 +22,7 @@ from runtime.store import (
 )
 
 __all__ = [
+    "AcceptStatistics",
     "AgentLoadError",
     "BUILTIN_AGENTS",
     "CardDocument",
@@ -29,6 +31,7 @@ __all__ = [
     "RunningServer",
     "SQLiteBackend",
     "ServerConfig",
+    "ServerStatistics",
     "StoreOpenError",
     "TokenAuth",
     "build_card",

@@ -36,6 +36,7 @@ from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import build_card
 from runtime.http.common import AppState, ASGIApp
+from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
@@ -45,7 +46,7 @@ from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 
-__all__ = ["RunningServer", "ServerConfig", "open_server"]
+__all__ = ["RunningServer", "ServerConfig", "ServerStatistics", "open_server"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,15 @@ class ServerConfig:
 
 
 @attrs.frozen
+class ServerStatistics:
+    """What a readiness check looks at, from `RunningServer.statistics()`."""
+
+    accept: AcceptStatistics
+    """The HTTP listener's accept loop: `fd_exhausted` while it cannot take
+    connections for lack of file descriptors."""
+
+
+@attrs.frozen
 class RunningServer:
     """What `open_server` hands back."""
 
@@ -128,6 +138,10 @@ class RunningServer:
     """The embedded workers (`local_workers`), current ones: a restart replaces one."""
     push: PushDelivery
     supervisor: Supervisor
+    accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(accept=self.accept.statistics())
 
 
 @contextlib.asynccontextmanager
@@ -195,6 +209,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                       auth_schemes=("bearer",) if auth.enabled else (),
                       extended_card=auth.enabled)
     listening = [sock]
+    accept = AcceptMonitor()  # one for the server's life: the listener may restart
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above (its port is in the card);
@@ -202,7 +217,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         current = listening.pop() if listening else _listen(host, port)
         try:
             await serve_asgi(app, current, header_timeout=config.header_timeout,
-                             task_status=task_status)
+                             accept=accept, task_status=task_status)
         finally:
             current.close()
 
@@ -254,7 +269,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 log.info("server listening", extra={"url": base_url, "store": config.store})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree)
+                                    push=push, supervisor=tree, accept=accept)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")

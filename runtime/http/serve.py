@@ -3,10 +3,12 @@ our per-connection server.
 
 `hypercorn.trio.run.worker_serve` builds its connection handler inside itself, so
 it cannot be changed from outside except by patching hypercorn's modules.
+Nor can its listener: trio's `serve_listeners` over a plain `SocketListener`.
 `serve_asgi` is the same loop for one plain TCP socket (no TLS, no QUIC, no
 multiprocess shutdown trigger: the supervisor cancels it), built from hypercorn's
 own parts (its Lifespan, WorkerContext and HTTP protocols) with
-`runtime.http.tcp.TimedTCPServer` for each connection.
+`runtime.http.tcp.TimedTCPServer` for each connection and
+`runtime.http.listener.PatientListener` accepting them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hypercorn.utils import wrap_app
 
 from runtime.http.coalesce import install as install_coalescing
 from runtime.http.common import ASGIApp
+from runtime.http.listener import AcceptMonitor, PatientListener
 from runtime.http.tcp import TimedTCPServer
 
 __all__ = ["hypercorn_config", "serve_asgi"]
@@ -45,10 +48,11 @@ def hypercorn_config() -> HyperConfig:
 
 
 async def serve_asgi(app: ASGIApp, sock: socket.socket, *, config: HyperConfig | None = None,
-                     header_timeout: float = math.inf,
+                     header_timeout: float = math.inf, accept: AcceptMonitor | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on the listening socket `sock` until cancelled (then the
-    connections get hypercorn's `graceful_timeout` to finish)."""
+    connections get hypercorn's `graceful_timeout` to finish). `accept` records
+    what the accept loop goes through (out of file descriptors)."""
     config = config or hypercorn_config()
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     lifespan_state: LifespanState = {}
@@ -58,7 +62,8 @@ async def serve_asgi(app: ASGIApp, sock: socket.socket, *, config: HyperConfig |
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         async with trio.open_nursery() as server_nursery:
-            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+            listener = PatientListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
+                                       accept or AcceptMonitor())
             handler = functools.partial(TimedTCPServer, wrapped, config, context,
                                         ConnectionState(lifespan_state.copy()),
                                         header_timeout=header_timeout)
