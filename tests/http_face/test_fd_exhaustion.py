@@ -93,9 +93,10 @@ async def test_out_of_file_descriptors_logs_once_per_interval_and_recovers() -> 
     mine: list[dict[str, Any]] = [r for r in records if r["logger"] == "runtime.http.listener"]
     warnings = [r for r in mine if r["level"] == "warning"]
     assert all(r["errno"] == "EMFILE" for r in mine), mine
-    # One at the start and one per interval while it lasts (HOLD plus the time to
-    # notice the start and the end), not one per attempt.
-    assert 1 <= len(warnings) <= (HOLD + 1.5) / LOG_INTERVAL + 1, warnings
-    assert [r["msg"].split(" after ")[0] for r in mine if r["level"] == "info"] == [
-        "accepting connections again"]
+    recovered = [r for r in mine if r["level"] == "info"]
+    assert [r["msg"].split(" after ")[0] for r in recovered] == ["accepting connections again"]
+    lasted = recovered[0]["seconds"]
+    assert lasted >= HOLD
+    # One at the start and at most one per interval while it lasted, not one per attempt.
+    assert 1 <= len(warnings) <= lasted / LOG_INTERVAL + 1, warnings
     assert not [r for r in records if "exc" in r or r["level"] == "error"], records
