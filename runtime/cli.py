@@ -91,6 +91,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--lease-ttl", args.lease_ttl)
     _check_seconds("--reap-interval", args.reap_interval)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
+    _check_seconds("--header-timeout", args.header_timeout)
     if args.max_attempts < 1:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
@@ -146,6 +147,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_depth=args.max_depth,
         max_string=args.max_string,
         max_items=args.max_items,
+        header_timeout=args.header_timeout,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,

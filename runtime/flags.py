@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 10000)",
     )
     s.add_argument(
+        "--header-timeout",
+        type=_number_type(float, "HEADER_TIMEOUT"),
+        default=_number_env("HEADER_TIMEOUT", 20),
+        help="seconds a request head may take from its first byte; then the connection "
+        "is closed [TRIO_A2A_HEADER_TIMEOUT] (default 20)",
+    )
+    s.add_argument(
         "--keepalive",
         type=_number_type(float, "KEEPALIVE"),
         default=_number_env("KEEPALIVE", 15),

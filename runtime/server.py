@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import random
 import socket
 import uuid
@@ -22,10 +23,6 @@ from typing import Literal
 
 import attrs
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from actors.a2a_service import A2AService, ServiceSettings
 from actors.agent import AgentSpec
@@ -40,10 +37,10 @@ from runtime.agents import echo_agent
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
-from runtime.http.coalesce import install as install_coalescing
-from runtime.http.common import AppState
-from runtime.http.idle import install as install_idle_timer
+from runtime.http.common import AppState, ASGIApp
+from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender
+from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
@@ -51,7 +48,8 @@ from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 
-__all__ = ["RunningServer", "ServerConfig", "open_server", "worker_link_refusal"]
+__all__ = ["RunningServer", "ServerConfig", "ServerStatistics", "open_server",
+           "worker_link_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +99,9 @@ class ServerConfig:
     """Characters in any one string of a request."""
     max_items: int = _LIMITS.max_items
     """Members of one object or elements of one array in a request."""
+    header_timeout: float = attrs.field(default=20.0)
+    """Seconds a request head may take from its first byte; then the connection is
+    closed (a client dribbling a header no longer holds a connection for long)."""
     keepalive: float = 15.0
     max_concurrent_tasks: int = 256
     """Agent runs in parallel per local worker."""
@@ -141,6 +142,12 @@ class ServerConfig:
     def __attrs_post_init__(self) -> None:
         _ = self.limits  # a bad limit fails here, not on the first request
 
+    @header_timeout.validator
+    def _positive_seconds(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{attribute.name} must be a positive number of seconds, "
+                             f"not {value}")
+
     @worker_tokens.validator
     def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:
         shared = sorted(self.tokens.keys() & value.keys())
@@ -171,6 +178,15 @@ def worker_link_refusal(config: ServerConfig) -> str | None:
 
 
 @attrs.frozen
+class ServerStatistics:
+    """What a readiness check looks at, from `RunningServer.statistics()`."""
+
+    accept: AcceptStatistics
+    """The HTTP listener's accept loop: `fd_exhausted` while it cannot take
+    connections for lack of file descriptors."""
+
+
+@attrs.frozen
 class RunningServer:
     """What `open_server` hands back."""
 
@@ -184,6 +200,10 @@ class RunningServer:
     """The embedded workers (`local_workers`), current ones: a restart replaces one."""
     push: PushDelivery
     supervisor: Supervisor
+    accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(accept=self.accept.statistics())
 
 
 @contextlib.asynccontextmanager
@@ -221,18 +241,6 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
-
-
-def _hypercorn_config() -> HyperConfig:
-    install_coalescing()
-    install_idle_timer()
-    hc = HyperConfig()
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 75
-    hc.graceful_timeout = 3
-    hc.backlog = 1024
-    return hc
 
 
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
@@ -282,16 +290,15 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                           extended_card=auth.enabled)
 
     listening = [sock]
+    accept = AcceptMonitor()  # one for the server's life: the listener may restart
 
-    async def serve_http(app: object, *, task_status: trio.TaskStatus[None]) -> None:
+    async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above (its port is in the card);
         # a restart binds the same address again.
         current = listening.pop() if listening else _listen(host, port)
-        hc = _hypercorn_config()
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[current], quic_sockets=[])
         try:
-            await worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc,
-                               sockets=sockets, task_status=task_status)
+            await serve_asgi(app, current, header_timeout=config.header_timeout,
+                             accept=accept, task_status=task_status)
         finally:
             current.close()
 
@@ -348,7 +355,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 log.info("server listening", extra={"url": base_url, "store": config.store})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree)
+                                    push=push, supervisor=tree, accept=accept)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")
