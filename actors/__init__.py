@@ -22,8 +22,10 @@ from actors.task_commit import *  # noqa: F403
 from actors.task_commit import __all__ as _commit
 from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
+from actors.task_sync import *  # noqa: F403
+from actors.task_sync import __all__ as _sync
 
 __all__ = [
     *_service, *_agent, *_approval, *_dispatcher, *_push_configs, *_push, *_port, *_commit,
-    *_store,
+    *_store, *_sync,
 ]

@@ -7,11 +7,17 @@ ordering, state-machine checks, batching and wake-ups.
 The shape is chosen so that a backend shared by several server processes
 (PostgreSQL) fits without changing callers:
 
-* every write names the sequence number it expects the task to be at
-  (`TaskWrite.expected_seq`); a backend refuses a write whose expectation does
-  not hold with `ConflictError` instead of overwriting (optimistic concurrency);
+* every write names the version of the task's row it was built on
+  (`TaskWrite.expected_version`; every write bumps it, one without events too)
+  and a backend refuses a write whose expectation does not hold with
+  `ConflictError` instead of overwriting (compare-and-set): two processes that
+  both read version 4 cannot both store version 5, so a claim (a lease, no
+  event) is never lost to another replica's claim;
 * pages are addressed by an opaque cursor, never by offset;
-* push delivery progress is stored per config, so any replica can resume it.
+* push delivery progress is stored per config, so any replica can resume it;
+* a backend several processes share may also be a `ChangeFeed`: it tells each
+  process of the writes the others commit (PostgreSQL: LISTEN/NOTIFY), so a
+  process's cache of a task can follow them at once instead of by polling.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import trio
 
 from protocol.models import StreamResponse, Task, TaskPushNotificationConfig, TaskState
 
 __all__ = [
     "BackendUnavailableError",
+    "ChangeFeed",
+    "ChangeListener",
     "ConflictError",
     "DispatchState",
     "Lease",
@@ -32,6 +41,7 @@ __all__ = [
     "PushConfigRecord",
     "StoredEvent",
     "TaskBackend",
+    "TaskChange",
     "TaskPage",
     "TaskQuery",
     "TaskRecord",
@@ -40,7 +50,8 @@ __all__ = [
 
 
 class ConflictError(Exception):
-    """A write's expected sequence number did not match the stored one."""
+    """A write's expected version (or sequence number) did not match the stored one:
+    another writer changed the task first, or a create found the task existing."""
 
 
 class BackendUnavailableError(Exception):
@@ -168,6 +179,10 @@ class TaskRecord:
     """Epoch seconds of the latest status change: ListTasks order and filter key."""
     dispatch: DispatchState = DispatchState()
     """Routing, attempts and the current lease (see actors.dispatcher)."""
+    version: int = 1
+    """The row's version: 1 as created, one more for every write since, whether it
+    carried events or only dispatch state. Writes compare-and-set on it; `seq`
+    counts only events (SSE ids) and so cannot tell two event-less writes apart."""
 
     @property
     def task_id(self) -> str:
@@ -212,13 +227,19 @@ class PushConfigRecord:
 class TaskWrite:
     """One atomic change to one task: the new record and the events that led to it.
 
-    `events` carry consecutive sequence numbers `expected_seq + 1 .. record.seq`.
-    `expected_seq is None` creates the task (it must not exist yet).
+    The backend stores it only if the task's row is still at `expected_version`
+    and `expected_seq` (compare-and-set), else raises `ConflictError`; the stored
+    row then takes `record.version`, which is above `expected_version` (by one, or
+    by the number of writes `merge_writes` folded into this one). `events` carry
+    consecutive sequence numbers `expected_seq + 1 .. record.seq`. Both
+    expectations None create the task (it must not exist yet).
     """
 
     record: TaskRecord
     events: tuple[StoredEvent, ...]
     expected_seq: int | None
+    expected_version: int | None = None
+    """Required for an update (a backend refuses one without it as malformed)."""
     push_configs: tuple[PushConfigRecord, ...] = ()
     """Configs to insert or replace in the same transaction (e.g. from SendMessage)."""
 
@@ -294,3 +315,53 @@ class TaskBackend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@attrs.frozen
+class TaskChange:
+    """A write to a task that some process committed, as a change feed reports it."""
+
+    task_id: str
+    version: int
+    """The row's version after the write (`TaskRecord.version`)."""
+    seq: int
+    """The newest event's sequence number after the write."""
+
+
+class ChangeListener(Protocol):
+    """What a `ChangeFeed` reports to. Both methods are called from the feed's own
+    trio task and must not block: a listener that has work to do notes it and does it
+    in a task of its own, so a slow listener never holds up the feed's connection."""
+
+    def changed(self, change: TaskChange) -> None:
+        """Another process committed this write (only after its transaction committed)."""
+        ...
+
+    def resync(self) -> None:
+        """The feed (re)connected, or could not say which task changed: writes may have
+        gone unreported, so compare what is cached with `task_versions`."""
+        ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """Optional port of a backend that several processes share (PostgreSQL): the writes
+    other processes commit, as they commit them. Memory and SQLite have none (one
+    process owns their data). A feed may lose notifications while its connection is
+    down; it then says `resync` once it is back, and `task_versions` lets the listener
+    find what it missed (and a periodic poll catch anything else)."""
+
+    async def run_change_feed(
+        self,
+        listener: ChangeListener,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Report other processes' commits to `listener` until cancelled, reconnecting
+        when the feed's connection is lost; `resync` after every (re)connect. Started
+        once it listens (or has failed to connect once: it keeps trying)."""
+        ...
+
+    async def task_versions(self, task_ids: Sequence[str]) -> list[TaskChange]:
+        """Where each of these tasks stands now (tasks that do not exist are left out)."""
+        ...

@@ -15,18 +15,41 @@ falls far behind costs a backend read, never a buffer that grows.
 
 Only committed state is ever visible: `get_task`, `wait_events` and
 `wait_record` see nothing a crash could take back.
+
+Several server processes may share one database (PostgreSQL). What a store
+holds in memory is then a cache of rows other replicas write too: every write
+is compare-and-set on the row's version, and a backend that is a `ChangeFeed`
+reports the other replicas' commits, which `actors.task_sync` turns into
+reloads and wake-ups (a stream on one replica follows a task another replica
+runs). Other actors hear of those commits through `remote_changes()`:
+
+    with store.remote_changes() as changes:
+        while True:
+            batch = await changes.wait()  # RemoteChangeBatch
+            for change in batch.changes:  # TaskChange(task_id, version, seq)
+                record = await store.get_task(change.task_id)  # fresh: reloaded first
+            if batch.missed:
+                ...  # changes went unreported (the feed reconnected): rescan
+
+New tasks of other replicas are reported too, cached or not. On a backend
+without a feed (memory, SQLite: one process) nothing is ever reported.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import itertools
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 import trio
 
 from actors.store_port import (
+    ChangeFeed,
+    ConflictError,
     DispatchState,
     PushConfigRecord,
     StoredEvent,
@@ -34,20 +57,22 @@ from actors.store_port import (
     TaskPage,
     TaskQuery,
     TaskRecord,
-    TaskWrite,
 )
 from actors.task_commit import (
     Committer,
-    PendingWrite,
     StoreClosedError,
     TaskEntry,
     Watcher,
     merge_writes,
 )
-from protocol.models import Message, StreamResponse, Task, format_timestamp
-from protocol.states import apply_events, is_terminal
+from actors.task_sync import RemoteChanges, RemoteSync
+from actors.task_writes import DispatchChange, first_write, next_write
+from protocol.models import Message, StreamResponse, Task
+from protocol.states import is_terminal
 
 __all__ = ["ServerTaskStore", "StoreClosedError", "StoreStatistics", "merge_writes"]
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -61,6 +86,12 @@ class StoreStatistics:
     failed_writes: int
     """Writes whose writer got a commit error."""
     max_batch: int
+    reloads: int = 0
+    """Cached tasks reloaded because another process wrote them."""
+    remote_changes: int = 0
+    """Other processes' commits the change feed reported."""
+    found_by_poll: int = 0
+    """Changes the feed did not report and the fallback poll found."""
 
 
 def _changed(entry: TaskEntry) -> trio.Event:
@@ -76,6 +107,10 @@ class ServerTaskStore:
     producers when the backend falls behind); `max_batch` bounds one commit;
     `tail_size` is how many recent events per task are served from memory;
     `cache_size` is how many finished tasks stay cached after their last write.
+    `poll_interval` (seconds) is how often, with a change feed, the cached tasks'
+    versions are compared with the stored ones, the fallback for a lost
+    notification. `feed` defaults to the backend if it is a `ChangeFeed`.
+    `conflict_retries` bounds how often a conflicting write is rebuilt (`write`).
     """
 
     def __init__(
@@ -87,17 +122,23 @@ class ServerTaskStore:
         max_batch: int = 512,
         tail_size: int = 64,
         cache_size: int = 4096,
+        poll_interval: float = 5.0,
+        feed: ChangeFeed | None = None,
+        conflict_retries: int = 3,
     ) -> None:
         self._backend = backend
         self._clock = clock
-        self._send, self._recv = trio.open_memory_channel[PendingWrite](write_queue)
-        self._max_batch = max_batch
         self._tail_size = tail_size
         self._cache_size = cache_size
         self._entries: dict[str, TaskEntry] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._running = False
-        self._committer = Committer(backend, self._remember_finished)
+        self._conflict_retries = conflict_retries
+        self._committer = Committer(backend, self._remember_finished, write_queue=write_queue,
+                                    max_batch=max_batch)
+        if feed is None and isinstance(backend, ChangeFeed):
+            feed = backend
+        self._sync = None if feed is None else RemoteSync(
+            feed, self._entries, self._committer, poll_interval=poll_interval)
 
     @property
     def backend(self) -> TaskBackend:
@@ -111,41 +152,37 @@ class ServerTaskStore:
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(
             cached_tasks=len(self._entries),
-            queued_writes=self._send.statistics().current_buffer_used,
+            queued_writes=self._committer.queued,
             commits=self._committer.commits,
             committed_writes=self._committer.committed_writes,
             failed_commits=self._committer.failed_commits,
             failed_writes=self._committer.failed_writes,
             max_batch=self._committer.biggest_batch,
+            reloads=self._committer.reloads,
+            remote_changes=0 if self._sync is None else self._sync.notified,
+            found_by_poll=0 if self._sync is None else self._sync.found_by_poll,
         )
+
+    @contextlib.contextmanager
+    def remote_changes(self, limit: int = 4096) -> Iterator[RemoteChanges]:
+        """Subscribe to the commits of other processes; see the module docstring.
+        `limit` bounds the tasks waiting to be taken (past it: `missed`)."""
+        if self._sync is None:
+            yield RemoteChanges(limit)  # nothing to report: one process owns the data
+            return
+        with self._sync.subscribe(limit) as changes:
+            yield changes
 
     # --- the committer ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the committer until cancelled. Writes queued at cancellation are failed."""
-        self._running = True
-        task_status.started()
-        try:
-            while True:
-                first = await self._recv.receive()
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self._committer.commit(batch)
-        finally:
-            self._running = False
-            self._fail_queued(StoreClosedError("the task store shut down"))
-
-    def _fail_queued(self, exc: BaseException) -> None:
-        while True:
-            try:
-                p = self._recv.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            p.finish(exc)
+        """Run the committer (and, with a change feed, `RemoteSync`) until cancelled.
+        Started once the feed listens. Writes queued at cancellation are failed."""
+        async with trio.open_nursery() as nursery:
+            if self._sync is not None:
+                await nursery.start(self._sync.run)
+            await nursery.start(self._committer.run)
+            task_status.started()
 
     def _remember_finished(self, task_id: str) -> None:
         self._finished[task_id] = None
@@ -166,31 +203,19 @@ class ServerTaskStore:
         push_configs: Sequence[PushConfigRecord] = (),
         dispatch: DispatchState | None = None,
     ) -> TaskRecord:
-        """Store a new task; its first log entry (seq 1) is the task itself."""
+        """Store a new task; its first log entry (seq 1) is the task itself.
+        `ConflictError` if a task of that id exists (another process may have made it)."""
         if task.id in self._entries:
             raise ValueError(f"task {task.id} already exists")
-        now = self.now()
-        if task.status.timestamp is None:
-            task = task.model_copy(
-                update={
-                    "status": task.status.model_copy(update={"timestamp": format_timestamp(now)})
-                }
-            )
-        dispatch = dispatch or DispatchState()
-        if task.history and dispatch.run_input is None:  # the message that creates the task
-            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
-        record = TaskRecord(task=task, owner=owner, seq=1, created_at=now, status_at=now,
-                            dispatch=dispatch)
-        event = StoredEvent(task_id=task.id, seq=1, event=StreamResponse(task=task))
+        write = first_write(task, owner=owner, now=self.now(), dispatch=dispatch,
+                            push_configs=push_configs)
+        record = write.record
         entry = TaskEntry(
             head=record, committed=record, tail=collections.deque(maxlen=self._tail_size)
         )
         self._entries[task.id] = entry
-        write = TaskWrite(
-            record=record, events=(event,), expected_seq=None, push_configs=tuple(push_configs)
-        )
         try:
-            await self._enqueue(entry, write, wait=True)
+            await self._committer.enqueue(entry, write, wait=True)
         except BaseException:
             if (
                 entry.committed.seq == 1
@@ -209,7 +234,7 @@ class ServerTaskStore:
         events: Sequence[StreamResponse] = (),
         *,
         add_history: Sequence[Message] = (),
-        dispatch: DispatchState | Callable[[DispatchState], DispatchState] | None = None,
+        dispatch: DispatchChange = None,
         check: Callable[[TaskRecord], None] | None = None,
         wait: bool = True,
     ) -> TaskRecord:
@@ -227,81 +252,50 @@ class ServerTaskStore:
         callable maps the newest one to its replacement, atomically). With
         `wait=False` it returns once the write is queued: readers see it only
         when it is committed, so nothing unacknowledged leaks either way.
-        """
-        entry = await self._entry(task_id)
-        if entry is None:
-            raise KeyError(task_id)
-        head = entry.head
-        if check is not None:
-            check(head)
-        task = head.task
-        status_at = head.status_at
-        stored: list[StoredEvent] = []
-        seq = head.seq
-        now = self.now()
-        stamp: str | None = None
-        for ev in events:
-            if ev.status_update is not None:
-                if ev.status_update.status.timestamp is None:
-                    stamp = stamp or format_timestamp(now)
-                    status = ev.status_update.status.model_copy(update={"timestamp": stamp})
-                    ev = StreamResponse(
-                        status_update=ev.status_update.model_copy(update={"status": status})
-                    )
-                status_at = now
-            seq += 1
-            stored.append(StoredEvent(task_id=task_id, seq=seq, event=ev))
-        if stored:  # one copy of the task for the whole write
-            task = apply_events(task, [e.event for e in stored])
-        if add_history:  # after the events: a status change first moves its message to history
-            task = task.model_copy(update={"history": [*(task.history or []), *add_history]})
-        if dispatch is None:
-            dispatch = head.dispatch
-        elif callable(dispatch):
-            dispatch = dispatch(head.dispatch)
-        if add_history:
-            assert task.history is not None
-            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
-        record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
-                            status_at=status_at, dispatch=dispatch)
-        write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
-        entry.head = record
-        await self._enqueue(entry, write, wait=wait)
-        return record
 
-    async def _enqueue(self, entry: TaskEntry, write: TaskWrite, *, wait: bool) -> None:
-        if not self._running:
-            entry.head = entry.committed
-            raise StoreClosedError("the task store is not running")
-        p = PendingWrite(
-            write=write,
-            entry=entry,
-            generation=entry.generation,
-            done=trio.Event() if wait else None,
-        )
-        entry.pending += 1
-        try:
-            self._send.send_nowait(p)
-        except trio.WouldBlock:
+        Other processes may write the task too (replicas on one database). A
+        write built on a record one of them has replaced conflicts; with `wait`
+        it is then built again on the fresh record, reloaded from the backend
+        (`check` and `dispatch` see that record, so fencing holds), up to
+        `conflict_retries` times before `ConflictError` reaches the caller. A
+        `wait=False` write cannot be rebuilt, its caller having moved on: it is
+        lost, and the caller learns so from a later write, which is built on the
+        reloaded record (its `check` may find, say, that the lease moved on).
+        """
+        retries = self._conflict_retries if wait else 0
+        for attempt in itertools.count():
+            entry = await self._entry(task_id)  # reloaded if the last try conflicted
+            if entry is None:
+                raise KeyError(task_id)
+            if check is not None:
+                check(entry.head)
+            write = next_write(entry.head, events, now=self.now(), add_history=add_history,
+                               dispatch=dispatch)
+            entry.head = write.record
             try:
-                await self._send.send(p)
-            except BaseException:
-                entry.pending -= 1
-                entry.generation += 1
-                entry.head = entry.committed
-                raise
-        if wait:
-            assert p.done is not None
-            await p.done.wait()
-            if p.error is not None:
-                raise p.error
+                await self._committer.enqueue(entry, write, wait=wait)
+            except ConflictError as exc:
+                if attempt >= retries:
+                    raise
+                log.info("write conflicted with another process's; building it again on "
+                         "the fresh record", extra={"task_id": task_id, "error": repr(exc)})
+                continue
+            return write.record
+        raise AssertionError("unreachable")
 
     # --- reads --------------------------------------------------------------------
 
     async def _entry(self, task_id: str) -> TaskEntry | None:
+        """The cached task, loaded if it is not cached, reloaded if another process
+        wrote it since (`TaskEntry.stale`); None if it does not exist."""
         entry = self._entries.get(task_id)
-        if entry is not None:
-            return entry
+        if entry is None:
+            entry = await self._load(task_id)
+        if entry is not None and entry.stale:
+            await self._committer.reload([entry])
+        return entry
+
+    async def _load(self, task_id: str) -> TaskEntry | None:
         record = await self._backend.get_task(task_id)
         if record is None:
             return None
@@ -313,6 +307,9 @@ class ServerTaskStore:
             self._entries[task_id] = entry
             if is_terminal(record.state):
                 self._remember_finished(task_id)
+        # A change reported while the row was being read may be newer than what was read.
+        heard = 0 if self._sync is None else self._sync.heard(task_id)
+        entry.known_version = max(entry.known_version, record.version, heard)
         return entry
 
     async def head(self, task_id: str) -> TaskRecord | None:
@@ -396,8 +393,3 @@ class ServerTaskStore:
 
     async def delete_push_config(self, task_id: str, config_id: str) -> bool:
         return await self._backend.delete_push_config(task_id, config_id)
-
-
-def _last_message(history: Sequence[Message]) -> tuple[int, str]:
-    """`DispatchState.run_input` naming the last message of `history`."""
-    return len(history) - 1, history[-1].message_id

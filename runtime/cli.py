@@ -90,6 +90,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         raise ValueError(f"--local-workers must be 0 or more, not {args.local_workers}")
     _check_seconds("--lease-ttl", args.lease_ttl)
     _check_seconds("--reap-interval", args.reap_interval)
+    _check_seconds("--store-poll-interval", args.store_poll_interval)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
     _check_seconds("--header-timeout", args.header_timeout)
     if args.max_attempts < 1:
@@ -153,6 +154,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         local_workers=args.local_workers,
         lease_ttl=args.lease_ttl,
         reap_interval=args.reap_interval,
+        store_poll_interval=args.store_poll_interval,
         max_attempts=args.max_attempts,
         max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,

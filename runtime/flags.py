@@ -276,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
         "again within LEASE_TTL + REAP_INTERVAL [TRIO_A2A_REAP_INTERVAL] (default 5)",
     )
     s.add_argument(
+        "--store-poll-interval",
+        type=_number_type(float, "STORE_POLL_INTERVAL"),
+        default=_number_env("STORE_POLL_INTERVAL", 5),
+        help="with --store postgres: seconds between checks of the cached tasks against the "
+        "database, the fallback should a change notification of another replica be lost "
+        "[TRIO_A2A_STORE_POLL_INTERVAL] (default 5)",
+    )
+    s.add_argument(
         "--max-attempts",
         type=_number_type(int, "MAX_ATTEMPTS"),
         default=_number_env("MAX_ATTEMPTS", 3),

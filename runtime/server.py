@@ -73,6 +73,9 @@ class ServerConfig:
     """postgresql://... for `store="postgres"` (docs/deployment.md)."""
     database_pool_size: int = 10
     """Connections to PostgreSQL this server keeps at most."""
+    store_poll_interval: float = 5.0
+    """With PostgreSQL: seconds between comparisons of the cached tasks with the database,
+    the fallback should a change notification of another replica be lost."""
     data_dir: Path = Path("data")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     tokens: dict[str, str] = attrs.field(factory=dict)
@@ -307,7 +310,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
             async with open_backend(config) as backend, trio.open_nursery() as nursery:
-                store = ServerTaskStore(backend)
+                store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
                                         max_attempts=config.max_attempts,

@@ -145,6 +145,8 @@ def test_worker_error_after_start_is_not_a_usage_error(
     (["--reap-interval", "0"], "--reap-interval must be a positive number of seconds"),
     (["--header-timeout", "0"], "--header-timeout must be a positive number of seconds"),
     (["--header-timeout", "inf"], "--header-timeout must be a positive number of seconds"),
+    (["--store-poll-interval", "-1"],
+     "--store-poll-interval must be a positive number of seconds"),
 ])
 def test_server_refuses_bad_numbers(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]

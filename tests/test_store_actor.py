@@ -194,13 +194,16 @@ def test_merge_writes_folds_consecutive_writes_of_a_task() -> None:
     from actors.task_store import merge_writes
 
     def rec(task_id: str, seq: int) -> TaskRecord:
-        return TaskRecord(task=new_task(task_id), owner="", seq=seq, created_at=0, status_at=0)
+        # one event per write here, so the version follows the sequence number
+        return TaskRecord(task=new_task(task_id), owner="", seq=seq, created_at=0, status_at=0,
+                          version=seq)
 
     def w(task_id: str, expected: int | None, seq: int) -> TaskWrite:
         start = 0 if expected is None else expected
         events = tuple(StoredEvent(task_id=task_id, seq=s, event=chunk(task_id, s))
                        for s in range(start + 1, seq + 1))
-        return TaskWrite(record=rec(task_id, seq), events=events, expected_seq=expected)
+        return TaskWrite(record=rec(task_id, seq), events=events, expected_seq=expected,
+                         expected_version=expected)
 
     writes = [w("a", None, 1), w("b", 4, 5), w("a", 1, 2), w("a", 2, 4), w("b", 5, 6)]
     merged = merge_writes(writes)

@@ -3,6 +3,8 @@
 Used by tests and `--store memory`. Nothing survives the process, but the
 semantics (atomic batches, optimistic concurrency, keyset pages) match the
 SQLite backend exactly, so code tested against one runs against the other.
+Records keep the version their write gave them (there is nothing to migrate:
+nothing outlives the process).
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ def check_write(write: TaskWrite) -> None:
     sequence numbers are the SSE ids clients resume from.
     """
     task_id = write.record.task_id
+    if (write.expected_seq is None) != (write.expected_version is None):
+        raise ValueError(f"write for task {task_id!r}: expected_seq and expected_version are "
+                         "both given (an update) or both None (a create)")
+    floor = write.expected_version or 0
+    if write.record.version <= floor:
+        raise ValueError(f"write for task {task_id!r}: record.version={write.record.version} "
+                         f"does not move on from the expected version {floor}")
     seq = 0 if write.expected_seq is None else write.expected_seq
     for event in write.events:
         seq += 1
@@ -95,7 +104,7 @@ class MemoryBackend:
         self._check_open()
         # Validate the whole batch against a local view first, then apply: no
         # partial batch is ever visible.
-        view: dict[str, int | None] = {}
+        view: dict[str, tuple[int, int] | None] = {}  # task id -> (version, seq)
         for write in writes:
             check_write(write)
             task_id = write.record.task_id
@@ -103,15 +112,15 @@ class MemoryBackend:
                 current = view[task_id]
             else:
                 stored = self._tasks.get(task_id)
-                current = None if stored is None else stored.seq
+                current = None if stored is None else (stored.version, stored.seq)
             if write.expected_seq is None:
                 if current is not None:
                     raise ConflictError(f"task {task_id!r} already exists")
-            elif current != write.expected_seq:
+            elif current != (write.expected_version, write.expected_seq):
                 raise ConflictError(
-                    f"task {task_id!r} is at seq {current}, write expected {write.expected_seq}"
-                )
-            view[task_id] = write.record.seq
+                    f"task {task_id!r} is at (version, seq) {current}, write expected "
+                    f"{(write.expected_version, write.expected_seq)}")
+            view[task_id] = (write.record.version, write.record.seq)
         for write in writes:
             self._apply(write)
 

@@ -1,17 +1,20 @@
 """PostgreSQL `TaskBackend`: the store several server replicas can share.
 
 The same tables and semantics as the SQLite backend (runtime/store/sqlite.py):
-a `commit(writes)` batch is one transaction; a write whose `expected_seq` does
-not hold (`UPDATE ... WHERE seq = expected`, `INSERT ... ON CONFLICT DO
-NOTHING`) raises `ConflictError` and stores nothing from the batch. Under READ
-COMMITTED a replica racing on the same row waits for the other's commit and
-then finds the sequence moved on, so optimistic concurrency holds across
-processes without stronger isolation.
+a `commit(writes)` batch is one transaction; a write whose expected version does
+not hold (`UPDATE ... WHERE task_id = $ AND version = $`, `INSERT ... ON
+CONFLICT DO NOTHING`) raises `ConflictError` and stores nothing from the batch.
+Under READ COMMITTED a replica racing on the same row waits for the other's
+commit and then finds the version moved on, so compare-and-set holds across
+processes without stronger isolation, for writes without events (a claim) too.
+
+The backend is also a `ChangeFeed` (postgres_feed): each commit notifies the
+other replicas in its own transaction, and `run_change_feed` listens for theirs.
 
 Queries run on trio's own I/O waits through psycopg's generator protocol
 (postgres_driver), from a bounded pool that survives losing the database
 (postgres_pool). A call whose connection turns out to be lost is run once more
-on a fresh one. For a commit that is safe because of the sequence check: if the
+on a fresh one. For a commit that is safe because of the version check: if the
 connection died after COMMIT was sent, the retry either applies the batch or
 conflicts, and a conflict is then checked against what is stored (the batch may
 have landed after all).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -30,14 +34,17 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from actors.store_port import (
+    ChangeListener,
     ConflictError,
     PushConfigRecord,
     StoredEvent,
+    TaskChange,
     TaskPage,
     TaskQuery,
     TaskRecord,
     TaskWrite,
 )
+from runtime.store import postgres_feed as feed
 from runtime.store import postgres_sql as sql
 from runtime.store.memory import UNFINISHED_STATES, check_write
 from runtime.store.postgres_driver import PgConnection, display_url
@@ -60,10 +67,16 @@ _UNFINISHED = sql.text_array(s.value for s in UNFINISHED_STATES)
 
 
 class PostgresBackend:
-    """`TaskBackend` on a PostgreSQL database. Build it with `open_postgres_backend`."""
+    """`TaskBackend` and `ChangeFeed` on a PostgreSQL database. Build it with
+    `open_postgres_backend`."""
 
-    def __init__(self, pool: PgPool) -> None:
+    def __init__(self, pool: PgPool, *, backoff: tuple[float, float] = (0.5, 30.0),
+                 rng: random.Random | None = None) -> None:
         self._pool = pool
+        self._backoff = backoff
+        self._rng = rng or random.Random()
+        self.origin = uuid.uuid4().hex[:16]
+        """Names this backend's commits in change notifications, so its own are skipped."""
 
     @property
     def url(self) -> str:
@@ -112,7 +125,7 @@ class PostgresBackend:
             sent = [False]
             async with self._pool.connection() as conn:
                 try:
-                    await _commit(conn, writes, sent)
+                    await _commit(conn, writes, sent, self.origin)
                     return
                 except ConflictError:
                     if ambiguous and await _landed(conn, writes):
@@ -192,6 +205,27 @@ class PostgresBackend:
         res = await self._call(lambda conn: conn.execute(sql.LIST_PENDING_PUSH))
         return [sql.push_row(row) for row in res.rows]
 
+    # --- the change feed ------------------------------------------------------------
+
+    async def run_change_feed(
+        self, listener: ChangeListener, *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Report other replicas' commits to `listener` until cancelled (postgres_feed)."""
+        follower = feed.PgChangeFeed(self._pool, self.origin, backoff=self._backoff,
+                                     rng=self._rng)
+        await follower.run(listener, task_status=task_status)
+
+    async def task_versions(self, task_ids: Sequence[str]) -> list[TaskChange]:
+        """Where each of these tasks stands (the ones that exist), in one statement."""
+        if not task_ids:
+            await trio.lowlevel.checkpoint()
+            return []
+        ids = sql.text_array(task_ids)
+        res = await self._call(lambda conn: conn.execute(sql.TASK_VERSIONS, (ids,)))
+        return [TaskChange(task_id=str(task_id), version=int(str(version)), seq=int(str(seq)))
+                for task_id, version, seq in res.rows]
+
     # --- lifecycle ----------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -199,8 +233,10 @@ class PostgresBackend:
         await self._pool.aclose()
 
 
-async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bool]) -> None:
-    """The batch in one transaction; `sent[0]` is set just before COMMIT goes out."""
+async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bool],
+                  origin: str) -> None:
+    """The batch in one transaction, notifying the other replicas of it (delivered only
+    if it commits); `sent[0]` is set just before COMMIT goes out."""
     keys: list[str] = []
     seqs: list[int] = []
     bodies: list[str] = []
@@ -214,9 +250,11 @@ async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bo
                 if not res.rows:
                     raise ConflictError(f"task {task_id!r} already exists")
             else:
-                res = await conn.execute(sql.UPDATE_TASK, (*params, write.expected_seq))
+                res = await conn.execute(
+                    sql.UPDATE_TASK, (*params, write.expected_version, write.expected_seq))
                 if not res.rows:
-                    raise ConflictError(f"task {task_id!r} is not at seq {write.expected_seq}")
+                    raise ConflictError(f"task {task_id!r} is not at version "
+                                        f"{write.expected_version} (seq {write.expected_seq})")
             key = str(res.rows[0][0])
             for event in write.events:
                 keys.append(key)
@@ -230,6 +268,7 @@ async def _commit(conn: PgConnection, writes: Sequence[TaskWrite], sent: list[bo
                 await conn.execute(sql.INSERT_EVENTS, arrays)
             except psycopg.errors.UniqueViolation as exc:
                 raise ConflictError("event sequence number already stored") from exc
+        await conn.execute(feed.NOTIFY, (sql.text_array(feed.payloads(origin, writes)),))
         sent[0] = True
         await conn.script("COMMIT")
     except BaseException:
@@ -242,11 +281,12 @@ async def _landed(conn: PgConnection, writes: Sequence[TaskWrite]) -> bool:
     """Whether every task of the batch is stored exactly as the batch leaves it."""
     final = {write.record.task_id: write.record for write in writes}
     res = await conn.execute(
-        "SELECT task_id, seq, task_json, dispatch_json FROM tasks"
+        "SELECT task_id, version, seq, task_json, dispatch_json FROM tasks"
         " WHERE task_id = ANY($1::text[])", (sql.text_array(final),))
     stored = {row[0]: row[1:] for row in res.rows}
     return all(
-        stored.get(task_id) == (str(r.seq), sql.dump(r.task), sql.dispatch_json(r))
+        stored.get(task_id) == (str(r.version), str(r.seq), sql.dump(r.task),
+                                sql.dispatch_json(r))
         for task_id, r in final.items()
     )
 
@@ -320,9 +360,10 @@ async def open_postgres_backend(
     url = _with_app_name(url)
     conn = await _open_connection(url, run_migrations=run_migrations,
                                   connect_timeout=connect_timeout)
+    rng = rng or random.Random()
     pool = PgPool(url, pool_size, connect_timeout=connect_timeout, backoff=backoff, rng=rng)
     pool.adopt(conn)
-    backend = PostgresBackend(pool)
+    backend = PostgresBackend(pool, backoff=backoff, rng=rng)
     logger.info("opened task store %s (schema v%d, pool of %d)",
                 display_url(url), SCHEMA_VERSION, pool_size)
     async with trio.open_nursery() as nursery:

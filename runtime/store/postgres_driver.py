@@ -14,6 +14,11 @@ once per connection and reused.
 A connection interrupted mid-protocol (cancelled, or the socket failed) is
 closed on the spot: its state is unknown, and the server rolls back whatever
 transaction it had open when the socket goes away.
+
+A connection that LISTENs (the change feed, postgres_feed) keeps the
+notifications it receives, also those libpq reads while a statement runs on it
+(psycopg's generators would otherwise drop them), and `wait_notifies` waits for
+them on trio's socket wait like any query.
 """
 
 from __future__ import annotations
@@ -133,6 +138,8 @@ class PgConnection:
         self._fileno = pgconn.socket
         self._prepared: dict[str, bytes] = {}
         self._closed = False
+        self._notifies: list[pq.PGnotify] = []
+        pgconn.notify_handler = self._notifies.append  # see the module docstring
 
     @classmethod
     async def connect(cls, conninfo: str) -> PgConnection:
@@ -216,6 +223,26 @@ class PgConnection:
                 rows.append(tuple(_text(res.get_value(row, col)) for col in range(res.nfields)))
             count = res.command_tuples or res.ntuples
         return Result(rows=rows, rowcount=count)
+
+    async def wait_notifies(self) -> list[tuple[str, str]]:
+        """(channel, payload) of the notifications received since the last call, in
+        the order they came, waiting until there is one. `psycopg.OperationalError`
+        (and the connection closed) if it is lost meanwhile."""
+        while not self._notifies:
+            await trio.lowlevel.wait_readable(self._fileno)
+            try:
+                self._pgconn.consume_input()
+            except psycopg.OperationalError:
+                self.close()
+                raise
+            while (notify := self._pgconn.notifies()) is not None:
+                self._notifies.append(notify)
+            if self.broken:
+                self.close()
+                raise psycopg.OperationalError("the server closed the connection")
+        got = [(n.relname.decode(), n.extra.decode()) for n in self._notifies]
+        self._notifies.clear()
+        return got
 
     def close(self) -> None:
         """Close at once (idempotent); the server rolls back an open transaction."""

@@ -65,8 +65,18 @@ CREATE TABLE push_configs (
 );
 """
 
+# The row version every write compares and sets. Existing rows start at their
+# sequence number: any start will do, since a version only has to grow with every
+# write from here on and writers read it back with the row before they write.
+_V2 = """
+ALTER TABLE tasks ADD COLUMN version bigint;
+UPDATE tasks SET version = seq;
+ALTER TABLE tasks ALTER COLUMN version SET NOT NULL;
+"""
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("tasks, event logs and push configs", _V1),
+    ("row versions: every write compares and sets", _V2),
 )
 """(description, SQL) of each version, in order: version n is MIGRATIONS[n - 1]."""
 

@@ -23,30 +23,36 @@ from protocol.models import StreamResponse, Task, TaskPushNotificationConfig
 
 __all__ = [
     "DELETE_PUSH", "GET_PUSH", "GET_TASK", "INSERT_EVENTS", "INSERT_TASK", "LIST_PENDING_PUSH",
-    "LIST_PUSH", "LIST_UNFINISHED", "READ_EVENTS", "SET_DELIVERED", "UPDATE_TASK", "UPSERT_PUSH",
+    "LIST_PUSH", "LIST_UNFINISHED", "READ_EVENTS", "SET_DELIVERED", "TASK_VERSIONS", "UPDATE_TASK",
+    "UPSERT_PUSH",
     "dispatch_json", "dump", "event_row", "list_tasks_sql", "push_params", "push_row",
     "task_params", "task_row", "text_array",
 ]
 
-_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at, dispatch_json"
+_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at, dispatch_json, version"
 _PUSH_COLUMNS = "config_json, owner, delivered_seq"
 
-# Both take task_params() first; the update adds the expected seq.
+# Both take task_params() first; the update adds the expected version and seq. The
+# update is the compare-and-set: it changes the row only if no other writer moved its
+# version on (under READ COMMITTED a racing writer waits for the row lock, then finds
+# the version changed and updates nothing).
 INSERT_TASK = (
     "INSERT INTO tasks (context_id, owner, state, seq, created_at, status_at, task_json,"
-    " dispatch_json, task_id) VALUES ($1, $2, $3, $4::bigint, $5::float8, $6::float8, $7, $8,"
-    " $9) ON CONFLICT (task_id) DO NOTHING RETURNING task_key"
+    " dispatch_json, version, task_id) VALUES ($1, $2, $3, $4::bigint, $5::float8,"
+    " $6::float8, $7, $8, $9::bigint, $10) ON CONFLICT (task_id) DO NOTHING RETURNING task_key"
 )
 UPDATE_TASK = (
     "UPDATE tasks SET context_id = $1, owner = $2, state = $3, seq = $4::bigint,"
-    " created_at = $5::float8, status_at = $6::float8, task_json = $7, dispatch_json = $8"
-    " WHERE task_id = $9 AND seq = $10::bigint RETURNING task_key"
+    " created_at = $5::float8, status_at = $6::float8, task_json = $7, dispatch_json = $8,"
+    " version = $9::bigint"
+    " WHERE task_id = $10 AND version = $11::bigint AND seq = $12::bigint RETURNING task_key"
 )
 INSERT_EVENTS = (
     "INSERT INTO events (task_key, seq, event_json)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])"
 )
 GET_TASK = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = $1"
+TASK_VERSIONS = "SELECT task_id, version, seq FROM tasks WHERE task_id = ANY($1::text[])"
 READ_EVENTS = (
     "SELECT seq, event_json FROM events"
     " WHERE task_key = (SELECT task_key FROM tasks WHERE task_id = $1) AND seq > $2::bigint"
@@ -124,16 +130,18 @@ def dispatch_json(record: TaskRecord) -> str | None:
 
 
 def task_params(record: TaskRecord) -> tuple[Any, ...]:
-    """(context_id, owner, state, seq, created_at, status_at, task_json, dispatch_json, task_id)."""
+    """(context_id, owner, state, seq, created_at, status_at, task_json, dispatch_json,
+    version, task_id)."""
     task = record.task
     return (task.context_id, record.owner, task.status.state.value, record.seq,
-            record.created_at, record.status_at, dump(task), dispatch_json(record), task.id)
+            record.created_at, record.status_at, dump(task), dispatch_json(record),
+            record.version, task.id)
 
 
 def task_row(row: Sequence[str | None]) -> TaskRecord:
-    task_json, owner, seq, created_at, status_at, dispatch = row
+    task_json, owner, seq, created_at, status_at, dispatch, version = row
     assert task_json is not None and owner is not None and seq is not None
-    assert created_at is not None and status_at is not None
+    assert created_at is not None and status_at is not None and version is not None
     return TaskRecord(
         task=Task.model_validate_json(task_json),
         owner=owner,
@@ -142,6 +150,7 @@ def task_row(row: Sequence[str | None]) -> TaskRecord:
         status_at=float(status_at),
         dispatch=(_DEFAULT_DISPATCH if dispatch is None
                   else DispatchState.from_json(json.loads(dispatch))),
+        version=int(version),
     )
 
 

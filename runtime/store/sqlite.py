@@ -5,6 +5,9 @@ One writer connection and one reader connection, each serialized by its own
 snapshot while a commit is in flight, so reads never queue behind writes. Worker
 threads are never abandoned on cancellation, because a connection must not be
 used by two threads at once and a transaction must not be left half-done.
+
+A write is compare-and-set on the row's version (`UPDATE ... WHERE version = ?`),
+as on PostgreSQL; the schema and its migrations are in `sqlite_schema`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from actors.store_port import (
 from protocol.models import StreamResponse, Task, TaskPushNotificationConfig
 from runtime.store.errors import sqlite_open_error
 from runtime.store.memory import UNFINISHED_STATES, check_write
+from runtime.store.sqlite_schema import SCHEMA_VERSION, prepare_schema
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "open_sqlite_backend"]
 
@@ -52,63 +56,17 @@ latency 15 ms vs 2 ms, throughput ~12% lower in a local run).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the WAL file is truncated back to after a checkpoint, so a burst does not keep its disk."""
 
-SCHEMA_VERSION = 2
-"""Stored in PRAGMA user_version; bump it and add a migration step when the schema changes."""
-
-_SCHEMA = """
-CREATE TABLE tasks (
-    task_key   INTEGER PRIMARY KEY,
-    task_id    TEXT NOT NULL UNIQUE,
-    context_id TEXT NOT NULL,
-    owner      TEXT NOT NULL,
-    state      TEXT NOT NULL,
-    seq        INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    status_at  REAL NOT NULL,
-    task_json  TEXT NOT NULL,
-    dispatch_json TEXT
-);
-CREATE INDEX tasks_by_time    ON tasks (status_at DESC, task_id DESC);
-CREATE INDEX tasks_by_owner   ON tasks (owner, status_at DESC, task_id DESC);
-CREATE INDEX tasks_by_context ON tasks (context_id, status_at DESC, task_id DESC);
-CREATE INDEX tasks_by_state   ON tasks (state, status_at DESC, task_id DESC);
--- Keyed by the task's integer key (a rowid alias, so stable across VACUUM), not
--- its id: ids are usually random UUIDs, and keying the log by them scatters every
--- commit over the whole B-tree. Integer keys grow with creation, so appends to
--- live tasks' logs land in the last few pages (measured: ~25% fewer WAL pages
--- per commit).
-CREATE TABLE events (
-    task_key   INTEGER NOT NULL,
-    seq        INTEGER NOT NULL,
-    event_json TEXT NOT NULL,
-    PRIMARY KEY (task_key, seq)
-) WITHOUT ROWID;
--- `created` aliases the rowid: assigned increasing on insert, kept on upsert and
--- stable across VACUUM, so it gives creation order.
-CREATE TABLE push_configs (
-    created       INTEGER PRIMARY KEY,
-    task_id       TEXT NOT NULL,
-    config_id     TEXT NOT NULL,
-    owner         TEXT NOT NULL,
-    delivered_seq INTEGER NOT NULL,
-    config_json   TEXT NOT NULL,
-    UNIQUE (task_id, config_id)
-);
-"""
-
 # Both take the same leading parameters (see _commit_sync).
 _INSERT_TASK = (
     "INSERT INTO tasks (context_id, owner, state, seq, created_at, status_at, task_json,"
-    " dispatch_json, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " dispatch_json, version, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Compare-and-set: the row changes only if it is still at the expected version (and seq).
 _UPDATE_TASK = (
     "UPDATE tasks SET context_id = ?, owner = ?, state = ?, seq = ?, created_at = ?,"
-    " status_at = ?, task_json = ?, dispatch_json = ? WHERE task_id = ? AND seq = ?"
+    " status_at = ?, task_json = ?, dispatch_json = ?, version = ?"
+    " WHERE task_id = ? AND version = ? AND seq = ?"
 )
-_MIGRATIONS = {
-    # v1 -> v2: routing, attempts and leases of remote workers
-    1: ["ALTER TABLE tasks ADD COLUMN dispatch_json TEXT"],
-}
 _INSERT_EVENT = (
     "INSERT INTO events (task_key, seq, event_json)"
     " VALUES ((SELECT task_key FROM tasks WHERE task_id = ?), ?, ?)"
@@ -119,7 +77,7 @@ _UPSERT_PUSH = (
     " owner = excluded.owner, delivered_seq = excluded.delivered_seq,"
     " config_json = excluded.config_json"
 )
-_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at, dispatch_json"
+_TASK_COLUMNS = "task_json, owner, seq, created_at, status_at, dispatch_json, version"
 _PUSH_COLUMNS = "config_json, owner, delivered_seq"
 
 
@@ -130,7 +88,7 @@ def _dump(model: Any) -> str:
 _DEFAULT_DISPATCH = DispatchState()
 
 
-def _task_row(row: tuple[str, str, int, float, float, str | None]) -> TaskRecord:
+def _task_row(row: tuple[str, str, int, float, float, str | None, int]) -> TaskRecord:
     return TaskRecord(
         task=Task.model_validate_json(row[0]),
         owner=row[1],
@@ -139,6 +97,7 @@ def _task_row(row: tuple[str, str, int, float, float, str | None]) -> TaskRecord
         status_at=row[4],
         dispatch=(_DEFAULT_DISPATCH if row[5] is None
                   else DispatchState.from_json(json.loads(row[5]))),
+        version=row[6],
     )
 
 
@@ -170,36 +129,6 @@ def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
     return conn
-
-
-def _prepare_schema(conn: sqlite3.Connection) -> None:
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if mode.lower() != "wal":
-        raise RuntimeError(f"could not switch {conn} to WAL mode (got {mode!r})")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            logger.info("created task store schema v%d", SCHEMA_VERSION)
-        elif version in _MIGRATIONS:
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
-                version += 1
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            logger.info("migrated task store schema to v%d", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
-            raise RuntimeError(
-                f"task store schema v{version} is not supported (this build: v{SCHEMA_VERSION})"
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 class SQLiteBackend:
@@ -447,6 +376,7 @@ def _commit_sync(conn: sqlite3.Connection, writes: Sequence[TaskWrite]) -> None:
                 record.status_at,
                 _dump(task),
                 _dispatch_json(record),
+                record.version,
                 task_id,
             )
             if write.expected_seq is None:
@@ -454,8 +384,10 @@ def _commit_sync(conn: sqlite3.Connection, writes: Sequence[TaskWrite]) -> None:
                     conn.execute(_INSERT_TASK, row)
                 except sqlite3.IntegrityError as exc:
                     raise ConflictError(f"task {task_id!r} already exists") from exc
-            elif conn.execute(_UPDATE_TASK, (*row, write.expected_seq)).rowcount != 1:
-                raise ConflictError(f"task {task_id!r} is not at seq {write.expected_seq}")
+            elif conn.execute(_UPDATE_TASK, (*row, write.expected_version, write.expected_seq)
+                              ).rowcount != 1:
+                raise ConflictError(f"task {task_id!r} is not at version "
+                                    f"{write.expected_version} (seq {write.expected_seq})")
             events.extend((task_id, e.seq, _dump(e.event)) for e in write.events)
             pushes.extend(_push_params(p) for p in write.push_configs)
         try:
@@ -497,7 +429,7 @@ async def open_sqlite_backend(
             file.parent.mkdir(parents=True, exist_ok=True)
             writer = _connect(str(file), synchronous, busy_timeout)
             try:
-                _prepare_schema(writer)
+                prepare_schema(writer)
                 reader = _connect(str(file), synchronous, busy_timeout)
                 reader.execute("PRAGMA query_only = ON")
             except BaseException:

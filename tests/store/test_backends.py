@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -85,7 +86,8 @@ def create(
         status_at=at,
     )
     log = tuple(make_event(task_id, s, state, context_id) for s in range(1, events + 1))
-    return TaskWrite(record=record, events=log, expected_seq=None, push_configs=push)
+    return TaskWrite(record=record, events=log, expected_seq=None, expected_version=None,
+                     push_configs=push)
 
 
 def advance(
@@ -95,12 +97,15 @@ def advance(
     at: float | None = None,
     events: int = 1,
     expected_seq: int | None = None,
+    expected_version: int | None = None,
 ) -> TaskWrite:
     """The write that moves `record` to `state` with `events` new log entries.
 
-    `expected_seq` overrides where the writer believes the task stands (to make stale writes).
+    `expected_seq` and `expected_version` override where the writer believes the task
+    stands (to make stale writes).
     """
     base = record.seq if expected_seq is None else expected_seq
+    version = record.version if expected_version is None else expected_version
     task = record.task.model_copy(update={"status": TaskStatus(state=state)})
     new = TaskRecord(
         task=task,
@@ -108,11 +113,12 @@ def advance(
         seq=base + events,
         created_at=record.created_at,
         status_at=record.status_at + 1 if at is None else at,
+        version=version + 1,
     )
     log = tuple(
         make_event(task.id, s, state, task.context_id) for s in range(base + 1, base + events + 1)
     )
-    return TaskWrite(record=new, events=log, expected_seq=base)
+    return TaskWrite(record=new, events=log, expected_seq=base, expected_version=version)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -246,6 +252,66 @@ async def test_malformed_write_is_refused(backend: TaskBackend) -> None:
         with pytest.raises(ValueError, match="record.seq"):
             await backend.commit([short])
         assert await backend.get_task("t1") is None
+
+
+def lease_write(record: TaskRecord, worker: str) -> TaskWrite:
+    """A claim: a write with a lease and no event (the sequence number stays)."""
+    lease = Lease(worker_id=worker, attempt_id=f"{worker}-1", expires_at=T0 + 90)
+    leased = attrs.evolve(record, dispatch=DispatchState(attempts=1, lease=lease),
+                          version=record.version + 1)
+    return TaskWrite(record=leased, events=(), expected_seq=record.seq,
+                     expected_version=record.version)
+
+
+async def test_a_write_without_events_is_compare_and_set(backend: TaskBackend) -> None:
+    """Two claims built on the same record: the sequence number cannot tell them apart,
+    the version does, so the second is refused instead of overwriting the first."""
+    with trio.fail_after(TIMEOUT):
+        first = create("t1")
+        await backend.commit([first])
+        mine, theirs = lease_write(first.record, "a"), lease_write(first.record, "b")
+        await backend.commit([mine])
+        with pytest.raises(ConflictError):
+            await backend.commit([theirs])
+        got = await backend.get_task("t1")
+        assert got == mine.record
+        assert got is not None and got.version == 2 and got.seq == 1
+        assert got.dispatch.lease is not None and got.dispatch.lease.worker_id == "a"
+        # built on what is stored now, it goes through
+        await backend.commit([advance(got, TaskState.WORKING)])
+        got = await backend.get_task("t1")
+        assert got is not None and (got.version, got.seq) == (3, 2)
+
+
+async def test_every_write_moves_the_version_on(backend: TaskBackend) -> None:
+    with trio.fail_after(TIMEOUT):
+        first = create("t1", events=3)
+        second = advance(first.record, TaskState.WORKING, events=2)
+        third = lease_write(second.record, "w")
+        await backend.commit([first])
+        assert (await backend.get_task("t1")).version == 1  # type: ignore[union-attr]
+        await backend.commit([second, third])
+        got = await backend.get_task("t1")
+        assert got == third.record
+        assert got is not None and (got.version, got.seq) == (3, 5)
+        # a stale version is refused even with the right sequence number
+        with pytest.raises(ConflictError):
+            await backend.commit([advance(got, TaskState.COMPLETED, expected_version=2)])
+        assert await backend.get_task("t1") == third.record
+
+
+async def test_malformed_versions_are_refused(backend: TaskBackend) -> None:
+    with trio.fail_after(TIMEOUT):
+        first = create("t1")
+        await backend.commit([first])
+        update = advance(first.record, TaskState.WORKING)
+        unversioned = attrs.evolve(update, expected_version=None)
+        with pytest.raises(ValueError, match="expected_version"):
+            await backend.commit([unversioned])
+        standing = attrs.evolve(update, record=attrs.evolve(update.record, version=1))
+        with pytest.raises(ValueError, match="version"):
+            await backend.commit([standing])
+        assert await backend.get_task("t1") == first.record
 
 
 async def test_read_events_after_seq_and_limit(backend: TaskBackend) -> None:
@@ -585,8 +651,9 @@ async def test_dispatch_state_round_trips(backend: TaskBackend) -> None:
             claim_artifacts=(("art-1", 3), ("art-2", 1)),
         )
         leased = TaskRecord(task=first.record.task, owner="", seq=1, created_at=T0,
-                            status_at=T0, dispatch=dispatch)
-        await backend.commit([TaskWrite(record=leased, events=(), expected_seq=1)])
+                            status_at=T0, dispatch=dispatch, version=2)
+        await backend.commit([TaskWrite(record=leased, events=(), expected_seq=1,
+                                        expected_version=1)])
         got = await backend.get_task("t1")
         assert got is not None and got.dispatch == dispatch
         assert [r.dispatch for r in await backend.list_unfinished()] == [dispatch]
@@ -601,6 +668,7 @@ async def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
             await db.commit([create("t1")])
         conn = sqlite3.connect(path)
         conn.execute("ALTER TABLE tasks DROP COLUMN dispatch_json")
+        conn.execute("ALTER TABLE tasks DROP COLUMN version")
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
         conn.close()
@@ -608,9 +676,32 @@ async def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
             got = await db.get_task("t1")
             assert got is not None and got.dispatch == DispatchState()
             leased = TaskRecord(task=got.task, owner="", seq=1, created_at=T0, status_at=T0,
-                                dispatch=DispatchState(attempts=1))
-            await db.commit([TaskWrite(record=leased, events=(), expected_seq=1)])
+                                dispatch=DispatchState(attempts=1), version=2)
+            await db.commit([TaskWrite(record=leased, events=(), expected_seq=1,
+                                       expected_version=1)])
             assert (await db.get_task("t1")).dispatch.attempts == 1  # type: ignore[union-attr]
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         conn.close()
+
+
+async def test_sqlite_migrates_a_v2_file_versions_from_seq(tmp_path: Path) -> None:
+    """A file written by schema v2 (no version column) opens; each row's version starts
+    at its sequence number and writes compare-and-set on it from there."""
+    with trio.fail_after(TIMEOUT):
+        path = tmp_path / "tasks.sqlite3"
+        first = create("t1", events=3)
+        async with open_sqlite_backend(path) as db:
+            await db.commit([first])
+        conn = sqlite3.connect(path)
+        conn.execute("ALTER TABLE tasks DROP COLUMN version")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+        conn.close()
+        async with open_sqlite_backend(path) as db:
+            got = await db.get_task("t1")
+            assert got == attrs.evolve(first.record, version=3)
+            await db.commit([lease_write(got, "a")])
+            with pytest.raises(ConflictError):
+                await db.commit([lease_write(got, "b")])
+            assert (await db.get_task("t1")).version == 4  # type: ignore[union-attr]

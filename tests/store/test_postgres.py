@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 import trio
@@ -131,6 +132,38 @@ async def test_migrate_then_open_without_migrating(fresh_postgres_url: str) -> N
         async with open_postgres_backend(fresh_postgres_url, run_migrations=False) as backend:
             await backend.commit([create("t1")])
             assert (await backend.get_task("t1")) == create("t1").record
+
+
+async def test_a_v1_database_migrates_versions_from_seq(fresh_postgres_url: str) -> None:
+    """Rows stored before row versions existed start at version = seq, and writes
+    compare-and-set on it from there."""
+    first = create("t1", events=3)
+    r = first.record
+
+    def v1() -> None:
+        with psycopg.connect(fresh_postgres_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                         " description text NOT NULL, applied_at timestamptz NOT NULL"
+                         " DEFAULT now())")
+            conn.execute(MIGRATIONS[0][1])  # type: ignore[arg-type]
+            conn.execute("INSERT INTO schema_version (version, description) VALUES (1, %s)",
+                         (MIGRATIONS[0][0],))
+            conn.execute(
+                "INSERT INTO tasks (task_id, context_id, owner, state, seq, created_at,"
+                " status_at, task_json) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (r.task_id, r.task.context_id, r.owner, r.state.value, r.seq, r.created_at,
+                 r.status_at, r.task.model_dump_json(by_alias=True, exclude_none=True)))
+
+    with trio.fail_after(TIMEOUT):
+        await trio.to_thread.run_sync(v1)
+        assert await migrate(fresh_postgres_url) == (1, SCHEMA_VERSION)
+        async with open_postgres_backend(fresh_postgres_url) as backend:
+            got = await backend.get_task("t1")
+            assert got is not None and got == attrs.evolve(r, version=3)
+            await backend.commit([advance(got, TaskState.WORKING)])
+            with pytest.raises(ConflictError):
+                await backend.commit([advance(got, TaskState.CANCELED)])
+            assert (await backend.get_task("t1")).version == 4  # type: ignore[union-attr]
 
 
 async def test_a_newer_schema_is_refused(fresh_postgres_url: str) -> None:
