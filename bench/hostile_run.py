@@ -41,11 +41,11 @@ class HostileOptions:
     """Connections at work at a time."""
     parked: int = 256
     """More connections that have waited over PARK_AFTER seconds for an answer."""
-    deadline: float = 5.0
+    deadline: float = 10.0
     """Seconds an awaited answer (or a close) may take; after that: stuck."""
     settle: float = 10.0
     """Seconds the server gets after the run to close its CLOSE-WAIT sockets."""
-    head_hold: float = 20.0
+    head_hold: float = 30.0
     """Seconds within which the server must close an incomplete request head."""
     head_probes: int = 4
     max_seconds: float = 3600.0
@@ -55,6 +55,8 @@ class HostileOptions:
     kinds: tuple[str, ...] = ()
     repo: str = ""
     """Another checkout whose server to run (default: this one)."""
+    server_args: tuple[str, ...] = ()
+    """More flags for ``python -m runtime server`` (say ``--header-timeout=5``)."""
     replay: tuple[int, ...] = ()
     keep_data: bool = False
     progress: bool = True
@@ -69,7 +71,8 @@ class Tally:
     statuses: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)
     closed: Counter = field(default_factory=Counter)
-    refused: int = 0
+    refused: Counter = field(default_factory=Counter)
+    """Connections that could not be made, by errno."""
     slowest: list = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     errors: dict = field(default_factory=dict)
@@ -139,7 +142,8 @@ async def run_cases(opts: HostileOptions, target: Target, tally: Tally,
     def record(case: Case, out: Outcome) -> None:
         tally.kinds[case.kind] += 1
         tally.statuses.update(out.statuses)
-        tally.refused += out.refused
+        if out.refused:
+            tally.refused[out.refused] += 1
         if not out.stuck and out.statuses:
             tally.slowest = sorted([*tally.slowest, (round(out.seconds, 2), case.index,
                                                      case.label[:100])], reverse=True)[:5]

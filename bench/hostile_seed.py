@@ -61,7 +61,7 @@ class Server:
 
 
 def start_server(data_dir: Path, max_body: int, repo: Path | None = None,
-                 timeout: float = 30.0) -> Server:
+                 extra: tuple[str, ...] = (), timeout: float = 30.0) -> Server:
     """``python -m runtime server --port 0`` on a fresh SQLite dir, with client and
     worker tokens; back once it says where it listens. `repo`: the checkout whose
     server runs (default: this one), to check another branch's fixes; nothing is
@@ -78,7 +78,7 @@ def start_server(data_dir: Path, max_body: int, repo: Path | None = None,
     argv = [sys.executable, "-m", "runtime", "server", "--host", HOST, "--port", "0",
             "--store", "sqlite", "--data-dir", str(data_dir / "data"),
             "--tokens-file", str(tokens), "--worker-tokens-file", str(workers),
-            "--max-body", str(max_body), "--log-level", "warning"]
+            "--max-body", str(max_body), "--log-level", "warning", *extra]
     with open(logf, "wb") as out:
         proc = subprocess.Popen(argv, cwd=repo or REPO_DIR, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
@@ -131,8 +131,17 @@ def _snapshot(client: httpx.Client, task_id: str) -> dict:
             "push": _rpc(client, "ListTaskPushNotificationConfigs", {"taskId": task_id})}
 
 
-def _owner_ids(client: httpx.Client) -> set[str]:
-    return {t["id"] for t in _rpc(client, "ListTasks", {"pageSize": 100})["tasks"]}
+def _owner_ids(client: httpx.Client, pages: int = 100) -> set[str]:
+    """The ids of every task the client's principal has (at most `pages` pages)."""
+    ids: set[str] = set()
+    params: dict = {"pageSize": 100}
+    for _ in range(pages):
+        page = _rpc(client, "ListTasks", params)
+        ids |= {t["id"] for t in page["tasks"]}
+        if not page.get("nextPageToken"):
+            break
+        params = {"pageSize": 100, "pageToken": page["nextPageToken"]}
+    return ids
 
 
 @dataclass

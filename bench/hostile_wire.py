@@ -13,6 +13,7 @@ case's linger, then closed: that is the "subscribe closed early" traffic).
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import socket
@@ -194,8 +195,9 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     """Server errors, with the status of the response."""
     stuck: str = ""
-    refused: bool = False
-    """No connection: the server's listener is not there (crashed, restarting, gone)."""
+    refused: str = ""
+    """No connection, and why: ECONNREFUSED (the listener is not there: crashed,
+    restarting, gone) or EADDRNOTAVAIL (no local port left for a new connection)."""
     closed: bool = False
     """The server closed (or reset) before every awaited answer came."""
     note: str = ""
@@ -216,8 +218,8 @@ async def run_raw(case: Case, port: int, deadline: float) -> Outcome:
     t0 = time.monotonic()
     try:
         stream = await trio.open_tcp_stream(HOST, port)
-    except OSError:
-        out.refused = True
+    except OSError as exc:
+        out.refused = connect_errno(exc)
         await trio.sleep(0.05)  # not a hot loop while the listener is down
         return out
     parser = ResponseParser()
@@ -299,6 +301,18 @@ async def run_raw(case: Case, port: int, deadline: float) -> Outcome:
     return out
 
 
+def connect_errno(exc: BaseException) -> str:
+    """The errno name behind a failed connect (trio and httpx wrap it)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        e = seen.pop()
+        if isinstance(e, OSError) and e.errno:
+            return errno.errorcode.get(e.errno, str(e.errno))
+        seen += [c for c in (e.__cause__, e.__context__) if c is not None]
+        seen += list(getattr(e, "exceptions", ()))
+    return "connect failed"
+
+
 def _split(data: bytes, n: int) -> list[bytes]:
     size = max(1, -(-len(data) // n))
     return [data[i:i + size] for i in range(0, len(data), size)]
@@ -338,8 +352,8 @@ async def run_httpx(client: httpx.AsyncClient, case: Case, port: int,
     except (trio.TooSlowError, httpx.TimeoutException):
         out.stuck = (f"no answer within {deadline:g} s (httpx, on a pooled keep-alive "
                      "connection an earlier request may have left wedged)")
-    except httpx.ConnectError:
-        out.refused = True
+    except httpx.ConnectError as exc:
+        out.refused = connect_errno(exc)
         await trio.sleep(0.05)
     except httpx.HTTPError as exc:
         out.closed = True

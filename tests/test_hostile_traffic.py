@@ -23,8 +23,8 @@ from bench.hostile_run import HostileOptions
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = HostileOptions(requests=1500, seed=20261207, deadline=5.0, settle=5.0,
-                         head_hold=20.0, max_seconds=40.0, progress=False)
+OPTIONS = HostileOptions(requests=1500, seed=20261207, deadline=10.0, settle=5.0,
+                         head_hold=30.0, max_seconds=40.0, progress=False)
 
 
 @pytest.fixture(scope="module")
