@@ -85,14 +85,14 @@ def run_hostile(opts: HostileOptions) -> dict:
     restarts = server.log_count(HTTP_RESTART)
     emfile = server.log_count("EMFILE")
     refused = tally.refused.get("ECONNREFUSED", 0)
+    up = not (answers or restarts or refused or emfile or exit_code is not None)
     conditions = {
         "no server errors": not errors,
         "no stuck connections": not stuck and not head_kept,
-        # a server that exited has no sockets left to judge
-        "no server sockets in CLOSE-WAIT": not left and exit_code is None,
+        # a listener that crashed dropped its connections: none left is no evidence
+        "no server sockets in CLOSE-WAIT": not left and up,
         "honest tasks unchanged": not changed,
-        "server up throughout": not (answers or restarts or refused or emfile
-                                     or exit_code is not None),
+        "server up throughout": up,
     }
     reasons = []
     if errors:
@@ -101,6 +101,8 @@ def run_hostile(opts: HostileOptions) -> dict:
         reasons.append(f"{stuck + len(head_kept)} stuck connections")
     if left:
         reasons.append(f"{left} server sockets in CLOSE-WAIT {waited:.1f} s after the run")
+    elif not up:
+        reasons.append("CLOSE-WAIT not judged: the server was not up throughout")
     if changed:
         reasons.append(f"honest tasks changed: {'; '.join(changed)[:600]}")
     if answers:
@@ -123,6 +125,7 @@ def run_hostile(opts: HostileOptions) -> dict:
         "statuses": dict(sorted(tally.statuses.items())), "kinds": dict(tally.kinds),
         "server_errors": tally.errors, "stuck": tally.stuck, "head_probes": tally.head_probes,
         "close_wait": left, "close_wait_settle_s": round(waited, 1), "server_sockets": sockets,
+        "close_wait_peak": tally.close_wait_peak,
         "closed_without_every_answer": dict(tally.closed), "notes": dict(tally.notes),
         "connect_failures": dict(tally.refused), "http_restarts": restarts,
         "accept_emfile": emfile, "slowest_answers": tally.slowest,
@@ -151,7 +154,8 @@ def render(r: dict) -> str:
              "left, as the server holds closed connections)",
              "slowest answers (s, case): " + "; ".join(
                  f"{sec} #{i}" for sec, i, _ in r["slowest_answers"]),
-             f"server sockets after the run: {r['server_sockets']}",
+             f"server sockets after the run: {r['server_sockets']} (CLOSE-WAIT at most "
+             f"{r['close_wait_peak']} during it)",
              f"incomplete-head probes: {r['head_probes']}"]
     for title, group in (("server errors", r["server_errors"]), ("stuck", r["stuck"])):
         for key, g in sorted(group.items(), key=lambda kv: -kv[1]["count"]):

@@ -9,6 +9,7 @@ harness's.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import trio
 from bench.hostile_cases import Case, make_case
 from bench.hostile_requests import Target
 from bench.hostile_wire import Outcome, run_httpx, run_raw, stalled_head
-from bench.procs import log
+from bench.procs import close_wait, log
 
 __all__ = ["HostileOptions", "Tally", "request_excerpt", "run_cases"]
 
@@ -79,6 +80,8 @@ class Tally:
     stuck: dict = field(default_factory=dict)
     head_probes: list[str] = field(default_factory=list)
     stopped_early: str = ""
+    close_wait_peak: int = 0
+    """The most server sockets in CLOSE-WAIT seen during the run (sampled each second)."""
 
     def add(self, group: dict, key: str, case: Case, seed: int, detail: str) -> None:
         entry = group.setdefault(key, {"count": 0, "examples": []})
@@ -185,19 +188,21 @@ async def run_cases(opts: HostileOptions, target: Target, tally: Tally,
         tally.head_probes.append(result)
 
     async def progress() -> None:
-        while True:
-            await trio.sleep(10)
-            log(f"hostile: {tally.requests} requests in {time.monotonic() - t0:.0f} s, "
-                f"{sum(g['count'] for g in tally.errors.values())} server errors, "
-                f"{sum(g['count'] for g in tally.stuck.values())} stuck")
+        for n in itertools.count(1):
+            await trio.sleep(1)
+            tally.close_wait_peak = max(tally.close_wait_peak, close_wait(target.port))
+            if opts.progress and n % 10 == 0:
+                log(f"hostile: {tally.requests} requests in {time.monotonic() - t0:.0f} s, "
+                    f"{sum(g['count'] for g in tally.errors.values())} server errors, "
+                    f"{sum(g['count'] for g in tally.stuck.values())} stuck, "
+                    f"{close_wait(target.port)} server sockets in CLOSE-WAIT")
 
     # one connection per case in flight at most, so the pool never makes a case wait
     most = opts.concurrency + opts.parked
     limits = httpx.Limits(max_connections=most, max_keepalive_connections=opts.concurrency)
     async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=opts.deadline) as client:
         async with trio.open_nursery() as outer:
-            if opts.progress:
-                outer.start_soon(progress)
+            outer.start_soon(progress)
             async with trio.open_nursery() as nursery:
                 for i in range(0 if opts.replay else opts.head_probes):
                     nursery.start_soon(probe, i % 2 == 1)

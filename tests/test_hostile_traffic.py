@@ -24,7 +24,7 @@ from bench.hostile_run import HostileOptions
 pytestmark = pytest.mark.slow
 
 OPTIONS = HostileOptions(requests=1500, seed=20261207, deadline=10.0, settle=5.0,
-                         head_hold=30.0, max_seconds=40.0, progress=False)
+                         head_hold=30.0, max_seconds=45.0, progress=False)
 
 
 @pytest.fixture(scope="module")
