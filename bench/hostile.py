@@ -85,12 +85,14 @@ def run_hostile(opts: HostileOptions) -> dict:
     restarts = server.log_count(HTTP_RESTART)
     emfile = server.log_count("EMFILE")
     refused = tally.refused.get("ECONNREFUSED", 0)
-    up = not (answers or restarts or refused or emfile or exit_code is not None)
+    # a listener that crashed dropped its connections: none stuck or left in
+    # CLOSE-WAIT is then no evidence
+    intact = not (restarts or refused or exit_code is not None)
+    up = intact and not (answers or emfile)
     conditions = {
         "no server errors": not errors,
-        "no stuck connections": not stuck and not head_kept,
-        # a listener that crashed dropped its connections: none left is no evidence
-        "no server sockets in CLOSE-WAIT": not left and up,
+        "no stuck connections": not stuck and not head_kept and intact,
+        "no server sockets in CLOSE-WAIT": not left and intact,
         "honest tasks unchanged": not changed,
         "server up throughout": up,
     }
@@ -101,8 +103,9 @@ def run_hostile(opts: HostileOptions) -> dict:
         reasons.append(f"{stuck + len(head_kept)} stuck connections")
     if left:
         reasons.append(f"{left} server sockets in CLOSE-WAIT {waited:.1f} s after the run")
-    elif not up:
-        reasons.append("CLOSE-WAIT not judged: the server was not up throughout")
+    if not intact:
+        reasons.append("stuck connections and CLOSE-WAIT not fully judged: the listener "
+                       "crashed or the server exited, which drops every connection")
     if changed:
         reasons.append(f"honest tasks changed: {'; '.join(changed)[:600]}")
     if answers:
