@@ -124,7 +124,8 @@ def run_hostile(opts: HostileOptions) -> dict:
         "passed": not reasons, "conditions": conditions, "reasons": reasons,
         "seconds": round(seconds, 1),
         "cases": tally.cases, "requests": tally.requests,
-        "requests_per_second": round(tally.requests / max(seconds, 1e-9), 1),
+        "traffic_seconds": round(tally.traffic_seconds, 1),
+        "requests_per_second": round(tally.requests / max(tally.traffic_seconds, 1e-9), 1),
         "statuses": dict(sorted(tally.statuses.items())), "kinds": dict(tally.kinds),
         "server_errors": tally.errors, "stuck": tally.stuck, "head_probes": tally.head_probes,
         "close_wait": left, "close_wait_settle_s": round(waited, 1), "server_sockets": sockets,
@@ -145,7 +146,8 @@ def run_hostile(opts: HostileOptions) -> dict:
 def render(r: dict) -> str:
     """The report for people: figures, failures grouped with examples, the verdict."""
     lines = [f"hostile traffic, seed {r['seed']}: {r['requests']} requests in {r['cases']} "
-             f"connections/cases, {r['seconds']} s ({r['requests_per_second']} req/s)",
+             f"connections/cases, {r['traffic_seconds']} s ({r['requests_per_second']} req/s; "
+             f"{r['seconds']} s with the incomplete-head probes)",
              "statuses: " + ", ".join(f"{k}: {v}" for k, v in r["statuses"].items()),
              "kinds: " + ", ".join(f"{k}: {v}" for k, v in r["kinds"].items()),
              f"closed by the server before every answer: {r['closed_without_every_answer']}",

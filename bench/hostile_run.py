@@ -80,6 +80,8 @@ class Tally:
     stuck: dict = field(default_factory=dict)
     head_probes: list[str] = field(default_factory=list)
     stopped_early: str = ""
+    traffic_seconds: float = 0.0
+    """From the first case to the last one's end (the probes may go on after it)."""
     close_wait_peak: int = 0
     """The most server sockets in CLOSE-WAIT seen during the run (sampled each second)."""
 
@@ -164,6 +166,12 @@ async def run_cases(opts: HostileOptions, target: Target, tally: Tally,
                 f"{out.closed} stuck {out.stuck!r} errors {out.errors} note {out.note!r}")
 
     async def produce(client: httpx.AsyncClient) -> None:
+        try:
+            await send_cases(client)
+        finally:
+            tally.traffic_seconds = time.monotonic() - t0
+
+    async def send_cases(client: httpx.AsyncClient) -> None:
         async with trio.open_nursery() as cases:
             indices = iter(opts.replay) if opts.replay else iter(range(10**9))
             for index in indices:

@@ -370,16 +370,17 @@ async def stalled_head(port: int, hold: float, dribble: bool) -> str:
     t0 = time.monotonic()
     closed_at: list[float] = []
 
-    async def watch() -> None:
+    async def watch(done: trio.CancelScope) -> None:
         try:
             await stream.receive_some(65536)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         closed_at.append(time.monotonic() - t0)
+        done.cancel()  # the probe ends when the server closes it
 
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch)
+            nursery.start_soon(watch, nursery.cancel_scope)
             with trio.move_on_after(hold):
                 await stream.send_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 n = 0
