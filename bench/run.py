@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Blocking SendMessage (JSON-RPC, A2A 1.0) throughput and latency, "
         "side by side for several A2A servers. Each server runs in its own "
         "subprocess on 127.0.0.1; the load generator runs in another. "
-        "`python -m bench idle-workers --help`: the idle-workers mode.",
+        "`python -m bench idle-workers --help`: the idle-workers mode; "
+        "`python -m bench hostile --help`: hostile traffic, the hardening acceptance check.",
     )
     ap.add_argument(
         "--targets",
@@ -421,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.idle_workers import main as idle_main
 
         return idle_main(argv[1:])
+    if argv[:1] == ["hostile"]:
+        from bench.hostile import main as hostile_main
+
+        return hostile_main(argv[1:])
     args = build_parser().parse_args(argv)
     table = dict(TARGETS)
     for t in args.add_target:
