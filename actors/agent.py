@@ -65,8 +65,10 @@ class TaskContext:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     """Request metadata sent with the message."""
     accepted_output_modes: Sequence[str] = ()
+    """The output modes the client accepts (`acceptedOutputModes` of the send's
+    configuration; a continuation's own replace them); () if none were named."""
     principal: str = ""
-    """Who sent the task ("" when auth is off)."""
+    """Who sent the task ("" when auth is off). Both reach workers in the claim grant."""
     context: Sequence[Message] = ()
     """The conversation of earlier tasks in the same contextId, oldest first: each
     task's messages, then its text artifacts as one agent message. Filled only for

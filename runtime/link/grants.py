@@ -1,6 +1,6 @@
 """What a claim grants: the task, the message that started the run, the history
-before it, the metadata of the send and, for a worker that asks, the earlier
-tasks of the task's context.
+before it, the metadata of the send, who sent it and the output modes it
+accepts and, for a worker that asks, the earlier tasks of the task's context.
 
 Apart from `LinkConnection` because it is the one place that decides what an
 attempt runs on, first attempt or retry alike.
@@ -24,10 +24,12 @@ def build_grant(claim: Claim, context: list[Message] | None) -> wl.ClaimReply:
     """The grant of `claim`; `context` is what `context_messages` gave, or None."""
     task = claim.record.task
     message, history = run_input(task, claim.record.dispatch)
+    request = claim.run_request()
     return wl.ClaimReply(
         granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
-        task=task, message=message, history=history,
-        metadata=claim.run_request().metadata, context=context)
+        task=task, message=message, history=history, metadata=request.metadata,
+        context=context, principal=request.principal or None,
+        accepted_output_modes=list(request.accepted_output_modes) or None)
 
 
 def run_input(task: Task, dispatch: DispatchState) -> tuple[Message | None, list[Message]]:
