@@ -10,7 +10,8 @@ lost attempt found, a failure once the attempts are used up, or the
 cancellation that was asked for). Output frames also count the bytes they add
 (`DispatchState.output_bytes`, in the same write), and one that would pass the
 per-task cap (`max_output_bytes`) is refused: the task then fails with that
-reason, once. Beside that, `Leases` keeps per process the
+reason, once; so is one whose events break the task lifecycle
+(`IllegalOutput`). Beside that, `Leases` keeps per process the
 index of leases the reaper and heartbeats read, rebuilt from the store at
 start, and the cancellations asked of the workers holding them.
 """
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from actors.dispatch.types import (
+    IllegalOutput,
     NotClaimable,
     OutputLimitExceeded,
     OutputOutOfOrder,
@@ -227,19 +229,24 @@ class Leases:
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
                     wait: bool = False, output_seq: int | None = None,
                     output_bytes: int = 0) -> TaskRecord:
-        """A worker's events for its attempt, fenced; see `Dispatcher.write`."""
+        """A worker's events for its attempt, fenced; see `Dispatcher.write`.
+        `IllegalOutput` (nothing written) if they break the task lifecycle."""
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
-        if output_seq is None and not output_bytes:
-            return await self._store.write(task_id, events, check=check, wait=wait)
-        return await self._store.write(
-            task_id, events, check=check, wait=wait,
-            dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+        try:
+            if output_seq is None and not output_bytes:
+                return await self._store.write(task_id, events, check=check, wait=wait)
+            return await self._store.write(
+                task_id, events, check=check, wait=wait,
+                dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+        except IllegalTransition as exc:
+            raise IllegalOutput(task_id, attempt_id, exc) from None
 
     async def release(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse],
                       *, wait: bool, output_seq: int | None,
                       output_bytes: int = 0) -> Lease | None:
         """Store the attempt's end; see `Dispatcher.release`. Returns the lease that
-        ended, or None if this attempt had already been released."""
+        ended, or None if this attempt had already been released. `IllegalOutput`
+        (nothing written) if its events break the lifecycle of a task not ended."""
         head = await self._store.head(task_id)
         if head is None:
             raise NotClaimable(f"task {task_id!r} does not exist")
@@ -252,21 +259,20 @@ class Leases:
         dispatch = self._counted(attrs.evolve(head.dispatch, lease=None), output_seq,
                                  output_bytes)
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
-        if output_seq is not None:
+        try:
             await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
-        else:
-            try:
-                await self._store.write(task_id, events, dispatch=dispatch, check=check,
-                                        wait=wait)
-            except IllegalTransition:
-                # the task ended meanwhile (e.g. canceled by the service): just drop the lease
-                await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        except IllegalTransition as exc:
+            newest = await self._store.head(task_id)
+            if newest is None or not is_terminal(newest.state):
+                raise IllegalOutput(task_id, attempt_id, exc) from None
+            # the task ended meanwhile (e.g. canceled by the service): just drop the lease
+            await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
         return lease
 
     async def fail(self, task_id: str, attempt_id: str, why: str) -> Lease | None:
         """End the attempt's lease with the task failed for `why` (the worker's output
-        broke a limit): no retry. The lease that ended, or None if the attempt no
-        longer holds one."""
+        broke a limit or the task lifecycle): no retry. The lease that ended, or None
+        if the attempt no longer holds one."""
         head = await self._store.head(task_id)
         if head is None or head.dispatch.lease is None \
                 or head.dispatch.lease.attempt_id != attempt_id:

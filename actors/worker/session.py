@@ -171,7 +171,8 @@ class SessionActor:
 
     async def _run_agent(self) -> SessionResult:
         ctx = self.ctx
-        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id)
+        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id,
+                       state=ctx.task.status.state)
         error: Exception | None = None
         with self.cancel_scope:
             try:
