@@ -79,7 +79,10 @@ class TaskContext:
     history: Sequence[Message]
     """Earlier messages of this task, oldest first (not including `message`)."""
     task: Task
-    """The task as it stood when the agent was started."""
+    """The task as it stood when the agent was started, as a claim grant carries it
+    (bounded in size): without its history (see `history` and `message`), and its
+    artifacts without their parts (ids, names and metadata only; the metadata's
+    `trio-a2a/contentLeftOut` says how much was left out)."""
     metadata: dict[str, Any] = attrs.field(factory=dict)
     """Request metadata sent with the message."""
     accepted_output_modes: Sequence[str] = ()
@@ -89,7 +92,8 @@ class TaskContext:
     """Who sent the task ("" when auth is off). Both reach workers in the claim grant."""
     context: Sequence[Message] = ()
     """The conversation of earlier tasks in the same contextId, oldest first: each
-    task's messages, then its text artifacts as one agent message. Filled only for
+    task's messages, then its text artifacts as one agent message (cut to 64 KiB of
+    text). A note in front says if older messages had to be left out. Filled only for
     workers that ask for it when registering (`open_worker(context_history=True)`)."""
 
     @property
