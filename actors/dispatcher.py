@@ -4,7 +4,7 @@ Work is leased, not given. A worker claims a queued task and gets an attempt id
 and a lease; heartbeats renew the leases it holds; every write a worker makes
 names its attempt and is refused once the task has moved on to another attempt
 (fencing); a release is idempotent; a lease that runs out puts the task back in
-the queue (up to `max_attempts` claims, then the task fails with the reason),
+the queue (up to `max_attempts` claims per run, then the task fails with the reason),
 with the artifacts rolled back to what they were when the lost attempt was
 claimed, so that the retry's output is the only copy. It goes back in the place
 it had there (priority, then age), ahead of what was submitted while it ran.
@@ -86,8 +86,9 @@ class Dispatcher:
     """Queue, claims, leases and fencing; see the module docstring.
 
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
-    how often expired leases are looked for; `max_attempts` how many claims a
-    task gets before a lost lease fails it; `push_queue` bounds each worker's
+    how often expired leases are looked for; `max_attempts` how many claims each
+    run of a task (the first, and each a continuation starts) gets before a lost
+    lease fails it; `push_queue` bounds each worker's
     channel of offers and cancellations; `offer_timeout` (default: a heartbeat
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
     the task is offered to another worker; `max_output_bytes` the output one

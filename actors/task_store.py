@@ -217,7 +217,8 @@ class ServerTaskStore:
 
         `add_history` is what a client sent to continue the task: the last of
         those messages starts its next run and is recorded as its
-        `DispatchState.run_input` (what every attempt of that run is given).
+        `DispatchState.run_input` (what every attempt of that run is given); the
+        run's attempts count from zero again (`DispatchState.run_attempts`).
 
         Raises `protocol.states.IllegalTransition` (nothing is written) if an
         event breaks the lifecycle, KeyError if the task does not exist. `check`
@@ -259,9 +260,10 @@ class ServerTaskStore:
             dispatch = head.dispatch
         elif callable(dispatch):
             dispatch = dispatch(head.dispatch)
-        if add_history:
+        if add_history:  # a new run: its own input, all of its attempts
             assert task.history is not None
-            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
+            dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history),
+                                    run_attempts=0)
         record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
                             status_at=status_at, dispatch=dispatch)
         write = TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq)
