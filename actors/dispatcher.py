@@ -4,7 +4,7 @@ Work is leased, not given. A worker claims a queued task and gets an attempt id
 and a lease; heartbeats renew the leases it holds; every write a worker makes
 names its attempt and is refused once the task has moved on to another attempt
 (fencing); a release is idempotent; a lease that runs out puts the task back in
-the queue (up to `max_attempts` claims, then the task fails with the reason),
+the queue (up to `max_attempts` claims per run, then the task fails with the reason),
 with the artifacts rolled back to what they were when the lost attempt was
 claimed, so that the retry's output is the only copy. It goes back in the place
 it had there (priority, then age), ahead of what was submitted while it ran.
@@ -40,6 +40,7 @@ from actors.dispatch.types import (
     DispatcherStatistics,
     DrainPush,
     HeartbeatReply,
+    IllegalOutput,
     NotClaimable,
     Offer,
     OutputLimitExceeded,
@@ -64,6 +65,7 @@ __all__ = [
     "Dispatcher",
     "DispatcherStatistics",
     "HeartbeatReply",
+    "IllegalOutput",
     "NotClaimable",
     "Offer",
     "OutputLimitExceeded",
@@ -84,8 +86,9 @@ class Dispatcher:
     """Queue, claims, leases and fencing; see the module docstring.
 
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
-    how often expired leases are looked for; `max_attempts` how many claims a
-    task gets before a lost lease fails it; `push_queue` bounds each worker's
+    how often expired leases are looked for; `max_attempts` how many claims each
+    run of a task (the first, and each a continuation starts) gets before a lost
+    lease fails it; `push_queue` bounds each worker's
     channel of offers and cancellations; `offer_timeout` (default: a heartbeat
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
     the task is offered to another worker; `max_output_bytes` the output one
@@ -329,12 +332,13 @@ class Dispatcher:
         number is stored in the same write, so exactly-once survives a restart.
         `output_bytes` is the output they add: if it takes the attempt past the
         cap, nothing is applied, the task fails with the reason and the lease ends
-        (`OutputLimitExceeded`).
+        (`OutputLimitExceeded`); so it does if they break the task lifecycle
+        (`IllegalOutput`, naming the transition).
         """
         try:
             return await self._leases.write(task_id, attempt_id, events, wait=wait,
                                             output_seq=output_seq, output_bytes=output_bytes)
-        except OutputLimitExceeded as exc:
+        except (OutputLimitExceeded, IllegalOutput) as exc:
             await self._fail(task_id, attempt_id, str(exc))
             raise
 
@@ -346,14 +350,15 @@ class Dispatcher:
         Returns True if this attempt had already been released (nothing written).
         With `output_seq`, `events` begin with the attempt's last output frame, which
         must be its next one (else `OutputOutOfOrder`, nothing written): frame and
-        release then land in one write, and an event that breaks the lifecycle
-        raises `IllegalTransition` instead of being dropped with the lease.
-        `output_bytes` is counted against the output cap as in `write`.
+        release then land in one write. `output_bytes` is counted against the output
+        cap as in `write`. Events that break the lifecycle end the attempt failed
+        (`IllegalOutput`), unless the task had already ended: then only the lease is
+        dropped.
         """
         try:
             lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
                                                output_seq=output_seq, output_bytes=output_bytes)
-        except OutputLimitExceeded as exc:
+        except (OutputLimitExceeded, IllegalOutput) as exc:
             await self._fail(task_id, attempt_id, str(exc))
             raise
         if lease is None:
@@ -363,8 +368,9 @@ class Dispatcher:
         return False
 
     async def _fail(self, task_id: str, attempt_id: str, why: str) -> None:
-        """The attempt broke a limit: the task fails with `why` and its lease ends
-        (no retry: the same agent would do the same again)."""
+        """The attempt broke a limit or the lifecycle: the task fails with `why` and
+        its lease ends at once (no retry: the same agent would do the same again; and
+        not a wait for the lease to expire, whose reason would hide this one)."""
         lease = await self._leases.fail(task_id, attempt_id, why)
         if lease is None:
             return

@@ -98,7 +98,7 @@ class DispatchState:
 
     route: Route = Route()
     attempts: int = 0
-    """How many times the task has been claimed."""
+    """How many times the task has been claimed, over its whole life."""
     lease: Lease | None = None
     last_attempt_id: str | None = None
     """The latest attempt, kept after its lease ends so a repeated release is recognised."""
@@ -124,6 +124,12 @@ class DispatchState:
     continue it. Every attempt of the run, a retry too, runs on that message with
     the history before it, not on the statuses earlier attempts pushed into the
     history. Set by the ServerTaskStore; None: not recorded (older rows)."""
+    run_attempts: int = 0
+    """How many times the current run has been claimed: what the retry limit
+    (`max_attempts`) counts, so that each run (the one the creating message
+    started, and each one a client's continuation starts) gets all of its
+    attempts. Reset with `run_input` by the ServerTaskStore; counted with
+    `attempts` by each claim. A row from before it was kept reads `attempts`."""
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -149,6 +155,8 @@ class DispatchState:
             output_bytes=int(data.get("output_bytes", 0)),  # type: ignore[call-overload]
             claim_artifacts=_claim_artifacts(data.get("claim_artifacts")),
             run_input=_run_input(data.get("run_input")),
+            run_attempts=int(data.get("run_attempts",  # type: ignore[call-overload]
+                                      data.get("attempts", 0))),
         )
 
 

@@ -22,9 +22,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .models import Part, StreamResponse
+from .models import Message, Part, StreamResponse
 
-__all__ = ["encoded_bound", "output_bytes", "split_event"]
+__all__ = ["encoded_bound", "message_bound", "output_bytes", "split_event"]
 
 _SMALL = 4096
 """Strings up to this long are bounded at 6 bytes a character (the longest JSON
@@ -84,8 +84,17 @@ def _part_bound(part: Part) -> int:
     return n
 
 
+def message_bound(message: Message) -> int:
+    """An upper bound on the size of `message` as JSON, in bytes (as a `message`
+    event: what a claim grant's messages are measured by)."""
+    n = _OVERHEAD + sum(_part_bound(p) for p in message.parts)
+    return n + sum(_json_bound(x) for x in (message.metadata, message.reference_task_ids) if x)
+
+
 def encoded_bound(event: StreamResponse) -> int:
     """An upper bound on the size of `event` as JSON, in bytes."""
+    if event.message is not None:
+        return message_bound(event.message)
     n = _OVERHEAD + sum(_part_bound(p) for p in _parts(event))
     extras: list[Any] = []
     if (up := event.artifact_update) is not None:
@@ -95,8 +104,6 @@ def encoded_bound(event: StreamResponse) -> int:
         msg = su.status.message
         extras += [su.metadata, msg.metadata if msg else None,
                    msg.reference_task_ids if msg else None]
-    elif event.message is not None:
-        extras += [event.message.metadata, event.message.reference_task_ids]
     elif event.task is not None:  # not output a worker sends; measured in full
         return n + len(event.task.model_dump_json())
     return n + sum(_json_bound(x) for x in extras if x)

@@ -142,6 +142,11 @@ class ClaimReply(LinkModel):
     history: list[Message] | None = None
     metadata: dict[str, Any] | None = None
     context: list[Message] | None = None  # earlier tasks of the context (if registered for)
+    # Who sent the task (its owner; absent with auth off) and the output modes the
+    # client accepts (its SendMessage configuration; absent: any). Optional, so an
+    # older worker ignores them and an older server's grant means "" and ().
+    principal: str | None = None
+    accepted_output_modes: list[str] | None = None
 
     @model_validator(mode="after")
     def _granted_has_lease(self) -> ClaimReply:

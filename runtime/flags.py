@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-attempts",
         type=_number_type(int, "MAX_ATTEMPTS"),
         default=_number_env("MAX_ATTEMPTS", 3),
-        help="claims a task gets: when the lease of its last one is lost, the task fails "
+        help="claims each run of a task gets (the first, and each one a client's "
+        "continuation starts): when the lease of the run's last one is lost, the task fails "
         "instead of being queued again [TRIO_A2A_MAX_ATTEMPTS] (default 3)",
     )
     s.add_argument(

@@ -116,7 +116,8 @@ class ServerConfig:
     reap_interval: float = 5.0
     """How often expired leases are looked for."""
     max_attempts: int = 3
-    """Claims a task gets before a lost lease fails it."""
+    """Claims each run of a task gets (the first, and each one a client's continuation
+    starts) before a lost lease fails it."""
     max_output_bytes: int | None = 64 << 20
     """Output one attempt of a task may write (text as UTF-8, file bytes, as
     `protocol.output_size.output_bytes` counts): past it the task fails with the

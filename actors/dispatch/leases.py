@@ -6,11 +6,12 @@ write checked against that state: recording a claim, renewing a lease, a
 worker's fenced writes (refused once the attempt moved on, and applied once
 each with the link's frame numbers), its idempotent release, and ending a
 lease whose worker is gone (a retry with the artifacts rolled back to what the
-lost attempt found, a failure once the attempts are used up, or the
+lost attempt found, a failure once the run's attempts are used up, or the
 cancellation that was asked for). Output frames also count the bytes they add
 (`DispatchState.output_bytes`, in the same write), and one that would pass the
 per-task cap (`max_output_bytes`) is refused: the task then fails with that
-reason, once. Beside that, `Leases` keeps per process the
+reason, once; so is one whose events break the task lifecycle
+(`IllegalOutput`). Beside that, `Leases` keeps per process the
 index of leases the reaper and heartbeats read, rebuilt from the store at
 start, and the cancellations asked of the workers holding them.
 """
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from actors.dispatch.types import (
+    IllegalOutput,
     NotClaimable,
     OutputLimitExceeded,
     OutputOutOfOrder,
@@ -80,7 +82,7 @@ class Leases:
     """The leases of the tasks being run: written to the store, indexed here.
 
     `lease_ttl` is how long a lease holds without renewal; `max_attempts` how
-    many claims a task gets before a lost lease fails it; `max_output_bytes` the
+    many claims each run of a task gets before a lost lease fails it; `max_output_bytes` the
     output an attempt may write (None: no cap); `new_id` makes attempt ids. The
     counters (`claims`, `expired`, `stale_writes`) are this process's.
     """
@@ -152,9 +154,9 @@ class Leases:
 
     async def record_claim(self, task_id: str, lease: Lease,
                            head: TaskRecord | None) -> TaskRecord:
-        """Store a granted lease on the queued task `head`: one more attempt, output
-        frames counted from zero, the artifacts marked for a rollback. `NotClaimable`
-        if the task is gone, ended or leased meanwhile."""
+        """Store a granted lease on the queued task `head`: one more attempt (of the
+        task and of its run), output frames counted from zero, the artifacts marked
+        for a rollback. `NotClaimable` if the task is gone, ended or leased meanwhile."""
 
         def queued(record: TaskRecord) -> None:
             if ends_stream(record.state) or record.dispatch.lease is not None:
@@ -163,7 +165,8 @@ class Leases:
         if head is None:
             raise NotClaimable(f"task {task_id!r} does not exist")
         dispatch = attrs.evolve(head.dispatch, attempts=head.dispatch.attempts + 1,
-                                lease=lease, last_attempt_id=lease.attempt_id, output_seq=0,
+                                run_attempts=head.dispatch.run_attempts + 1, lease=lease,
+                                last_attempt_id=lease.attempt_id, output_seq=0,
                                 output_bytes=0, claim_artifacts=_artifact_marks(head))
         # Not waiting for the commit: nothing the worker does with the grant is
         # visible before a later write commits (and carries this one with it), and
@@ -227,19 +230,24 @@ class Leases:
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
                     wait: bool = False, output_seq: int | None = None,
                     output_bytes: int = 0) -> TaskRecord:
-        """A worker's events for its attempt, fenced; see `Dispatcher.write`."""
+        """A worker's events for its attempt, fenced; see `Dispatcher.write`.
+        `IllegalOutput` (nothing written) if they break the task lifecycle."""
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
-        if output_seq is None and not output_bytes:
-            return await self._store.write(task_id, events, check=check, wait=wait)
-        return await self._store.write(
-            task_id, events, check=check, wait=wait,
-            dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+        try:
+            if output_seq is None and not output_bytes:
+                return await self._store.write(task_id, events, check=check, wait=wait)
+            return await self._store.write(
+                task_id, events, check=check, wait=wait,
+                dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+        except IllegalTransition as exc:
+            raise IllegalOutput(task_id, attempt_id, exc) from None
 
     async def release(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse],
                       *, wait: bool, output_seq: int | None,
                       output_bytes: int = 0) -> Lease | None:
         """Store the attempt's end; see `Dispatcher.release`. Returns the lease that
-        ended, or None if this attempt had already been released."""
+        ended, or None if this attempt had already been released. `IllegalOutput`
+        (nothing written) if its events break the lifecycle of a task not ended."""
         head = await self._store.head(task_id)
         if head is None:
             raise NotClaimable(f"task {task_id!r} does not exist")
@@ -252,21 +260,20 @@ class Leases:
         dispatch = self._counted(attrs.evolve(head.dispatch, lease=None), output_seq,
                                  output_bytes)
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
-        if output_seq is not None:
+        try:
             await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
-        else:
-            try:
-                await self._store.write(task_id, events, dispatch=dispatch, check=check,
-                                        wait=wait)
-            except IllegalTransition:
-                # the task ended meanwhile (e.g. canceled by the service): just drop the lease
-                await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        except IllegalTransition as exc:
+            newest = await self._store.head(task_id)
+            if newest is None or not is_terminal(newest.state):
+                raise IllegalOutput(task_id, attempt_id, exc) from None
+            # the task ended meanwhile (e.g. canceled by the service): just drop the lease
+            await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
         return lease
 
     async def fail(self, task_id: str, attempt_id: str, why: str) -> Lease | None:
         """End the attempt's lease with the task failed for `why` (the worker's output
-        broke a limit): no retry. The lease that ended, or None if the attempt no
-        longer holds one."""
+        broke a limit or the task lifecycle): no retry. The lease that ended, or None
+        if the attempt no longer holds one."""
         head = await self._store.head(task_id)
         if head is None or head.dispatch.lease is None \
                 or head.dispatch.lease.attempt_id != attempt_id:
@@ -284,7 +291,7 @@ class Leases:
     async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:
         """Take a lease whose worker is gone: store the task ready to queue again
         (rolled back to what it was when the lost attempt was claimed), or failed
-        once the attempts are used up, or canceled if that was asked for. None (and
+        once the run's attempts are used up, or canceled if that was asked for. None (and
         the lease forgotten) if the store holds another lease by now."""
         head = await self._store.head(task_id)
         if head is None or head.dispatch.lease != lease:
@@ -296,12 +303,10 @@ class Leases:
             events: tuple[StreamResponse, ...] = ()
         elif task_id in self._cancel_requested:
             events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
-        elif head.dispatch.attempts >= self._max_attempts:
-            events = (_status(head, TaskState.FAILED,
-                              f"gave up after {head.dispatch.attempts} attempts: {why}"),)
-        else:
-            retry = (f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
-                     f"{self._max_attempts})")
+        elif (tried := head.dispatch.run_attempts) >= self._max_attempts:
+            events = (_status(head, TaskState.FAILED, f"gave up after {tried} attempts: {why}"),)
+        else:  # counted per run: a continuation's run has all of its attempts
+            retry = f"{why}; retrying (attempt {tried + 1} of {self._max_attempts})"
             events = (*_rollback(head), _status(head, TaskState.WORKING, retry))
         try:
             return await self._store.write(task_id, events, dispatch=dispatch)

@@ -23,6 +23,7 @@ __all__ = [
     "DispatcherStatistics",
     "DrainPush",
     "HeartbeatReply",
+    "IllegalOutput",
     "NotClaimable",
     "Offer",
     "OutputLimitExceeded",
@@ -71,6 +72,19 @@ class OutputLimitExceeded(Exception):
         self.task_id = task_id
         self.attempt_id = attempt_id
         self.limit = limit
+
+
+class IllegalOutput(Exception):
+    """A worker's output or release holds an event the task lifecycle does not allow
+    (e.g. a `submitted` status while working). The dispatcher has ended the attempt
+    with the task failed for this reason, which names the transition (once: the same
+    agent would do the same again, so a retry after the lease expired would only
+    hide the cause); nothing of the frame was applied."""
+
+    def __init__(self, task_id: str, attempt_id: str, cause: Exception) -> None:
+        super().__init__(f"the worker's output breaks the task lifecycle: {cause}")
+        self.task_id = task_id
+        self.attempt_id = attempt_id
 
 
 class NotClaimable(Exception):

@@ -93,7 +93,8 @@ def claim_context(grant: ClaimReply) -> TaskContext:
         history.pop()
     return TaskContext(task_id=task.id, context_id=task.context_id, message=message,
                        history=history, task=task, metadata=dict(grant.metadata or {}),
-                       context=tuple(grant.context or ()))
+                       accepted_output_modes=tuple(grant.accepted_output_modes or ()),
+                       principal=grant.principal or "", context=tuple(grant.context or ()))
 
 
 class SessionActor:
@@ -170,7 +171,8 @@ class SessionActor:
 
     async def _run_agent(self) -> SessionResult:
         ctx = self.ctx
-        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id)
+        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id,
+                       state=ctx.task.status.state)
         error: Exception | None = None
         with self.cancel_scope:
             try:

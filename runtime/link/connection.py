@@ -9,7 +9,8 @@ The output dedup and resent-claim rules are described in runtime.link.endpoint.
 Output counts against the per-task cap (`Dispatcher.max_output_bytes`, told to
 workers when they register): a frame that would pass it is not applied, the
 task fails with the reason, once, and the frame is answered ``STALE_ATTEMPT``
-(the attempt is over).
+(the attempt is over). So does a frame whose events break the task lifecycle
+(`IllegalOutput`): the task fails at once with the transition named.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from actors.dispatcher import (
     Claim,
     Dispatcher,
     DrainPush,
+    IllegalOutput,
     NotClaimable,
     Offer,
     OutputLimitExceeded,
@@ -41,7 +43,7 @@ from actors.task_store import ServerTaskStore
 from protocol import worker_link as wl
 from protocol.models import StreamResponse
 from protocol.output_size import output_bytes
-from protocol.states import IllegalTransition, is_terminal
+from protocol.states import is_terminal
 from runtime.link.frames import (
     Refused,
     check_carried_status,
@@ -133,7 +135,7 @@ class LinkConnection:
             return await handler(body)
         except Refused as exc:
             code, message = exc.code, exc.message
-        except (StaleAttempt, OutputLimitExceeded) as exc:
+        except (StaleAttempt, OutputLimitExceeded, IllegalOutput) as exc:
             code, message = wl.STALE_ATTEMPT, str(exc)
             self.ep.forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
         except UnknownWorker as exc:
@@ -258,7 +260,7 @@ class LinkConnection:
             return wl.OutputReply(acked_through=exc.applied)  # a resend, or beyond a gap
         except KeyError:
             raise Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}") from None
-        except (IllegalTransition, ValueError) as exc:
+        except ValueError as exc:  # not IllegalTransition: the dispatcher ends the attempt
             raise Refused(wl.INVALID_FRAME, f"body.events: {exc}") from None
         if body.status is not None:
             self._log_status(body.status)
@@ -339,7 +341,7 @@ class LinkConnection:
                                                     output_bytes=_release_bytes(body, events))
         except NotClaimable as exc:
             raise Refused(wl.UNKNOWN_TASK, str(exc)) from None
-        except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
+        except ValueError as exc:  # not IllegalTransition: the dispatcher ends the attempt
             raise Refused(wl.INVALID_FRAME, f"body: {exc}") from None
 
     async def _release_with_output(self, body: wl.ReleaseBody, out: wl.OutputBody,
@@ -368,8 +370,8 @@ class LinkConnection:
                     body.task_id, body.attempt_id, events, wait=self.durable_acks,
                     output_seq=out.seq,
                     output_bytes=output_bytes(out.events) + _release_bytes(body, ending))
-        except (OutputOutOfOrder, IllegalTransition):
-            return None  # moved on meanwhile, or a frame the two steps refuse precisely
+        except OutputOutOfOrder:
+            return None  # moved on meanwhile
         except NotClaimable as exc:
             raise Refused(wl.UNKNOWN_TASK, str(exc)) from None
         except ValueError as exc:
