@@ -9,6 +9,12 @@ The server runs each call under supervision in its own cancel scope: CancelTask
 cancels the scope, and the task ends canceled. Returning without ending the task
 completes it; raising fails it with the error's message. Remote workers run
 agents through this same API.
+
+The emitter checks the task lifecycle (`protocol.states`) where the agent
+emits: a status the task's state does not allow (e.g. `submitted` while
+working) raises `IllegalEmission` in the agent and sends nothing. Left to the
+server, such an event would be refused far from its cause, after the agent
+had moved on.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from protocol.models import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
-from protocol.states import ends_stream, is_terminal
+from protocol.states import IllegalTransition, check_transition, ends_stream, is_terminal
 
 __all__ = [
     "Agent",
@@ -42,12 +48,24 @@ __all__ = [
     "AgentSpec",
     "Emitter",
     "EventSink",
+    "IllegalEmission",
     "TaskContext",
 ]
 
 
 class AgentProtocolError(RuntimeError):
     """The agent used the emitter in a way the task lifecycle does not allow."""
+
+
+class IllegalEmission(AgentProtocolError, IllegalTransition):
+    """A status the lifecycle does not allow from the task's state, refused by the
+    emitter before anything was sent. Both an `AgentProtocolError` and an
+    `IllegalTransition`, so that an agent may catch it as either."""
+
+    def __init__(self, old: TaskState, new: TaskState, task_id: str) -> None:
+        IllegalTransition.__init__(self, old, new)
+        self.task_id = task_id
+        self.args = (f"{self.args[0]} (task {task_id}): not emitted",)
 
 
 @attrs.frozen
@@ -61,15 +79,21 @@ class TaskContext:
     history: Sequence[Message]
     """Earlier messages of this task, oldest first (not including `message`)."""
     task: Task
-    """The task as it stood when the agent was started."""
+    """The task as it stood when the agent was started, as a claim grant carries it
+    (bounded in size): without its history (see `history` and `message`), and its
+    artifacts without their parts (ids, names and metadata only; the metadata's
+    `trio-a2a/contentLeftOut` says how much was left out)."""
     metadata: dict[str, Any] = attrs.field(factory=dict)
     """Request metadata sent with the message."""
     accepted_output_modes: Sequence[str] = ()
+    """The output modes the client accepts (`acceptedOutputModes` of the send's
+    configuration; a continuation's own replace them); () if none were named."""
     principal: str = ""
-    """Who sent the task ("" when auth is off)."""
+    """Who sent the task ("" when auth is off). Both reach workers in the claim grant."""
     context: Sequence[Message] = ()
     """The conversation of earlier tasks in the same contextId, oldest first: each
-    task's messages, then its text artifacts as one agent message. Filled only for
+    task's messages, then its text artifacts as one agent message (cut to 64 KiB of
+    text). A note in front says if older messages had to be left out. Filled only for
     workers that ask for it when registering (`open_worker(context_history=True)`)."""
 
     @property
@@ -87,10 +111,15 @@ class EventSink(Protocol):
 class Emitter:
     """The agent's handle to answer its task. Every method writes one or two events."""
 
-    def __init__(self, sink: EventSink, *, task_id: str, context_id: str) -> None:
+    def __init__(self, sink: EventSink, *, task_id: str, context_id: str,
+                 state: TaskState | None = None) -> None:
+        """`state` is the task's state when the agent starts (a worker passes its
+        grant's): every status is checked against the lifecycle from there. None:
+        unknown, so the first status is not checked (the server still is)."""
         self._sink = sink
         self.task_id = task_id
         self.context_id = context_id
+        self._start = state
         self._state: TaskState | None = None
         self._replied = False
 
@@ -111,6 +140,16 @@ class Emitter:
                 f"task {self.task_id} already ended as {self._state.value}; "
                 "nothing more can be emitted"
             )
+
+    def _check_move(self, state: TaskState) -> None:
+        """`IllegalEmission` unless the lifecycle allows the task to move to `state`."""
+        current = self._state if self._state is not None else self._start
+        if current is None:
+            return
+        try:
+            check_transition(current, state)
+        except IllegalTransition:
+            raise IllegalEmission(current, state, self.task_id) from None
 
     def _agent_message(self, content: str | Sequence[Part] | Message) -> Message:
         if isinstance(content, Message):
@@ -133,8 +172,10 @@ class Emitter:
         *,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Move the task to `state`, optionally with an agent message."""
+        """Move the task to `state`, optionally with an agent message;
+        `IllegalEmission` (nothing sent) if the lifecycle does not allow it."""
         self._check_open()
+        self._check_move(state)
         status = TaskStatus(
             state=state, message=None if message is None else self._agent_message(message)
         )
@@ -178,6 +219,7 @@ class Emitter:
         the message itself instead of the task.
         """
         self._check_open()
+        self._check_move(TaskState.COMPLETED)
         msg = self._agent_message(content)
         self._replied = True
         await self._sink.emit(StreamResponse(message=msg), final=False)

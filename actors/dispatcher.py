@@ -4,9 +4,10 @@ Work is leased, not given. A worker claims a queued task and gets an attempt id
 and a lease; heartbeats renew the leases it holds; every write a worker makes
 names its attempt and is refused once the task has moved on to another attempt
 (fencing); a release is idempotent; a lease that runs out puts the task back in
-the queue (up to `max_attempts` claims, then the task fails with the reason),
+the queue (up to `max_attempts` claims per run, then the task fails with the reason),
 with the artifacts rolled back to what they were when the lost attempt was
-claimed, so that the retry's output is the only copy.
+claimed, so that the retry's output is the only copy. It goes back in the place
+it had there (priority, then age), ahead of what was submitted while it ran.
 
 Everything durable lives in the task store (each task's `DispatchState`); the
 dispatcher keeps only what it can rebuild from there: the queue, the connected
@@ -42,8 +43,10 @@ from actors.dispatch.types import (
     DispatcherStatistics,
     DrainPush,
     HeartbeatReply,
+    IllegalOutput,
     NotClaimable,
     Offer,
+    OutputLimitExceeded,
     OutputOutOfOrder,
     RunRequest,
     StaleAttempt,
@@ -65,8 +68,10 @@ __all__ = [
     "Dispatcher",
     "DispatcherStatistics",
     "HeartbeatReply",
+    "IllegalOutput",
     "NotClaimable",
     "Offer",
+    "OutputLimitExceeded",
     "OutputOutOfOrder",
     "StaleAttempt",
     "UnknownWorker",
@@ -84,8 +89,9 @@ class Dispatcher:
     """Queue, claims, leases and fencing; see the module docstring.
 
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
-    how often expired leases are looked for; `max_attempts` how many claims a
-    task gets before a lost lease fails it; `push_queue` bounds each worker's
+    how often expired leases are looked for; `max_attempts` how many claims each
+    run of a task (the first, and each a continuation starts) gets before a lost
+    lease fails it; `push_queue` bounds each worker's
     channel of offers and cancellations; `offer_timeout` (default: a heartbeat
     interval, `lease_ttl / 3`) how long an unclaimed offer holds its task before
     the task is offered to another worker. `rescan_interval` (on a store other
@@ -93,7 +99,8 @@ class Dispatcher:
     another replica queued from this one's workers. `replica_id` names this
     server process among the replicas on one store (stable across its restarts):
     the leases of its embedded workers carry it, so that it ends its own previous
-    incarnation's at start and no other replica's.
+    incarnation's at start and no other replica's. `max_output_bytes` is the
+    output one attempt may write (None: no cap; past it the task fails, once).
     """
 
     def __init__(
@@ -108,16 +115,19 @@ class Dispatcher:
         rescan_interval: float = 10.0,
         replica_id: str | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        max_output_bytes: int | None = None,
     ) -> None:
         self._store = store
         self.lease_ttl = lease_ttl
+        self.max_output_bytes = max_output_bytes
         self._reap_interval = reap_interval
         self._queue = TaskQueue()
         self._workers = ConnectedWorkers(
             self._queue, lease_ttl=lease_ttl, push_queue=push_queue,
             offer_timeout=lease_ttl / 3 if offer_timeout is None else offer_timeout)
         self._leases = Leases(store, lease_ttl=lease_ttl, max_attempts=max_attempts,
-                              new_id=new_id, replica_id=replica_id)
+                              new_id=new_id, max_output_bytes=max_output_bytes,
+                              replica_id=replica_id)
         self._changed = trio.Event()
         self._claiming: set[str] = set()
         """Tasks whose claim by this process is being stored (shared store)."""
@@ -163,14 +173,19 @@ class Dispatcher:
         incarnation's embedded workers. On a shared store only this replica's
         (`replica_id`): the other replicas' embedded workers may be running."""
         shared = self._store.shared
-        for record in await self._follower.rescan():
+        for record in await self._follower.rescan(at_start=True):
             lease = record.dispatch.lease
             if lease is not None and lease.in_process and (not shared or self._leases.mine(lease)):
                 await self._end_lease(record.task_id, lease,
                                       f"worker {lease.worker_id!r} stopped with the server")
 
-    def _enqueue(self, task_id: str, route: Route) -> None:
-        self._queue.put(task_id, route)
+    def _enqueue(self, task_id: str, route: Route, *, retry: bool = False) -> None:
+        """Queue the task and offer it: a retry in the place it had when claimed,
+        anything else behind the tasks of its priority."""
+        if retry:
+            self._queue.put_back(task_id, route)
+        else:
+            self._queue.put(task_id, route)
         self._workers.offer(task_id, route)
         self._wake()
 
@@ -302,6 +317,7 @@ class Dispatcher:
                                f"{session.info.max_concurrent} tasks")
         entry = self._queue.take(task_id)  # before any await: no other claim can see it now
         assert entry is not None
+        self._queue.hold_place(task_id, entry[1])  # for a retry, if the lease is lost
         self._workers.withdraw(task_id)
         lease = self._leases.grant(task_id, worker_id, in_process=session.info.in_process)
         session.active[task_id] = lease.attempt_id
@@ -316,8 +332,10 @@ class Dispatcher:
             self._claiming.discard(task_id)
             if not isinstance(exc, NotClaimable):
                 self._queue.restore(task_id, entry)  # the store failed: the task is still queued
-            elif self._store.shared:  # another replica's claim won: follow what it did
-                await self._follower.recheck(task_id, why=f"claim by {worker_id!r}: {exc}")
+            else:
+                self._queue.release_place(task_id)
+                if self._store.shared:  # another replica's claim won: follow what it did
+                    await self._follower.recheck(task_id, why=f"claim by {worker_id!r}: {exc}")
             raise
         self._claiming.discard(task_id)
         return Claim(task_id=task_id, attempt_id=lease.attempt_id,
@@ -345,33 +363,61 @@ class Dispatcher:
                               queued=self.queued_for(worker_id), drain=self._workers.draining)
 
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
-                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
+                    wait: bool = False, output_seq: int | None = None,
+                    output_bytes: int = 0) -> TaskRecord:
         """A worker's events for its attempt; StaleAttempt if the attempt moved on.
 
         With `output_seq` (the worker link's frame number) the events are applied
         only if they are the attempt's next frame, else `OutputOutOfOrder`; the
         number is stored in the same write, so exactly-once survives a restart.
+        `output_bytes` is the output they add: if it takes the attempt past the
+        cap, nothing is applied, the task fails with the reason and the lease ends
+        (`OutputLimitExceeded`); so it does if they break the task lifecycle
+        (`IllegalOutput`, naming the transition).
         """
-        return await self._leases.write(task_id, attempt_id, events, wait=wait,
-                                        output_seq=output_seq)
+        try:
+            return await self._leases.write(task_id, attempt_id, events, wait=wait,
+                                            output_seq=output_seq, output_bytes=output_bytes)
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            await self._fail(task_id, attempt_id, str(exc))
+            raise
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = (), *, wait: bool = True,
-                      output_seq: int | None = None) -> bool:
+                      output_seq: int | None = None, output_bytes: int = 0) -> bool:
         """End an attempt with its final events; idempotent.
 
         Returns True if this attempt had already been released (nothing written).
         With `output_seq`, `events` begin with the attempt's last output frame, which
         must be its next one (else `OutputOutOfOrder`, nothing written): frame and
-        release then land in one write, and an event that breaks the lifecycle
-        raises `IllegalTransition` instead of being dropped with the lease.
+        release then land in one write. `output_bytes` is counted against the output
+        cap as in `write`. Events that break the lifecycle end the attempt failed
+        (`IllegalOutput`), unless the task had already ended: then only the lease is
+        dropped.
         """
-        lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
-                                           output_seq=output_seq)
+        try:
+            lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
+                                               output_seq=output_seq, output_bytes=output_bytes)
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            await self._fail(task_id, attempt_id, str(exc))
+            raise
         if lease is None:
             return True
+        self._queue.release_place(task_id)
         self._drop_lease(task_id, lease)
         return False
+
+    async def _fail(self, task_id: str, attempt_id: str, why: str) -> None:
+        """The attempt broke a limit or the lifecycle: the task fails with `why` and
+        its lease ends at once (no retry: the same agent would do the same again; and
+        not a wait for the lease to expire, whose reason would hide this one)."""
+        lease = await self._leases.fail(task_id, attempt_id, why)
+        if lease is None:
+            return
+        log.warning("task failed: %s", why, extra={"task_id": task_id, "attempt_id": attempt_id,
+                                                   "worker_id": lease.worker_id})
+        self._queue.release_place(task_id)
+        self._drop_lease(task_id, lease)
 
     def _drop_lease(self, task_id: str, lease: Lease) -> None:
         self._leases.ended(task_id)
@@ -397,14 +443,17 @@ class Dispatcher:
         record = await self._leases.end(task_id, lease, why)
         if record is None:  # the index now follows the store
             current = self._leases.get(task_id)
-            if (current is None or current.attempt_id != lease.attempt_id) and \
-                    self._workers.lease_ended(lease.worker_id, task_id, lease.attempt_id):
-                self._wake()
+            if current is None or current.attempt_id != lease.attempt_id:
+                self._queue.release_place(task_id)  # ended elsewhere (a renewal keeps it)
+                if self._workers.lease_ended(lease.worker_id, task_id, lease.attempt_id):
+                    self._wake()
             return False
         self._drop_lease(task_id, lease)
         log.warning("lease ended: %s", why, extra={
             "task_id": task_id, "worker_id": lease.worker_id,
             "attempt_id": lease.attempt_id, "state": record.state.value})
-        if not ends_stream(record.state) and task_id not in self._queue:
-            self._enqueue(task_id, record.dispatch.route)
+        if ends_stream(record.state):
+            self._queue.release_place(task_id)
+        elif task_id not in self._queue:  # back in its place: ahead of what was submitted
+            self._enqueue(task_id, record.dispatch.route, retry=True)  # while it ran
         return True

@@ -103,7 +103,7 @@ class DispatchState:
 
     route: Route = Route()
     attempts: int = 0
-    """How many times the task has been claimed."""
+    """How many times the task has been claimed, over its whole life."""
     lease: Lease | None = None
     last_attempt_id: str | None = None
     """The latest attempt, kept after its lease ends so a repeated release is recognised."""
@@ -114,6 +114,10 @@ class DispatchState:
     """The highest worker-link output frame applied for the current attempt: kept
     in the same write as that frame's events, so a frame resent after a server
     restart is recognised and not applied twice. Reset by each claim."""
+    output_bytes: int = 0
+    """The output the current attempt's frames added (`protocol.output_size.
+    output_bytes`), written with them: what the per-task output cap is checked
+    against, across restarts. Reset by each claim."""
     claim_artifacts: tuple[tuple[str, int], ...] | None = None
     """(artifact id, part count) of each artifact the task had when the current
     attempt was claimed. If that attempt's lease expires, its partial output is
@@ -125,6 +129,12 @@ class DispatchState:
     continue it. Every attempt of the run, a retry too, runs on that message with
     the history before it, not on the statuses earlier attempts pushed into the
     history. Set by the ServerTaskStore; None: not recorded (older rows)."""
+    run_attempts: int = 0
+    """How many times the current run has been claimed: what the retry limit
+    (`max_attempts`) counts, so that each run (the one the creating message
+    started, and each one a client's continuation starts) gets all of its
+    attempts. Reset with `run_input` by the ServerTaskStore; counted with
+    `attempts` by each claim. A row from before it was kept reads `attempts`."""
     cancel_requested: bool = False
     """A client asked to cancel the current attempt (CancelTask, on any replica): the
     replica its worker is connected to pushes the request to it, heartbeat replies
@@ -153,8 +163,11 @@ class DispatchState:
             request_metadata=data.get("request_metadata"),  # type: ignore[arg-type]
             accepted_output_modes=tuple(data.get("accepted_output_modes") or ()),  # type: ignore[arg-type]
             output_seq=int(data.get("output_seq", 0)),  # type: ignore[call-overload]
+            output_bytes=int(data.get("output_bytes", 0)),  # type: ignore[call-overload]
             claim_artifacts=_claim_artifacts(data.get("claim_artifacts")),
             run_input=_run_input(data.get("run_input")),
+            run_attempts=int(data.get("run_attempts",  # type: ignore[call-overload]
+                                      data.get("attempts", 0))),
             cancel_requested=bool(data.get("cancel_requested", False)),
         )
 

@@ -368,8 +368,9 @@ class Committer:
 
     def _adopt(self, entry: TaskEntry, record: TaskRecord) -> None:
         """Make `record`, read from the backend, the entry's committed and head state if
-        it is newer, and wake the task's readers as a commit of this process would."""
-        entry.known_version = record.version
+        it is newer, and wake the task's readers as a commit of this process would.
+        A newer version heard of meanwhile (`known_version`) keeps the entry stale."""
+        entry.known_version = max(entry.known_version, record.version)
         if record.version <= entry.committed.version:
             return
         self.reloads += 1

@@ -247,7 +247,8 @@ class ServerTaskStore:
 
         `add_history` is what a client sent to continue the task: the last of
         those messages starts its next run and is recorded as its
-        `DispatchState.run_input` (what every attempt of that run is given).
+        `DispatchState.run_input` (what every attempt of that run is given); the
+        run's attempts count from zero again (`DispatchState.run_attempts`).
 
         Raises `protocol.states.IllegalTransition` (nothing is written) if an
         event breaks the lifecycle, KeyError if the task does not exist. `check`

@@ -79,9 +79,10 @@ def next_write(head: TaskRecord, events: Sequence[StreamResponse], *, now: float
         dispatch = head.dispatch
     elif callable(dispatch):
         dispatch = dispatch(head.dispatch)
-    if add_history:
+    if add_history:  # a new run: its own input, all of its attempts
         assert task.history is not None
-        dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history))
+        dispatch = attrs.evolve(dispatch, run_input=_last_message(task.history),
+                                run_attempts=0)
     record = TaskRecord(task=task, owner=head.owner, seq=seq, created_at=head.created_at,
                         status_at=status_at, dispatch=dispatch, version=head.version + 1)
     return TaskWrite(record=record, events=tuple(stored), expected_seq=head.seq,

@@ -1,6 +1,6 @@
-"""The HTTP floor under trio-a2a's JSON-RPC endpoint: hypercorn's trio worker,
-configured exactly as `python -m runtime server` configures it, with a plain ASGI
-handler that reads the body, parses the JSON-RPC envelope and answers a canned
+"""The HTTP floor under trio-a2a's JSON-RPC endpoint: hypercorn's trio worker, run
+and configured exactly as `python -m runtime server` runs it (`serve_asgi`), with a
+plain ASGI handler that reads the body, parses the JSON-RPC envelope and answers a canned
 completed SendMessage result. No A2A work at all: the gap between this target and
 trio-memory is what our own code costs per request.
 """
@@ -16,11 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio  # noqa: E402
-from hypercorn.config import Sockets  # noqa: E402
-from hypercorn.trio.run import worker_serve  # noqa: E402
-from hypercorn.utils import wrap_app  # noqa: E402
 
-from runtime.server import _hypercorn_config, _listen  # noqa: E402
+from runtime.http.serve import serve_asgi  # noqa: E402
+from runtime.server import ServerConfig, _listen  # noqa: E402
 
 RESULT = json.dumps({
     "task": {
@@ -57,9 +55,7 @@ async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
 
 
 async def main(host: str, port: int) -> None:
-    hc = _hypercorn_config()
-    sockets = Sockets(secure_sockets=[], insecure_sockets=[_listen(host, port)], quic_sockets=[])
-    await worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets)
+    await serve_asgi(app, _listen(host, port), header_timeout=ServerConfig().header_timeout)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ streams; responses are parsed just enough (status line, Content-Length or
 chunked body) and then checked: HTTP 200, a JSON-RPC ``result`` whose task is
 completed and echoes the text. Anything else is counted as an error.
 
+``--url`` takes several base URLs, comma-separated (``http://127.0.0.1:8000,
+http://127.0.0.1:8001``): client i talks to URL i mod n, the even split of a
+round-robin load balancer over replicas. The result counts good responses per URL.
+
 Protocol on stdout (read by the orchestrator):
 
 * ``MEASURE_START`` when the warmup ends and the measured window begins,
@@ -27,6 +31,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 TEXT = "hello world"
 
@@ -103,13 +108,15 @@ class Stats:
     reasons: Counter = field(default_factory=Counter)
     connects: int = 0
     rpc_id: int = 0
+    ok_by_target: Counter = field(default_factory=Counter)
 
-    def record(self, t_done: float, latency: float, err: str | None) -> None:
+    def record(self, t_done: float, latency: float, err: str | None, target: str = "") -> None:
         in_window = self.window_start <= t_done <= self.window_end
         if err is None:
             if in_window:
                 self.ok += 1
                 self.latencies.append(latency)
+                self.ok_by_target[target] += 1
             return
         self.errors_total += 1
         self.reasons[err] += 1
@@ -181,7 +188,7 @@ async def client(host: str, port: int, path: str, shape: Shape, stats: Stats) ->
                     err = f"HTTP {status}"
                 else:
                     err = shape.check(rpc_id, payload)
-                stats.record(t1, t1 - t0, err)
+                stats.record(t1, t1 - t0, err, f"{host}:{port}")
                 if close:
                     break
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
@@ -212,12 +219,14 @@ async def run(args: argparse.Namespace) -> dict:
     )
     shape.headers = {k.strip(): v.strip() for k, v in shape.headers.items()}
     stats = Stats()
+    endpoints = parse_urls(args.url, args.path) if args.url else [
+        (args.host, args.port, args.path)]
     t_start = time.perf_counter()
     stats.window_start = t_start + args.warmup
     stats.window_end = stats.window_start + args.duration
     tasks = [
-        asyncio.create_task(client(args.host, args.port, args.path, shape, stats))
-        for _ in range(args.clients)
+        asyncio.create_task(client(*endpoints[i % len(endpoints)], shape, stats))
+        for i in range(args.clients)
     ]
     await asyncio.sleep(max(0.0, stats.window_start - time.perf_counter()))
     cpu0 = cpu_seconds()
@@ -244,6 +253,7 @@ async def run(args: argparse.Namespace) -> dict:
         "errors_incl_warmup": stats.errors_total,
         "error_reasons": dict(stats.reasons.most_common(8)),
         "connections_opened": stats.connects,
+        "requests_ok_by_endpoint": dict(stats.ok_by_target),
         "rps": stats.ok / args.duration,
         "latency_ms": {
             "mean": (sum(lat) / len(lat) * ms) if lat else None,
@@ -257,11 +267,31 @@ async def run(args: argparse.Namespace) -> dict:
     }
 
 
+def parse_urls(spec: str, default_path: str) -> list[tuple[str, int, str]]:
+    """``http://h:p[/path],...`` -> [(host, port, path)]; a URL without a path gets
+    ``default_path``."""
+    out = []
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        parts = urlsplit(item.strip())
+        if parts.scheme != "http" or not parts.hostname:
+            raise SystemExit(f"--url wants http://HOST:PORT[/PATH] items, got {item!r}")
+        out.append((parts.hostname, parts.port or 80, parts.path or default_path))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="closed-loop A2A SendMessage load generator")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--path", default="/")
+    ap.add_argument(
+        "--url",
+        default=None,
+        help="base URLs, comma-separated, instead of --host/--port: clients are "
+        "assigned to them round-robin (replicas without a load balancer)",
+    )
     ap.add_argument("--method", default="SendMessage")
     ap.add_argument("--protocol", choices=["1.0", "0.3"], default="1.0")
     ap.add_argument(

@@ -1,5 +1,5 @@
 """Process helpers shared by the bench modes: ports, CPU time and memory from /proc,
-readiness polls, stopping a process group."""
+TCP socket states from /proc/net, readiness polls, stopping a process group."""
 
 from __future__ import annotations
 
@@ -190,3 +190,30 @@ def stop_group(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+              "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+              "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def server_sockets(port: int) -> dict[str, int]:
+    """States of the sockets whose local port is `port` (the server's side), counted."""
+    counts: dict[str, int] = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                state = TCP_STATES.get(fields[3], fields[3])
+                counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def close_wait(port: int) -> int:
+    """Server sockets in CLOSE-WAIT (state 08): the peer closed, the server has not."""
+    return server_sockets(port).get("CLOSE_WAIT", 0)

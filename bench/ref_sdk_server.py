@@ -5,9 +5,17 @@ same work as trio-a2a's echo agent (runtime/agents/echo.py): it creates a Task,
 marks it WORKING, streams one text artifact echoing the user's text in
 ``--chunks`` pieces (default 3, append=True after the first), and completes.
 
+With ``--database-url postgresql://...`` (the ``sdk-python-pg`` target) the task
+store is the SDK's ``DatabaseTaskStore`` on PostgreSQL through SQLAlchemy async and
+asyncpg (``pip install 'a2a-sdk[postgresql]'``) instead of ``InMemoryTaskStore``: the
+URL's scheme becomes ``postgresql+asyncpg://``, the engine keeps SQLAlchemy's default
+pool (5 connections + 10 overflow), and the store's ``initialize()`` (its
+``create_all`` of the ``tasks`` table) runs at startup, before the port answers.
+
 Run standalone::
 
     python bench/ref_sdk_server.py --port 8001
+    python bench/ref_sdk_server.py --port 8001 --database-url postgresql://postgres@127.0.0.1/db
 
 then::
 
@@ -19,6 +27,7 @@ then::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import uuid
 
@@ -28,7 +37,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -102,15 +111,52 @@ def build_card(url: str) -> AgentCard:
     )
 
 
-def build_app(url: str, chunks: int = 3) -> Starlette:
+def asyncpg_url(url: str) -> str:
+    """``postgresql://...`` (libpq style, as trio-a2a takes it) -> SQLAlchemy's
+    ``postgresql+asyncpg://...``."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme) :]
+    if url.startswith("postgresql+asyncpg://"):
+        return url
+    raise SystemExit(f"--database-url wants a postgresql:// URL, got {url!r}")
+
+
+def build_app(
+    url: str,
+    chunks: int = 3,
+    database_url: str | None = None,
+    pool: tuple[int, int] | None = None,
+) -> Starlette:
     card = build_card(url)
+    task_store: TaskStore
+    lifespan = None
+    if database_url is None:
+        task_store = InMemoryTaskStore()
+    else:
+        from a2a.server.tasks.database_task_store import DatabaseTaskStore
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        pool_args = {} if pool is None else {"pool_size": pool[0], "max_overflow": pool[1]}
+        engine = create_async_engine(asyncpg_url(database_url), **pool_args)
+        db_store = DatabaseTaskStore(engine, create_table=True)
+        task_store = db_store
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette):
+            await db_store.initialize()  # CREATE TABLE tasks, before serving
+            try:
+                yield
+            finally:
+                await engine.dispose()
+
     handler = DefaultRequestHandler(
         agent_executor=EchoExecutor(chunks),
-        task_store=InMemoryTaskStore(),
+        task_store=task_store,
         agent_card=card,
     )
     routes = create_agent_card_routes(card) + create_jsonrpc_routes(handler, rpc_url="/")
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main() -> None:
@@ -125,8 +171,22 @@ def main() -> None:
         default=3,
         help="artifact chunks per reply (3 = what trio-a2a's echo agent sends)",
     )
+    ap.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql:// URL: DatabaseTaskStore (SQLAlchemy + asyncpg) on it instead "
+        "of InMemoryTaskStore",
+    )
+    ap.add_argument("--pool-size", type=int, default=None,
+                    help="SQLAlchemy pool_size (default: SQLAlchemy's, 5)")
+    ap.add_argument("--max-overflow", type=int, default=None,
+                    help="SQLAlchemy max_overflow (default: SQLAlchemy's, 10)")
     args = ap.parse_args()
-    app = build_app(f"http://{args.host}:{args.port}/", args.chunks)
+    pool = None
+    if args.pool_size is not None or args.max_overflow is not None:
+        pool = (5 if args.pool_size is None else args.pool_size,
+                10 if args.max_overflow is None else args.max_overflow)
+    app = build_app(f"http://{args.host}:{args.port}/", args.chunks, args.database_url, pool)
     uvicorn.run(
         app,
         host=args.host,

@@ -33,7 +33,8 @@ def combine_rounds(rounds: list[dict]) -> dict:
         for k in ok[0]["latency_ms"]
         if any(r["latency_ms"].get(k) is not None for r in ok)
     }
-    for key in ("server_cpu_ms_per_req", "server_cpu_util", "loadgen_cpu_util", "other_cpu_util"):
+    for key in ("server_cpu_ms_per_req", "server_cpu_util", "loadgen_cpu_util", "other_cpu_util",
+                "db_cpu_ms_per_req", "db_cpu_util"):
         values = [r[key] for r in ok if r.get(key) is not None]
         row[key] = med(values) if values else None
     if all(r.get("cpu_by_command") for r in ok):
@@ -53,6 +54,7 @@ def combine_rounds(rounds: list[dict]) -> dict:
             "p50": r["latency_ms"].get("p50"),
             "p99": r["latency_ms"].get("p99"),
             "server_cpu_ms_per_req": r.get("server_cpu_ms_per_req"),
+            "db_cpu_ms_per_req": r.get("db_cpu_ms_per_req"),
         }
         for r in ok
     ]
@@ -135,6 +137,16 @@ def render_table(rows: list[dict], profiled: bool) -> str:
             )
             notes.append(f"* {r['target']}: srv CPU summed over {nproc} processes "
                          f"(ms/req: {parts})")
+        if r.get("db_cpu_ms_per_req") is not None:
+            notes.append(
+                f"* {r['target']}: PostgreSQL backends of its database (not in srv CPU): "
+                f"{r['db_cpu_ms_per_req']:.3f} ms/req, {r['db_cpu_util']:.0%} of a CPU, "
+                f"{r.get('db_backends', '?')} connections"
+            )
+        split_ok = r.get("requests_ok_by_endpoint") or {}
+        if len(split_ok) > 1:
+            notes.append(f"* {r['target']}: good responses by replica (one round): " + ", ".join(
+                f"{ep} {n:,}" for ep, n in sorted(split_ok.items())))
         if (r.get("other_cpu_util") or 0) > 0.15:
             notes.append(
                 f"* {r['target']}: WARNING other processes used {r['other_cpu_util']:.0%} of a "
@@ -156,10 +168,14 @@ def evaluate_checks(checks: dict[str, tuple[Check, ...]], rows: list[dict]) -> l
     for target, target_checks in checks.items():
         for check in target_checks:
             row = by_key.get((target, check.clients))
+            baseline = check.baseline or BASELINE
             value = None
             if row is not None:
-                if check.metric == "ratio":
+                if check.metric == "ratio" and check.baseline is None:
                     value = row.get(RATIO_KEY)
+                elif check.metric == "ratio":
+                    base = by_key.get((baseline, check.clients))
+                    value = row["rps"] / base["rps"] if base and base.get("rps") else None
                 else:
                     value = row.get("latency_ms", {}).get(check.metric)
             if value is None:
@@ -171,6 +187,8 @@ def evaluate_checks(checks: dict[str, tuple[Check, ...]], rows: list[dict]) -> l
             entry = {"target": target, "check": check.label, "clients": check.clients,
                      "metric": check.metric, "limit": check.limit, "value": value,
                      "verdict": verdict, "measured": row is not None}
+            if check.metric == "ratio":
+                entry["baseline"] = baseline
             if check.metric == "ratio" and row is not None:
                 entry["rps"] = row["rps"]
             out.append(entry)
@@ -180,12 +198,13 @@ def evaluate_checks(checks: dict[str, tuple[Check, ...]], rows: list[dict]) -> l
 def render_checks(results: list[dict]) -> str:
     lines = []
     for c in results:
+        baseline = c.get("baseline", BASELINE)
         if c["value"] is None and c.get("measured"):
-            got = f"{BASELINE} not measured at {c['clients']} clients"
+            got = f"{baseline} not measured at {c['clients']} clients"
         elif c["value"] is None:
             got = f"not measured (run with --clients including {c['clients']})"
         elif c["metric"] == "ratio":
-            got = f"{c['rps']:,.0f} req/s = {c['value']:.2f}x {BASELINE}"
+            got = f"{c['rps']:,.0f} req/s = {c['value']:.2f}x {baseline}"
         else:
             got = f"{c['metric']} {c['value']:.2f} ms"
         lines.append(f"  {c['verdict']:4}  {c['target']}: {c['check']}: {got}")
@@ -207,6 +226,18 @@ def _cmd_out(argv: list[str]) -> str | None:
     return p.stdout.strip() if p.returncode == 0 else None
 
 
+def _postgres_version() -> str | None:
+    """server_version of the PostgreSQL the ``{database_url}`` targets use, if reachable."""
+    from bench import pgdb
+
+    try:
+        [rows] = pgdb._run(pgdb.admin_url(), "SHOW server_version",
+                           ("SHOW server_version", ()))
+    except pgdb.DatabaseError:
+        return None
+    return rows[0][0]
+
+
 def environment() -> dict:
     cpu = None
     with contextlib.suppress(OSError):
@@ -224,6 +255,10 @@ def environment() -> dict:
         "starlette": _version("starlette"),
         "trio": _version("trio"),
         "hypercorn": _version("hypercorn"),
+        "psycopg": _version("psycopg"),
+        "sqlalchemy": _version("sqlalchemy"),
+        "asyncpg": _version("asyncpg"),
+        "postgresql": _postgres_version(),
         "node": _cmd_out(["node", "--version"]) if shutil.which("node") else None,
         "a2a_js_sdk": js_sdk_version(),
         "git_head": _cmd_out(["git", "rev-parse", "--short", "HEAD"]),

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import pgdb
 from bench.loadgen import Shape
 from bench.procs import (
     HOST,
@@ -57,30 +58,48 @@ class Skip(Exception):
     pass
 
 
-def _fmt_argv(target: Target, port: int, data_dir: str) -> list[str]:
+def _fmt_argv(target: Target, ports: list[int], data_dir: str,
+              database_url: str = "") -> list[str]:
     subs = {
         "python": sys.executable,
-        "port": str(port),
+        "port": str(ports[0]),
+        "ports": ",".join(map(str, ports)),
         "host": HOST,
         "data_dir": data_dir,
+        "database_url": database_url,
         "bench": str(BENCH_DIR),
         "repo": str(REPO_DIR),
     }
     return [a.format(**subs) for a in target.argv]
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, target: Target, logf: Path) -> float:
+def _free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _wait_ready(proc: subprocess.Popen, ports: list[int], target: Target, logf: Path) -> float:
     t0 = time.monotonic()
     try:
-        wait_http_ok(proc, port, target.ready_path, target.ready_timeout, logf)
+        for port in ports:
+            left = target.ready_timeout - (time.monotonic() - t0)
+            wait_http_ok(proc, port, target.ready_path, max(left, 0.1), logf)
     except RuntimeError as exc:
         raise Skip(str(exc)) from None
     if target.ready_check is not None:
         left = target.ready_timeout - (time.monotonic() - t0)
-        err = target.ready_check(HOST, port, left)
+        err = target.ready_check(HOST, ports[0], left)
         if err:
             raise Skip(f"not ready after {target.ready_timeout:.0f}s: {err}\n{tail(logf)}")
     return time.monotonic() - t0
+
+
+def _db_cpu(name: str | None) -> dict[int, float] | None:
+    return pgdb.backend_cpu(name) if name else None
 
 
 def _smoke(port: int, target: Target) -> None:
@@ -126,17 +145,25 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
         reason = target.prepare()
         if reason:
             raise Skip(reason)
-    port = free_port()
+    ports = _free_ports(max(1, target.replicas))
+    port = ports[0]
+    db_name = db_url = None
     data_dir = tempfile.mkdtemp(prefix=f"bench-{target.name}-")
     logf = Path(data_dir) / "server.log"
-    argv = _fmt_argv(target, port, data_dir)
-    res["command"] = shlex.join(argv)
     ncpu = os.cpu_count() or 1
     server_cpus = {0} if args.pin and ncpu > 1 else None
     loadgen_cpus = set(range(1, ncpu)) if args.pin and ncpu > 1 else None
     proc = None
     spy = None
     try:
+        if target.uses_database:
+            try:
+                db_name, db_url = pgdb.create_database(target.name)
+            except pgdb.DatabaseError as exc:
+                raise Skip(str(exc)) from None
+            res["database"] = db_name
+        argv = _fmt_argv(target, ports, data_dir, db_url or "")
+        res["command"] = shlex.join(argv)
         with open(logf, "wb") as out:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             proc = subprocess.Popen(
@@ -149,9 +176,10 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
                 env=env,
                 preexec_fn=_pin(server_cpus),
             )
-        res["startup_s"] = round(_wait_ready(proc, port, target, logf), 3)
+        res["startup_s"] = round(_wait_ready(proc, ports, target, logf), 3)
         try:
-            _smoke(port, target)
+            for p in ports:
+                _smoke(p, target)
         except Skip as exc:
             raise Skip(f"{exc}\n{tail(logf)}") from None
         lg_argv = [
@@ -161,6 +189,8 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
             "--clients", str(clients),
             "--duration", str(args.duration), "--warmup", str(args.warmup),
         ]  # fmt: skip
+        if len(ports) > 1:
+            lg_argv += ["--url", ",".join(f"http://{HOST}:{p}" for p in ports)]
         for k, v in target.headers.items():
             lg_argv += ["--header", f"{k}: {v}"]
         log(
@@ -177,6 +207,7 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
         )
         cpu0 = cpu1 = sys0 = sys1 = None
         split0 = split1 = {}
+        db0 = db1 = None
         result = None
         assert lg.stdout is not None
         for line in lg.stdout:
@@ -185,12 +216,14 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
                 split0 = tree_cpu(proc.pid)
                 cpu0 = sum(c for _, c in split0.values())
                 sys0 = system_busy_seconds()
+                db0 = _db_cpu(db_name)
                 if args.profile and target.ours:
                     spy = _start_profile(target, proc.pid, args, stamp)
             elif line == "MEASURE_END":
                 split1 = tree_cpu(proc.pid)
                 cpu1 = sum(c for _, c in split1.values())
                 sys1 = system_busy_seconds()
+                db1 = _db_cpu(db_name)
             elif line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT ") :])
         lg.wait()
@@ -206,13 +239,24 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
                         "ms_per_req": v["cpu_s"] / n_ok * 1000 if n_ok else None}
                 for label, v in cpu_by_command(split0, split1).items()
             }
+            db_util = 0.0
+            if db0 is not None and db1 is not None:
+                # PostgreSQL backends serving this run's database (outside the
+                # target's process tree); a backend started in the window counts
+                # from 0, one that ended in it is missed.
+                db_s = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
+                db_util = db_s / args.duration
+                res["db_cpu_util"] = db_util
+                res["db_cpu_ms_per_req"] = db_s / n_ok * 1000 if n_ok else None
+                res["db_backends"] = len(db1)
             if sys0 is not None and sys1 is not None:
                 # Whatever else ran on the machine during the window: noise.
                 res["other_cpu_util"] = max(
                     0.0,
                     (sys1 - sys0) / args.duration
                     - res["server_cpu_util"]
-                    - result["loadgen_cpu_util"],
+                    - result["loadgen_cpu_util"]
+                    - db_util,
                 )
         if proc.poll() is not None:
             res["note"] = (res["note"] + "; " if res["note"] else "") + (
@@ -229,8 +273,15 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
             stop_group(proc)
         if args.keep_data:
             res["data_dir"] = data_dir
+            if db_name is not None:
+                log(f"{target.name}: kept database {db_name}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+            if db_name is not None:
+                try:
+                    pgdb.drop_database(db_name)
+                except pgdb.DatabaseError as exc:
+                    log(f"{target.name}: could not drop database {db_name}: {exc}")
 
 
 # ---------------------------------------------------------------- profiling
@@ -304,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Blocking SendMessage (JSON-RPC, A2A 1.0) throughput and latency, "
         "side by side for several A2A servers. Each server runs in its own "
         "subprocess on 127.0.0.1; the load generator runs in another. "
-        "`python -m bench idle-workers --help`: the idle-workers mode.",
+        "`python -m bench idle-workers --help`: the idle-workers mode; "
+        "`python -m bench hostile --help`: hostile traffic, the hardening acceptance check.",
     )
     ap.add_argument(
         "--targets",
@@ -340,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=COMMAND",
         type=_parse_added,
         help="extra target run after the selected ones: a server command line with "
-        "{python} {port} {host} {data_dir} {bench} {repo} placeholders; it must serve "
+        "{python} {port} {host} {data_dir} {database_url} {bench} {repo} placeholders "
+        "({database_url}: a fresh PostgreSQL database on TRIO_A2A_BENCH_DATABASE_URL's "
+        "server, default postgresql://postgres@127.0.0.1:5432/postgres); it must serve "
         "/.well-known/agent-card.json and A2A 1.0 JSON-RPC on POST /. Repeatable.",
     )
     ap.add_argument(
@@ -355,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pin the server to CPU 0 and the load generator to the other CPUs",
     )
-    ap.add_argument("--keep-data", action="store_true", help="keep each target's temp dir")
+    ap.add_argument("--keep-data", action="store_true",
+                    help="keep each target's temp dir (and its PostgreSQL database)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
     ap.add_argument("--list", action="store_true", help="list the targets and exit")
     return ap
@@ -367,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.idle_workers import main as idle_main
 
         return idle_main(argv[1:])
+    if argv[:1] == ["hostile"]:
+        from bench.hostile import main as hostile_main
+
+        return hostile_main(argv[1:])
     args = build_parser().parse_args(argv)
     table = dict(TARGETS)
     for t in args.add_target:

@@ -7,7 +7,10 @@ line, see ``python -m bench --help``).
 
 Placeholders in ``argv`` items: ``{python}`` (this interpreter), ``{port}``,
 ``{host}``, ``{data_dir}`` (a fresh temporary directory per run, removed
-afterwards), ``{bench}`` (this directory) and ``{repo}`` (the repo root).
+afterwards), ``{database_url}`` (a fresh PostgreSQL database per run, dropped
+afterwards: bench/pgdb.py), ``{ports}`` (all the ports of a target with
+``replicas`` > 1, comma-separated; ``{port}`` is the first), ``{bench}`` (this
+directory) and ``{repo}`` (the repo root).
 
 A target may carry ``checks``: goals the report marks PASS or FAIL (for
 example "p50 <= 5 ms at 1 client" or "req/s at 16 clients >= sdk-python's").
@@ -40,14 +43,15 @@ class Check:
     """A goal for one target at one number of clients, marked PASS/FAIL in the report.
 
     ``metric`` is ``"p50"`` or ``"p99"`` (ms, must be <= ``limit``) or ``"ratio"``
-    (req/s divided by the baseline's req/s at the same number of clients, must be
-    >= ``limit``).
+    (req/s divided by the req/s of ``baseline`` at the same number of clients, must
+    be >= ``limit``; ``baseline`` None means the bench's baseline, sdk-python).
     """
 
     label: str
     clients: int
     metric: str
     limit: float
+    baseline: str | None = None
 
 
 @dataclass
@@ -72,6 +76,13 @@ class Target:
     ours: bool = False
     note: str = ""
     checks: tuple[Check, ...] = ()
+    # Servers listening on as many ports (``{ports}``): the load generator spreads its
+    # clients over them round-robin, the bench waits for and smoke-tests each.
+    replicas: int = 1
+
+    @property
+    def uses_database(self) -> bool:
+        return any("{database_url}" in a for a in self.argv)
 
 
 def _cmd(line: str) -> list[str]:
@@ -243,6 +254,48 @@ TARGETS: dict[str, Target] = {
                 Check("req/s at 16 clients >= sdk-python's", clients=16, metric="ratio",
                       limit=1.0),
             ),
+        ),
+        Target(
+            name="sdk-python-pg",
+            argv=_cmd(
+                "{python} {bench}/ref_sdk_server.py --host {host} --port {port}"
+                " --database-url {database_url} --pool-size 16 --max-overflow 0"
+            ),
+            description="as sdk-python, with the SDK's DatabaseTaskStore on PostgreSQL "
+            "(SQLAlchemy async + asyncpg, a2a-sdk[postgresql]) in a fresh database",
+            prepare=_need_modules("a2a", "uvicorn", "starlette", "sqlalchemy", "asyncpg"),
+            # SQLAlchemy's default pool (5 + 10 overflow) closes an overflow connection
+            # whenever it is returned, so at 16 clients it opens connections all the
+            # time (about 18 instead of 13.5 ms of CPU per request here): a fixed pool
+            # of one connection per client is the fair setting.
+            note=_uvicorn_note() + "; SQLAlchemy pool 16 + 0 overflow",
+        ),
+        Target(
+            name="trio-postgres",
+            argv=_cmd(
+                "{python} -m runtime server --host {host} --port {port}"
+                " --store postgres --database-url {database_url}"
+            ),
+            description="trio-a2a server, PostgreSQL task store in a fresh database",
+            ours=True,
+            note="pool of 10 connections (default)",
+            checks=(
+                Check("req/s at 16 clients >= 2x sdk-python-pg's", clients=16,
+                      metric="ratio", limit=2.0, baseline="sdk-python-pg"),
+            ),
+        ),
+        Target(
+            name="trio-postgres2",
+            argv=_cmd(
+                "{python} {bench}/replicas_target.py --host {host} --ports {ports}"
+                " -- --store postgres --database-url {database_url}"
+            ),
+            description="two trio-a2a server replicas on one fresh PostgreSQL database, "
+            "each with its embedded worker; the load generator's clients alternate "
+            "between them; CPU summed over both",
+            ours=True,
+            replicas=2,
+            note="2 replicas, pool of 10 connections each (default)",
         ),
     ]
 }

@@ -14,9 +14,11 @@ from protocol.limits import *  # noqa: F403
 from protocol.limits import __all__ as _limits
 from protocol.models import *  # noqa: F403
 from protocol.models import __all__ as _models
+from protocol.output_size import *  # noqa: F403
+from protocol.output_size import __all__ as _output_size
 from protocol.sse import *  # noqa: F403
 from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["v03", *_errors, *_jsonrpc, *_limits, *_models, *_sse, *_states]
+__all__ = ["v03", *_errors, *_jsonrpc, *_limits, *_models, *_output_size, *_sse, *_states]

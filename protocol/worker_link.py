@@ -92,6 +92,9 @@ class RegisterReply(LinkModel):
     heartbeat_interval: float = Field(gt=0)  # seconds
     lease_ttl: float = Field(gt=0)  # seconds
     server_version: str
+    max_output_bytes: int | None = Field(default=None, gt=0)
+    """The server's cap on one attempt's output (`protocol.output_size.output_bytes`):
+    past it the server fails the task, so a worker stops its agent there. None: no cap."""
 
 
 class LeaseRef(LinkModel):
@@ -139,6 +142,11 @@ class ClaimReply(LinkModel):
     history: list[Message] | None = None
     metadata: dict[str, Any] | None = None
     context: list[Message] | None = None  # earlier tasks of the context (if registered for)
+    # Who sent the task (its owner; absent with auth off) and the output modes the
+    # client accepts (its SendMessage configuration; absent: any). Optional, so an
+    # older worker ignores them and an older server's grant means "" and ().
+    principal: str | None = None
+    accepted_output_modes: list[str] | None = None
 
     @model_validator(mode="after")
     def _granted_has_lease(self) -> ClaimReply:

@@ -17,8 +17,15 @@ from runtime.http.auth import (
 )
 from runtime.http.card import CardDocument, CardSettings, LiveCard, SkillsSource, build_card
 from runtime.http.card_file import CardFileError, load_card_settings
+from runtime.http.listener import AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
-from runtime.server import RunningServer, ServerConfig, open_server
+from runtime.server import (
+    RunningServer,
+    ServerConfig,
+    ServerStatistics,
+    open_server,
+    worker_link_refusal,
+)
 from runtime.store import (
     MemoryBackend,
     SQLiteBackend,
@@ -28,6 +35,7 @@ from runtime.store import (
 )
 
 __all__ = [
+    "AcceptStatistics",
     "AgentLoadError",
     "BUILTIN_AGENTS",
     "CardDocument",
@@ -40,6 +48,7 @@ __all__ = [
     "RunningServer",
     "SQLiteBackend",
     "ServerConfig",
+    "ServerStatistics",
     "StoreOpenError",
     "TokenAuth",
     "build_card",
@@ -57,4 +66,5 @@ __all__ = [
     "RepeatedAuthorization",
     "Resolver",
     "split_chunks",
+    "worker_link_refusal",
 ]

@@ -44,7 +44,7 @@ from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
 from runtime.logs import JsonLogFormatter, setup_logging
-from runtime.server import ServerConfig, open_server
+from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
@@ -93,6 +93,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--store-poll-interval", args.store_poll_interval)
     _check_seconds("--queue-rescan-interval", args.queue_rescan_interval)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
+    _check_seconds("--header-timeout", args.header_timeout)
     if args.max_attempts < 1:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
@@ -104,6 +105,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     if args.max_depth > DEPTH_CEILING:
         raise ValueError(f"--max-depth must be at most {DEPTH_CEILING} (the store cannot "
                          f"serialise deeper JSON), not {args.max_depth}")
+    if args.max_output_bytes < 0:
+        raise ValueError(f"--max-output-bytes must be 0 (no limit) or more, not "
+                         f"{args.max_output_bytes}")
     tokens = _token_file("--tokens-file", args.tokens_file)
     tokens_env = os.environ.get(args.tokens_env)
     if tokens_env:
@@ -125,7 +129,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     if args.database_pool_size < 1:
         raise ValueError(f"--database-pool-size must be at least 1, not "
                          f"{args.database_pool_size}")
-    return ServerConfig(
+    config = ServerConfig(
         host=args.host,
         port=args.port,
         public_url=args.public_url,
@@ -137,6 +141,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         sqlite_synchronous=args.sqlite_synchronous,
         tokens=tokens,
         worker_tokens=worker_tokens,
+        open_worker_link=args.open_worker_link,
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
@@ -144,6 +149,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_depth=args.max_depth,
         max_string=args.max_string,
         max_items=args.max_items,
+        header_timeout=args.header_timeout,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,
@@ -153,8 +159,13 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         queue_rescan_interval=args.queue_rescan_interval,
         replica_id=args.replica_id or None,
         max_attempts=args.max_attempts,
+        max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
     )
+    refusal = worker_link_refusal(config)
+    if refusal is not None:
+        raise ValueError(refusal)
+    return config
 
 
 def check_server_url(url: str, transport: str) -> None:

@@ -171,7 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
         "/worker/link), one "
         "'principal:token' per line, as in --tokens-file; also read from TRIO_A2A_WORKER_TOKENS "
         "('principal:token' pairs separated by commas). Never valid as client tokens. "
-        "Without any, the link accepts every worker [TRIO_A2A_WORKER_TOKENS_FILE]",
+        "Without any, the link accepts every worker while client auth is off; with client "
+        "auth on it takes no remote worker (and with --local-workers 0 the server refuses "
+        "to start) unless --open-worker-link [TRIO_A2A_WORKER_TOKENS_FILE]",
+    )
+    s.add_argument(
+        "--open-worker-link",
+        action="store_true",
+        default=_bool_env("OPEN_WORKER_LINK"),
+        help="with client tokens but no worker tokens, let any remote worker on the worker "
+        "link without a token, on purpose (a trusted network only: a worker sees every "
+        "task's prompt and writes its result) [TRIO_A2A_OPEN_WORKER_LINK=1] (default: off)",
     )
     s.add_argument(
         "--no-push",
@@ -222,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="most members of one object or elements of one array in a request (parts "
         "count against --max-parts instead); more get -32602 [TRIO_A2A_MAX_ITEMS] "
         "(default 10000)",
+    )
+    s.add_argument(
+        "--header-timeout",
+        type=_number_type(float, "HEADER_TIMEOUT"),
+        default=_number_env("HEADER_TIMEOUT", 20),
+        help="seconds a request head may take from its first byte; then the connection "
+        "is closed [TRIO_A2A_HEADER_TIMEOUT] (default 20)",
     )
     s.add_argument(
         "--keepalive",
@@ -285,8 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-attempts",
         type=_number_type(int, "MAX_ATTEMPTS"),
         default=_number_env("MAX_ATTEMPTS", 3),
-        help="claims a task gets: when the lease of its last one is lost, the task fails "
+        help="claims each run of a task gets (the first, and each one a client's "
+        "continuation starts): when the lease of the run's last one is lost, the task fails "
         "instead of being queued again [TRIO_A2A_MAX_ATTEMPTS] (default 3)",
+    )
+    s.add_argument(
+        "--max-output-bytes",
+        type=_number_type(int, "MAX_OUTPUT_BYTES"),
+        default=_number_env("MAX_OUTPUT_BYTES", 64 << 20),
+        help="output one attempt of a task may produce (text as UTF-8, file content); past "
+        "it the task fails with the reason, once, and workers stop their agent there; 0 "
+        "for no limit [TRIO_A2A_MAX_OUTPUT_BYTES] (default 67108864, 64 MiB)",
     )
     s.add_argument(
         "--cancel-timeout",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import random
 import socket
 import uuid
@@ -22,10 +23,6 @@ from typing import Literal
 
 import attrs
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from actors.a2a_service import A2AService, ServiceSettings
 from actors.agent import AgentSpec
@@ -40,10 +37,10 @@ from runtime.agents import echo_agent
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
-from runtime.http.coalesce import install as install_coalescing
-from runtime.http.common import AppState
-from runtime.http.idle import install as install_idle_timer
+from runtime.http.common import AppState, ASGIApp
+from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender
+from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
@@ -51,7 +48,8 @@ from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 
-__all__ = ["RunningServer", "ServerConfig", "open_server"]
+__all__ = ["RunningServer", "ServerConfig", "ServerStatistics", "open_server",
+           "worker_link_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +90,15 @@ class ServerConfig:
     tokens: dict[str, str] = attrs.field(factory=dict)
     """{token: principal}; empty means auth is off."""
     worker_tokens: dict[str, str] = attrs.field(factory=dict)
-    """{token: principal} for the worker link (/worker/ws), never valid as client tokens;
-    empty means the link accepts any worker (a warning is logged)."""
+    """{token: principal} for the worker link (/worker/ws, /worker/link), never valid as
+    client tokens. Empty with client auth off: the link accepts any worker (a warning
+    is logged). Empty with client auth on: see `open_worker_link`."""
+    open_worker_link: bool = False
+    """With client tokens but no worker tokens, let any remote worker on the link, on
+    purpose (a trusted network). Off, such a server never serves a tokenless remote
+    worker: anyone could take a principal's task, read its prompt and forge its
+    result. It keeps the link closed to remote workers (its embedded ones need no
+    token), and with no embedded workers it refuses to start (`worker_link_refusal`)."""
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -106,6 +111,9 @@ class ServerConfig:
     """Characters in any one string of a request."""
     max_items: int = _LIMITS.max_items
     """Members of one object or elements of one array in a request."""
+    header_timeout: float = attrs.field(default=20.0)
+    """Seconds a request head may take from its first byte; then the connection is
+    closed (a client dribbling a header no longer holds a connection for long)."""
     keepalive: float = 15.0
     max_concurrent_tasks: int = 256
     """Agent runs in parallel per local worker."""
@@ -117,7 +125,12 @@ class ServerConfig:
     reap_interval: float = 5.0
     """How often expired leases are looked for."""
     max_attempts: int = 3
-    """Claims a task gets before a lost lease fails it."""
+    """Claims each run of a task gets (the first, and each one a client's continuation
+    starts) before a lost lease fails it."""
+    max_output_bytes: int | None = 64 << 20
+    """Output one attempt of a task may write (text as UTF-8, file bytes, as
+    `protocol.output_size.output_bytes` counts): past it the task fails with the
+    reason, once. Workers are told it when they register and stop there. None: no cap."""
     max_restarts: int = 5
     restart_window: float = 30.0
     """More than `max_restarts` actor restarts within `restart_window` seconds stop the server."""
@@ -142,11 +155,48 @@ class ServerConfig:
     def __attrs_post_init__(self) -> None:
         _ = self.limits  # a bad limit fails here, not on the first request
 
+    @header_timeout.validator
+    def _positive_seconds(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{attribute.name} must be a positive number of seconds, "
+                             f"not {value}")
+
     @worker_tokens.validator
     def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:
         shared = sorted(self.tokens.keys() & value.keys())
         if shared:
             raise ValueError(f"{len(shared)} token(s) are both client and worker tokens")
+
+
+def _link_closed(config: ServerConfig) -> bool:
+    """Client auth is on and the link has no tokens of its own, nor leave to be open."""
+    return bool(config.tokens) and not config.worker_tokens and not config.open_worker_link
+
+
+def worker_link_refusal(config: ServerConfig) -> str | None:
+    """Why the server must not start with this worker link (one line naming the
+    flags that fix it), or None.
+
+    With client auth on, a worker link without worker tokens would hand any
+    principal's task to whoever connects. When only remote workers could run the
+    tasks (no embedded ones), that is a configuration error; with embedded workers
+    the link stays closed to remote ones instead (`runtime.link.endpoint`)."""
+    if _link_closed(config) and config.local_workers == 0:
+        return ("client tokens are set but no worker tokens, and without them anyone could "
+                "take tasks on the worker link: give worker tokens with --worker-tokens-file "
+                "(or TRIO_A2A_WORKER_TOKENS; ServerConfig.worker_tokens), or pass "
+                "--open-worker-link (ServerConfig.open_worker_link) to leave the link open "
+                "on purpose")
+    return None
+
+
+@attrs.frozen
+class ServerStatistics:
+    """What a readiness check looks at, from `RunningServer.statistics()`."""
+
+    accept: AcceptStatistics
+    """The HTTP listener's accept loop: `fd_exhausted` while it cannot take
+    connections for lack of file descriptors."""
 
 
 @attrs.frozen
@@ -163,6 +213,10 @@ class RunningServer:
     """The embedded workers (`local_workers`), current ones: a restart replaces one."""
     push: PushDelivery
     supervisor: Supervisor
+    accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(accept=self.accept.statistics())
 
 
 @contextlib.asynccontextmanager
@@ -202,18 +256,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _hypercorn_config() -> HyperConfig:
-    install_coalescing()
-    install_idle_timer()
-    hc = HyperConfig()
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 75
-    hc.graceful_timeout = 3
-    hc.backlog = 1024
-    return hc
-
-
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
                             workers: list[RunningWorker], index: int, *,
                             task_status: trio.TaskStatus[None]) -> None:
@@ -243,7 +285,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
     Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
     (more than `max_restarts` restarts in `restart_window`); an exception raised in
-    the block comes out as itself."""
+    the block comes out as itself. Raises ValueError, before listening, for a worker
+    link that would be open to anyone under client auth (`worker_link_refusal`)."""
+    refusal = worker_link_refusal(config)
+    if refusal is not None:
+        raise ValueError(refusal)
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
@@ -259,16 +305,15 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                           extended_card=auth.enabled)
 
     listening = [sock]
+    accept = AcceptMonitor()  # one for the server's life: the listener may restart
 
-    async def serve_http(app: object, *, task_status: trio.TaskStatus[None]) -> None:
+    async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above (its port is in the card);
         # a restart binds the same address again.
         current = listening.pop() if listening else _listen(host, port)
-        hc = _hypercorn_config()
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[current], quic_sockets=[])
         try:
-            await worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc,
-                               sockets=sockets, task_status=task_status)
+            await serve_asgi(app, current, header_timeout=config.header_timeout,
+                             accept=accept, task_status=task_status)
         finally:
             current.close()
 
@@ -281,11 +326,13 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
                                         max_attempts=config.max_attempts,
+                                        max_output_bytes=config.max_output_bytes,
                                         rescan_interval=config.queue_rescan_interval,
                                         replica_id=replica_id)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
-                                              client_auth=auth)
+                                              client_auth=auth,
+                                              remote_open=not _link_closed(config))
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
@@ -326,7 +373,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree)
+                                    push=push, supervisor=tree, accept=accept)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")

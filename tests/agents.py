@@ -4,7 +4,8 @@ Commands (the message text): `echo ...` echoes; `wait` blocks until the test
 sets the `gate` event (or the task is canceled); `sleep N` sleeps N seconds;
 `ask` asks for input, and after the answer completes with it; `fail` raises;
 `auth` asks to sign in, and after the answer completes; `reject` rejects; `reply`
-answers with a direct message; `chunks N` streams N artifact chunks.
+answers with a direct message; `chunks N` streams N artifact chunks; `gated N`
+streams N chunks, waits for the gate, then streams N more.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def scripted_agent(controls: Controls | None = None) -> AgentSpec:
                 await emit.reject("not doing that")
             elif cmd == "reply":
                 await emit.reply(f"direct: {arg}")
+            elif cmd == "gated":
+                aid = None
+                n = int(arg or "3")
+                for i in range(2 * n):
+                    if i == n:
+                        await c.gate.wait()
+                    aid = await emit.artifact_text(f"c{i}", artifact_id=aid, append=i > 0,
+                                                   last_chunk=i == 2 * n - 1)
             elif cmd == "chunks":
                 aid = None
                 n = int(arg or "3")

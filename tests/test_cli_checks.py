@@ -143,6 +143,8 @@ def test_worker_error_after_start_is_not_a_usage_error(
     (["--cancel-timeout", "nan"], "--cancel-timeout must be a positive number of seconds"),
     (["--lease-ttl", "inf"], "--lease-ttl must be a positive number of seconds"),
     (["--reap-interval", "0"], "--reap-interval must be a positive number of seconds"),
+    (["--header-timeout", "0"], "--header-timeout must be a positive number of seconds"),
+    (["--header-timeout", "inf"], "--header-timeout must be a positive number of seconds"),
     (["--store-poll-interval", "-1"],
      "--store-poll-interval must be a positive number of seconds"),
     (["--queue-rescan-interval", "0"],
@@ -157,6 +159,7 @@ def test_server_refuses_bad_numbers(
 @pytest.mark.parametrize(("name", "value", "flag"), [
     ("TRIO_A2A_MAX_ATTEMPTS", "0", "--max-attempts"),
     ("TRIO_A2A_CANCEL_TIMEOUT", "0", "--cancel-timeout"),
+    ("TRIO_A2A_HEADER_TIMEOUT", "-1", "--header-timeout"),
 ])
 def test_server_refuses_bad_numbers_from_env(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -182,6 +185,14 @@ def test_server_max_attempts_and_cancel_timeout_reach_the_config(
     assert flag_wins.max_attempts == 2
 
 
+def test_server_header_timeout_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert server_config(_parse(["server", "--store", "memory"])).header_timeout == 20.0
+    given = server_config(_parse(["server", "--store", "memory", "--header-timeout", "5"]))
+    assert given.header_timeout == 5.0
+    monkeypatch.setenv("TRIO_A2A_HEADER_TIMEOUT", "7.5")
+    assert server_config(_parse(["server", "--store", "memory"])).header_timeout == 7.5
+
+
 def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -196,6 +207,7 @@ def test_help_names_both_worker_link_paths_and_the_lease_ttl_bound(
     assert "worker link (/worker/ws and /worker/link)" in server_help
     assert "[TRIO_A2A_MAX_ATTEMPTS]" in server_help
     assert "[TRIO_A2A_CANCEL_TIMEOUT]" in server_help
+    assert "[TRIO_A2A_HEADER_TIMEOUT]" in server_help
     assert "well below the server's lease TTL" in _help("worker", capsys)
 
 

@@ -258,3 +258,17 @@ async def test_provider_failures_fail_the_task_clearly_and_keep_partial_output(
     assert broken["status"]["state"] == "TASK_STATE_FAILED"
     assert "the stream broke" in broken["status"]["message"]["parts"][0]["text"]
     assert answer(broken) == "half an ans"  # what the user saw stays
+
+
+async def test_an_unknown_tool_is_an_error_result_the_model_can_read(tmp_path: Path) -> None:
+    """A model that calls a tool that does not exist gets told which tools there are;
+    the task goes on (it failed with "'tuple' object is not callable" before)."""
+    bogus = ToolCallEvent(ToolCall("c9", "launch_rockets", {}))
+    provider = EchoProvider(script=[[bogus], [TextDelta("fine, no rockets")]])
+    with trio.fail_after(20):
+        async with serving(provider, tmp_path, "all") as rpc:
+            task = await send(rpc, "do something odd")
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert answer(task) == "fine, no rockets"
+    result, is_error = tool_result(provider, 1, "c9")
+    assert is_error and "unknown tool 'launch_rockets'" in result and "read_file" in result

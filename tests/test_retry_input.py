@@ -45,6 +45,7 @@ from protocol.models import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
+from protocol.states import is_terminal
 from runtime.link.grants import run_input
 from runtime.link.local import InProcessLink, open_in_process_link
 from runtime.server import ServerConfig, open_server
@@ -229,7 +230,8 @@ async def test_a_continued_task_retried_runs_on_the_users_reply(
     seen: list[Attempt] = []
     starts: list[float] = []
     with trio.fail_after(600):
-        # (claims count over the task's life: the reply's run starts at attempt 2)
+        # (`dispatch.attempts` counts claims over the task's life: the reply's run
+        # starts at attempt 2; its retry limit counts its own, see below)
         async with open_fleet(stepping_agent(seen, starts=starts), max_attempts=5) as fleet:
             server = fleet.server
             await fleet.start("wrk-a")
@@ -250,6 +252,57 @@ async def test_a_continued_task_retried_runs_on_the_users_reply(
     # the reply's run started at once; killed at t=7 and t=35, requeued at the
     # reaper's tick after each lease ran out (t=30, t=65)
     assert starts == [0.0, 0.0, 35.0, 70.0]
+
+
+async def test_each_run_of_a_continued_task_gets_the_full_attempts(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The default three attempts: the first run used one; the run the reply starts
+    gets three again (killed twice, done on its third), its notes counting them."""
+    seen: list[Attempt] = []
+    with trio.fail_after(600):
+        async with open_fleet(stepping_agent(seen)) as fleet:
+            server = fleet.server
+            await fleet.start("wrk-a")
+            task_id = await send(server, "ask me")
+            await server.store.wait_record(task_id,
+                                           lambda r: r.state == TaskState.INPUT_REQUIRED)
+            await send(server, "Grace", task_id=task_id)
+            await wait_step(server, task_id, attempt=2, step=2)
+            fleet.kill("wrk-a")
+            await fleet.start("wrk-b")
+            await wait_step(server, task_id, attempt=3, step=1)
+            fleet.kill("wrk-b")
+            await fleet.start("wrk-c")
+            record = await server.store.wait_record(task_id, lambda r: is_terminal(r.state))
+    notes = [h for h in _texts(record.task.history or ()) if "expired" in h]
+    assert notes == [
+        "the lease of worker 'wrk-a' expired; retrying (attempt 2 of 3)",
+        "the lease of worker 'wrk-b' expired; retrying (attempt 3 of 3)"]
+    assert record.state == TaskState.COMPLETED, status_text(record)
+    assert artifact_texts(record.task) == ["done: Grace"]
+    assert (record.dispatch.attempts, record.dispatch.run_attempts) == (4, 3)
+    assert len(seen) == 4
+
+
+async def test_a_run_that_uses_up_its_attempts_still_fails_saying_so(
+        autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[Attempt] = []
+    with trio.fail_after(600):
+        async with open_fleet(stepping_agent(seen), max_attempts=2) as fleet:
+            server = fleet.server
+            await fleet.start("wrk-a")
+            task_id = await send(server, "ask me")
+            await server.store.wait_record(task_id,
+                                           lambda r: r.state == TaskState.INPUT_REQUIRED)
+            await send(server, "Grace", task_id=task_id)
+            for attempt, (name, then) in ((2, ("wrk-a", "wrk-b")), (3, ("wrk-b", "wrk-c"))):
+                await wait_step(server, task_id, attempt=attempt, step=1)
+                fleet.kill(name)
+                await fleet.start(then)
+            record = await server.store.wait_record(task_id, lambda r: is_terminal(r.state))
+    assert record.state == TaskState.FAILED
+    assert status_text(record) == (
+        "gave up after 2 attempts: the lease of worker 'wrk-b' expired")
 
 
 # --- a real server restarted on its SQLite file ----------------------------------------
@@ -312,6 +365,14 @@ async def test_the_store_records_the_message_that_starts_each_run() -> None:
     assert continued is not None and continued.dispatch.run_input == (2, "user-Grace")
     assert _texts(continued.task.history or ()) == ("ask me", "what is your name?", "Grace")
     assert DispatchState.from_json(continued.dispatch.to_json()) == continued.dispatch
+
+
+def test_the_runs_attempts_are_stored_and_an_older_row_reads_the_tasks() -> None:
+    state = DispatchState(attempts=4, run_attempts=1, run_input=(2, "user-Grace"))
+    assert DispatchState.from_json(state.to_json()) == state
+    older = state.to_json()
+    del older["run_attempts"]  # a row from before the per-run count: the old rule
+    assert DispatchState.from_json(older).run_attempts == 4
 
 
 def _task(*history: Message) -> Task:

@@ -43,13 +43,13 @@ def flaky_push(monkeypatch: pytest.MonkeyPatch, *, fail: Callable[[int], bool],
 def count_listeners(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the HTTP child started hypercorn, and on which port."""
     ports: list[int] = []
-    original = server_module.worker_serve
+    original = server_module.serve_asgi
 
-    async def serve(app: Any, config: Any, *, sockets: Any, **kw: Any) -> None:
-        ports.append(sockets.insecure_sockets[0].getsockname()[1])
-        await original(app, config, sockets=sockets, **kw)
+    async def serve(app: Any, sock: Any, **kw: Any) -> None:
+        ports.append(sock.getsockname()[1])
+        await original(app, sock, **kw)
 
-    monkeypatch.setattr(server_module, "worker_serve", serve)
+    monkeypatch.setattr(server_module, "serve_asgi", serve)
     return ports
 
 

@@ -41,7 +41,7 @@ import trio
 from actors.dispatch.leases import Leases
 from actors.dispatch.routing import TaskQueue
 from actors.dispatch.workers import ConnectedWorkers
-from actors.store_port import Route, TaskRecord
+from actors.store_port import TaskRecord
 from actors.task_commit import backend_down
 from actors.task_store import ServerTaskStore
 from actors.task_sync import RemoteChangeBatch, RemoteChanges
@@ -69,7 +69,7 @@ class ReplicaFollower:
     """
 
     def __init__(self, store: ServerTaskStore, queue: TaskQueue, workers: ConnectedWorkers,
-                 leases: Leases, *, claiming: set[str], enqueue: Callable[[str, Route], None],
+                 leases: Leases, *, claiming: set[str], enqueue: Callable[..., None],
                  wake: Callable[[], None], rescan_interval: float) -> None:
         if rescan_interval <= 0:
             raise ValueError(f"rescan_interval must be > 0, got {rescan_interval}")
@@ -126,7 +126,9 @@ class ReplicaFollower:
 
     def apply(self, record: TaskRecord) -> None:
         """Index the task's lease; queue the task if it waits for a claim, else take it
-        out of the queue; pass a cancellation asked of its lease to the worker."""
+        out of the queue; pass a cancellation asked of its lease to the worker. A task
+        whose lease ended elsewhere goes back in the place it had (if this replica
+        holds one for it: it claimed the task, or found it leased at start)."""
         task_id = record.task_id
         if task_id in self._claiming:
             return  # this replica's claim of it is in flight: its outcome decides
@@ -151,16 +153,21 @@ class ReplicaFollower:
                 self.queued_remotely += 1
                 log.debug("task queued by another replica", extra={
                     "task_id": task_id, "version": record.version})
-                self._enqueue(task_id, record.dispatch.route)
-        elif self._queue.take(task_id) is not None:
+                self._enqueue(task_id, record.dispatch.route, retry=gone is not None)
+            return
+        if ends_stream(record.state):
+            self._queue.release_place(task_id)  # no retry will need it
+        if self._queue.take(task_id) is not None:
             self._workers.withdraw(task_id)
             log.debug("task claimed or ended by another replica", extra={
                 "task_id": task_id, "version": record.version, "state": record.state.value})
 
-    async def rescan(self) -> list[TaskRecord]:
+    async def rescan(self, *, at_start: bool = False) -> list[TaskRecord]:
         """Reconcile the queue and lease index with the store's unfinished tasks (at
         start, and the fallback for lost notifications); the records it went by. A
-        task queued while the list was read is kept: the list may predate it."""
+        task queued while the list was read is kept: the list may predate it. At
+        start a leased task is given a place in the queue (in the order listed), for
+        its retry if the lease is lost (`TaskQueue.hold_place`)."""
         mark = self._queue.mark()
         listed = await self._store.list_unfinished()
         self.rescans += 1
@@ -172,6 +179,8 @@ class ReplicaFollower:
             if cached is not None and cached.version >= record.version:
                 record = cached
             records.append(record)
+            if at_start and record.dispatch.lease is not None:
+                self._queue.hold_place(record.task_id)  # a retry keeps this order
             self.apply(record)
         for task_id in self._queue.queued_before(mark):
             if task_id not in seen and task_id not in self._claiming:

@@ -6,8 +6,12 @@ write checked against that state: recording a claim, renewing a lease, a
 worker's fenced writes (refused once the attempt moved on, and applied once
 each with the link's frame numbers), its idempotent release, and ending a
 lease whose worker is gone (a retry with the artifacts rolled back to what the
-lost attempt found, a failure once the attempts are used up, or the
-cancellation that was asked for). Beside that, `Leases` keeps per process the
+lost attempt found, a failure once the run's attempts are used up, or the
+cancellation that was asked for). Output frames also count the bytes they add
+(`DispatchState.output_bytes`, in the same write), and one that would pass the
+per-task cap (`max_output_bytes`) is refused: the task then fails with that
+reason, once; so is one whose events break the task lifecycle
+(`IllegalOutput`). Beside that, `Leases` keeps per process the
 index of leases the reaper and heartbeats read, rebuilt from the store at
 start, and the cancellations asked of the workers holding them.
 
@@ -26,7 +30,13 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from actors.dispatch.types import NotClaimable, OutputOutOfOrder, StaleAttempt
+from actors.dispatch.types import (
+    IllegalOutput,
+    NotClaimable,
+    OutputLimitExceeded,
+    OutputOutOfOrder,
+    StaleAttempt,
+)
 from actors.store_port import ConflictError, DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import (
@@ -96,17 +106,20 @@ class Leases:
     """The leases of the tasks being run: written to the store, indexed here.
 
     `lease_ttl` is how long a lease holds without renewal; `max_attempts` how
-    many claims a task gets before a lost lease fails it; `new_id` makes attempt
-    ids; `replica_id` is written into the leases of in-process workers. The
-    counters (`claims`, `expired`, `stale_writes`) are this process's.
+    many claims each run of a task gets before a lost lease fails it;
+    `max_output_bytes` the output an attempt may write (None: no cap); `new_id`
+    makes attempt ids; `replica_id` is written into the leases of in-process
+    workers. The counters (`claims`, `expired`, `stale_writes`) are this process's.
     """
 
     def __init__(self, store: ServerTaskStore, *, lease_ttl: float, max_attempts: int,
-                 new_id: Callable[[], str], replica_id: str | None = None) -> None:
+                 new_id: Callable[[], str], max_output_bytes: int | None = None,
+                 replica_id: str | None = None) -> None:
         self._store = store
         self._replica_id = replica_id
         self._lease_ttl = lease_ttl
         self._max_attempts = max_attempts
+        self.max_output_bytes = max_output_bytes
         self._new_id = new_id
         self._held: dict[str, Lease] = {}
         """task id -> its current lease, as this process last wrote or read it."""
@@ -187,11 +200,13 @@ class Leases:
 
     async def record_claim(self, task_id: str, lease: Lease, head: TaskRecord | None, *,
                            wait: bool = False) -> TaskRecord:
-        """Store a granted lease on the queued task `head`: one more attempt, output
-        frames counted from zero, the artifacts marked for a rollback. `NotClaimable`
-        if the task is gone, ended or leased meanwhile; with `wait` (a store other
-        processes share) that is checked against what is stored, the write being
-        built again on the fresh record if another process wrote the task first."""
+        """Store a granted lease on the queued task `head`: one more attempt (of the
+        task and of its run), output frames and bytes counted from zero, the artifacts
+        marked for a rollback, a cancellation asked of an earlier attempt cleared.
+        `NotClaimable` if the task is gone, ended or leased meanwhile; with `wait` (a
+        store other processes share) that is checked against what is stored, the
+        write being built again on the fresh record if another process wrote the task
+        first."""
 
         if head is None:
             raise NotClaimable(f"task {task_id!r} does not exist")
@@ -203,9 +218,10 @@ class Leases:
             found[0] = record
 
         def claimed(d: DispatchState) -> DispatchState:
-            return attrs.evolve(d, attempts=d.attempts + 1, lease=lease,
+            return attrs.evolve(d, attempts=d.attempts + 1,
+                                run_attempts=d.run_attempts + 1, lease=lease,
                                 last_attempt_id=lease.attempt_id, output_seq=0,
-                                claim_artifacts=_artifact_marks(found[0]),
+                                output_bytes=0, claim_artifacts=_artifact_marks(found[0]),
                                 cancel_requested=False)
 
         # One process: not waiting for the commit: nothing the worker does with the
@@ -271,27 +287,54 @@ class Leases:
                 )
         return check
 
-    async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
-                    wait: bool = False, output_seq: int | None = None) -> TaskRecord:
-        """A worker's events for its attempt, fenced; see `Dispatcher.write`."""
+    def _output_check(self, task_id: str, attempt_id: str, output_seq: int | None,
+                      output_bytes: int) -> Callable[[TaskRecord], None]:
+        """The checks of a worker's output write: fenced; the attempt's next frame
+        (with `output_seq`); within the output cap (counting `output_bytes`)."""
         fence = self._fence(task_id, attempt_id)
-        if output_seq is None:
-            return await self._store.write(task_id, events, check=fence, wait=wait)
+        cap = self.max_output_bytes
 
         def check(record: TaskRecord) -> None:
             fence(record)
-            applied = record.dispatch.output_seq
-            if output_seq != applied + 1:
-                raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+            if output_seq is not None:
+                applied = record.dispatch.output_seq
+                if output_seq != applied + 1:
+                    raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
+            if cap is not None and output_bytes and (
+                    record.dispatch.output_bytes + output_bytes > cap):
+                raise OutputLimitExceeded(task_id, attempt_id, cap)
 
-        return await self._store.write(
-            task_id, events, check=check, wait=wait,
-            dispatch=lambda d: attrs.evolve(d, output_seq=output_seq))
+        return check
+
+    @staticmethod
+    def _counted(dispatch: DispatchState, output_seq: int | None,
+                 output_bytes: int) -> DispatchState:
+        if output_seq is None and not output_bytes:
+            return dispatch
+        return attrs.evolve(dispatch, output_bytes=dispatch.output_bytes + output_bytes,
+                            output_seq=dispatch.output_seq if output_seq is None else output_seq)
+
+    async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
+                    wait: bool = False, output_seq: int | None = None,
+                    output_bytes: int = 0) -> TaskRecord:
+        """A worker's events for its attempt, fenced; see `Dispatcher.write`.
+        `IllegalOutput` (nothing written) if they break the task lifecycle."""
+        check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
+        try:
+            if output_seq is None and not output_bytes:
+                return await self._store.write(task_id, events, check=check, wait=wait)
+            return await self._store.write(
+                task_id, events, check=check, wait=wait,
+                dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+        except IllegalTransition as exc:
+            raise IllegalOutput(task_id, attempt_id, exc) from None
 
     async def release(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse],
-                      *, wait: bool, output_seq: int | None) -> Lease | None:
+                      *, wait: bool, output_seq: int | None,
+                      output_bytes: int = 0) -> Lease | None:
         """Store the attempt's end; see `Dispatcher.release`. Returns the lease that
-        ended, or None if this attempt had already been released."""
+        ended, or None if this attempt had already been released. `IllegalOutput`
+        (nothing written) if its events break the lifecycle of a task not ended."""
         head = await self._store.head(task_id)
         if head is None:
             raise NotClaimable(f"task {task_id!r} does not exist")
@@ -301,31 +344,41 @@ class Leases:
                 return None
             self.stale_writes += 1
             raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
-        dispatch = attrs.evolve(head.dispatch, lease=None)
-        fence = self._fence(task_id, attempt_id)
-        if output_seq is not None:
-            dispatch = attrs.evolve(dispatch, output_seq=output_seq)
-
-            def check(record: TaskRecord) -> None:
-                fence(record)
-                applied = record.dispatch.output_seq
-                if output_seq != applied + 1:
-                    raise OutputOutOfOrder(task_id, attempt_id, output_seq, applied)
-
+        dispatch = self._counted(attrs.evolve(head.dispatch, lease=None), output_seq,
+                                 output_bytes)
+        check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
+        try:
             await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
-        else:
-            try:
-                await self._store.write(task_id, events, dispatch=dispatch, check=fence,
-                                        wait=wait)
-            except IllegalTransition:
-                # the task ended meanwhile (e.g. canceled by the service): just drop the lease
-                await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        except IllegalTransition as exc:
+            newest = await self._store.head(task_id)
+            if newest is None or not is_terminal(newest.state):
+                raise IllegalOutput(task_id, attempt_id, exc) from None
+            # the task ended meanwhile (e.g. canceled by the service): just drop the lease
+            await self._store.write(task_id, (), dispatch=dispatch, wait=wait)
+        return lease
+
+    async def fail(self, task_id: str, attempt_id: str, why: str) -> Lease | None:
+        """End the attempt's lease with the task failed for `why` (the worker's output
+        broke a limit or the task lifecycle): no retry. The lease that ended, or None
+        if the attempt no longer holds one."""
+        head = await self._store.head(task_id)
+        if head is None or head.dispatch.lease is None \
+                or head.dispatch.lease.attempt_id != attempt_id:
+            return None
+        lease = head.dispatch.lease
+        dispatch = attrs.evolve(head.dispatch, lease=None)
+        events = () if is_terminal(head.state) else (_status(head, TaskState.FAILED, why),)
+        try:
+            await self._store.write(task_id, events, dispatch=dispatch,
+                                    check=self._fence(task_id, attempt_id), wait=True)
+        except IllegalTransition:
+            await self._store.write(task_id, (), dispatch=dispatch, wait=True)
         return lease
 
     async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:
         """Take a lease whose worker is gone: store the task ready to queue again
         (rolled back to what it was when the lost attempt was claimed), or failed
-        once the attempts are used up, or canceled if that was asked for. None if
+        once the run's attempts are used up, or canceled if that was asked for. None if
         the store holds another lease by now, or this one renewed past `lease`'s
         expiry (another replica's reaper got there first, or its worker is alive):
         the index then follows the store."""
@@ -353,12 +406,10 @@ class Leases:
             events: tuple[StreamResponse, ...] = ()
         elif task_id in self._cancel_requested or head.dispatch.cancel_requested:
             events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
-        elif head.dispatch.attempts >= self._max_attempts:
-            events = (_status(head, TaskState.FAILED,
-                              f"gave up after {head.dispatch.attempts} attempts: {why}"),)
-        else:
-            retry = (f"{why}; retrying (attempt {head.dispatch.attempts + 1} of "
-                     f"{self._max_attempts})")
+        elif (tried := head.dispatch.run_attempts) >= self._max_attempts:
+            events = (_status(head, TaskState.FAILED, f"gave up after {tried} attempts: {why}"),)
+        else:  # counted per run: a continuation's run has all of its attempts
+            retry = f"{why}; retrying (attempt {tried + 1} of {self._max_attempts})"
             events = (*_rollback(head), _status(head, TaskState.WORKING, retry))
         try:
             return await self._store.write(task_id, events, dispatch=dispatch, check=unchanged)

@@ -6,6 +6,11 @@ task's `DispatchState`: that is the durable part. `TaskQueue` is this process's
 index of the tasks waiting for a claim, best first (highest priority, then
 earliest arrival): it holds nothing the store does not, and is rebuilt from the
 store when the dispatcher starts.
+
+A task taken out by a claim keeps its place (its arrival number) while the
+claim's lease lasts: if the lease is lost and the task is queued again, it goes
+back where it stood, not behind everything submitted while it ran, so a dead
+worker's task is picked up next rather than after the whole backlog.
 """
 
 from __future__ import annotations
@@ -68,12 +73,16 @@ def route_from_metadata(*sources: dict[str, Any] | None,
 class TaskQueue:
     """The tasks waiting for a claim in this process, by priority then arrival.
 
-    A task is in it at most once; putting it again (a continuation, a retry)
-    gives it a new arrival number.
+    A task is in it at most once; putting it again with `put` (a continuation)
+    gives it a new arrival number, `put_back` (a retry) the one it had when it
+    was claimed.
     """
 
     def __init__(self) -> None:
         self._entries: dict[str, QueueEntry] = {}
+        self._places: dict[str, int] = {}
+        """task id -> arrival number of a task taken by a claim whose lease lasts:
+        where a retry goes back to. At most one per lease held."""
         self._arrivals = 0
 
     def __len__(self) -> int:
@@ -85,7 +94,30 @@ class TaskQueue:
     def put(self, task_id: str, route: Route) -> None:
         """Queue a task (again) behind everything of its priority."""
         self._arrivals += 1
+        self._places.pop(task_id, None)
         self._entries[task_id] = (-route.priority, self._arrivals, route)
+
+    def put_back(self, task_id: str, route: Route) -> None:
+        """Queue a retried task in the place it had when claimed (see `hold_place`);
+        behind everything of its priority if it has none (`put`)."""
+        arrival = self._places.pop(task_id, None)
+        if arrival is None:
+            self.put(task_id, route)
+        else:
+            self._entries[task_id] = (-route.priority, arrival, route)
+
+    def hold_place(self, task_id: str, arrival: int | None = None) -> None:
+        """Keep the task's place for a `put_back` while a claim runs it: `arrival`
+        from its taken entry, or a new one (a task found leased at start)."""
+        if arrival is None:
+            self._arrivals += 1
+            arrival = self._arrivals
+        self._places[task_id] = arrival
+
+    def release_place(self, task_id: str) -> None:
+        """The task's claim ended for good (released, or the task ended): no retry
+        will need its place."""
+        self._places.pop(task_id, None)
 
     def route(self, task_id: str) -> Route | None:
         """The queued task's route; None if it is not queued."""
@@ -98,6 +130,7 @@ class TaskQueue:
 
     def restore(self, task_id: str, entry: QueueEntry) -> None:
         """Put a taken entry back in its old place (a claim that failed to commit)."""
+        self._places.pop(task_id, None)
         self._entries[task_id] = entry
 
     def mark(self) -> int:

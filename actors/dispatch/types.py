@@ -23,8 +23,10 @@ __all__ = [
     "DispatcherStatistics",
     "DrainPush",
     "HeartbeatReply",
+    "IllegalOutput",
     "NotClaimable",
     "Offer",
+    "OutputLimitExceeded",
     "OutputOutOfOrder",
     "Push",
     "RunRequest",
@@ -57,6 +59,32 @@ class OutputOutOfOrder(Exception):
                          f"is not next (applied through {applied})")
         self.seq = seq
         self.applied = applied
+
+
+class OutputLimitExceeded(Exception):
+    """A worker's output would take its attempt past the per-task output cap. The
+    dispatcher has failed the task with this reason and ended the lease (once: a
+    retry would produce the same output); the frame was not applied."""
+
+    def __init__(self, task_id: str, attempt_id: str, limit: int) -> None:
+        super().__init__(f"the task's output exceeds the limit of {limit} bytes "
+                         "(the server's --max-output-bytes)")
+        self.task_id = task_id
+        self.attempt_id = attempt_id
+        self.limit = limit
+
+
+class IllegalOutput(Exception):
+    """A worker's output or release holds an event the task lifecycle does not allow
+    (e.g. a `submitted` status while working). The dispatcher has ended the attempt
+    with the task failed for this reason, which names the transition (once: the same
+    agent would do the same again, so a retry after the lease expired would only
+    hide the cause); nothing of the frame was applied."""
+
+    def __init__(self, task_id: str, attempt_id: str, cause: Exception) -> None:
+        super().__init__(f"the worker's output breaks the task lifecycle: {cause}")
+        self.task_id = task_id
+        self.attempt_id = attempt_id
 
 
 class NotClaimable(Exception):

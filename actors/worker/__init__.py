@@ -12,15 +12,20 @@ from actors.worker.heartbeat import *  # noqa: F403
 from actors.worker.heartbeat import __all__ as _heartbeat
 from actors.worker.link_port import *  # noqa: F403
 from actors.worker.link_port import __all__ as _link_port
+from actors.worker.output_guard import *  # noqa: F403
+from actors.worker.output_guard import __all__ as _guard
 from actors.worker.output_streamer import *  # noqa: F403
 from actors.worker.output_streamer import __all__ as _output
 from actors.worker.registrar import *  # noqa: F403
 from actors.worker.registrar import __all__ as _registrar
 from actors.worker.session import *  # noqa: F403
 from actors.worker.session import __all__ as _session
+from actors.worker.session_stats import *  # noqa: F403
+from actors.worker.session_stats import __all__ as _session_stats
 from actors.worker.status_reporter import *  # noqa: F403
 from actors.worker.status_reporter import __all__ as _status
 from actors.worker.task_claimer import *  # noqa: F403
 from actors.worker.task_claimer import __all__ as _claimer
 
-__all__ = [*_heartbeat, *_link_port, *_output, *_registrar, *_session, *_status, *_claimer]
+__all__ = [*_heartbeat, *_link_port, *_guard, *_output, *_registrar, *_session,
+           *_session_stats, *_status, *_claimer]

@@ -4,7 +4,10 @@ The session puts its events on a bounded channel; the streamer drains that
 channel at once into its own buffer and sends the buffer as ``output`` frames,
 one frame in flight at a time, each with the next ``seq`` of the attempt
 (1, 2, 3...). While a frame waits for its ack, new events gather in the buffer:
-the next frame carries all of them (up to `max_frame_events`). Once a backlog
+the next frame carries all of them, up to `max_frame_events` and
+`max_frame_bytes` (by `protocol.output_size.encoded_bound`, an upper bound on
+the JSON): a frame stays below the link's message limit, whatever the output
+(the session's OutputGuard has cut large chunks to fit). Once a backlog
 of `fold_after` events waits, a text chunk appended to the same artifact as the
 event before it is folded into that event (its text joined), so a slow link
 means fewer, larger frames rather than a session waiting on the network, while
@@ -13,10 +16,10 @@ frame lingers `first_frame_linger` (2 ms) for the session to end, so that a shor
 attempt's whole output rides in its release.
 
 When the link is down, the in-flight frame is held (one warning per outage) and
-the buffer keeps filling; the session blocks only once `max_buffered` events
-wait. When the link is back the same frame (same seq, same events) is sent
-again: the server drops a seq it already holds, so nothing is lost and nothing
-is applied twice. `wait_final` returns once the session's channel is closed
+the buffer keeps filling; the session blocks only once `max_buffered` events,
+or `max_buffered_bytes`, wait. When the link is back the same frame (same seq,
+same events) is sent again: the server drops a seq it already holds, so nothing
+is lost and nothing is applied twice. `wait_final` returns once the session's channel is closed
 and every frame but the last is acknowledged, and hands that last frame (if any
 events remained) to the StatusReporter, whose ``release`` carries it: a short
 attempt ends in one round trip, and the release still follows all its output.
@@ -40,6 +43,7 @@ import trio
 
 from actors.worker.link_port import AttemptLost, Backoff, LinkSlot, deliver
 from protocol.models import Part, StreamResponse
+from protocol.output_size import encoded_bound
 from protocol.worker_link import OutputBody, OutputReply, StatusBody
 
 __all__ = ["OutputConfig", "OutputStatistics", "OutputStreamer", "coalesce_text"]
@@ -53,7 +57,16 @@ class OutputConfig:
     """Events held unsent before the session blocks: a bound on memory during an
     outage (each at most `max_chunk_chars` of text once chunks are folded)."""
     max_frame_events: int = 64
-    """Events per output frame: bounds a frame's size on the wire."""
+    """Events per output frame."""
+    max_frame_bytes: int = 4 << 20
+    """An output frame's size on the wire, at most (by an upper bound on its JSON;
+    one event that alone is larger goes alone). Well below the WebSocket's 16 MiB
+    message limit and the HTTP binding's 10 MiB request limit (the server's
+    --max-body), with room left for the release that may carry the last frame and
+    the agent's final message."""
+    max_buffered_bytes: int = 16 << 20
+    """Output held unsent (by the same bound) before the session blocks: with
+    `max_buffered`, what a worker holds for a slow or lost link."""
     fold_after: int = 64
     """Text chunks are folded together once this many events (a full frame) wait
     unsent: a link that keeps up sees every chunk, even of an agent that emits a
@@ -135,7 +148,9 @@ class OutputStreamer:
         self._events = events
         self._config = config
         self._rng = rng if rng is not None else random.Random()
-        self._pending: deque[StreamResponse] = deque()
+        self._pending: deque[tuple[StreamResponse, int]] = deque()
+        """Events not yet in a frame, each with its `encoded_bound`."""
+        self._pending_bytes = 0
         self._input_closed = False
         self._changed = trio.Event()
         self._flushed = trio.Event()
@@ -208,21 +223,42 @@ class OutputStreamer:
 
     async def _take(self, event: StreamResponse) -> None:
         self._received += 1
-        if not self._fold(event):
-            while len(self._pending) >= self._config.max_buffered:
+        weight = encoded_bound(event)
+        if not self._fold(event, weight):
+            cfg = self._config
+            while self._pending and (len(self._pending) >= cfg.max_buffered or
+                                     self._pending_bytes + weight > cfg.max_buffered_bytes):
                 self._wake()
                 await self._changed.wait()
-            self._pending.append(event)
+            self._pending.append((event, weight))
+            self._pending_bytes += weight
 
-    def _fold(self, event: StreamResponse) -> bool:
+    def _fold(self, event: StreamResponse, weight: int) -> bool:
         if not self._pending or len(self._pending) < self._config.fold_after:
             return False
-        merged = coalesce_text(self._pending[-1], event, max_chars=self._config.max_chunk_chars)
+        last, last_weight = self._pending[-1]
+        merged = coalesce_text(last, event, max_chars=self._config.max_chunk_chars)
         if merged is None:
             return False
-        self._pending[-1] = merged
+        self._pending[-1] = (merged, last_weight + weight)  # still an upper bound
+        self._pending_bytes += weight
         self._coalesced += 1
         return True
+
+    def _next_events(self) -> list[StreamResponse]:
+        """Take the next frame's events: as many as fit in a frame (at least one)."""
+        cfg = self._config
+        events: list[StreamResponse] = []
+        size = 0
+        while self._pending and len(events) < cfg.max_frame_events:
+            event, weight = self._pending[0]
+            if events and size + weight > cfg.max_frame_bytes:
+                break
+            self._pending.popleft()
+            self._pending_bytes -= weight
+            events.append(event)
+            size += weight
+        return events
 
     async def _send_all(self) -> None:
         if self._config.first_frame_linger > 0:
@@ -243,8 +279,7 @@ class OutputStreamer:
                 self.reported.append(status.state)
                 continue
             status, self._status = self._status, None
-            count = min(len(self._pending), self._config.max_frame_events)
-            events = [self._pending.popleft() for _ in range(count)]
+            events = self._next_events()
             self._wake()  # room in the buffer
             self.seq += 1
             body = OutputBody(task_id=self.task_id, attempt_id=self.attempt_id,

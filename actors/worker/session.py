@@ -16,10 +16,10 @@ answer) reaches the OutputStreamer in one piece, so a short task travels in its
 release alone, and an agent that never awaits anything else still yields once
 the channel is full.
 
-Usage reaches the status frames through event metadata: an event whose metadata
-(or its artifact's) holds ``"trio-a2a/usage": {"provider", "model", "input",
-"output"}`` adds tokens and names the provider and model; ``"trio-a2a/toolCall":
-{"name", "phase": "start"}`` counts a tool call.
+Every event passes the session's `OutputGuard` first: large artifact chunks are
+cut to fit the link's frames, and output past the cap (or an event that cannot
+fit) stops the agent and ends the session failed with the reason, released
+once. Usage and tool calls are read from event metadata (`SessionStats`).
 
 `Sessions` is the sessions nursery and the lease table. It lives outside the
 connection subtree, so sessions survive reconnects. Each granted claim becomes
@@ -40,7 +40,9 @@ import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
 from actors.worker.link_port import AttemptLost, LinkSlot
+from actors.worker.output_guard import OutputGuard, OutputRefused
 from actors.worker.output_streamer import OutputConfig, OutputStreamer
+from actors.worker.session_stats import SessionStats
 from actors.worker.status_reporter import (
     Outcome,
     SessionReport,
@@ -49,24 +51,19 @@ from actors.worker.status_reporter import (
     StatusReporter,
     Working,
 )
-from protocol.models import Artifact, Message, Part, Role, StreamResponse, TaskState
-from protocol.worker_link import ClaimReply, LeaseRef, TokenUsage
+from protocol.models import Message, Role, StreamResponse, TaskState
+from protocol.worker_link import ClaimReply, LeaseRef
 
 __all__ = [
     "SessionActor",
     "SessionConfig",
-    "SessionStats",
     "Sessions",
     "SessionsStatistics",
-    "TOOL_CALL_KEY",
-    "USAGE_KEY",
     "claim_context",
 ]
 
 log = logging.getLogger(__name__)
 
-USAGE_KEY = "trio-a2a/usage"
-TOOL_CALL_KEY = "trio-a2a/toolCall"
 AGENT_KEY = "trio-a2a/agent"
 _RELEASED: dict[TaskState, Outcome] = {
     TaskState.COMPLETED: "completed", TaskState.FAILED: "failed",
@@ -79,71 +76,6 @@ def _text(message: Message | None) -> str:
     if message is None:
         return ""
     return "\n".join(p.text for p in message.parts if p.text is not None)
-
-
-@attrs.define
-class SessionStats:
-    """What a session's events said about its provider, tool calls, tokens and text."""
-
-    provider: str | None = None
-    model: str | None = None
-    tool_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    max_partial_chars: int = 16 * 1024
-    _text: list[str] = attrs.field(factory=list)
-    _chars: int = 0
-    _artifacts: dict[str, tuple[Artifact, list[Part]]] = attrs.field(factory=dict)
-    """artifact id -> (its first update, the parts appended to it since)."""
-
-    @property
-    def partial_output(self) -> str:
-        return "".join(self._text)
-
-    @property
-    def artifacts(self) -> tuple[Artifact, ...]:
-        return tuple(art.model_copy(update={"parts": [*art.parts, *more]}) if more else art
-                     for art, more in self._artifacts.values())
-
-    @property
-    def tokens_used(self) -> TokenUsage | None:
-        if not (self.input_tokens or self.output_tokens):
-            return None
-        return TokenUsage(input=self.input_tokens, output=self.output_tokens)
-
-    def observe(self, event: StreamResponse) -> None:
-        metas: list[dict[str, Any] | None] = []
-        if (up := event.artifact_update) is not None:
-            metas += [up.metadata, up.artifact.metadata]
-            old = self._artifacts.get(up.artifact.artifact_id)
-            if up.append and old is not None:
-                old[1].extend(up.artifact.parts)
-            else:
-                self._artifacts[up.artifact.artifact_id] = (up.artifact, [])
-            for part in up.artifact.parts:
-                if part.text is not None and self._chars < self.max_partial_chars:
-                    piece = part.text[: self.max_partial_chars - self._chars]
-                    self._text.append(piece)
-                    self._chars += len(piece)
-        elif event.status_update is not None:
-            metas.append(event.status_update.metadata)
-        elif event.message is not None:
-            metas.append(event.message.metadata)
-        for meta in metas:
-            if meta:
-                self._note(meta.get(USAGE_KEY), meta.get(TOOL_CALL_KEY))
-
-    def _note(self, usage: Any, tool_call: Any) -> None:
-        if isinstance(usage, dict):
-            self.provider = str(usage.get("provider") or self.provider or "") or None
-            self.model = str(usage.get("model") or self.model or "") or None
-            for key, attr in (("input", "input_tokens"), ("output", "output_tokens"),
-                              ("toolCalls", "tool_calls")):
-                value = usage.get(key)
-                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                    setattr(self, attr, getattr(self, attr) + value)
-        if isinstance(tool_call, dict) and tool_call.get("phase") == "start":
-            self.tool_calls += 1
 
 
 def claim_context(grant: ClaimReply) -> TaskContext:
@@ -161,7 +93,8 @@ def claim_context(grant: ClaimReply) -> TaskContext:
         history.pop()
     return TaskContext(task_id=task.id, context_id=task.context_id, message=message,
                        history=history, task=task, metadata=dict(grant.metadata or {}),
-                       context=tuple(grant.context or ()))
+                       accepted_output_modes=tuple(grant.accepted_output_modes or ()),
+                       principal=grant.principal or "", context=tuple(grant.context or ()))
 
 
 class SessionActor:
@@ -176,11 +109,15 @@ class SessionActor:
         *,
         provider: str | None = None,
         model: str | None = None,
+        guard: OutputGuard | None = None,
     ) -> None:
         self._agent = agent
         self.ctx = ctx
         self._output = output
         self._reports = reports
+        self._guard = guard
+        self.refused: str | None = None
+        """Why the output could not go on (`OutputRefused`): the session fails with it."""
         self.stats = SessionStats(provider=provider, model=model)
         self.cancel_scope = trio.CancelScope()
         self.canceled = False
@@ -198,16 +135,26 @@ class SessionActor:
         # an agent that emits without awaiting anything else still yields once the
         # channel is full.
         await trio.lowlevel.checkpoint_if_cancelled()
+        events = [event]
+        if self._guard is not None:
+            try:
+                events = self._guard.admit(event)
+            except OutputRefused as exc:  # the agent stops here; the session fails
+                self.refused = str(exc)
+                self.cancel_scope.cancel()
+                await trio.lowlevel.checkpoint()
+                return
         self.stats.observe(event)
         if final:
             self._ending = event
             assert event.status_update is not None
             if event.status_update.status.state in _RELEASED:
                 return  # the release says it
-        try:
-            self._output.send_nowait(event)
-        except trio.WouldBlock:
-            await self._output.send(event)
+        for piece in events:
+            try:
+                self._output.send_nowait(piece)
+            except trio.WouldBlock:
+                await self._output.send(piece)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -224,7 +171,8 @@ class SessionActor:
 
     async def _run_agent(self) -> SessionResult:
         ctx = self.ctx
-        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id)
+        emit = Emitter(self, task_id=ctx.task_id, context_id=ctx.context_id,
+                       state=ctx.task.status.state)
         error: Exception | None = None
         with self.cancel_scope:
             try:
@@ -241,9 +189,11 @@ class SessionActor:
     def _result(self, error: Exception | None) -> SessionResult:
         s = self.stats
         base: dict[str, Any] = dict(
-            artifacts=s.artifacts, provider=s.provider, model=s.model,
+            provider=s.provider, model=s.model,
             tool_calls_count=s.tool_calls, tokens_used=s.tokens_used,
             partial_output=s.partial_output)
+        if self.refused is not None:
+            return SessionResult("failed", error=self.refused, **base)
         if self._ending is not None:
             assert self._ending.status_update is not None
             status = self._ending.status_update.status
@@ -270,6 +220,11 @@ class SessionConfig:
     provider: str | None = None
     """Provider and model reported until the agent's usage metadata names them."""
     model: str | None = None
+    max_output_bytes: int | None = None
+    """This worker's cap on one attempt's output; the server's (learned when
+    registering) applies too, the smaller wins. None: the server's alone."""
+    max_event_bytes: int = 1 << 20
+    """Artifact chunks larger than this (JSON bytes) are cut into several."""
 
 
 @attrs.frozen
@@ -382,7 +337,7 @@ class Sessions:
         out_send, out_receive = trio.open_memory_channel[StreamResponse](cfg.output_channel)
         rep_send, rep_receive = trio.open_memory_channel[SessionReport](2)
         actor = SessionActor(spec, ctx, out_send, rep_send,
-                             provider=cfg.provider, model=cfg.model)
+                             provider=cfg.provider, model=cfg.model, guard=self._guard())
         streamer = OutputStreamer(self._link, task_id=task_id, attempt_id=attempt_id,
                                   events=out_receive, config=cfg.output, rng=self._rng)
         reporter = StatusReporter(self._link, task_id=task_id, attempt_id=attempt_id,
@@ -396,6 +351,19 @@ class Sessions:
         self._nursery.start_soon(self._run, run, name=f"session {task_id}")
         self._wake()
         return True
+
+    def _guard(self) -> OutputGuard:
+        """The output guard of a new session: the smaller of this worker's cap and
+        the one the server gave at registration."""
+        cfg = self._config
+        registration = self._link.registration
+        server_cap = registration.max_output_bytes if registration is not None else None
+        caps = [(c, src) for c, src in ((server_cap, "the server's --max-output-bytes"),
+                                        (cfg.max_output_bytes, "the worker's max_output_bytes"))
+                if c is not None]
+        cap, source = min(caps) if caps else (None, "")
+        return OutputGuard(cap=cap, cap_source=source, max_event_bytes=cfg.max_event_bytes,
+                           max_frame_bytes=cfg.output.max_frame_bytes)
 
     def cancel(self, task_id: str, attempt_id: str, *, release: bool, reason: str) -> bool:
         """Cancel the session of that attempt; False if it does not run here.

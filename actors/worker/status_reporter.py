@@ -11,7 +11,8 @@ no output to carry it), and the final one in the ``release`` frame itself, so a
 short task costs no frames for its reports. Once the OutputStreamer has every
 output frame but the last acknowledged, the reporter sends ``release`` with the
 outcome and that last frame (retried until acked: release is idempotent, and
-the server drops an output frame it already holds).
+the server drops an output frame it already holds). The release never repeats
+the artifacts: the output frames carried them.
 
 The session's reports arrive on a bounded channel: `Working`, then one
 `SessionResult`. A channel closed without a result means the session was
@@ -28,7 +29,7 @@ import attrs
 import trio
 
 from actors.worker.link_port import Backoff, LinkSlot, deliver
-from protocol.models import Artifact, Message
+from protocol.models import Message
 from protocol.worker_link import OutputBody, ReleaseBody, ReleaseReply, StatusBody, TokenUsage
 
 __all__ = [
@@ -43,6 +44,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Outcome = Literal["completed", "failed", "canceled", "input-required", "auth-required"]
+
+_MAX_ERROR_CHARS = 8192
+"""An error longer than this is cut in the release and status frames."""
 
 
 @attrs.frozen
@@ -59,8 +63,6 @@ class SessionResult:
     """The agent's final message (completion note, or its question for input-required)."""
     error: str | None = None
     """Why it failed (set when outcome is failed)."""
-    artifacts: tuple[Artifact, ...] = ()
-    """The artifacts of the attempt as streamed, chunks folded together."""
     provider: str | None = None
     model: str | None = None
     tool_calls_count: int = 0
@@ -168,18 +170,24 @@ class StatusReporter:
             provider=result.provider or self._provider, model=result.model or self._model,
             tool_calls_count=result.tool_calls_count if completed else None,
             tokens_used=result.tokens_used if completed else None,
-            error=result.error if failed else None,
+            error=_clip(result.error) if failed and result.error else None,
             partial_output=(result.partial_output or None) if failed else None,
         )
 
     def _release_body(self, result: SessionResult) -> ReleaseBody:
+        """The release: outcome, final message, error and report. Never the artifacts:
+        the output frames carried every one of them already, and sending them again
+        could double a frame's size past the link's message limit."""
         outcome = result.outcome
         return ReleaseBody(
             task_id=self.task_id, attempt_id=self.attempt_id, outcome=outcome,
-            artifacts=list(result.artifacts) if outcome == "completed" and result.artifacts
-            else None,
             message=result.message if outcome in ("completed", "input-required", "auth-required")
             else None,
-            error=(result.error or "the agent failed") if outcome == "failed" else None,
+            error=_clip(result.error or "the agent failed") if outcome == "failed" else None,
             status=self._final_status(result),
         )
+
+
+def _clip(text: str, limit: int = _MAX_ERROR_CHARS) -> str:
+    """An error as reported: an exception's message can be any size, a frame cannot."""
+    return text if len(text) <= limit else text[:limit] + " [...]"

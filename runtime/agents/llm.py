@@ -206,7 +206,7 @@ class _Run:
             tool = self.cfg.tools.get(call.name)
             if tool is None:
                 self._result(call, f"unknown tool {call.name!r}; the tools are: "
-                                   f"{', '.join(self.cfg.tools.names())}", error=True)
+                                   f"{', '.join(self.cfg.tools.names)}", error=True)
                 continue
             request = ToolCallRequest(call.id, call.name, call.arguments,
                                       read_only=tool.read_only)

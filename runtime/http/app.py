@@ -1,9 +1,9 @@
 """The HTTP surface: the quart-trio app, with the JSON-RPC endpoint in front.
 
 `create_asgi(state)` is what hypercorn serves: `runtime.http.jsonrpc`
-takes `POST /` (JSON-RPC, both generations) and hands every other request to
-the quart-trio app built here, which serves the agent card and the HTTP+JSON
-binding (`runtime.http.rest`).
+takes `POST /` (JSON-RPC, both generations) and hands every other request,
+through `runtime.http.guard`, to the quart-trio app built here, which serves
+the agent card and the HTTP+JSON binding (`runtime.http.rest`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from runtime.http.card import CardDocument
-from runtime.http.common import AppState, json_response
+from runtime.http.common import AppState, json_response, too_large_error
+from runtime.http.guard import QuartGuard
 from runtime.http.jsonrpc import JsonRpcASGI
 from runtime.http.rest import register_rest_routes
 
@@ -43,9 +44,7 @@ def create_app(state: AppState) -> QuartTrio:
 
     @app.errorhandler(413)
     async def too_large(_: Exception) -> Response:
-        body = {"error": {"code": 413, "status": "INVALID_ARGUMENT",
-                          "message": f"request body exceeds the limit of {state.max_body} bytes"}}
-        return json_response(body, status=413)
+        return json_response(too_large_error(state.max_body), status=413)
 
     register_rest_routes(app, state)
     for add_routes in state.routes:
@@ -55,8 +54,9 @@ def create_app(state: AppState) -> QuartTrio:
 
 def create_asgi(state: AppState) -> JsonRpcASGI:
     """The ASGI application hypercorn serves: JSON-RPC (``POST /``) and the
-    WebSocket paths of ``state.websockets`` in front of the quart-trio app."""
-    return JsonRpcASGI(state, create_app(state))
+    WebSocket paths of ``state.websockets`` in front of the quart-trio app, which
+    `QuartGuard` keeps from wedging connections and from reading refused bodies."""
+    return JsonRpcASGI(state, QuartGuard(create_app(state), state.max_body))
 
 
 def _not_modified(card: CardDocument, if_none_match: str | None,

@@ -30,6 +30,7 @@ __all__ = [
     "is_json_content_type",
     "json_response",
     "negotiate_version",
+    "too_large_error",
     "unauthorized",
 ]
 
@@ -89,6 +90,12 @@ def json_response(body: bytes | dict[str, Any] | list[Any], status: int = 200,
                   content_type: str = "application/json") -> Response:
     data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
     return Response(data, status=status, content_type=content_type, headers=headers)
+
+
+def too_large_error(limit: int) -> dict[str, Any]:
+    """The body of a 413, on every path."""
+    return {"error": {"code": 413, "status": "INVALID_ARGUMENT",
+                      "message": f"request body exceeds the limit of {limit} bytes"}}
 
 
 def unauthorized() -> Response:

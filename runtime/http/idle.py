@@ -1,4 +1,4 @@
-"""A keep-alive connection's idle timer without a new trio task per request.
+"""A connection's timer while no request is in flight: keep-alive and request heads.
 
 hypercorn (trio worker) times out an idle keep-alive connection with a task it
 cancels when a request arrives and spawns again, behind a lock and a
@@ -11,22 +11,28 @@ exactly when hypercorn's own timer would: after `keep_alive_timeout` seconds
 idle, or at once when the server shuts down while the connection is idle (a
 connection busy at shutdown is closed as soon as its response is done).
 
-`install()` puts it in place of hypercorn's per-request timer; if the hypercorn
-installed does not look as expected it changes nothing.
+Two more rules, which hypercorn's timer does not have:
+
+* A request head must be complete within `header_timeout` seconds of its first
+  byte (`data_received`); a client dribbling a header a byte at a time no longer
+  holds the connection, and its file descriptor, for as long as it likes.
+* The timer ends with the connection (`connection_lost`, once its read loop has
+  stopped). It runs in the connection's task group, which hypercorn waits for
+  before it closes the socket: a timer waiting out the keep-alive timeout there
+  held every connection its client had closed half-open, in CLOSE-WAIT, for 75 s.
+
+`runtime.http.tcp.TimedTCPServer` creates one per connection and feeds it.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-__all__ = ["IdleTimer", "install"]
-
-log = logging.getLogger(__name__)
+__all__ = ["IdleTimer"]
 
 
 class IdleTimer:
@@ -36,55 +42,70 @@ class IdleTimer:
     becomes idle and `stop()` when a request arrives.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, header_timeout: float = math.inf) -> None:
+        self._header_timeout = header_timeout
         self._scope: trio.CancelScope | None = None
+        self._deadline = math.inf
         self._busy = False
+        self._head = False  # part of a request head has arrived on an idle connection
+        self._lost = False  # the connection's read loop has ended
         self._idle = trio.Event()
         self._running = False
 
+    def _move(self, deadline: float) -> None:
+        self._deadline = deadline
+        if self._scope is not None:
+            self._scope.deadline = deadline
+
     async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
+        if self._lost:
+            return
         server = action.__self__  # type: ignore[attr-defined]
-        deadline = trio.current_time() + server.config.keep_alive_timeout
         self._busy = False
+        self._head = False
         self._idle.set()
+        self._move(trio.current_time() + server.config.keep_alive_timeout)
         if not self._running:
             self._running = True
-            task_group._nursery.start_soon(self._watch, server, deadline)
-        elif self._scope is not None:
-            self._scope.deadline = deadline
+            task_group._nursery.start_soon(self._watch, server)
 
     async def stop(self) -> None:
         if not self._busy:
             self._busy = True
             self._idle = trio.Event()
-        if self._scope is not None:
-            self._scope.deadline = math.inf
+        self._head = False
+        self._move(math.inf)
 
-    async def _watch(self, server: Any, deadline: float) -> None:
+    def data_received(self) -> None:
+        """Bytes arrived: on an idle connection they begin a request head, which
+        must be complete within the header timeout."""
+        if self._busy or self._head or self._lost:
+            return
+        self._head = True
+        self._move(trio.current_time() + self._header_timeout)
+
+    def connection_lost(self) -> None:
+        """The connection's read loop has ended (the peer closed, or the socket was
+        closed): nothing is left to time."""
+        self._lost = True
+        self._idle.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _watch(self, server: Any) -> None:
         try:
-            with trio.CancelScope(deadline=math.inf if self._busy else deadline) as scope:
+            with trio.CancelScope(deadline=self._deadline) as scope:
                 self._scope = scope
+                if self._lost:
+                    scope.cancel()
                 await server.context.terminated.wait()
             self._scope = None
-            while self._busy:  # shutting down mid-request: close once it is answered
-                await self._idle.wait()
+            while self._busy and not self._lost:  # shutting down mid-request:
+                await self._idle.wait()  # close once it is answered
         finally:
             self._scope = None
             self._running = False
+        if self._lost:
+            return  # hypercorn closes the socket once the connection's tasks are done
         with trio.CancelScope(shield=True):
             await server._initiate_server_close()
-
-
-def install() -> bool:
-    """Use `IdleTimer` for hypercorn's trio TCP connections; False if not possible."""
-    try:
-        from hypercorn.trio import tcp_server
-    except ImportError:  # pragma: no cover - hypercorn is a dependency
-        return False
-    server = tcp_server.TCPServer
-    if not all(hasattr(server, name) for name in ("_idle_timeout", "_initiate_server_close")) \
-            or not hasattr(tcp_server, "TrioSingleTask"):
-        log.warning("hypercorn's TCP server is not as expected; keeping its idle timer")
-        return False
-    tcp_server.TrioSingleTask = IdleTimer  # type: ignore[misc, assignment]
-    return True

@@ -46,7 +46,9 @@ from runtime.http.common import (
     Send,
     is_json_content_type,
     negotiate_version,
+    too_large_error,
 )
+from runtime.http.guard import refuse
 from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
 from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
 
@@ -93,12 +95,6 @@ def unauthorized_reply() -> Reply:
 def _bad_request(message: str) -> Reply:
     """HTTP 400 before any JSON-RPC: the request itself is malformed (not its payload)."""
     return _json(InvalidRequestError(message).to_http()[1], 400)
-
-
-def too_large_reply(limit: int) -> Reply:
-    body = {"error": {"code": 413, "status": "INVALID_ARGUMENT",
-                      "message": f"request body exceeds the limit of {limit} bytes"}}
-    return _json(body, 413)
 
 
 async def dispatch(
@@ -281,20 +277,21 @@ class JsonRpcASGI:
             return
         limit = self._state.max_body
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_reply(send, too_large_reply(limit))
-            return
         expected = int(declared) if declared is not None and declared.isdigit() else None
+        # A refused body is not read: the answer closes the connection (refuse).
+        if expected is not None and expected > limit:
+            await refuse(receive, send, 413, too_large_error(limit))
+            return
         try:
             with trio.fail_after(BODY_TIMEOUT):
                 body = await _read_body(receive, limit, expected)
         except _BodyTooLarge:
-            await _send_reply(send, too_large_reply(limit))
+            await refuse(receive, send, 413, too_large_error(limit))
             return
         except trio.TooSlowError:
-            await _send_reply(send, _json({"error": {
+            await refuse(receive, send, 408, {"error": {
                 "code": 408, "status": "DEADLINE_EXCEEDED",
-                "message": f"request body not received within {BODY_TIMEOUT:g} s"}}, 408))
+                "message": f"request body not received within {BODY_TIMEOUT:g} s"}})
             return
         if body is None:
             return  # the client went away

@@ -6,6 +6,11 @@ Apart from the endpoint (runtime.link.endpoint) so that every transport, the
 WebSocket, the HTTP binding and the in-process link, serves frames with this one
 class; it sees the endpoint only as `LinkState`, so it does not import it.
 The output dedup and resent-claim rules are described in runtime.link.endpoint.
+Output counts against the per-task cap (`Dispatcher.max_output_bytes`, told to
+workers when they register): a frame that would pass it is not applied, the
+task fails with the reason, once, and the frame is answered ``STALE_ATTEMPT``
+(the attempt is over). So does a frame whose events break the task lifecycle
+(`IllegalOutput`): the task fails at once with the transition named.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from actors.dispatcher import (
     Claim,
     Dispatcher,
     DrainPush,
+    IllegalOutput,
     NotClaimable,
     Offer,
+    OutputLimitExceeded,
     OutputOutOfOrder,
     Push,
     StaleAttempt,
@@ -35,7 +42,8 @@ from actors.store_port import TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol import worker_link as wl
 from protocol.models import StreamResponse
-from protocol.states import IllegalTransition, is_terminal
+from protocol.output_size import output_bytes
+from protocol.states import is_terminal
 from runtime.link.frames import (
     Refused,
     check_carried_status,
@@ -127,7 +135,7 @@ class LinkConnection:
             return await handler(body)
         except Refused as exc:
             code, message = exc.code, exc.message
-        except StaleAttempt as exc:
+        except (StaleAttempt, OutputLimitExceeded, IllegalOutput) as exc:
             code, message = wl.STALE_ATTEMPT, str(exc)
             self.ep.forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
         except UnknownWorker as exc:
@@ -163,7 +171,8 @@ class LinkConnection:
             "models": {p: len(m) for p, m in body.models.items()}})
         ttl = dispatcher.lease_ttl
         return wl.RegisterReply(worker_id=body.worker_id, heartbeat_interval=ttl / 3,
-                                lease_ttl=ttl, server_version=SERVER_VERSION)
+                                lease_ttl=ttl, server_version=SERVER_VERSION,
+                                max_output_bytes=dispatcher.max_output_bytes)
 
     @property
     def pushes_pending(self) -> bool:
@@ -241,7 +250,8 @@ class LinkConnection:
             # Shielded: once queued the write lands, so its ack must say so.
             with trio.CancelScope(shield=True):
                 await self.ep.dispatcher.write(body.task_id, body.attempt_id, body.events,
-                                               wait=self.durable_acks, output_seq=body.seq)
+                                               wait=self.durable_acks, output_seq=body.seq,
+                                               output_bytes=output_bytes(body.events))
         except OutputOutOfOrder as exc:
             if body.seq > exc.applied + 1:
                 log.info("output gap: not applied", extra={"task_id": body.task_id,
@@ -250,7 +260,7 @@ class LinkConnection:
             return wl.OutputReply(acked_through=exc.applied)  # a resend, or beyond a gap
         except KeyError:
             raise Refused(wl.UNKNOWN_TASK, f"no task {body.task_id!r}") from None
-        except (IllegalTransition, ValueError) as exc:
+        except ValueError as exc:  # not IllegalTransition: the dispatcher ends the attempt
             raise Refused(wl.INVALID_FRAME, f"body.events: {exc}") from None
         if body.status is not None:
             self._log_status(body.status)
@@ -327,10 +337,11 @@ class LinkConnection:
             events = release_events(body, head.task)
         try:
             return await self.ep.dispatcher.release(body.task_id, body.attempt_id, events,
-                                                    wait=self.durable_acks)
+                                                    wait=self.durable_acks,
+                                                    output_bytes=_release_bytes(body, events))
         except NotClaimable as exc:
             raise Refused(wl.UNKNOWN_TASK, str(exc)) from None
-        except ValueError as exc:  # not IllegalTransition: the dispatcher handles that
+        except ValueError as exc:  # not IllegalTransition: the dispatcher ends the attempt
             raise Refused(wl.INVALID_FRAME, f"body: {exc}") from None
 
     async def _release_with_output(self, body: wl.ReleaseBody, out: wl.OutputBody,
@@ -351,14 +362,16 @@ class LinkConnection:
             elif ev.status_update is not None and is_terminal(ev.status_update.status.state):
                 return None
         check_carried_status(out)
-        events = [*out.events, *release_events(body, head.task, streamed)]
+        ending = release_events(body, head.task, streamed)
+        events = [*out.events, *ending]
         try:
             with trio.CancelScope(shield=True):  # once queued the write lands: ack it
                 already = await self.ep.dispatcher.release(
                     body.task_id, body.attempt_id, events, wait=self.durable_acks,
-                    output_seq=out.seq)
-        except (OutputOutOfOrder, IllegalTransition):
-            return None  # moved on meanwhile, or a frame the two steps refuse precisely
+                    output_seq=out.seq,
+                    output_bytes=output_bytes(out.events) + _release_bytes(body, ending))
+        except OutputOutOfOrder:
+            return None  # moved on meanwhile
         except NotClaimable as exc:
             raise Refused(wl.UNKNOWN_TASK, str(exc)) from None
         except ValueError as exc:
@@ -366,3 +379,10 @@ class LinkConnection:
         if out.status is not None:
             self._log_status(out.status)
         return already
+
+
+def _release_bytes(body: wl.ReleaseBody, events: list[StreamResponse]) -> int:
+    """The output a release's own events add, for the output cap: its artifacts and
+    final message; not a failure's error, which is the worker's report, not output."""
+    failed = body.outcome == "failed"
+    return output_bytes(ev for ev in events if not (failed and ev.status_update is not None))

@@ -4,8 +4,11 @@ One connection carries every frame of docs/worker-link.md. The handshake needs
 ``Authorization: Bearer <worker token>``; worker tokens are their own set
 (`ServerConfig.worker_tokens`), a client token is refused here (401) and a
 worker token is not a client token on the A2A endpoints. With no worker tokens
-configured the endpoint is open, like client auth being off (a warning is
-logged once per server), but a client token is still refused.
+configured the endpoint is open only if the server says so (`remote_open`:
+client auth is off, or `--open-worker-link`; a warning is logged once per
+server), and a client token is still refused; otherwise it is closed to every
+remote worker, so that client auth never leaves the link open to anyone. The
+embedded workers are not affected: their in-process link has no handshake.
 
 After the upgrade the worker's first frame must be ``register`` (anything before
 it is answered ``UNKNOWN_WORKER``; the link stays open, as for every bad frame).
@@ -65,11 +68,23 @@ class WorkerLinkEndpoint:
     """Link state shared by all connections of one server: auth, seq marks, grants."""
 
     def __init__(self, dispatcher: Dispatcher, store: ServerTaskStore, *,
-                 worker_auth: TokenAuth, client_auth: TokenAuth | None = None) -> None:
+                 worker_auth: TokenAuth, client_auth: TokenAuth | None = None,
+                 remote_open: bool = True) -> None:
         self.dispatcher = dispatcher
         self.store = store
         self._worker_auth = worker_auth
         self._client_auth = client_auth
+        self._remote_open = remote_open or worker_auth.enabled
+        self.unauthorized = (
+            "a valid worker token is required (Authorization: Bearer <token>)"
+            if self._remote_open else
+            "this server takes no remote workers: client auth is on and no worker tokens "
+            "are set (start it with --worker-tokens-file, or --open-worker-link)")
+        """Why a handshake is refused: the message of its UNAUTHORIZED error ack."""
+        if not self._remote_open:
+            log.warning("worker link closed to remote workers: client tokens but no worker "
+                        "tokens (give --worker-tokens-file, or --open-worker-link)",
+                        extra={"path": WS_PATH})
         self._warned_open = False
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
@@ -84,6 +99,8 @@ class WorkerLinkEndpoint:
 
     def authenticate(self, authorization: str | None) -> str | None:
         """The worker principal of a handshake, or None to refuse it."""
+        if not self._remote_open:
+            return None
         client = self._client_auth
         if client is not None and client.enabled and authorization:
             if client.principal(authorization) is not None:

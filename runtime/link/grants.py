@@ -1,6 +1,7 @@
 """What a claim grants: the task, the message that started the run, the history
-before it, the metadata of the send and, for a worker that asks, the earlier
-tasks of the task's context.
+before it, the metadata of the send, who sent it and the output modes it
+accepts and, for a worker that asks, the earlier tasks of the task's context;
+all of it bounded in size (`runtime.link.grant_bound`).
 
 Apart from `LinkConnection` because it is the one place that decides what an
 attempt runs on, first attempt or retry alike.
@@ -8,11 +9,21 @@ attempt runs on, first attempt or retry alike.
 
 from __future__ import annotations
 
+import json
+
 from actors.dispatcher import Claim
 from actors.store_port import DispatchState, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol import worker_link as wl
 from protocol.models import Message, Part, Role, Task
+from protocol.output_size import message_bound
+from runtime.link.grant_bound import (
+    GRANT_BYTES,
+    answer_text,
+    fit_newest,
+    snapshot_bound,
+    task_snapshot,
+)
 
 __all__ = ["CONTEXT_TASKS", "build_grant", "context_messages", "run_input"]
 
@@ -21,13 +32,27 @@ CONTEXT_TASKS = 20
 
 
 def build_grant(claim: Claim, context: list[Message] | None) -> wl.ClaimReply:
-    """The grant of `claim`; `context` is what `context_messages` gave, or None."""
+    """The grant of `claim`; `context` is what `context_messages` gave, or None.
+
+    Bounded (`runtime.link.grant_bound`): the message and the request's metadata
+    whole, then as much of the history, then of the context, as fits in
+    `GRANT_BYTES` beside them and the task snapshot (no history, no artifact
+    content)."""
     task = claim.record.task
     message, history = run_input(task, claim.record.dispatch)
+    request = claim.run_request()
+    snapshot = task_snapshot(task)
+    budget = GRANT_BYTES - snapshot_bound(snapshot) - (
+        message_bound(message) if message is not None else 0) - (
+        len(json.dumps(request.metadata, default=str)) if request.metadata else 0)
+    history, used = fit_newest(history, budget, what="this task")
+    if context is not None:
+        context, _ = fit_newest(context, budget - used, what="this context")
     return wl.ClaimReply(
         granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
-        task=task, message=message, history=history,
-        metadata=claim.run_request().metadata, context=context)
+        task=snapshot, message=message, history=history, metadata=request.metadata,
+        context=context, principal=request.principal or None,
+        accepted_output_modes=list(request.accepted_output_modes) or None)
 
 
 def run_input(task: Task, dispatch: DispatchState) -> tuple[Message | None, list[Message]]:
@@ -61,7 +86,8 @@ def _input_index(history: list[Message], mark: tuple[int, str] | None) -> int | 
 
 async def context_messages(store: ServerTaskStore, record: TaskRecord) -> list[Message]:
     """The earlier tasks of the record's context (same owner), oldest first: their
-    messages, then their text artifacts as one agent message each."""
+    messages, then their text artifacts as one agent message each, cut to
+    `CONTEXT_ANSWER_CHARS` (`build_grant` fits the whole into the grant)."""
     task = record.task
     page = await store.list_tasks(TaskQuery(
         owner=record.owner, context_id=task.context_id, page_size=CONTEXT_TASKS + 1))
@@ -71,8 +97,7 @@ async def context_messages(store: ServerTaskStore, record: TaskRecord) -> list[M
     out: list[Message] = []
     for r in earlier:
         out.extend(r.task.history or ())
-        text = "".join(p.text for a in r.task.artifacts or () for p in a.parts
-                       if p.text is not None)
+        text = answer_text(r.task.artifacts or ())
         if text:
             out.append(Message(message_id=f"{r.task_id}:answer", role=Role.AGENT,
                                parts=[Part(text=text)], task_id=r.task_id,

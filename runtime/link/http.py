@@ -281,7 +281,7 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
                                 keepalive: float = 15.0) -> WorkerHttpLinks:
     """Add ``GET /worker/link`` and ``POST /worker/link/<op>`` served by `endpoint`."""
     links = WorkerHttpLinks(endpoint, keepalive=keepalive)
-    unauthorized = "a valid worker token is required (Authorization: Bearer <token>)"
+    unauthorized = endpoint.unauthorized
 
     def authenticate() -> tuple[str | None, str]:
         """The worker principal of this request (None to refuse it), and why not."""

@@ -65,7 +65,7 @@ async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, rec
         return
     client = scope.get("client")
     peer = f"{client[0]}:{client[1]}" if client else ""
-    why = "a valid worker token is required (Authorization: Bearer <token>)"
+    why = endpoint.unauthorized
     try:
         principal = endpoint.authenticate(one_authorization(
             [v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"]))

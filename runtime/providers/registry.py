@@ -110,6 +110,9 @@ class ProviderConfig:
                             or value <= 0:
                         raise TypeError("must be a positive number of seconds")
                     value = float(value)
+                elif key == "api_key_optional":
+                    if not isinstance(value, bool):
+                        raise TypeError("must be true or false")
                 elif key in ("max_retries", "default_max_tokens"):
                     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                         raise TypeError("must be a non-negative integer")

@@ -1,5 +1,6 @@
 """The idle timer of keep-alive connections (runtime.http.idle): one task per
-connection, closing exactly when hypercorn's own per-request timer would."""
+connection, closing exactly when hypercorn's own per-request timer would; a request
+head's timeout; and the timer ending with its connection."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import pytest
 import trio
 import trio.testing
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from runtime.http.idle import IdleTimer
-from runtime.server import _hypercorn_config, _listen
+from runtime.http.serve import hypercorn_config, serve_asgi
+from runtime.server import _listen
 
 
 @attrs.define
@@ -100,6 +100,52 @@ async def test_a_stop_before_the_watcher_runs_still_holds(autojump_clock: Any) -
     assert math.isclose(trio.current_time(), 11.0)
 
 
+async def test_a_request_head_has_the_header_timeout_from_its_first_byte(
+        autojump_clock: Any) -> None:
+    server = FakeServer(keep_alive=10)
+    timer = IdleTimer(header_timeout=2)
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)  # idle from t=0
+        await trio.sleep(3)
+        timer.data_received()  # the first byte of a head at t=3
+        await trio.sleep(1)
+        timer.data_received()  # more of it: the deadline stays
+    assert server.closed_at == [5.0]  # 3 + 2, long before the keep-alive's 10
+
+
+async def test_a_complete_head_ends_the_header_timeout(autojump_clock: Any) -> None:
+    server = FakeServer(keep_alive=10)
+    timer = IdleTimer(header_timeout=2)
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        timer.data_received()
+        await trio.sleep(1)
+        await timer.stop()  # the head is complete at t=1
+        timer.data_received()  # the body
+        await trio.sleep(20)
+        assert server.closed_at == []
+        await timer.restart(Group(nursery), server._idle_timeout)  # answered at t=21
+    assert server.closed_at == [31.0]  # then the keep-alive timeout again
+
+
+@pytest.mark.parametrize("busy", [False, True])
+async def test_the_timer_ends_with_its_connection(autojump_clock: Any, busy: bool) -> None:
+    """Once the read loop has ended the timer leaves at once, closing nothing itself:
+    hypercorn closes the socket when the connection's tasks are done."""
+    server = FakeServer(keep_alive=75)
+    timer = IdleTimer(header_timeout=20)
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        await trio.sleep(1)
+        if busy:
+            await timer.stop()
+        timer.connection_lost()  # at t=1
+    assert trio.current_time() == 1.0
+    assert server.closed_at == []
+    await timer.restart(Group(nursery), server._idle_timeout)  # a late call changes nothing
+    assert server.closed_at == []
+
+
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -115,15 +161,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @asynccontextmanager
 async def serve(keep_alive: float) -> AsyncIterator[tuple[str, int]]:
-    config = _hypercorn_config()  # installs the timer, as the server does
+    config = hypercorn_config()
     config.keep_alive_timeout = keep_alive
     sock = _listen("127.0.0.1", 0)
     host, port = sock.getsockname()[:2]
-    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
     async with trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: worker_serve(
-            wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets,
-            task_status=task_status))
+        await nursery.start(lambda task_status: serve_asgi(app, sock, config=config,
+                                                           task_status=task_status))
         yield host, port
         nursery.cancel_scope.cancel()
 

@@ -246,11 +246,14 @@ async def test_stream_closes_on_input_required(rpc: Rpc) -> None:
 
 
 async def test_subscribe_sends_task_first_and_every_subscriber_gets_all(
-    rpc: Rpc, controls: Controls
+    server: RunningServer, rpc: Rpc, controls: Controls
 ) -> None:
     with trio.fail_after(10):
         task = (await rpc.call("SendMessage", send("wait", returnImmediately=True)))["task"]
         await controls.wait_started(task["id"])
+        # the agent may start before its worker's `working` report is committed: every
+        # subscriber is to see the same snapshot, so subscribe once it is
+        await wait_state(server, task["id"], "TASK_STATE_WORKING")
         streams: list[list[dict[str, object]]] = [[], [], []]
 
         async def subscriber(i: int, task_status: trio.TaskStatus[None]) -> None:

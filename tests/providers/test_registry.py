@@ -137,6 +137,8 @@ async def test_anthropic_needs_a_key() -> None:
     ({"name": "x", "kind": "openai", "base_url": 3}, "providers['x'].base_url: must be a str"),
     ({"name": "x", "kind": "openai", "api_key": "k", "api_key_secret": "K"}, "not both"),
     ({"name": "x", "kind": "openai", "api_key_secret": "a b"}, "providers['x'].api_key_secret"),
+    ({"name": "x", "kind": "openai", "api_key_optional": "yes"},
+     "providers['x'].api_key_optional: must be true or false"),
 ])
 def test_config_errors_name_the_field(entry: dict[str, Any], needle: str) -> None:
     with pytest.raises(ProviderConfigError) as exc:
@@ -151,6 +153,13 @@ def test_config_parses_and_hides_the_key() -> None:
         "headers": {"X-Title": "trio-a2a"}, "max_tokens_field": "max_completion_tokens"})
     assert config.read_timeout == 300.0 and config.models == ("a/b",)
     assert "sk-or-secret" not in repr(config)
+
+
+def test_config_file_can_make_the_key_optional() -> None:
+    config = ProviderConfig.from_dict({"name": "local", "kind": "openai",
+                                       "base_url": "http://127.0.0.1:11434/v1",
+                                       "api_key_secret": "OLLAMA_KEY", "api_key_optional": True})
+    assert config.api_key_optional is True
 
 
 def test_duplicate_names_refused() -> None:
