@@ -14,8 +14,15 @@ would ignore), and nothing has to be kept in step with the models. The one field
 it knows by name is the message's part list (``message.parts``, or
 ``message.content`` in the 0.3 proto JSON of the HTTP+JSON binding).
 
+The same walk refuses a string that is not Unicode text: JSON's ``\ud800`` escape
+decodes to a lone surrogate, which no UTF-8 writer accepts, so such a string in
+any field (a member name too) used to be stored in a task and fail only when the
+task was serialised: -32603 or HTTP 500 instead of the client's error. An ASCII
+string (nearly all of them) costs one `str.isascii()`; any other, one encode.
+
 Every refusal is InvalidParams (-32602; HTTP 400), naming the field and the
-limit. Sans-IO: pure functions over decoded JSON.
+limit (or, for a string that is not text, saying so). Sans-IO: pure functions
+over decoded JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ DEPTH_CEILING = 200
 message nested a few levels further down) with pydantic, which refuses anything
 nested deeper than about 250 levels."""
 
+_NOT_TEXT = "not-utf8"
+"""`_Exceeded.limit` for a string that cannot be encoded as UTF-8 (not a limit)."""
 _FREE_FORM_KEYS = frozenset({"data", "metadata"})
 _MAX_PATH_PARTS = 12
 _MAX_KEY_SHOWN = 40
@@ -108,6 +117,9 @@ class Limits:
             if exc.depth:
                 exc.what = (f"nested more than {self.max_depth} levels deep, counting "
                             f"{where or 'the body'} as level 1")
+            if exc.limit == _NOT_TEXT:
+                raise InvalidParamsError(f"{field}: {exc.what}", metadata={
+                    "field": field, "reason": _NOT_TEXT}) from None
             value = getattr(self, exc.limit.replace("-", "_"))
             raise _error(field, exc.limit, value, exc.what) from None
         return count
@@ -141,6 +153,8 @@ def _walk(value: Any, level: int, limits: Limits, exempt: list[Any] | None) -> N
         if len(value) > limits.max_string:
             raise _Exceeded("max-string", f"a string of {len(value)} characters, longer "
                             f"than the {limits.max_string} allowed")
+        if not value.isascii() and not _is_text(value):
+            raise _Exceeded(_NOT_TEXT, "a string " + _NOT_TEXT_WHAT)
         return
     if kind is not dict and kind is not list:
         return
@@ -155,6 +169,10 @@ def _walk(value: Any, level: int, limits: Limits, exempt: list[Any] | None) -> N
             if len(key) > limits.max_string:
                 raise _Exceeded("max-string", f"a member name of {len(key)} characters, "
                                 f"longer than the {limits.max_string} allowed")
+            if not key.isascii() and not _is_text(key):
+                exc = _Exceeded(_NOT_TEXT, "a member name " + _NOT_TEXT_WHAT)
+                exc.path.append(_printable(key))
+                raise exc
             try:
                 _walk(item, level + 1, limits, exempt)
             except _Exceeded as exc:
@@ -167,6 +185,24 @@ def _walk(value: Any, level: int, limits: Limits, exempt: list[Any] | None) -> N
             except _Exceeded as exc:
                 exc.path.append(i)
                 raise
+
+
+_NOT_TEXT_WHAT = ("that is not valid Unicode text (a lone surrogate, such as "
+                  "the JSON escape \\ud800 unpaired, cannot be encoded as UTF-8)")
+
+
+def _is_text(s: str) -> bool:
+    """Whether `s` can be encoded as UTF-8 (holds no lone surrogate)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(key: str) -> str:
+    """A member name that is not text, as an error message can show it."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _shown(path: list[str | int], depth: bool) -> tuple[str | int, ...]:

@@ -7,7 +7,7 @@ Nor can its listener: trio's `serve_listeners` over a plain `SocketListener`.
 `serve_asgi` is the same loop for one plain TCP socket (no TLS, no QUIC, no
 multiprocess shutdown trigger: the supervisor cancels it), built from hypercorn's
 own parts (its Lifespan, WorkerContext and HTTP protocols) with
-`runtime.http.tcp.TimedTCPServer` for each connection and
+`runtime.http.tcp.serve_connection` (our `TimedTCPServer`) for each connection and
 `runtime.http.listener.PatientListener` accepting them.
 """
 
@@ -28,7 +28,7 @@ from hypercorn.utils import wrap_app
 from runtime.http.coalesce import install as install_coalescing
 from runtime.http.common import ASGIApp
 from runtime.http.listener import AcceptMonitor, PatientListener
-from runtime.http.tcp import TimedTCPServer
+from runtime.http.tcp import serve_connection
 
 __all__ = ["hypercorn_config", "serve_asgi"]
 
@@ -64,7 +64,7 @@ async def serve_asgi(app: ASGIApp, sock: socket.socket, *, config: HyperConfig |
         async with trio.open_nursery() as server_nursery:
             listener = PatientListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
                                        accept or AcceptMonitor())
-            handler = functools.partial(TimedTCPServer, wrapped, config, context,
+            handler = functools.partial(serve_connection, wrapped, config, context,
                                         ConnectionState(lifespan_state.copy()),
                                         header_timeout=header_timeout)
             task_status.started()

@@ -1,4 +1,5 @@
-"""hypercorn's per-connection server, with our timer fed by its read loop.
+"""hypercorn's per-connection server, with our timer fed by its read loop, its
+close serialised with its sends, and its failures kept to itself.
 
 `hypercorn.trio.tcp_server.TCPServer` runs one HTTP connection: a read loop that
 feeds the protocol, and an idle task. `TimedTCPServer` replaces the idle task
@@ -7,10 +8,22 @@ when bytes arrive (a request head has begun, and its timeout runs) and when
 reading has stopped (the peer closed the connection, or the server did), so the
 timer ends at once instead of holding the connection open until it expires.
 The read loop is hypercorn's, with those two calls added.
+
+Two more changes, for a bug in hypercorn (docs/http.md, "Known upstream issues"):
+
+* `TimedTCPServer._close` sends the EOF holding the connection's send lock, as
+  every `send_all` does. hypercorn's does not: an EOF sent while another task was
+  writing a response made that task's `send_all` raise `trio.BusyResourceError`,
+  which nothing caught.
+* `serve_connection` is the listener's per-connection handler: whatever still
+  escapes one connection is logged in one line and ends that connection only.
+  A connection's error used to reach the listener's nursery, which took every
+  other connection (and the worker link's websockets) down with it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -20,7 +33,14 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 from runtime.http.idle import IdleTimer
 
-__all__ = ["TimedTCPServer"]
+__all__ = ["CLOSE_LOCK_WAIT", "TimedTCPServer", "serve_connection"]
+
+log = logging.getLogger(__name__)
+
+CLOSE_LOCK_WAIT = 1.0
+"""Seconds closing waits for a response being written to finish before it sends
+the EOF; a peer that does not read must not hold the close (the socket is then
+closed without an EOF, which ends the stuck write)."""
 
 
 class TimedTCPServer(TCPServer):
@@ -47,3 +67,55 @@ class TimedTCPServer(TCPServer):
             await self.protocol.handle(Closed())
         finally:
             self.timer.connection_lost()
+
+    async def _close(self) -> None:
+        """hypercorn's close, with the EOF sent under the send lock (so never in the
+        middle of another task's `send_all`), and the socket closed even when the
+        lock is not had in time or the caller is cancelled."""
+        try:
+            if self.send_lock.statistics().owner is trio.lowlevel.current_task():
+                await self._send_eof()  # closing from inside a send that failed
+            else:
+                with trio.move_on_after(CLOSE_LOCK_WAIT):
+                    async with self.send_lock:
+                        await self._send_eof()
+        finally:
+            await self.stream.aclose()  # closes the socket before its checkpoint
+
+    async def _send_eof(self) -> None:
+        try:
+            await self.stream.send_eof()
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError,
+                AttributeError):  # the peer is gone, or a TLS stream (no half-close)
+            pass
+
+
+def _peer(stream: Any) -> str:
+    try:
+        host, port, *_ = stream.socket.getpeername()
+    except (OSError, AttributeError, ValueError):
+        return "?"
+    return f"{host}:{port}"
+
+
+async def serve_connection(*args: Any, header_timeout: float) -> None:
+    """Serve one accepted connection (`args` are `TCPServer`'s, the stream last)
+    so that its failure ends it alone: an exception that escapes hypercorn is
+    logged in one line and the connection closed; the listener carries on.
+    Cancellation (the server stopping) propagates as usual."""
+    server = TimedTCPServer(*args, header_timeout=header_timeout)
+    try:
+        await server.run()
+    except* Exception as group:
+        errors = [f"{type(exc).__name__}: {exc}" for exc in _leaves(group)]
+        log.warning("HTTP connection from %s failed, closed: %s", _peer(server.stream),
+                    "; ".join(errors), extra={"errors": errors})
+        with trio.CancelScope(shield=True):
+            await server.stream.aclose()
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    out: list[Exception] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -300,3 +300,62 @@ async def test_the_deepest_data_the_ceiling_allows_is_stored_and_served(
             err = await rpc.error("SendMessage", {"message": data_message(
                 deep(DEPTH_CEILING - 3))})
             refused(err, "params.message.parts[0].data", "max-depth")
+
+
+# --- strings that are not text ---------------------------------------------------------
+
+LONE = "a\ud800b"  # json.dumps writes it as the escape "a\\ud800b", which json.loads takes
+
+
+def not_text(err: dict[str, Any], field: str) -> None:
+    """A -32602 that names `field` and says its string is not text."""
+    assert err["code"] == -32602, err
+    assert err["message"].startswith(f"{field}: "), err["message"]
+    assert "not valid Unicode text" in err["message"], err["message"]
+
+
+def not_text_http(r: httpx.Response, field: str) -> None:
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["status"] == "INVALID_ARGUMENT", err
+    assert err["message"].startswith(f"{field}: "), err["message"]
+    [info] = err["details"]
+    assert info["metadata"] == {"field": field, "reason": "not-utf8"}
+
+
+async def test_a_lone_surrogate_is_refused_in_both_generations_and_bindings(
+    client: httpx.AsyncClient, rpc: Rpc, rpc03: Rpc,
+) -> None:
+    """It used to be taken, stored, and fail when the task was serialised (-32603 or
+    HTTP 500); now it is the client's error, naming the field."""
+    def post(path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return client.post(path, content=json.dumps(body),
+                           headers={"Content-Type": "application/json", **(headers or {})})
+
+    with trio.fail_after(TIMEOUT):
+        not_text(await rpc.error("SendMessage", {"message": user_message(LONE)}),
+                 "params.message.parts[0].text")
+        not_text(await rpc.error("SendMessage", {"message": user_message("hi"),
+                                                 "metadata": {"k": [LONE]}}),
+                 "params.metadata.k[0]")
+        not_text(await rpc.error("SendMessage", {"message": {**user_message("hi"),
+                                                             "messageId": LONE}}),
+                 "params.message.messageId")
+        msg03 = {**user_message_v03("hi"), "parts": [{"kind": "text", "text": LONE}]}
+        not_text(await rpc03.error("message/send", {"message": msg03}),
+                 "params.message.parts[0].text")
+        not_text(await rpc03.error("tasks/get", {"id": LONE}), "params.id")
+        # a member name: shown escaped, as the error itself must be UTF-8
+        not_text(await rpc.error("SendMessage", {"message": user_message("hi"),
+                                                 "metadata": {"k\udc00": 1}}),
+                 "params.metadata.k\\udc00")
+        not_text_http(await post("/message:send", {"message": user_message(LONE)}, V10),
+                      "message.parts[0].text")
+        not_text_http(await post("/tasks/t:cancel", {"metadata": {"why": LONE}}, V10),
+                      "metadata.why")
+        proto = {"request": {"messageId": "m", "role": "ROLE_USER",
+                             "content": [{"text": LONE}]}}
+        not_text_http(await post("/v1/message:send", proto), "request.content[0].text")
+        # a surrogate pair is one character, and fine
+        ok = await rpc.call("SendMessage", {"message": user_message("\ud83d\ude00")})
+        assert ok

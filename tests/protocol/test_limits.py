@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -116,3 +117,20 @@ def test_other_json_passes_untouched() -> None:
 def test_limits_are_checked_when_made(kw: dict[str, Any], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         Limits(**kw)
+
+
+def test_a_string_that_is_not_text_is_refused_naming_its_field() -> None:
+    """A lone surrogate (JSON's unpaired ``\\ud800``) cannot be encoded as UTF-8, so a
+    task holding one could not be stored: it is the client's error, found here."""
+    limits = Limits()
+    err = refusal(limits, {"message": {"parts": [{"text": "ok é", "metadata": {"k": "\ud800"}}]}})
+    assert err.message.startswith("params.message.parts[0].metadata.k: a string that is not "
+                                  "valid Unicode text")
+    assert err.metadata == {"field": "params.message.parts[0].metadata.k", "reason": "not-utf8"}
+    err = refusal(limits, {"x\udfff": 1}, where="")
+    assert err.metadata["field"] == "x\\udfff"  # shown escaped: the error is UTF-8 itself
+    err.message.encode("utf-8")
+    # text outside ASCII passes, a pair of JSON surrogate escapes too (the decoder
+    # joins them into one character; two lone ones in a Python str are not text)
+    assert limits.check({"a": ["é", json.loads('"\\ud83d\\ude00"')]}) == 0
+    refusal(limits, {"a": "\ud83d\ude00"})
