@@ -250,6 +250,11 @@ class Dispatcher:
         a version that moves whenever a worker connects or leaves."""
         return self._workers.version, self._workers.skills()
 
+    @property
+    def draining(self) -> str | None:
+        """Why workers are told to claim nothing more (None: they are not)."""
+        return self._workers.draining
+
     def drain(self, reason: str) -> None:
         """Ask every worker, now and on each later heartbeat or registration, to claim
         nothing more (finishing what it runs); no more offers go out. Claims are still

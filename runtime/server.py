@@ -346,10 +346,22 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
                 card = LiveCard(render_card, dispatcher.worker_skills)
+
+                def not_ready() -> list[str]:
+                    reasons = []
+                    accepting = accept.statistics()
+                    if accepting.fd_exhausted:
+                        reasons.append(f"out of file descriptors: {accepting.error}")
+                    if not getattr(backend, "healthy", True):
+                        reasons.append("the task store's database cannot be reached")
+                    if dispatcher.draining is not None:
+                        reasons.append(f"draining: {dispatcher.draining}")
+                    return reasons
+
                 state = AppState(service=service, card=card, auth=auth,
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
-                                 worker_auth=worker_auth)
+                                 worker_auth=worker_auth, not_ready=not_ready)
                 app = create_asgi(mount_worker_link(state, endpoint))
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.

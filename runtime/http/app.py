@@ -39,6 +39,21 @@ def create_app(state: AppState) -> QuartTrio:
             return Response(b"", status=304, headers=headers)
         return json_response(card.body, headers=headers)
 
+    async def healthz() -> Response:
+        return json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    async def readyz() -> Response:
+        reasons = state.not_ready() if state.not_ready is not None else []
+        body: dict[str, object] = {"status": "not ready" if reasons else "ready"}
+        if reasons:
+            body["reasons"] = reasons
+        return json_response(body, status=503 if reasons else 200,
+                             headers={"Cache-Control": "no-store"})
+
+    # Probes (docs/deployment.md): /healthz answers while the process serves HTTP;
+    # /readyz says whether it should get traffic, and why not.
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
     app.add_url_rule("/.well-known/agent-card.json", "card", serve_card, methods=["GET"])
     app.add_url_rule("/.well-known/agent.json", "card_legacy", serve_card, methods=["GET"])
 

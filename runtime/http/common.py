@@ -62,6 +62,8 @@ class AppState:
     """Worker tokens, separate from the client tokens of `auth` (refused as clients)."""
     routes: tuple[Callable[[QuartTrio], None], ...] = ()
     """More routes for the quart-trio app (the worker link's HTTP binding)."""
+    not_ready: Callable[[], list[str]] | None = None
+    """Why the server should get no traffic now (empty: ready), for ``/readyz``."""
     websockets: Mapping[str, ASGIApp] = attrs.field(factory=dict)
     """WebSocket paths served as plain ASGI in front of the app (``/worker/ws``)."""
 
