@@ -38,7 +38,7 @@ import trio
 from bench.hostile_cases import KINDS
 from bench.hostile_run import PARK_AFTER, HostileOptions, Tally, run_cases
 from bench.hostile_seed import Honest, seed_tasks, start_server, still_answers
-from bench.procs import close_wait, rss_kib, server_sockets, stop_group
+from bench.procs import close_wait, close_wait_peers, rss_kib, server_sockets, stop_group
 from bench.targets import BENCH_DIR
 
 __all__ = ["HostileOptions", "main", "run_hostile"]
@@ -73,6 +73,7 @@ def run_hostile(opts: HostileOptions) -> dict:
         seconds = time.monotonic() - t0
         left, waited = _settle(server.target.port, opts.settle)
         sockets = server_sockets(server.target.port)
+        report["close_wait_peers"] = close_wait_peers(server.target.port)
         answers = still_answers(server)
         changed = honest.changes(server) if not answers else ["not checked: " + answers]
         rss_after = rss_kib(server.proc.pid)
@@ -160,7 +161,9 @@ def render(r: dict) -> str:
              "slowest answers (s, case): " + "; ".join(
                  f"{sec} #{i}" for sec, i, _ in r["slowest_answers"]),
              f"server sockets after the run: {r['server_sockets']} (CLOSE-WAIT at most "
-             f"{r['close_wait_peak']} during it)",
+             f"{r['close_wait_peak']} during it)"
+             + (f"; CLOSE-WAIT client ports: {r['close_wait_peers']}"
+                if r.get("close_wait_peers") else ""),
              f"incomplete-head probes: {r['head_probes']}"]
     for title, group in (("server errors", r["server_errors"]), ("stuck", r["stuck"])):
         for key, g in sorted(group.items(), key=lambda kv: -kv[1]["count"]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import socket
 import struct
@@ -29,6 +30,15 @@ from bench.hostile_cases import Case
 from bench.hostile_requests import SOFT_WAIT
 
 HOST = "127.0.0.1"
+PORT_LOG = os.environ.get("HOSTILE_PORT_LOG", "")
+"""Debug: a file to append 'case-index kind client-port' lines to (trace a
+CLOSE-WAIT socket's client port back to its case)."""
+
+
+def log_port(case: Case, port: int | None) -> None:
+    if PORT_LOG and port:
+        with open(PORT_LOG, "a") as f:
+            f.write(f"{case.index} {case.kind} {port}\n")
 BODY_CAP = 1 << 20
 _INTERNAL = re.compile(rb'"code"\s*:\s*-32603\b')
 
@@ -222,6 +232,7 @@ async def run_raw(case: Case, port: int, deadline: float) -> Outcome:
         out.refused = connect_errno(exc)
         await trio.sleep(0.05)  # not a hot loop while the listener is down
         return out
+    log_port(case, stream.socket.getsockname()[1])
     parser = ResponseParser()
     changed = [trio.Event()]
 
@@ -341,6 +352,10 @@ async def run_httpx(client: httpx.AsyncClient, case: Case, port: int,
             async with client.stream(req.method, url, headers=req.headers,
                                      content=req.body or None) as r:
                 resp = Response(r.status_code, dict(r.headers))
+                if PORT_LOG:
+                    ns = r.extensions.get("network_stream")
+                    addr = ns.get_extra_info("client_addr") if ns is not None else None
+                    log_port(case, addr[1] if addr else None)
                 if r.headers.get("content-type", "").startswith("text/event-stream"):
                     resp.sse = True
                     with trio.move_on_after(case.linger or 0.05):

@@ -217,3 +217,20 @@ def server_sockets(port: int) -> dict[str, int]:
 def close_wait(port: int) -> int:
     """Server sockets in CLOSE-WAIT (state 08): the peer closed, the server has not."""
     return server_sockets(port).get("CLOSE_WAIT", 0)
+
+
+def close_wait_peers(port: int) -> list[int]:
+    """The client ports of the server sockets (local `port`) in CLOSE-WAIT."""
+    peers = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and int(fields[1].rsplit(":", 1)[1], 16) == port \
+                    and fields[3] == "08":
+                peers.append(int(fields[2].rsplit(":", 1)[1], 16))
+    return peers

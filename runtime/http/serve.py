@@ -27,6 +27,7 @@ from hypercorn.utils import wrap_app
 
 from runtime.http.coalesce import install as install_coalescing
 from runtime.http.common import ASGIApp
+from runtime.http.h2_close import install as install_h2_close
 from runtime.http.listener import AcceptMonitor, PatientListener
 from runtime.http.tcp import serve_connection
 
@@ -38,6 +39,7 @@ KEEP_ALIVE_TIMEOUT = 75.0
 
 def hypercorn_config() -> HyperConfig:
     install_coalescing()
+    install_h2_close()
     hc = HyperConfig()
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")

@@ -198,3 +198,21 @@ async def test_a_request_head_must_arrive_within_the_header_timeout(
                 nursery.cancel_scope.cancel()
             assert sent < len(head)  # closed while the head was still incomplete
             assert waited >= 0.5
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_an_h2c_upgrade_the_client_closes_at_once_is_closed(
+        server: RunningServer, method: str) -> None:
+    """A request that asks for an h2c upgrade and whose client closes before the
+    answer is written: the server closes its end. (hypercorn's HTTP/2 writer stopped
+    at the close and the app's last `send` waited for it for good: the socket sat
+    in CLOSE-WAIT, seen by the hostile-traffic run.)"""
+    with trio.fail_after(10):
+        stream = await connect(server)
+        await stream.send_all(request_head(method, CARD, Connection="keep-alive, Upgrade",
+                                           Upgrade="h2c"))
+        await stream.send_eof()
+        assert (await wait_closed(stream)).startswith(b"HTTP/1.1 101 ")
+        await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert close_wait_count(server.port) == 0
