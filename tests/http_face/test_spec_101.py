@@ -13,8 +13,9 @@ import httpx
 import pytest
 import trio
 
-from protocol.sse import SSEDecoder, SSEEvent
+from protocol.sse import SSEEvent
 from tests.conftest import Rpc, user_message, user_message_v03
+from tests.http_face.test_rest import sse
 
 TIMEOUT = 10
 A2A_JSON = "application/a2a+json"
@@ -23,20 +24,14 @@ A2A_JSON = "application/a2a+json"
 async def _read_sse(client: httpx.AsyncClient, method: str, path: str, *,
                     json_body: Any = None, headers: dict[str, str] | None = None,
                     started: trio.Event | None = None) -> list[SSEEvent]:
-    events: list[SSEEvent] = []
-    kw: dict[str, Any] = {"headers": headers or {}}
-    if json_body is not None:
-        kw["json"] = json_body
-    async with client.stream(method, path, **kw) as r:
-        assert r.status_code == 200, (await r.aread()).decode()
-        assert r.headers["content-type"].startswith("text/event-stream")
-        dec = SSEDecoder()
-        async for chunk in r.aiter_bytes():
-            for ev in dec.feed(chunk):
-                events.append(ev)
-                if started is not None:
-                    started.set()
-    return events
+    """The whole stream (test_rest.sse), setting `started` at its first event."""
+
+    async def on_event(_: SSEEvent) -> None:
+        if started is not None:
+            started.set()
+
+    return await sse(client, method, path, json_body=json_body, headers=headers,
+                     on_event=on_event)
 
 
 def _state(result: dict[str, Any]) -> str:
