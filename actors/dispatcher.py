@@ -16,26 +16,23 @@ remote ones use the same worker link, hence the same operations. Several server
 processes may share one store (PostgreSQL): each follows the others' writes
 (`actors.dispatch.follow`), so they dispatch as one server.
 
-The parts are in `actors.dispatch`, split along that line: `types` (the values
-and errors), `routing` (routes and the per-process queue), `workers` (the
-connected workers, their offers and pushes: per process), `leases` (the store
-writes of claims, renewals, fenced writes, releases and lost leases, with the
-per-process lease index) and `follow` (the queue and lease index kept in step
-with the store). `Dispatcher` ties them together; this module re-exports the
-public names, so `actors.dispatcher` stays the place to import.
+The parts are in `actors.dispatch` (its docstring says which holds what);
+`Dispatcher` ties them together, and this module re-exports their public names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import attrs
 import trio
 
 from actors.dispatch.follow import ReplicaFollower
 from actors.dispatch.leases import Leases
+from actors.dispatch.reaper import Reaper
 from actors.dispatch.routing import TaskQueue, route_from_metadata
 from actors.dispatch.types import (
     CancelPush,
@@ -58,7 +55,6 @@ from actors.dispatch.workers import ConnectedWorkers, WorkerSession
 from actors.store_port import Lease, Route, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import AgentSkill, StreamResponse
-from protocol.states import ends_stream
 
 __all__ = [
     "CancelPush",
@@ -85,7 +81,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Dispatcher:
+class Dispatcher(Reaper):
     """Queue, claims, leases and fencing; see the module docstring.
 
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
@@ -380,12 +376,9 @@ class Dispatcher:
         (`OutputLimitExceeded`); so it does if they break the task lifecycle
         (`IllegalOutput`, naming the transition).
         """
-        try:
+        async with self._failing_on_breach(task_id, attempt_id):
             return await self._leases.write(task_id, attempt_id, events, wait=wait,
                                             output_seq=output_seq, output_bytes=output_bytes)
-        except (OutputLimitExceeded, IllegalOutput) as exc:
-            await self._fail(task_id, attempt_id, str(exc))
-            raise
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = (), *, wait: bool = True,
@@ -400,65 +393,32 @@ class Dispatcher:
         (`IllegalOutput`), unless the task had already ended: then only the lease is
         dropped.
         """
-        try:
+        async with self._failing_on_breach(task_id, attempt_id):
             lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
                                                output_seq=output_seq, output_bytes=output_bytes)
-        except (OutputLimitExceeded, IllegalOutput) as exc:
-            await self._fail(task_id, attempt_id, str(exc))
-            raise
         if lease is None:
             return True
         self._queue.release_place(task_id)
         self._drop_lease(task_id, lease)
         return False
 
-    async def _fail(self, task_id: str, attempt_id: str, why: str) -> None:
-        """The attempt broke a limit or the lifecycle: the task fails with `why` and
-        its lease ends at once (no retry: the same agent would do the same again; and
-        not a wait for the lease to expire, whose reason would hide this one)."""
-        lease = await self._leases.fail(task_id, attempt_id, why)
-        if lease is None:
-            return
-        log.warning("task failed: %s", why, extra={"task_id": task_id, "attempt_id": attempt_id,
-                                                   "worker_id": lease.worker_id})
-        self._queue.release_place(task_id)
-        self._drop_lease(task_id, lease)
+    @contextlib.asynccontextmanager
+    async def _failing_on_breach(self, task_id: str, attempt_id: str) -> AsyncIterator[None]:
+        """A write that breaks the output cap or the lifecycle fails the task with the
+        reason and ends its lease at once (no retry: the same agent would do the same
+        again; no wait for the lease to expire, whose reason would hide this one)."""
+        try:
+            yield
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            lease = await self._leases.fail(task_id, attempt_id, str(exc))
+            if lease is not None:
+                log.warning("task failed: %s", exc, extra={
+                    "task_id": task_id, "attempt_id": attempt_id, "worker_id": lease.worker_id})
+                self._queue.release_place(task_id)
+                self._drop_lease(task_id, lease)
+            raise
 
     def _drop_lease(self, task_id: str, lease: Lease) -> None:
         self._leases.ended(task_id)
         self._workers.lease_ended(lease.worker_id, task_id, lease.attempt_id)
         self._wake()
-
-    # --- the reaper -----------------------------------------------------------------
-
-    async def reap(self) -> int:
-        """Re-queue (or fail) tasks whose lease ran out; returns how many. On a shared
-        store every replica's reaper does, and each lease is ended exactly once."""
-        ended = 0
-        for task_id, lease in self._leases.overdue():
-            ended += await self._end_lease(
-                task_id, lease, f"the lease of worker {lease.worker_id!r} expired")
-        return ended
-
-    async def _end_lease(self, task_id: str, lease: Lease, why: str) -> bool:
-        """Take a lease whose worker is gone: queue the task again (rolled back to
-        what it was when the lost attempt was claimed), or fail it once the attempts
-        are used up, or end it canceled if that was asked for. False if the store
-        says it ended or was renewed meanwhile (another replica got there first)."""
-        record = await self._leases.end(task_id, lease, why)
-        if record is None:  # the index now follows the store
-            current = self._leases.get(task_id)
-            if current is None or current.attempt_id != lease.attempt_id:
-                self._queue.release_place(task_id)  # ended elsewhere (a renewal keeps it)
-                if self._workers.lease_ended(lease.worker_id, task_id, lease.attempt_id):
-                    self._wake()
-            return False
-        self._drop_lease(task_id, lease)
-        log.warning("lease ended: %s", why, extra={
-            "task_id": task_id, "worker_id": lease.worker_id,
-            "attempt_id": lease.attempt_id, "state": record.state.value})
-        if ends_stream(record.state):
-            self._queue.release_place(task_id)
-        elif task_id not in self._queue:  # back in its place: ahead of what was submitted
-            self._enqueue(task_id, record.dispatch.route, retry=True)  # while it ran
-        return True
