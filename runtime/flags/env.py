@@ -10,7 +10,7 @@ import argparse
 import os
 from collections.abc import Callable
 
-__all__ = ["ENV_PREFIX"]
+__all__ = ["ENV_PREFIX", "add_logging_arguments"]
 
 ENV_PREFIX = "TRIO_A2A_"
 
@@ -78,3 +78,19 @@ def _heartbeat_env() -> str | None:
 
 def _bool_env(name: str) -> bool:
     return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_logging_arguments(p: argparse.ArgumentParser) -> None:
+    """--log-level and --log-format, which the long-running commands share."""
+    p.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+        help="log level [TRIO_A2A_LOG_LEVEL] (default info)",
+    )
+    p.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=("text", "json"),
+        help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
+    )

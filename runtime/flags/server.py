@@ -13,6 +13,7 @@ from runtime.flags.env import (
     _number_env,
     _number_type,
     _port_type,
+    add_logging_arguments,
 )
 from runtime.flags.worker import add_database_arguments, add_worker_parser
 
@@ -253,18 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds CancelTask waits for the worker to end the task; then the task is "
         "marked canceled anyway [TRIO_A2A_CANCEL_TIMEOUT] (default 10)",
     )
-    s.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=("debug", "info", "warning", "error"),
-        help="log level [TRIO_A2A_LOG_LEVEL] (default info)",
-    )
-    s.add_argument(
-        "--log-format",
-        default=_env("LOG_FORMAT", "text"),
-        choices=("text", "json"),
-        help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
-    )
+    add_logging_arguments(s)
     add_worker_parser(sub)
     add_client_parsers(sub)
     return parser

@@ -9,6 +9,7 @@ from runtime.flags.env import (
     _heartbeat_env,
     _number_env,
     _number_type,
+    add_logging_arguments,
 )
 from runtime.worker import AGENTS
 
@@ -80,18 +81,7 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "WebSockets) [TRIO_A2A_TRANSPORT] (default websocket)",
     )
     add_llm_arguments(w)
-    w.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=("debug", "info", "warning", "error"),
-        help="log level [TRIO_A2A_LOG_LEVEL] (default info)",
-    )
-    w.add_argument(
-        "--log-format",
-        default=_env("LOG_FORMAT", "text"),
-        choices=("text", "json"),
-        help="'json' writes one JSON object per line [TRIO_A2A_LOG_FORMAT]",
-    )
+    add_logging_arguments(w)
     g = sub.add_parser(
         "migrate", help="bring a PostgreSQL task store's schema up to date",
         description="Apply the schema migrations a PostgreSQL task store needs (a server "
