@@ -15,7 +15,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +44,18 @@ class Proc:
     _open: int = 0
     """Pipes still being read."""
 
-    async def wait_for(self, found: Callable[[Proc], Any], what: str) -> Any:
+    async def wait_for(self, found: Callable[[Proc], Any], what: str,
+                       limit: float = WAIT_LIMIT) -> Any:
         """Until `found(self)` is truthy (re-checked on every new line); its value.
-        AssertionError naming `what` if the process exits or WAIT_LIMIT passes first."""
-        with trio.move_on_after(WAIT_LIMIT):
+        AssertionError naming `what` if the process exits or `limit` seconds pass first."""
+        with trio.move_on_after(limit):
             while not (value := found(self)):
                 if self.process.returncode is not None and not self._open:
                     break
                 await self._changed.wait()
             else:
                 return value
-        raise AssertionError(f"{self.name}: no {what} within {WAIT_LIMIT} s (exit status "
+        raise AssertionError(f"{self.name}: no {what} within {limit} s (exit status "
                              f"{self.process.returncode}); it last said:\n"
                              + "\n".join(self.stderr[-30:]))
 
@@ -85,15 +86,17 @@ class Proc:
 
 @contextlib.asynccontextmanager
 async def open_processes() -> AsyncIterator[Callable[[str, Sequence[str]], Any]]:
-    """Start processes with `await start(name, args)`; all are killed on the way out."""
+    """Start processes with `await start(name, args, env=None)` (`env` adds to this
+    process's environment); all are killed on the way out."""
     procs: list[Proc] = []
     async with trio.open_nursery() as nursery:
 
-        async def start(name: str, args: Sequence[str]) -> Proc:
+        async def start(name: str, args: Sequence[str],
+                        env: Mapping[str, str] | None = None) -> Proc:
             process = await trio.lowlevel.open_process(
                 [sys.executable, *args], cwd=REPO, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
             proc = Proc(name, process)
             procs.append(proc)
             nursery.start_soon(proc.pump, process.stdout, proc.stdout)

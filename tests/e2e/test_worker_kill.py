@@ -45,6 +45,7 @@ import trio
 
 from actors.store_port import TaskRecord
 from runtime.store import open_sqlite_backend
+from tests.e2e.folding import fold, parts_text
 from tests.e2e.procs import Proc, logged, open_processes, server_url
 
 log = logging.getLogger(__name__)
@@ -152,12 +153,12 @@ def check_exactly_once(seen: Seen, stored: dict[str, tuple[TaskRecord, list[Any]
         if [a["text"] for a in final["artifacts"]] != [want]:
             problems.append(f"task {i}: artifacts {final['artifacts']}, want one {want!r}")
         record, log_events = stored[task_id]
-        if [_text(a.parts) for a in record.task.artifacts or ()] != [want]:
+        if [parts_text(a.parts) for a in record.task.artifacts or ()] != [want]:
             problems.append(f"task {i}: stored artifacts {record.task.artifacts}")
         # 2. one completing attempt: one `completed` in the durable log, and one
         # claim more than the retries the reaper made
         marks_in_log = [e for e in log_events if e.status_update is not None
-                        and retry_mark in _text(getattr(e.status_update.status.message,
+                        and retry_mark in parts_text(getattr(e.status_update.status.message,
                                                         "parts", None) or ())]
         ends = [e.status_update.status.state.value for e in log_events
                 if e.status_update is not None
@@ -179,31 +180,14 @@ def check_exactly_once(seen: Seen, stored: dict[str, tuple[TaskRecord, list[Any]
                             f"{len(marks_in_log)} stored")
         if marks:
             retried.append(task_id)
-        if _rebuild(events) != [want]:
-            problems.append(f"task {i}: the stream folds to {_rebuild(events)}, want [{want!r}]")
+        if fold(events) != [want]:
+            problems.append(f"task {i}: the stream folds to {fold(events)}, want [{want!r}]")
         after = events[marks[-1] + 1:] if marks else events
-        if _rebuild(after) != [want]:
+        if fold(after) != [want]:
             problems.append(f"task {i}: stream after the last retry mark rebuilds "
-                            f"{_rebuild(after)}, want [{want!r}]")
+                            f"{fold(after)}, want [{want!r}]")
     assert not problems, "\n".join(problems)
     # The kill mattered: the server re-queued tasks that worker A held when it died.
     assert retried, f"no task was retried; A held {sorted(seen.killed_holding)} when killed"
     log.info("worker A held %d sessions when killed; %d tasks were retried",
              len(seen.killed_holding), len(retried))
-
-
-def _text(parts: Any) -> str:
-    return "".join(p.text or "" for p in parts)
-
-
-def _rebuild(events: list[dict[str, Any]]) -> list[str]:
-    """The artifacts' texts as a client folds the stream: a task event is a snapshot,
-    an artifact update replaces its artifact or (append) extends it."""
-    texts: dict[str, str] = {}
-    for e in events:
-        if e["kind"] == "task":
-            texts = {a["artifact_id"]: a["text"] for a in e["artifacts"]}
-        elif e["kind"] == "artifact_update":
-            aid = e["artifact_id"]
-            texts[aid] = (texts.get(aid, "") if e["append"] else "") + e["text"]
-    return list(texts.values())
