@@ -8,6 +8,8 @@ namespaces because their names (Task, Message, ...) mirror the 1.0 ones.
 from protocol import v03
 from protocol.errors import *  # noqa: F403
 from protocol.errors import __all__ as _errors
+from protocol.identity import *  # noqa: F403
+from protocol.identity import __all__ as _identity
 from protocol.jsonrpc import *  # noqa: F403
 from protocol.jsonrpc import __all__ as _jsonrpc
 from protocol.limits import *  # noqa: F403
@@ -16,9 +18,14 @@ from protocol.models import *  # noqa: F403
 from protocol.models import __all__ as _models
 from protocol.output_size import *  # noqa: F403
 from protocol.output_size import __all__ as _output_size
+from protocol.permissions import *  # noqa: F403
+from protocol.permissions import __all__ as _permissions
+from protocol.security_errors import *  # noqa: F403
+from protocol.security_errors import __all__ as _security_errors
 from protocol.sse import *  # noqa: F403
 from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["v03", *_errors, *_jsonrpc, *_limits, *_models, *_output_size, *_sse, *_states]
+__all__ = ["v03", *_errors, *_identity, *_jsonrpc, *_limits, *_models, *_output_size,
+           *_permissions, *_security_errors, *_sse, *_states]

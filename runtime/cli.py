@@ -40,6 +40,7 @@ from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
 from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
+from runtime.flags.security import security_config
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
@@ -161,6 +162,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_attempts=args.max_attempts,
         max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
+        security=security_config(args),
     )
     refusal = worker_link_refusal(config)
     if refusal is not None:

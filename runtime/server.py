@@ -38,12 +38,14 @@ from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
+from runtime.http.cors import Cors
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
+from runtime.security import SecurityConfig, build_authenticator, build_rate_limiter
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -139,6 +141,8 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+    security: SecurityConfig = SecurityConfig()
+    """JWTs, roles and tenants of tokens, rate limits, CORS (docs/security.md)."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -170,7 +174,8 @@ class ServerConfig:
 
 def _link_closed(config: ServerConfig) -> bool:
     """Client auth is on and the link has no tokens of its own, nor leave to be open."""
-    return bool(config.tokens) and not config.worker_tokens and not config.open_worker_link
+    client_auth = bool(config.tokens) or config.security.jwt is not None
+    return client_auth and not config.worker_tokens and not config.open_worker_link
 
 
 def worker_link_refusal(config: ServerConfig) -> str | None:
@@ -295,14 +300,16 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     url_host = f"[{host}]" if ":" in host else host
     base_url = (config.public_url or f"http://{url_host}:{port}").rstrip("/")
     auth = TokenAuth(config.tokens)
+    authenticator = build_authenticator(config.security, config.tokens,
+                                        TokenAuth(config.worker_tokens))
     card_agent = config.agent if config.local_workers > 0 else None
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
         return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
                           push_notifications=config.push_notifications,
-                          auth_schemes=("bearer",) if auth.enabled else (),
-                          extended_card=auth.enabled)
+                          auth_schemes=("bearer",) if authenticator.enabled else (),
+                          extended_card=authenticator.enabled)
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
@@ -359,10 +366,14 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                     return reasons
 
                 state = AppState(service=service, card=card, auth=auth,
-                                 extended_card=auth.enabled,
+                                 extended_card=authenticator.enabled,
                                  max_body=config.max_body, limits=config.limits,
-                                 worker_auth=worker_auth, not_ready=not_ready)
-                app = create_asgi(mount_worker_link(state, endpoint))
+                                 worker_auth=worker_auth, not_ready=not_ready,
+                                 authenticator=authenticator,
+                                 rate_limiter=build_rate_limiter(config.security))
+                app: ASGIApp = create_asgi(mount_worker_link(state, endpoint))
+                if config.security.cors is not None:
+                    app = Cors(config.security.cors, app)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(

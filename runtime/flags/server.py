@@ -15,6 +15,7 @@ from runtime.flags.env import (
     _port_type,
     add_logging_arguments,
 )
+from runtime.flags.security import add_security_arguments
 from runtime.flags.worker import add_database_arguments, add_worker_parser
 
 __all__ = ["build_parser"]
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds CancelTask waits for the worker to end the task; then the task is "
         "marked canceled anyway [TRIO_A2A_CANCEL_TIMEOUT] (default 10)",
     )
+    add_security_arguments(s)
     add_logging_arguments(s)
     add_worker_parser(sub)
     add_client_parsers(sub)

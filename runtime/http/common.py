@@ -17,6 +17,8 @@ from actors.a2a_service import A2AService
 from protocol.limits import Limits
 from runtime.http.auth import TokenAuth
 from runtime.http.card import LiveCard
+from runtime.http.identity import Authenticator
+from runtime.http.rate_limit import RateLimiter
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -66,6 +68,11 @@ class AppState:
     """Why the server should get no traffic now (empty: ready), for ``/readyz``."""
     websockets: Mapping[str, ASGIApp] = attrs.field(factory=dict)
     """WebSocket paths served as plain ASGI in front of the app (``/worker/ws``)."""
+    authenticator: Authenticator | None = None
+    """Identities (principal, tenant, roles) and permissions (`runtime.http.gate`);
+    None: `auth` alone, every caller an operator."""
+    rate_limiter: RateLimiter | None = None
+    """Per-principal and per-tenant request rates; None: unlimited."""
 
 
 def negotiate_version(raw: str | None) -> str | None:

@@ -34,9 +34,11 @@ from protocol.errors import (
     MethodNotFoundError,
     VersionNotSupportedError,
 )
+from protocol.identity import owner_key
 from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
 from protocol.limits import Limits
+from protocol.permissions import permission_for_method
 from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import (
     SUPPORTED_VERSIONS,
@@ -48,6 +50,7 @@ from runtime.http.common import (
     negotiate_version,
     too_large_error,
 )
+from runtime.http.gate import authorize, identify
 from runtime.http.guard import refuse
 from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
 from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
@@ -107,9 +110,10 @@ async def dispatch(
     body: bytes,
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch)."""
-    principal = state.auth.client_principal(authorization, state.worker_auth)
-    if principal is None:
+    identity = await identify(state, authorization)
+    if identity is None:
         return unauthorized_reply()
+    principal = owner_key(identity)
     version = negotiate_version(version_header)
     wire_version = version or "1.0"
     if not is_json_content_type(content_type):
@@ -142,6 +146,9 @@ async def dispatch(
                 raise InvalidRequestError(
                     f"{item.method} streams its result and cannot be part of a batch"
                 )
+            tenant = item.params.get("tenant") if isinstance(item.params, dict) else None
+            authorize(state, identity, permission_for_method(item.method), item.method,
+                      tenant if isinstance(tenant, str) else None)
             if id(item) in refused:
                 raise refused[id(item)]
             result = await method(service, item.params, ctx)

@@ -1,0 +1,65 @@
+"""The security settings of a server, and the parts built from them: the
+`Authenticator` (identities and roles), the `RateLimiter` and the CORS settings.
+
+Apart from `runtime.server` so the server's wiring stays one small addition; every
+setting is described in docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from protocol.permissions import RoleTable
+from runtime.http.auth import TokenAuth, TokenEntry
+from runtime.http.cors import CorsSettings
+from runtime.http.identity import Authenticator
+from runtime.http.jwt_auth import JwtSettings, JwtVerifier
+from runtime.http.rate_limit import RateLimit, RateLimiter
+
+__all__ = ["SecurityConfig", "build_authenticator", "build_rate_limiter"]
+
+
+@attrs.frozen
+class SecurityConfig:
+    """Identities, roles, limits and CORS; the defaults change nothing of plain token auth."""
+
+    token_entries: Mapping[str, TokenEntry] = attrs.field(factory=dict)
+    """Roles and tenant of static tokens, by token (tokens of `ServerConfig.tokens`
+    without an entry get `default_roles` and no tenant)."""
+    jwt: JwtSettings | None = None
+    """Accept JWT bearer tokens (an identity provider's, or signed with a shared secret)."""
+    roles: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    """More roles, or built-in ones redefined: name -> permissions."""
+    default_roles: tuple[str, ...] = ("operator",)
+    """Roles of a static token without `roles=`."""
+    anonymous_roles: tuple[str, ...] = ("operator",)
+    """Roles of every caller while auth is off."""
+    rate_limit: RateLimit | None = None
+    """Requests per principal (within its tenant); None: unlimited."""
+    tenant_rate_limit: RateLimit | None = None
+    """Requests per tenant, all its principals together; None: unlimited."""
+    cors: CorsSettings | None = None
+    """Cross-origin requests from browsers; None: no CORS headers (browsers refuse)."""
+
+    def role_table(self) -> RoleTable:
+        return RoleTable(self.roles)
+
+
+def build_authenticator(security: SecurityConfig, tokens: Mapping[str, str],
+                        workers: TokenAuth) -> Authenticator:
+    """The server's authenticator; ValueError (at start) for an unknown role."""
+    entries: dict[str, str | TokenEntry] = {
+        t: security.token_entries.get(t, TokenEntry(p)) for t, p in tokens.items()}
+    return Authenticator(
+        entries, workers=workers,
+        jwt=JwtVerifier(security.jwt) if security.jwt is not None else None,
+        roles=security.role_table(), default_roles=security.default_roles,
+        anonymous_roles=security.anonymous_roles)
+
+
+def build_rate_limiter(security: SecurityConfig) -> RateLimiter | None:
+    if security.rate_limit is None and security.tenant_rate_limit is None:
+        return None
+    return RateLimiter(principal=security.rate_limit, tenant=security.tenant_rate_limit)
