@@ -315,8 +315,9 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
         try:
             version = _version(v1_path, has)
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)
-            authorize(state, identity, REST_OPERATIONS.get(name), f"{request.method} "
-                      f"{request.path}", tenant)
+            rule = request.url_rule.rule if request.url_rule is not None else ""
+            authorize(state, identity, REST_OPERATIONS.get(name), f"{request.method} {rule}",
+                      tenant)
             return await op(_Call(state, owner_key(identity), version, tenant), **params)
         except A2AError as err:
             return _error(err, version)
