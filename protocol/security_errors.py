@@ -43,5 +43,6 @@ class RateLimitedError(A2AError):
     default_message = "rate limit exceeded"
 
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
         self.retry_seconds = max(1, math.ceil(retry_after))
         super().__init__(message, metadata={"retryAfterSeconds": str(self.retry_seconds)})
