@@ -6,6 +6,8 @@ namespaces because their names (Task, Message, ...) mirror the 1.0 ones.
 """
 
 from protocol import v03
+from protocol.agent_state import *  # noqa: F403
+from protocol.agent_state import __all__ as _agent_state
 from protocol.errors import *  # noqa: F403
 from protocol.errors import __all__ as _errors
 from protocol.identity import *  # noqa: F403
@@ -27,5 +29,5 @@ from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["v03", *_errors, *_identity, *_jsonrpc, *_limits, *_models, *_output_size,
+__all__ = ["v03", *_agent_state, *_errors, *_identity, *_jsonrpc, *_limits, *_models, *_output_size,
            *_permissions, *_security_errors, *_sse, *_states]

@@ -109,7 +109,7 @@ async def test_ask_pauses_input_required_and_a_second_message_approves(
             parts = paused["status"]["message"]["parts"]
             assert "Approve this tool call? write_file" in parts[0]["text"]
             assert parts[1]["data"]["pendingToolCall"]["name"] == "write_file"
-            assert STATE_KEY in parts[1]["data"]
+            assert STATE_KEY not in parts[1]["data"]  # the transcript stays on the server
             assert not list((tmp_path / "work").rglob("out.txt"))  # nothing ran yet
             unclear = await send(rpc, "hmm, maybe", taskId=paused["id"],
                                  contextId=paused["contextId"])

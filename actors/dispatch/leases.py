@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -39,6 +40,7 @@ from actors.dispatch.types import (
 )
 from actors.store_port import ConflictError, DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
+from protocol.agent_state import split_agent_state
 from protocol.models import (
     Message,
     Part,
@@ -320,12 +322,14 @@ class Leases:
         """A worker's events for its attempt, fenced; see `Dispatcher.write`.
         `IllegalOutput` (nothing written) if they break the task lifecycle."""
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
+        events, saved = split_agent_state(events)
         try:
-            if output_seq is None and not output_bytes:
+            if output_seq is None and not output_bytes and saved is None:
                 return await self._store.write(task_id, events, check=check, wait=wait)
             return await self._store.write(
                 task_id, events, check=check, wait=wait,
-                dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+                dispatch=lambda d: _keep_state(self._counted(d, output_seq, output_bytes),
+                                               saved))
         except IllegalTransition as exc:
             raise IllegalOutput(task_id, attempt_id, exc) from None
 
@@ -344,8 +348,9 @@ class Leases:
                 return None
             self.stale_writes += 1
             raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
-        dispatch = self._counted(attrs.evolve(head.dispatch, lease=None), output_seq,
-                                 output_bytes)
+        events, saved = split_agent_state(events)
+        dispatch = _keep_state(self._counted(attrs.evolve(head.dispatch, lease=None),
+                                             output_seq, output_bytes), saved)
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
         try:
             await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
@@ -415,3 +420,8 @@ class Leases:
             return await self._store.write(task_id, events, dispatch=dispatch, check=unchanged)
         except IllegalTransition:
             return await self._store.write(task_id, (), dispatch=dispatch, check=unchanged)
+
+
+def _keep_state(dispatch: DispatchState, saved: dict[str, Any] | None) -> DispatchState:
+    """The dispatch state holding the agent's newest private state, if it left one."""
+    return dispatch if saved is None else attrs.evolve(dispatch, agent_state=saved)

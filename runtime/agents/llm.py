@@ -17,7 +17,9 @@ report.
 Pausing: a call the policy sends to the user (`ask`), or the built-in
 ``ask_user`` tool (the model's own question), ends the run input-required. The
 status message carries the prompt as text and a data part with the loop's state
-under ``trio-a2a/agentState`` (the transcript and the pending call); the
+under ``trio-a2a/agentState`` (the transcript and the pending call); the server
+takes that state out before anything is stored or shown to the client, and gives it
+back only to the worker of the next run (`protocol.agent_state`). The
 client's next message to the task resumes it: an approval reply for a pending
 call ("approve" / "deny: reason", or a data part ``{"approve": true}``), the
 answer for a question.
@@ -46,6 +48,7 @@ from actors.approval import (
     UserApproved,
     parse_approval_reply,
 )
+from protocol.agent_state import AGENT_STATE_KEY
 from protocol.models import AgentSkill, Part, Role, TaskState
 from runtime.providers.base import (
     ChatMessage,
@@ -64,7 +67,7 @@ __all__ = ["ASK_USER", "STATE_KEY", "LlmAgentConfig", "llm_agent"]
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "trio-a2a/agentState"
+STATE_KEY = AGENT_STATE_KEY
 TOOL_CALL_KEY = "trio-a2a/toolCall"
 USAGE_KEY = "trio-a2a/usage"
 RETURN_FILES_KEY = "trio-a2a/returnFiles"
