@@ -7,7 +7,9 @@ setting is described in docs/security.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import attrs
 
@@ -17,8 +19,11 @@ from runtime.http.cors import CorsSettings
 from runtime.http.identity import Authenticator
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
+from runtime.http.revocations import open_revocations
+from runtime.http.token_service import TokenService, TokenServiceSettings
 
-__all__ = ["SecurityConfig", "build_authenticator", "build_rate_limiter"]
+__all__ = ["SecurityConfig", "build_authenticator", "build_rate_limiter",
+           "open_token_service"]
 
 
 @attrs.frozen
@@ -42,6 +47,8 @@ class SecurityConfig:
     """Requests per tenant, all its principals together; None: unlimited."""
     cors: CorsSettings | None = None
     """Cross-origin requests from browsers; None: no CORS headers (browsers refuse)."""
+    token_service: TokenServiceSettings | None = None
+    """The built-in token service (API key -> access and refresh tokens); None: off."""
 
     def role_table(self) -> RoleTable:
         return RoleTable(self.roles)
@@ -63,3 +70,22 @@ def build_rate_limiter(security: SecurityConfig) -> RateLimiter | None:
     if security.rate_limit is None and security.tenant_rate_limit is None:
         return None
     return RateLimiter(principal=security.rate_limit, tenant=security.tenant_rate_limit)
+
+
+@asynccontextmanager
+async def open_token_service(security: SecurityConfig, authenticator: Authenticator, *,
+                             store: str, sqlite_file: Path | None
+                             ) -> AsyncIterator[TokenService | None]:
+    """The token service, its revocations kept in the task store's database, and its
+    access tokens accepted by `authenticator`; None when it is off."""
+    settings = security.token_service
+    if settings is None:
+        yield None
+        return
+    if store == "postgres":
+        raise ValueError("the token service keeps its revocations in SQLite or memory for "
+                         "now; it cannot run with --store postgres")
+    async with open_revocations(sqlite_file if store == "sqlite" else None) as revocations:
+        service = TokenService(settings, revocations, authenticator.api_key)
+        authenticator.issuers.append(service.identify)
+        yield service

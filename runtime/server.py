@@ -42,10 +42,16 @@ from runtime.http.cors import Cors
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
+from runtime.http.token_routes import token_methods, token_routes
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
-from runtime.security import SecurityConfig, build_authenticator, build_rate_limiter
+from runtime.security import (
+    SecurityConfig,
+    build_authenticator,
+    build_rate_limiter,
+    open_token_service,
+)
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -328,7 +334,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
-            async with open_backend(config) as backend, trio.open_nursery() as nursery:
+            async with open_backend(config) as backend, open_token_service(
+                    config.security, authenticator, store=config.store,
+                    sqlite_file=Path(config.data_dir) / "tasks.sqlite3") as tokens, \
+                    trio.open_nursery() as nursery:
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
@@ -370,7 +379,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready,
                                  authenticator=authenticator,
-                                 rate_limiter=build_rate_limiter(config.security))
+                                 rate_limiter=build_rate_limiter(config.security),
+                                 extension_methods=token_methods(tokens) if tokens else {})
+                if tokens is not None:
+                    state = attrs.evolve(state, routes=(
+                        *state.routes, token_routes(tokens, lambda: state)))
                 app: ASGIApp = create_asgi(mount_worker_link(state, endpoint))
                 if config.security.cors is not None:
                     app = Cors(config.security.cors, app)

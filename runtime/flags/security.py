@@ -14,6 +14,7 @@ from runtime.http.auth import TokenEntry, load_token_entries
 from runtime.http.cors import CorsSettings
 from runtime.http.jwt_auth import JwtSettings
 from runtime.http.rate_limit import RateLimit
+from runtime.http.token_service import TokenServiceSettings
 from runtime.security import SecurityConfig
 
 __all__ = ["add_security_arguments", "security_config"]
@@ -60,6 +61,18 @@ def add_security_arguments(s: argparse.ArgumentParser) -> None:
                    "process [TRIO_A2A_RATE_LIMIT] (default unlimited)")
     g.add_argument("--tenant-rate-limit", default=_env("TENANT_RATE_LIMIT"),
                    help="requests per tenant, as --rate-limit [TRIO_A2A_TENANT_RATE_LIMIT]")
+    g.add_argument("--token-service-secret-env", default=ENV_PREFIX + "TOKEN_SERVICE_SECRET",
+                   help="environment variable holding the built-in token service's signing "
+                   "secret (32 bytes or more); the service is on when it is set (default "
+                   "TRIO_A2A_TOKEN_SERVICE_SECRET)")
+    g.add_argument("--access-token-ttl", type=_number_type(float, "ACCESS_TOKEN_TTL"),
+                   default=_number_env("ACCESS_TOKEN_TTL", 900),
+                   help="seconds an access token of the token service lasts "
+                   "[TRIO_A2A_ACCESS_TOKEN_TTL] (default 900)")
+    g.add_argument("--refresh-token-ttl", type=_number_type(float, "REFRESH_TOKEN_TTL"),
+                   default=_number_env("REFRESH_TOKEN_TTL", 30 * 86400),
+                   help="seconds a refresh token lasts [TRIO_A2A_REFRESH_TOKEN_TTL] "
+                   "(default 2592000, 30 days)")
     g.add_argument("--cors-origins", default=_env("CORS_ORIGINS"),
                    help="comma-separated browser origins allowed to call the server, or '*'; "
                    "CORS is off without it [TRIO_A2A_CORS_ORIGINS]")
@@ -116,7 +129,17 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
     if args.cors_origins:
         cors = CorsSettings(origins=_list(args.cors_origins), methods=_list(args.cors_methods),
                             headers=_list(args.cors_headers))
+    token_service = None
+    service_secret = os.environ.get(args.token_service_secret_env) or None
+    if service_secret:
+        try:
+            token_service = TokenServiceSettings(secret=service_secret,
+                                                 access_ttl=args.access_token_ttl,
+                                                 refresh_ttl=args.refresh_token_ttl)
+        except ValueError as exc:
+            raise ValueError(f"token service: {exc}") from None
     config = SecurityConfig(token_entries=entries, jwt=jwt, roles=roles,
+                            token_service=token_service,
                             default_roles=_list(args.default_roles),
                             anonymous_roles=_list(args.anonymous_roles),
                             rate_limit=limits[0], tenant_rate_limit=limits[1], cors=cors)

@@ -17,6 +17,7 @@ from actors.a2a_service import A2AService
 from protocol.limits import Limits
 from runtime.http.auth import TokenAuth
 from runtime.http.card import LiveCard
+from runtime.http.extension_methods import ExtensionMethod
 from runtime.http.identity import Authenticator
 from runtime.http.rate_limit import RateLimiter
 
@@ -73,6 +74,8 @@ class AppState:
     None: `auth` alone, every caller an operator."""
     rate_limiter: RateLimiter | None = None
     """Per-principal and per-tenant request rates; None: unlimited."""
+    extension_methods: Mapping[str, ExtensionMethod] = attrs.field(factory=dict)
+    """JSON-RPC methods beside A2A's, in both generations (the token service)."""
 
 
 def negotiate_version(raw: str | None) -> str | None:

@@ -100,6 +100,10 @@ class Authenticator:
             log.info("bearer token refused", extra={"reason": str(exc)})
             return None
 
+    def api_key(self, token: str) -> Identity | None:
+        """The identity of a static token, given as an API key (the token service)."""
+        return self._static_identity(token)
+
     def _static_identity(self, token: str) -> Identity | None:
         given = token.encode()
         found = None

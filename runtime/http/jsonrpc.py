@@ -50,6 +50,7 @@ from runtime.http.common import (
     negotiate_version,
     too_large_error,
 )
+from runtime.http.extension_methods import ANONYMOUS_CALLER, only_public
 from runtime.http.gate import authorize, identify
 from runtime.http.guard import refuse
 from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
@@ -111,17 +112,22 @@ async def dispatch(
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch)."""
     identity = await identify(state, authorization)
-    if identity is None:
-        return unauthorized_reply()
-    principal = owner_key(identity)
     version = negotiate_version(version_header)
     wire_version = version or "1.0"
+    if identity is None and not is_json_content_type(content_type):
+        return unauthorized_reply()
     if not is_json_content_type(content_type):
         err = ContentTypeNotSupportedError(
             f"content type {content_type!r} is not supported; send application/json"
         )
         return _json(_error_bytes(None, err, wire_version))
     parsed = parse_payload(body, version=wire_version)
+    extensions = state.extension_methods
+    if identity is None:
+        if not only_public(parsed.items, extensions):
+            return unauthorized_reply()
+        identity = ANONYMOUS_CALLER
+    principal = owner_key(identity)
     ctx = _call_context(principal, wire_version, last_event_id,
                         state.card.document.data if state.extended_card else None)
     service = state.service
@@ -139,6 +145,11 @@ async def dispatch(
                 )
             if isinstance(ctx, A2AError):
                 raise ctx
+            extension = extensions.get(item.method)
+            if extension is not None:
+                authorize(state, identity, extension.permission, item.method)
+                out = _envelope(item.id, await extension(item.params, identity))
+                return None if item.is_notification else out
             method = METHODS[wire_version].get(item.method)
             if method is None:
                 raise MethodNotFoundError(_unknown_method(item.method, wire_version))

@@ -50,7 +50,7 @@ class JwtSettings:
 
     issuer: str | None = None
     audience: str | None = None
-    secret: str | None = None
+    secret: str | None = attrs.field(default=None, repr=False)
     """HS256 shared secret (at least 32 bytes)."""
     jwks_url: str | None = None
     jwks_file: str | None = None
