@@ -12,6 +12,8 @@ from protocol.errors import *  # noqa: F403
 from protocol.errors import __all__ as _errors
 from protocol.identity import *  # noqa: F403
 from protocol.identity import __all__ as _identity
+from protocol.jcs import *  # noqa: F403
+from protocol.jcs import __all__ as _jcs
 from protocol.jsonrpc import *  # noqa: F403
 from protocol.jsonrpc import __all__ as _jsonrpc
 from protocol.limits import *  # noqa: F403
@@ -22,6 +24,8 @@ from protocol.output_size import *  # noqa: F403
 from protocol.output_size import __all__ as _output_size
 from protocol.permissions import *  # noqa: F403
 from protocol.permissions import __all__ as _permissions
+from protocol.request_signing import *  # noqa: F403
+from protocol.request_signing import __all__ as _request_signing
 from protocol.security_errors import *  # noqa: F403
 from protocol.security_errors import __all__ as _security_errors
 from protocol.sse import *  # noqa: F403
@@ -29,5 +33,5 @@ from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["v03", *_agent_state, *_errors, *_identity, *_jsonrpc, *_limits, *_models, *_output_size,
-           *_permissions, *_security_errors, *_sse, *_states]
+__all__ = ["v03", *_agent_state, *_errors, *_identity, *_jcs, *_jsonrpc, *_limits, *_models,
+           *_output_size, *_permissions, *_request_signing, *_security_errors, *_sse, *_states]

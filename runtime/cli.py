@@ -39,6 +39,7 @@ from runtime.agents.llm_config import (
 from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
+from runtime.client.signing import parse_hmac_key
 from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
 from runtime.flags.security import security_config
 from runtime.http.auth import load_tokens, parse_token_lines
@@ -197,7 +198,11 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
     # None (unset, or TRIO_A2A_HEARTBEAT_INTERVAL empty or 0): the server's value.
     if args.heartbeat_interval is not None:
         _check_seconds("--heartbeat-interval", args.heartbeat_interval)
-    return WorkerConfig(heartbeat_interval=args.heartbeat_interval)
+    signing = None
+    if args.signing_key:
+        key = parse_hmac_key(args.signing_key)
+        signing = (key.key_id, key.secret)
+    return WorkerConfig(heartbeat_interval=args.heartbeat_interval, signing_key=signing)
 
 
 def tune_gc() -> None:

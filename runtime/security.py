@@ -15,10 +15,12 @@ import attrs
 
 from protocol.permissions import RoleTable
 from runtime.http.auth import TokenAuth, TokenEntry
+from runtime.http.card_signing import CardSigner
 from runtime.http.cors import CorsSettings
 from runtime.http.identity import Authenticator
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
+from runtime.http.request_signing import SigningSettings
 from runtime.http.revocations import open_revocations
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
@@ -49,6 +51,10 @@ class SecurityConfig:
     """Cross-origin requests from browsers; None: no CORS headers (browsers refuse)."""
     token_service: TokenServiceSettings | None = None
     """The built-in token service (API key -> access and refresh tokens); None: off."""
+    request_signing: SigningSettings | None = None
+    """HMAC request signatures: checked when present, required if so set; None: off."""
+    card_signer: CardSigner | None = None
+    """Sign the agent card (JWS in `signatures`); None: unsigned."""
 
     def role_table(self) -> RoleTable:
         return RoleTable(self.roles)

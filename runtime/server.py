@@ -41,6 +41,7 @@ from runtime.http.common import AppState, ASGIApp
 from runtime.http.cors import Cors
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender
+from runtime.http.request_signing import SignatureCheck
 from runtime.http.serve import serve_asgi
 from runtime.http.token_routes import token_methods, token_routes
 from runtime.link.endpoint import WorkerLinkEndpoint
@@ -312,10 +313,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
-        return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
-                          push_notifications=config.push_notifications,
-                          auth_schemes=("bearer",) if authenticator.enabled else (),
-                          extended_card=authenticator.enabled)
+        signer = config.security.card_signer
+        doc = build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
+                         push_notifications=config.push_notifications,
+                         auth_schemes=("bearer",) if authenticator.enabled else (),
+                         extended_card=authenticator.enabled)
+        return signer.sign(doc) if signer is not None else doc
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
@@ -385,6 +388,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                     state = attrs.evolve(state, routes=(
                         *state.routes, token_routes(tokens, lambda: state)))
                 app: ASGIApp = create_asgi(mount_worker_link(state, endpoint))
+                if config.security.request_signing is not None:
+                    app = SignatureCheck(config.security.request_signing, app,
+                                         max_body=config.max_body)
                 if config.security.cors is not None:
                     app = Cors(config.security.cors, app)
                 # rest_for_one: a child depends on the ones before it; when one fails,

@@ -11,9 +11,11 @@ from pathlib import Path
 from protocol.identity import ClaimNames
 from runtime.flags.env import ENV_PREFIX, _env, _number_env, _number_type
 from runtime.http.auth import TokenEntry, load_token_entries
+from runtime.http.card_signing import load_card_signer
 from runtime.http.cors import CorsSettings
 from runtime.http.jwt_auth import JwtSettings
 from runtime.http.rate_limit import RateLimit
+from runtime.http.request_signing import SigningSettings
 from runtime.http.token_service import TokenServiceSettings
 from runtime.security import SecurityConfig
 
@@ -73,6 +75,22 @@ def add_security_arguments(s: argparse.ArgumentParser) -> None:
                    default=_number_env("REFRESH_TOKEN_TTL", 30 * 86400),
                    help="seconds a refresh token lasts [TRIO_A2A_REFRESH_TOKEN_TTL] "
                    "(default 2592000, 30 days)")
+    g.add_argument("--signing-keys-file", default=_env("SIGNING_KEYS_FILE"),
+                   help="HMAC request-signing keys, one KEY_ID:SECRET per line (secrets of 32 "
+                   "bytes or more); signed requests are checked [TRIO_A2A_SIGNING_KEYS_FILE]")
+    g.add_argument("--require-signed-requests", action="store_true",
+                   default=_env("REQUIRE_SIGNED_REQUESTS") == "1",
+                   help="refuse requests without a valid signature (the card and probes "
+                   "excepted) [TRIO_A2A_REQUIRE_SIGNED_REQUESTS=1]")
+    g.add_argument("--signature-window", type=_number_type(float, "SIGNATURE_WINDOW"),
+                   default=_number_env("SIGNATURE_WINDOW", 300),
+                   help="seconds a signature's timestamp may be off, either way "
+                   "[TRIO_A2A_SIGNATURE_WINDOW] (default 300)")
+    g.add_argument("--card-signing-key", default=_env("CARD_SIGNING_KEY"),
+                   help="sign the agent card with this PEM private key (EC P-256, RSA or "
+                   "Ed25519) [TRIO_A2A_CARD_SIGNING_KEY]")
+    g.add_argument("--card-signing-kid", default=_env("CARD_SIGNING_KID", "card"),
+                   help="the key id the card's signature names [TRIO_A2A_CARD_SIGNING_KID]")
     g.add_argument("--cors-origins", default=_env("CORS_ORIGINS"),
                    help="comma-separated browser origins allowed to call the server, or '*'; "
                    "CORS is off without it [TRIO_A2A_CORS_ORIGINS]")
@@ -138,8 +156,18 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
                                                  refresh_ttl=args.refresh_token_ttl)
         except ValueError as exc:
             raise ValueError(f"token service: {exc}") from None
+    signing = None
+    if args.signing_keys_file:
+        signing = SigningSettings(keys=_signing_keys(args.signing_keys_file),
+                                  window=args.signature_window,
+                                  required=args.require_signed_requests)
+    elif args.require_signed_requests:
+        raise ValueError("--require-signed-requests needs --signing-keys-file")
+    card_signer = (load_card_signer(args.card_signing_key, args.card_signing_kid)
+                   if args.card_signing_key else None)
     config = SecurityConfig(token_entries=entries, jwt=jwt, roles=roles,
-                            token_service=token_service,
+                            token_service=token_service, request_signing=signing,
+                            card_signer=card_signer,
                             default_roles=_list(args.default_roles),
                             anonymous_roles=_list(args.anonymous_roles),
                             rate_limit=limits[0], tenant_rate_limit=limits[1], cors=cors)
@@ -150,3 +178,24 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
         if entry.roles is not None:
             role_table.check_known(entry.roles, f"--tokens-file, principal {entry.principal!r}")
     return config
+
+
+def _signing_keys(file: str) -> dict[str, bytes]:
+    """KEY_ID:SECRET lines; ValueError naming the file and line, never a secret."""
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--signing-keys-file {file}: {exc}") from None
+    keys: dict[str, bytes] = {}
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key_id, sep, secret = line.partition(":")
+        if not sep or not key_id.strip() or len(secret.strip().encode()) < 32:
+            raise ValueError(f"--signing-keys-file {file} line {n}: expected KEY_ID:SECRET "
+                             "with a secret of 32 bytes or more")
+        keys[key_id.strip()] = secret.strip().encode()
+    if not keys:
+        raise ValueError(f"--signing-keys-file {file} holds no keys")
+    return keys

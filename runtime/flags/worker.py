@@ -37,6 +37,12 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="the worker token, sent as a bearer token [TRIO_A2A_WORKER_TOKEN]",
     )
     w.add_argument(
+        "--signing-key",
+        default=_env("WORKER_SIGNING_KEY"),
+        help="HMAC-sign the worker link's requests with KEY_ID:SECRET (a key of the "
+        "server's --signing-keys-file) [TRIO_A2A_WORKER_SIGNING_KEY]",
+    )
+    w.add_argument(
         "--agent",
         default=_env("AGENT", "echo"),
         metavar="AGENT",

@@ -89,6 +89,8 @@ class WorkerConfig:
     disconnect_timeout: float = 2.0
     seed: int | None = None
     """Seeds the RNG of all jitter (None: random)."""
+    signing_key: tuple[str, bytes] | None = attrs.field(default=None, repr=False)
+    """(key id, secret): HMAC-sign the worker link's requests (docs/security.md)."""
 
 
 @attrs.frozen
@@ -291,11 +293,13 @@ async def open_worker(
     def connect_websocket() -> AbstractAsyncContextManager[Connection]:
         return open_websocket_link(server_url, token=token, push_queue=config.push_queue,
                                    connect_timeout=config.connect_timeout,
-                                   disconnect_timeout=config.disconnect_timeout)
+                                   disconnect_timeout=config.disconnect_timeout,
+                                   signing_key=config.signing_key)
 
     def connect_http() -> AbstractAsyncContextManager[Connection]:
         return open_http_link(server_url, token=token, push_queue=config.push_queue,
-                              connect_timeout=config.connect_timeout)
+                              connect_timeout=config.connect_timeout,
+                              signing_key=config.signing_key)
 
     default = connect_http if transport == "http" else connect_websocket
     tree = worker.connection = _ConnectionTree(worker, connect or default, list_models, rng)

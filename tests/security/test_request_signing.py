@@ -1,0 +1,145 @@
+"""HMAC request signatures on a real server: signed requests pass, and stale, replayed,
+tampered, unknown-key and (when required) unsigned ones are refused with 401 saying why;
+our client signs when given a key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import trio
+
+from protocol.request_signing import SignatureRejected, check_signature, sign_request
+from runtime.client.client import open_a2a_client
+from runtime.client.signing import HmacAuth, HmacKey, parse_hmac_key, signature_headers
+from runtime.http.request_signing import NonceStore, SigningSettings
+from runtime.security import SecurityConfig
+from runtime.server import RunningServer, ServerConfig, open_server
+from tests.agents import scripted_agent
+
+SECRET = b"k" * 40
+KEY = HmacKey("client-1", SECRET)
+LIST = {"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}
+
+
+def server_config(required: bool) -> ServerConfig:
+    signing = SigningSettings(keys={"client-1": SECRET}, window=300.0, required=required)
+    return ServerConfig(port=0, store="memory", agent=scripted_agent(),
+                        security=SecurityConfig(request_signing=signing))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    async with open_server(server_config(required=True)) as srv:
+        yield srv
+
+
+async def test_signed_requests_pass_and_bad_ones_are_refused(server: RunningServer) -> None:
+    h = {"A2A-Version": "1.0"}
+    async with httpx.AsyncClient(base_url=server.url, auth=HmacAuth(KEY)) as signed, \
+            httpx.AsyncClient(base_url=server.url) as plain:
+        with trio.fail_after(20):
+            assert (await signed.post("/", json=LIST, headers=h)).status_code == 200
+            assert (await signed.get("/tasks?pageSize=5", headers=h)).status_code == 200
+            r = await plain.post("/", json=LIST, headers=h)  # required: unsigned is refused
+            assert r.status_code == 401 and "missing header" in r.text
+            assert (await plain.get("/.well-known/agent-card.json")).status_code == 200
+            # a captured request replayed as is
+            request = signed.build_request("POST", "/", json=LIST, headers=h)
+            for name, value in signature_headers(KEY, "POST", str(request.url),
+                                                 request.content, time.time()).items():
+                request.headers[name] = value
+            assert (await plain.send(request)).status_code == 200
+            r = await plain.send(request)
+            assert r.status_code == 401 and "already used" in r.text
+            # the same signature on another body
+            tampered = plain.build_request("POST", "/", content=b'{"jsonrpc":"2.0","id":2,'
+                                           b'"method":"ListTasks","params":{}}',
+                                           headers={**h, **{k: v for k, v in request.headers.items()
+                                                            if k.startswith("x-a2a-")}})
+            tampered.headers["x-a2a-nonce"] = "fresh-nonce"
+            r = await plain.send(tampered)
+            assert r.status_code == 401 and "does not match" in r.text
+            # stale and future timestamps
+            for skew in (-400.0, 400.0):
+                async with httpx.AsyncClient(base_url=server.url, auth=HmacAuth(
+                        KEY, clock=lambda s=skew: time.time() + s)) as off:
+                    r = await off.post("/", json=LIST, headers=h)
+                    assert r.status_code == 401 and "outside the allowed window" in r.text
+            async with httpx.AsyncClient(base_url=server.url, auth=HmacAuth(
+                    HmacKey("nobody", SECRET))) as unknown:
+                r = await unknown.post("/", json=LIST, headers=h)
+                assert r.status_code == 401 and "unknown key id" in r.text
+                assert SECRET.decode() not in r.text
+
+
+async def test_our_client_signs_when_given_a_key(server: RunningServer) -> None:
+    with trio.fail_after(20):
+        async with open_a2a_client(server.url, signing_key=KEY) as client:
+            task = await client.send("hello")
+            assert task is not None
+
+
+async def test_optional_signing_checks_only_signed_requests() -> None:
+    async with open_server(server_config(required=False)) as srv, \
+            httpx.AsyncClient(base_url=srv.url) as plain:
+        with trio.fail_after(10):
+            h = {"A2A-Version": "1.0"}
+            assert (await plain.post("/", json=LIST, headers=h)).status_code == 200
+            r = await plain.post("/", json=LIST, headers={**h, "x-a2a-key-id": "client-1"})
+            assert r.status_code == 401  # a partial signature is not ignored
+
+
+def test_window_and_nonces_on_a_fake_clock() -> None:
+    nonces = NonceStore(300.0)
+    keys = {"k": SECRET}
+
+    def check(ts: int, nonce: str, now: float) -> str:
+        sig = sign_request(SECRET, "POST", "/", str(ts), nonce, b"{}")
+        headers = {"x-a2a-key-id": "k", "x-a2a-timestamp": str(ts), "x-a2a-nonce": nonce,
+                   "x-a2a-signature": sig}
+        return check_signature(headers, "POST", "/", b"{}", keys=keys, now=now, window=300.0,
+                               first_use=lambda k, n: nonces.first_use(k, n, now))
+
+    assert check(1000, "a", 1300.0) == "k"  # exactly at the edge of the window
+    with pytest.raises(SignatureRejected, match="window"):
+        check(1000, "b", 1300.5)
+    with pytest.raises(SignatureRejected, match="already used"):
+        check(1100, "a", 1300.0)
+    assert check(2000, "a", 2000.0) == "k"  # long after the window, the nonce is gone
+
+
+def test_key_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        SigningSettings(keys={"k": b"short"})
+    with pytest.raises(ValueError, match="at least one key"):
+        SigningSettings(keys={})
+    assert parse_hmac_key("id:" + "s" * 32).key_id == "id"
+    with pytest.raises(ValueError):
+        parse_hmac_key("no-secret")
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+async def test_workers_sign_the_worker_link(transport: str) -> None:
+    from runtime.worker import WorkerConfig, WorkerRejected, open_worker
+
+    signing = SigningSettings(keys={"worker-1": SECRET}, required=True)
+    config = ServerConfig(port=0, store="memory", local_workers=0,
+                          security=SecurityConfig(request_signing=signing))
+    async with open_server(config) as srv:
+        with trio.fail_after(20):
+            async with open_worker(srv.url, token=None, transport=transport,  # type: ignore[arg-type]
+                                   config=WorkerConfig(signing_key=("worker-1", SECRET))
+                                   ) as worker:
+                await worker.wait_registered()
+                async with open_a2a_client(srv.url, signing_key=HmacKey("worker-1", SECRET)
+                                           ) as client:
+                    task = await client.send("hi")
+                    assert task is not None
+            with pytest.raises(WorkerRejected):
+                async with open_worker(srv.url, token=None, transport=transport,  # type: ignore[arg-type]
+                                       config=WorkerConfig(signing_key=("worker-1", b"x" * 40))
+                                       ) as worker:
+                    await worker.wait_registered()
