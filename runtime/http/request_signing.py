@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import attrs
+import trio
 
 from protocol.request_signing import SIGNED_HEADERS, SignatureRejected, check_signature
 from runtime.http.common import ASGIApp, Receive, Scope, Send
@@ -24,6 +25,8 @@ __all__ = ["NonceStore", "SignatureCheck", "SigningSettings"]
 log = logging.getLogger(__name__)
 
 UNSIGNED_PATHS = ("/.well-known/", "/healthz", "/readyz")
+BODY_TIMEOUT = 60.0
+"""Seconds a signed request's body may take to arrive (as on the JSON-RPC endpoint)."""
 
 
 @attrs.frozen
@@ -88,8 +91,15 @@ class SignatureCheck:
         if declared.isdigit() and int(declared) > self._max_body:
             await self.app(scope, receive, send)  # refused unread (413) downstream
             return
-        body, replay = await _buffer(receive, self._max_body) if scope["type"] == "http" \
-            else (b"", receive)
+        body: bytes | None = b""
+        replay = receive
+        if scope["type"] == "http":
+            with trio.move_on_after(BODY_TIMEOUT) as slow:
+                body, replay = await _buffer(receive, self._max_body)
+            if slow.cancelled_caught:
+                await _refuse(scope, receive, send, f"request body not received within "
+                              f"{BODY_TIMEOUT:g} s", status=408)
+                return
         if body is None:
             return  # the client went away
         target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
@@ -135,8 +145,10 @@ async def _buffer(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
     return body, replay
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:
-    body = json.dumps({"error": {"code": 401, "status": "UNAUTHENTICATED",
+async def _refuse(scope: Scope, receive: Receive, send: Send, message: str,
+                  status: int = 401) -> None:
+    name = "UNAUTHENTICATED" if status == 401 else "DEADLINE_EXCEEDED"
+    body = json.dumps({"error": {"code": status, "status": name,
                                  "message": message}}, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()),
@@ -150,5 +162,5 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> N
         await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
         return
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -143,3 +143,28 @@ async def test_workers_sign_the_worker_link(transport: str) -> None:
                                        config=WorkerConfig(signing_key=("worker-1", b"x" * 40))
                                        ) as worker:
                     await worker.wait_registered()
+
+
+async def test_a_signed_body_that_never_arrives_times_out(autojump_clock: object) -> None:
+    from runtime.http.request_signing import SignatureCheck
+
+    async def never(scope: dict, receive: object, send: object) -> None:
+        raise AssertionError("the app must not be reached")
+
+    check = SignatureCheck(SigningSettings(keys={"client-1": SECRET}), never,  # type: ignore[arg-type]
+                           max_body=1000)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+             "headers": [(b"x-a2a-key-id", b"client-1"), (b"content-length", b"10")]}
+    start = trio.current_time()
+    await check(scope, receive, send)  # type: ignore[arg-type]
+    assert trio.current_time() - start == 60.0
+    assert sent[0]["status"] == 408
