@@ -10,7 +10,8 @@ import math
 
 from protocol.errors import A2AError
 
-__all__ = ["PermissionDeniedError", "RateLimitedError", "TenantMismatchError"]
+__all__ = ["PermissionDeniedError", "RateLimitedError", "SignatureRequiredError",
+           "TenantMismatchError"]
 
 
 class PermissionDeniedError(A2AError):
@@ -46,3 +47,13 @@ class RateLimitedError(A2AError):
         self.retry_after = retry_after
         self.retry_seconds = max(1, math.ceil(retry_after))
         super().__init__(message, metadata={"retryAfterSeconds": str(self.retry_seconds)})
+
+
+class SignatureRequiredError(A2AError):
+    """The caller's requests must be signed with its own key, and this one is not (401)."""
+
+    code = -32044
+    reason = "SIGNATURE_REQUIRED"
+    grpc_status = "UNAUTHENTICATED"
+    http_status = 401
+    default_message = "this caller's requests must be signed with its key"

@@ -20,8 +20,8 @@ from runtime.http.cors import CorsSettings
 from runtime.http.identity import Authenticator
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
-from runtime.http.request_signing import SigningSettings
 from runtime.http.revocations import open_revocations
+from runtime.http.signing_settings import SigningSettings
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
 __all__ = ["SecurityConfig", "build_authenticator", "build_rate_limiter",

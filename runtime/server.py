@@ -383,6 +383,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                  worker_auth=worker_auth, not_ready=not_ready,
                                  authenticator=authenticator,
                                  rate_limiter=build_rate_limiter(config.security),
+                                 signing=config.security.request_signing,
                                  extension_methods=token_methods(tokens) if tokens else {})
                 if tokens is not None:
                     state = attrs.evolve(state, routes=(

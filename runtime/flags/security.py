@@ -15,7 +15,7 @@ from runtime.http.card_signing import load_card_signer
 from runtime.http.cors import CorsSettings
 from runtime.http.jwt_auth import JwtSettings
 from runtime.http.rate_limit import RateLimit
-from runtime.http.request_signing import SigningSettings
+from runtime.http.signing_settings import SigningSettings
 from runtime.http.token_service import TokenServiceSettings
 from runtime.security import SecurityConfig
 
@@ -158,9 +158,10 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
             raise ValueError(f"token service: {exc}") from None
     signing = None
     if args.signing_keys_file:
-        signing = SigningSettings(keys=_signing_keys(args.signing_keys_file),
-                                  window=args.signature_window,
-                                  required=args.require_signed_requests)
+        keys, principals, required = _signing_keys(args.signing_keys_file)
+        signing = SigningSettings(keys=keys, window=args.signature_window,
+                                  required=args.require_signed_requests,
+                                  principals=principals, required_keys=frozenset(required))
     elif args.require_signed_requests:
         raise ValueError("--require-signed-requests needs --signing-keys-file")
     card_signer = (load_card_signer(args.card_signing_key, args.card_signing_kid)
@@ -180,22 +181,39 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
     return config
 
 
-def _signing_keys(file: str) -> dict[str, bytes]:
-    """KEY_ID:SECRET lines; ValueError naming the file and line, never a secret."""
+def _signing_keys(file: str) -> tuple[dict[str, bytes], dict[str, str], set[str]]:
+    """``KEY_ID:SECRET [principal=P] [required]`` lines: the keys, the principal each
+    bound key belongs to, and the keys their principal must sign with. ValueError
+    naming the file and line, never a secret."""
     try:
         lines = Path(file).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"--signing-keys-file {file}: {exc}") from None
     keys: dict[str, bytes] = {}
+    principals: dict[str, str] = {}
+    required: set[str] = set()
     for n, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        key_id, sep, secret = line.partition(":")
-        if not sep or not key_id.strip() or len(secret.strip().encode()) < 32:
+        key_id, sep, rest = line.partition(":")
+        secret, *extra = rest.split() or [""]
+        key_id = key_id.strip()
+        if not sep or not key_id or len(secret.encode()) < 32:
             raise ValueError(f"--signing-keys-file {file} line {n}: expected KEY_ID:SECRET "
                              "with a secret of 32 bytes or more")
-        keys[key_id.strip()] = secret.strip().encode()
+        keys[key_id] = secret.encode()
+        for attr in extra:
+            if attr.startswith("principal=") and len(attr) > len("principal="):
+                principals[key_id] = attr.removeprefix("principal=")
+            elif attr == "required":
+                required.add(key_id)
+            else:
+                raise ValueError(f"--signing-keys-file {file} line {n}: unknown attribute "
+                                 f"{attr.partition('=')[0]!r} (principal=P or required)")
+        if key_id in required and key_id not in principals:
+            raise ValueError(f"--signing-keys-file {file} line {n}: 'required' needs "
+                             "principal=P")
     if not keys:
         raise ValueError(f"--signing-keys-file {file} holds no keys")
-    return keys
+    return keys, principals, required

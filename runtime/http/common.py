@@ -20,6 +20,7 @@ from runtime.http.card import LiveCard
 from runtime.http.extension_methods import ExtensionMethod
 from runtime.http.identity import Authenticator
 from runtime.http.rate_limit import RateLimiter
+from runtime.http.signing_settings import SigningSettings
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -74,6 +75,9 @@ class AppState:
     None: `auth` alone, every caller an operator."""
     rate_limiter: RateLimiter | None = None
     """Per-principal and per-tenant request rates; None: unlimited."""
+    signing: SigningSettings | None = None
+    """Request-signing keys bound to principals, for `gate.authorize` (the signatures
+    themselves are checked by `request_signing.SignatureCheck` in front of the app)."""
     extension_methods: Mapping[str, ExtensionMethod] = attrs.field(factory=dict)
     """JSON-RPC methods beside A2A's, in both generations (the token service)."""
 

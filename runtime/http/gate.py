@@ -11,6 +11,7 @@ from protocol.identity import Identity
 from protocol.permissions import RoleTable
 from protocol.security_errors import PermissionDeniedError
 from runtime.http.identity import Authenticator, check_tenant
+from runtime.http.signing_settings import SigningSettings
 
 __all__ = ["authorize", "identify"]
 
@@ -31,11 +32,15 @@ async def identify(state: Any, authorization: str | None) -> Identity | None:
 
 
 def authorize(state: Any, identity: Identity, permission: str | None, what: str,
-              tenant: str | None = None) -> None:
+              tenant: str | None = None, signed_by: str | None = None) -> None:
     """Raise the precise refusal for this call, else take it from the rate limits.
 
-    Checked in this order: permission (403), tenant (403), rate (429), so a caller
-    that may not call at all never uses up its budget."""
+    Checked in this order: the caller's own signing key when it must sign (401),
+    permission (403), tenant (403), rate (429), so a caller that may not call at all
+    never uses up its budget. `signed_by`: the key that signed the request."""
+    signing: SigningSettings | None = getattr(state, "signing", None)
+    if signing is not None:
+        signing.check_caller(identity.principal, signed_by)
     authenticator: Authenticator | None = getattr(state, "authenticator", None)
     if permission is not None:
         if authenticator is not None:

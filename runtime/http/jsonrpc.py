@@ -54,6 +54,7 @@ from runtime.http.extension_methods import ANONYMOUS_CALLER, only_public
 from runtime.http.gate import authorize, identify
 from runtime.http.guard import refuse
 from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
 
 __all__ = ["JsonRpcASGI", "Reply", "dispatch"]
@@ -109,6 +110,7 @@ async def dispatch(
     content_type: str | None,
     last_event_id: str | None,
     body: bytes,
+    signed_by: str | None = None,
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch)."""
     identity = await identify(state, authorization)
@@ -147,7 +149,8 @@ async def dispatch(
                 raise ctx
             extension = extensions.get(item.method)
             if extension is not None:
-                authorize(state, identity, extension.permission, item.method)
+                authorize(state, identity, extension.permission, item.method,
+                          signed_by=signed_by)
                 out = _envelope(item.id, await extension(item.params, identity))
                 return None if item.is_notification else out
             method = METHODS[wire_version].get(item.method)
@@ -159,7 +162,7 @@ async def dispatch(
                 )
             tenant = item.params.get("tenant") if isinstance(item.params, dict) else None
             authorize(state, identity, permission_for_method(item.method), item.method,
-                      tenant if isinstance(tenant, str) else None)
+                      tenant if isinstance(tenant, str) else None, signed_by)
             if id(item) in refused:
                 raise refused[id(item)]
             result = await method(service, item.params, ctx)
@@ -324,6 +327,7 @@ class JsonRpcASGI:
             content_type=_header(headers, b"content-type"),
             last_event_id=_header(headers, b"last-event-id"),
             body=body,
+            signed_by=scope.get(SIGNED_BY),
         )
         if reply.stream is None:
             await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))

@@ -12,38 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-import attrs
 import trio
 
 from protocol.request_signing import SIGNED_HEADERS, SignatureRejected, check_signature
 from runtime.http.common import ASGIApp, Receive, Scope, Send
+from runtime.http.signing_settings import SIGNED_BY, SigningSettings
 
-__all__ = ["NonceStore", "SignatureCheck", "SigningSettings"]
+__all__ = ["NonceStore", "SignatureCheck"]
 
 log = logging.getLogger(__name__)
 
 UNSIGNED_PATHS = ("/.well-known/", "/healthz", "/readyz")
 BODY_TIMEOUT = 60.0
 """Seconds a signed request's body may take to arrive (as on the JSON-RPC endpoint)."""
-
-
-@attrs.frozen
-class SigningSettings:
-    keys: Mapping[str, bytes] = attrs.field(repr=False)
-    """Key id -> secret (32 bytes or more)."""
-    window: float = 300.0
-    """Seconds a timestamp may be off the server's clock, either way."""
-    required: bool = False
-    """Refuse unsigned requests (the card and probes excepted)."""
-
-    def __attrs_post_init__(self) -> None:
-        if not self.keys:
-            raise ValueError("request signing needs at least one key")
-        short = sorted(k for k, s in self.keys.items() if len(s) < 32)
-        if short:
-            raise ValueError(f"signing key(s) {', '.join(short)}: secrets need 32 bytes or more")
 
 
 class NonceStore:
@@ -116,7 +99,7 @@ class SignatureCheck:
                                                          "path": scope["path"]})
             await _refuse(scope, receive, send, f"request signature: {exc}")
             return
-        scope = {**scope, "trio_a2a.signed_by": key_id}
+        scope = {**scope, SIGNED_BY: key_id}
         await self.app(scope, replay, send)
 
 

@@ -61,6 +61,7 @@ from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState, is_json_content_type, json_response, unauthorized
 from runtime.http.gate import authorize, identify
 from runtime.http.rest_codecs import A2A_JSON, CODECS, RestCodec, dumps, render_error
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import event_frames, sse_response
 
 __all__ = ["A2A_JSON", "register_rest_routes"]
@@ -317,7 +318,7 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)
             rule = request.url_rule.rule if request.url_rule is not None else ""
             authorize(state, identity, REST_OPERATIONS.get(name), f"{request.method} {rule}",
-                      tenant)
+                      tenant, request.scope.get(SIGNED_BY))
             return await op(_Call(state, owner_key(identity), version, tenant), **params)
         except A2AError as err:
             return _error(err, version)

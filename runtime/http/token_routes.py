@@ -20,6 +20,7 @@ from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState, json_response, unauthorized
 from runtime.http.extension_methods import ANONYMOUS_CALLER, ExtensionMethod
 from runtime.http.gate import authorize, identify
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.token_service import TokenService
 
 __all__ = ["NAMESPACE", "token_methods", "token_routes"]
@@ -70,7 +71,8 @@ def _view(method: ExtensionMethod, state_of: Callable[[], AppState]) -> Callable
                 if method.permission is not None:
                     return unauthorized()
                 identity = ANONYMOUS_CALLER
-            authorize(state, identity, method.permission, f"POST {request.path}")
+            authorize(state, identity, method.permission, f"POST {request.path}",
+                      signed_by=request.scope.get(SIGNED_BY))
             data = await request.get_data(cache=False)
             try:
                 params = json.loads(data) if data.strip() else {}

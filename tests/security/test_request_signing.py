@@ -14,7 +14,8 @@ import trio
 from protocol.request_signing import SignatureRejected, check_signature, sign_request
 from runtime.client.client import open_a2a_client
 from runtime.client.signing import HmacAuth, HmacKey, parse_hmac_key, signature_headers
-from runtime.http.request_signing import NonceStore, SigningSettings
+from runtime.http.request_signing import NonceStore
+from runtime.http.signing_settings import SigningSettings
 from runtime.security import SecurityConfig
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import scripted_agent
@@ -168,3 +169,50 @@ async def test_a_signed_body_that_never_arrives_times_out(autojump_clock: object
     await check(scope, receive, send)  # type: ignore[arg-type]
     assert trio.current_time() - start == 60.0
     assert sent[0]["status"] == 408
+
+
+async def test_a_key_bound_to_a_principal_is_required_of_it(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from runtime.cli import server_config as cli_config
+    from runtime.flags import build_parser
+
+    keys = Path(str(tmp_path)) / "keys"
+    keys.write_text(f"alice-key:{SECRET.decode()} principal=alice required\n"
+                    f"spare:{'s' * 40}\n")
+    tokens = Path(str(tmp_path)) / "tokens"
+    tokens.write_text("alice:tok-alice\nbob:tok-bob\n")
+    args = build_parser().parse_args(["server", "--port", "0", "--store", "memory",
+                                      "--tokens-file", str(tokens),
+                                      "--signing-keys-file", str(keys)])
+    config = cli_config(args)
+    alice_key = HmacKey("alice-key", SECRET)
+    async with open_server(config) as srv:
+        with trio.fail_after(20):
+            def client(token: str, key: HmacKey | None) -> httpx.AsyncClient:
+                return httpx.AsyncClient(base_url=srv.url, auth=HmacAuth(key) if key else None,
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "A2A-Version": "1.0"})
+
+            async with client("tok-alice", None) as c:
+                r = await c.post("/", json=LIST)
+                assert r.json()["error"]["code"] == -32044
+                r = await c.get("/tasks")
+                assert r.status_code == 401 and "SIGNATURE_REQUIRED" in r.text
+            async with client("tok-alice", alice_key) as c:
+                assert "result" in (await c.post("/", json=LIST)).json()
+                assert (await c.get("/tasks")).status_code == 200
+            async with client("tok-alice", HmacKey("spare", b"s" * 40)) as c:
+                assert (await c.post("/", json=LIST)).json()["error"]["code"] == -32044
+            async with client("tok-bob", None) as c:  # bob has no key of his own
+                assert "result" in (await c.post("/", json=LIST)).json()
+            async with client("tok-bob", alice_key) as c:  # alice's key signs for alice only
+                r = await c.post("/", json=LIST)
+                assert r.json()["error"]["code"] == -32044
+                assert "another principal" in r.text
+    keys.write_text(f"k:{SECRET.decode()} required\n")
+    with pytest.raises(ValueError, match="line 1: 'required' needs principal=P"):
+        cli_config(build_parser().parse_args(["server", "--signing-keys-file", str(keys)]))
+    keys.write_text(f"k:{SECRET.decode()} owner=x\n")
+    with pytest.raises(ValueError, match="line 1: unknown attribute 'owner'"):
+        cli_config(build_parser().parse_args(["server", "--signing-keys-file", str(keys)]))
