@@ -8,7 +8,9 @@ no task model or store path of its own.
 
 `send_task` follows the task's events as a stream does, and when the MCP client
 asked for progress (a `progressToken`) reports one progress notification per
-status or artifact event, until the task ends or pauses for input. A client
+status or artifact event, until the task ends or pauses for input, and one per
+keep-alive interval (`--keepalive`) without events, so that a host which resets
+its timeout on progress does not give up on a quiet, long task. A client
 that cancels the call (or goes away) stops only the following: the task runs
 on, as it does when an A2A stream disconnects.
 """
@@ -190,10 +192,17 @@ class McpTools:
             out = await self._service.send_message(req, principal)
             return task_result(out.record.task)
         first, events = await self._service.send_streaming(req, principal)
+        assert first.event.task is not None
+        state = first.event.task.status.state
         count = 0
         async for stored in events:
-            if stored is None:
-                continue  # a keep-alive tick
+            if stored is None:  # a keep-alive tick: quiet, not stuck (hosts reset timeouts)
+                count += 1
+                await progress(count, None, f"still {state_name(state)}: no new event for "
+                                            f"{self._service.settings.keepalive:g} s")
+                continue
+            if stored.event.status_update is not None:
+                state = stored.event.status_update.status.state
             line = _progress_message(stored.event)
             if line is not None:
                 count += 1
