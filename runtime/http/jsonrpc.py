@@ -1,14 +1,13 @@
 """The JSON-RPC endpoint (POST /), both generations, as a lean ASGI handler.
 
 It sits in front of the quart-trio app and takes only `POST /` (and hands the
-WebSocket paths of `AppState.websockets`, the worker link's ``/worker/ws``, and the
-HTTP paths of `AppState.mounts`, ``/mcp``, to their handlers); everything else (the
-card, the HTTP+JSON binding, error pages) goes on to Quart. The reason is cost:
-Quart's per-request machinery (request and app contexts, signals, routing, response
-objects, a nursery of two tasks per request) costs about as much CPU as all of the
-A2A work of a blocking SendMessage, and this is the endpoint every A2A client calls
-(see docs/benchmarks.md). The handler speaks plain ASGI, which hypercorn serves
-directly.
+WebSocket paths of `AppState.websockets`, the worker link's ``/worker/ws``, to their
+handlers); everything else (the card, the HTTP+JSON binding, error pages) goes on to
+Quart. The reason is cost: Quart's per-request machinery (request and app contexts,
+signals, routing, response objects, a nursery of two tasks per request) costs about
+as much CPU as all of the A2A work of a blocking SendMessage, and this is the
+endpoint every A2A client calls (see docs/benchmarks.md). The handler speaks plain
+ASGI, which hypercorn serves directly.
 
 `dispatch()` is transport-neutral: headers and body in, a reply out. The
 generation is chosen per request by the `A2A-Version` header (or query
