@@ -32,7 +32,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 
 from runtime.http.auth import RepeatedAuthorization, TokenAuth, one_authorization
-from runtime.http.common import Receive, Scope, Send
+from runtime.http.common import Receive, Scope, Send, too_large_error
 from runtime.http.guard import refuse
 from runtime.mcp.handlers import McpTools, UnknownTool
 from runtime.mcp.tools import TOOLS
@@ -105,6 +105,14 @@ class McpEndpoint:
                     self._manager = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            # Stateless: no session for a GET stream to belong to (the transport lets a
+            # server answer 405 there) or for a DELETE to end; such a GET would stay
+            # open with nothing ever to send.
+            await _answer(receive, send, 405, "METHOD_NOT_ALLOWED",
+                          f"{scope['method']} is not served at {MCP_PATH}: MCP requests are "
+                          "POSTed (stateless Streamable HTTP)", ((b"allow", b"POST"),))
+            return
         authorizations = [v.decode("latin-1") for k, v in scope["headers"]
                           if k == b"authorization"]
         try:
@@ -121,6 +129,11 @@ class McpEndpoint:
         if not _same_origin(scope):
             await _answer(receive, send, 403, "PERMISSION_DENIED",
                           "requests from a web page of another origin are refused")
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._max_body:
+            # refused unread, as on every path (a chunked body over it: the SDK's 413)
+            await refuse(receive, send, 413, too_large_error(self._max_body))
             return
         manager = self._manager
         if manager is None:
