@@ -21,6 +21,7 @@ refused with 403, as the MCP transport asks of servers against DNS rebinding.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,13 +58,13 @@ class McpEndpoint:
 
     def __init__(self, tools: McpTools, auth: TokenAuth, *, worker_auth: TokenAuth | None = None,
                  max_body: int = 10 * 1024 * 1024, name: str = "trio-a2a",
-                 version: str = "") -> None:
+                 version: str | None = None) -> None:
         self._tools = tools
         self._auth = auth
         self._worker_auth = worker_auth
         self._max_body = max_body
         self._name = name
-        self._version = version
+        self._version = _package_version() if version is None else version
         self._manager: StreamableHTTPSessionManager | None = None
 
     def _server(self) -> Server[Any]:
@@ -98,6 +99,7 @@ class McpEndpoint:
         async with manager.run():
             self._manager = manager
             try:
+                log.info("MCP endpoint serving", extra={"path": MCP_PATH, "tools": len(TOOLS)})
                 task_status.started()
                 await trio.sleep_forever()
             finally:
@@ -141,6 +143,14 @@ class McpEndpoint:
             return
         scope[PRINCIPAL] = principal
         await manager.handle_request(scope, receive, send)
+
+
+def _package_version() -> str:
+    """The installed trio-a2a's version, for the MCP server info."""
+    try:
+        return importlib.metadata.version("trio-a2a")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def _same_origin(scope: Scope) -> bool:

@@ -49,6 +49,7 @@ from runtime.mcp.render import (
     workers_result,
 )
 from runtime.mcp.tools import (
+    TOOL_NAMES,
     CancelArgs,
     GetArgs,
     ListArgs,
@@ -133,11 +134,11 @@ class McpTools:
                    progress: Progress) -> types.CallToolResult:
         """Run one tool call. A bad argument or a refused operation is a tool error
         (`isError`, naming the argument or the A2A error); UnknownTool otherwise."""
+        if name not in TOOL_NAMES:
+            raise UnknownTool(name)
         try:
             self._limits.check(arguments or {}, where="arguments")
             args = parse_arguments(name, arguments)
-        except KeyError:
-            raise UnknownTool(name) from None
         except ToolArgumentError as exc:
             return error_result(str(exc), code="InvalidArguments")
         except A2AError as err:  # over a request limit

@@ -24,6 +24,7 @@ __all__ = [
     "ListArgs",
     "SendArgs",
     "TOOLS",
+    "TOOL_NAMES",
     "ToolArgumentError",
     "parse_arguments",
 ]
@@ -176,6 +177,7 @@ TOOLS: tuple[types.Tool, ...] = (
 )
 
 _KNOWN = {t.name: set(t.input_schema.get("properties", {})) for t in TOOLS}
+TOOL_NAMES = tuple(_KNOWN)
 
 
 class _Reader:
@@ -237,9 +239,8 @@ class _Reader:
 
 def parse_arguments(tool: str, arguments: Mapping[str, Any] | None
                     ) -> SendArgs | GetArgs | ListArgs | CancelArgs | None:
-    """The checked arguments of a call of `tool` (None for the tools that take none).
-
-    KeyError for a tool that does not exist; ToolArgumentError for bad arguments."""
+    """The checked arguments of a call of `tool`, one of `TOOL_NAMES` (None for the
+    tools that take none); ToolArgumentError for bad arguments."""
     r = _Reader(tool, arguments)
     if tool == "send_task":
         text = r.text("text", required=True)
