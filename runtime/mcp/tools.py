@@ -76,6 +76,9 @@ class CancelArgs:
     task_id: str
 
 
+ROUTING = ("agent", "skill", "capabilities", "worker", "priority")
+"""The send_task arguments that route a new task."""
+
 _TASK_ID = {"type": "string", "minLength": 1, "description": "The task's id."}
 
 TOOLS: tuple[types.Tool, ...] = (
@@ -245,10 +248,16 @@ def parse_arguments(tool: str, arguments: Mapping[str, Any] | None
     if tool == "send_task":
         text = r.text("text", required=True)
         assert text is not None
-        return SendArgs(text=text, agent=r.text("agent"), skill=r.text("skill"),
+        args = SendArgs(text=text, agent=r.text("agent"), skill=r.text("skill"),
                         capabilities=r.strings("capabilities"), worker=r.text("worker"),
                         priority=r.integer("priority"), task_id=r.text("task_id"),
                         context_id=r.text("context_id"), wait=r.boolean("wait", True))
+        routed = [k for k in ROUTING if r.args.get(k) not in (None, [])]
+        if args.task_id is not None and routed:
+            raise ToolArgumentError(
+                f"arguments.{routed[0]}: a continued task keeps the route it was sent with; "
+                f"leave out {', '.join(ROUTING)} with task_id")
+        return args
     if tool == "get_task":
         return GetArgs(task_id=r.text("task_id", required=True) or "",
                        history_length=r.integer("history_length", low=0))

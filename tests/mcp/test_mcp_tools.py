@@ -230,6 +230,9 @@ BAD_ARGUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("send_task", {"text": "x", "agnet": "a"},
      "arguments.agnet: send_task takes no such argument (it takes: agent, capabilities, "
      "context_id, priority, skill, task_id, text, wait, worker)"),
+    ("send_task", {"text": "x", "task_id": "t", "priority": 3},
+     "arguments.priority: a continued task keeps the route it was sent with; leave out agent, "
+     "skill, capabilities, worker, priority with task_id"),
     ("get_task", {"task_id": 5}, "arguments.task_id: must be a non-empty string, not 5"),
     ("get_task", {"task_id": "t", "history_length": -1},
      "arguments.history_length: must be an integer from 0, not -1"),
