@@ -56,8 +56,10 @@ def _headline(task: Task) -> str:
     if is_interrupted(state):
         asked = message_text(task.status.message)
         what = "input" if state is TaskState.INPUT_REQUIRED else "authentication"
-        line += (f" The agent needs {what}" + (f": {asked}" if asked else ".")
-                 + f" Answer with send_task, task_id={task.id!r}.")
+        line += f" The agent needs {what}" + (f": {asked.strip()}" if asked.strip() else "")
+        if not line.endswith((".", "?", "!")):
+            line += "."
+        line += f" Answer with send_task, task_id={task.id!r}."
     return line
 
 

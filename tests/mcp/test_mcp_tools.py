@@ -297,3 +297,26 @@ async def test_waits_for_a_task_in_the_queue(server: RunningServer, controls: Co
     assert working.structured_content["state"] == "working"
     assert done.structured_content["state"] == "completed"
     assert "gate opened" in text_of(done)
+
+
+async def test_auth_required_is_reported_as_a_pause(server: RunningServer) -> None:
+    with trio.fail_after(10):
+        async with open_mcp(server.url) as mcp:
+            paused = await mcp.call_tool("send_task", {"text": "auth"})
+    task_id = paused.structured_content["taskId"]
+    assert paused.structured_content["state"] == "auth-required"
+    assert text_of(paused) == (f"Task {task_id} is auth-required. The agent needs authentication:"
+                               f" sign in first. Answer with send_task, task_id={task_id!r}.")
+
+
+async def test_workers_count_the_tasks_they_run(server: RunningServer,
+                                                controls: Controls) -> None:
+    with trio.fail_after(10):
+        async with open_mcp(server.url) as mcp:
+            sent = await mcp.call_tool("send_task", {"text": "wait", "wait": False})
+            await controls.wait_started(sent.structured_content["taskId"])
+            busy = await mcp.call_tool("list_workers", {})
+            controls.gate.set()
+    [worker] = busy.structured_content["workers"]
+    assert worker["running"] == 1
+    assert text_of(busy).endswith("running 1 of 256")
