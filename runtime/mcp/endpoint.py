@@ -87,6 +87,9 @@ class McpEndpoint:
                 names = ", ".join(t.name for t in TOOLS)
                 raise MCPError(types.INVALID_PARAMS,
                                f"unknown tool {params.name!r}; the tools are: {names}") from None
+            except Exception:  # a bug: logged with its traceback, never shown to the caller
+                log.exception("internal error in an MCP tool", extra={"tool": params.name})
+                raise MCPError(types.INTERNAL_ERROR, "internal server error") from None
 
         return Server(self._name, version=self._version, instructions=INSTRUCTIONS,
                       on_list_tools=list_tools, on_call_tool=call_tool)

@@ -320,3 +320,22 @@ async def test_workers_count_the_tasks_they_run(server: RunningServer,
     [worker] = busy.structured_content["workers"]
     assert worker["running"] == 1
     assert text_of(busy).endswith("running 1 of 256")
+
+
+async def test_a_bug_is_logged_and_never_shown(server: RunningServer,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(server.service, "get_task", broken)
+    with trio.fail_after(10):
+        async with open_mcp(server.url) as mcp:
+            with pytest.raises(MCPError) as caught:
+                await mcp.call_tool("get_task", {"task_id": "t"})
+            after = await mcp.call_tool("list_workers", {})  # the endpoint serves on
+    assert (caught.value.code, caught.value.message) == (-32603, "internal server error")
+    assert "secret detail" not in str(caught.value.error)
+    [logged] = [r for r in caplog.records if r.message == "internal error in an MCP tool"]
+    assert logged.tool == "get_task" and "secret detail" in logged.exc_text
+    assert not after.is_error
