@@ -20,7 +20,7 @@ from runtime.mcp.handlers import agent_for_skill
 from runtime.mcp.tools import ToolArgumentError
 from runtime.server import RunningServer
 from tests.agents import Controls
-from tests.conftest import Rpc, wait_state
+from tests.conftest import Rpc, user_message, wait_state
 from tests.mcp.helpers import open_mcp, text_of
 
 
@@ -339,3 +339,13 @@ async def test_a_bug_is_logged_and_never_shown(server: RunningServer,
     [logged] = [r for r in caplog.records if r.message == "internal error in an MCP tool"]
     assert logged.tool == "get_task" and "secret detail" in logged.exc_text
     assert not after.is_error
+
+
+async def test_a_task_sent_over_json_rpc_is_read_over_mcp(server: RunningServer,
+                                                          rpc: Rpc) -> None:
+    with trio.fail_after(10):
+        sent = await rpc.call("SendMessage", {"message": user_message("echo from a2a")})
+        async with open_mcp(server.url) as mcp:
+            got = await mcp.call_tool("get_task", {"task_id": sent["task"]["id"]})
+    assert got.structured_content["task"] == sent["task"]
+    assert "from a2a" in got.structured_content["text"]
