@@ -387,9 +387,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                             _run_local_worker, config, endpoint, workers, i))
                           for i in range(config.local_workers)),
                         ChildSpec("push", push.run),
-                        *mcp_children,
                         ChildSpec("http", functools.partial(serve_http, app),
                                   shutdown_timeout=5.0),
+                        # last: a failing MCP session manager restarts alone, never the
+                        # listener every A2A client is connected to (/mcp answers 503 between)
+                        *mcp_children,
                     ],
                     strategy="rest_for_one", max_restarts=config.max_restarts,
                     max_seconds=config.restart_window, rng=random.Random(),
