@@ -143,6 +143,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         worker_tokens=worker_tokens,
         open_worker_link=args.open_worker_link,
         push_notifications=not args.no_push,
+        mcp=args.mcp,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
         max_parts=args.max_parts,

@@ -139,6 +139,8 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+    mcp: bool = True
+    """Serve ``/mcp``: the MCP tools over the same service and auth (docs/mcp.md)."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -362,7 +364,18 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready)
-                app = create_asgi(mount_worker_link(state, endpoint))
+                state = mount_worker_link(state, endpoint)
+                mcp_children: list[ChildSpec] = []
+                if config.mcp:
+                    # imported here: the MCP SDK is a cost only a server serving it pays
+                    from runtime.mcp import McpEndpoint, McpTools, mount_mcp
+
+                    mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
+                                               limits=config.limits),
+                                      auth, worker_auth=worker_auth, max_body=config.max_body)
+                    state = mount_mcp(state, mcp)
+                    mcp_children.append(ChildSpec("mcp", mcp.run))
+                app = create_asgi(state)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -376,6 +389,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
                                   shutdown_timeout=5.0),
+                        # last: a failing MCP session manager restarts alone, never the
+                        # listener every A2A client is connected to (/mcp answers 503 between)
+                        *mcp_children,
                     ],
                     strategy="rest_for_one", max_restarts=config.max_restarts,
                     max_seconds=config.restart_window, rng=random.Random(),

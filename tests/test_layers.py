@@ -163,6 +163,7 @@ RUNTIME_IMPORTS = {
     "runtime.link": ("runtime.http.common", "runtime.http.auth", "runtime.http.sse",
                      "runtime.supervisor"),
     "runtime.worker": ("runtime.agents", "runtime.supervisor"),
+    "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard"),
     "runtime.providers": ("runtime.secrets",),
     "runtime.tools": ("runtime.secrets",),
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",

@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="turn off push notifications [TRIO_A2A_NO_PUSH=1]",
     )
     s.add_argument(
+        "--mcp",
+        action=argparse.BooleanOptionalAction,
+        default=not _bool_env("NO_MCP"),
+        help="serve the MCP tools at /mcp (Streamable HTTP; same tokens and tasks as A2A; "
+        "docs/mcp.md); --no-mcp leaves the endpoint out [TRIO_A2A_NO_MCP=1] (default: on)",
+    )
+    s.add_argument(
         "--allow-private-push-urls",
         action="store_true",
         default=_bool_env("ALLOW_PRIVATE_PUSH_URLS"),

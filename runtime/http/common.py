@@ -66,6 +66,8 @@ class AppState:
     """Why the server should get no traffic now (empty: ready), for ``/readyz``."""
     websockets: Mapping[str, ASGIApp] = attrs.field(factory=dict)
     """WebSocket paths served as plain ASGI in front of the app (``/worker/ws``)."""
+    mounts: Mapping[str, ASGIApp] = attrs.field(factory=dict)
+    """HTTP paths served as plain ASGI in front of the app, every method (``/mcp``)."""
 
 
 def negotiate_version(raw: str | None) -> str | None:

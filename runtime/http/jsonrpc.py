@@ -255,6 +255,10 @@ class JsonRpcASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
+            mounted = self._state.mounts.get(scope["path"]) if scope["type"] == "http" else None
+            if mounted is not None:
+                await mounted(scope, receive, send)
+                return
             if scope["type"] != "websocket":
                 await self._app(scope, receive, send)
                 return
