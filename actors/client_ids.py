@@ -28,7 +28,7 @@ from actors.a2a_service import A2AService, SendOutcome
 from actors.store_port import ConflictError, StoredEvent
 from protocol.errors import InvalidParamsError, UnsupportedOperationError
 from protocol.legacy import LegacySend
-from protocol.models import SendMessageRequest
+from protocol.models import SendMessageRequest, TaskState
 from protocol.states import is_terminal
 
 __all__ = ["send_to_client_task", "stream_to_client_task"]
@@ -55,12 +55,17 @@ async def _prepare(svc: A2AService, send: LegacySend, principal: str
         )
     if is_terminal(task.status.state):
         raise UnsupportedOperationError(
-            f"task {task_id!r} is {task.status.state.value} and accepts no more messages; "
+            f"task {task_id!r} is {_name(task.status.state)} and accepts no more messages; "
             "send tasks/send with a new id to start another task",
             metadata={"taskId": task_id},
         )
     message = send.request.message.model_copy(update={"task_id": task_id})
     return send.request.model_copy(update={"message": message}), None
+
+
+def _name(state: TaskState) -> str:
+    """The state as 0.1/0.2 spells it (``input-required``)."""
+    return state.value.removeprefix("TASK_STATE_").lower().replace("_", "-")
 
 
 async def send_to_client_task(svc: A2AService, send: LegacySend, principal: str
