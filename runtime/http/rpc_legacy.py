@@ -4,8 +4,8 @@
 that is sent under those names (`protocol.legacy.send_shape` decides per request):
 the 0.1/0.2 one, with the client's task id and sessionId, answered in the same
 shape; or a 0.3 ``MessageSendParams``, handled as ``message/send`` and
-``message/stream`` are. ``tasks/get`` and ``tasks/cancel`` answer a task created
-in the old shape in that shape, any other in 0.3's.
+``message/stream`` are. ``tasks/get``, ``tasks/cancel`` and ``tasks/resubscribe``
+answer a task created in the old shape in that shape, any other in 0.3's.
 
 The gateways' per-method paths (`GATEWAY_PATHS`: ``POST /tasks/send`` ...) take a
 JSON-RPC body whose method must be the path's; they always answer in the old
@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pydantic
 
 from actors.a2a_service import A2AService, shape_task
@@ -39,6 +40,7 @@ from runtime.http.rpc_methods import (
     Method,
     Result,
     RpcStream,
+    v03_resubscribe,
     v03_send,
     v03_stream,
 )
@@ -130,12 +132,30 @@ async def tasks_cancel(svc: A2AService, params: dict[str, Any], ctx: CallContext
     return _render(await svc.cancel_task(req, ctx.principal), ctx)
 
 
+async def tasks_resubscribe(svc: A2AService, params: dict[str, Any], ctx: CallContext
+                            ) -> Result:
+    """tasks/resubscribe: a task created in the old shape streams in it (0.1 had the method)."""
+    stream = await v03_resubscribe(svc, params, ctx)
+    assert isinstance(stream, RpcStream)
+    task_id = _params(lambda p: v03.task_id_from_v03(p, CancelTaskRequest), params).id
+    dialect = legacy.dialect_of(await svc.get_task(GetTaskRequest(id=task_id), ctx.principal))
+    if dialect is None:
+        return stream
+    renderer = LegacyStreamRenderer(dialect)
+
+    def render(event: StreamResponse) -> bytes:
+        return _dumps(renderer(event))
+
+    return attrs.evolve(stream, render=render)
+
+
 METHODS: dict[str, dict[str, Method]] = {
     "1.0": _METHODS["1.0"],
     "0.3": {
         **_METHODS["0.3"],
         "tasks/get": tasks_get,
         "tasks/cancel": tasks_cancel,
+        "tasks/resubscribe": tasks_resubscribe,
         "tasks/send": tasks_send,
         "tasks/sendSubscribe": tasks_stream,
         "tasks/sendStream": tasks_stream,

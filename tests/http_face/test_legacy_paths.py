@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import trio
 from actors.agent import AgentSpec, Emitter, TaskContext
 from protocol.legacy import EXTENSION_FIELDS_KEY
 from protocol.models import Part
+from protocol.sse import SSEDecoder
 from runtime.agents import echo_agent
 from runtime.server import ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
@@ -177,3 +179,23 @@ async def test_agent_card_and_skills_paths() -> None:
     assert skills.json() == well_known.json()["skills"] and skills.json()[0]["id"] == "echo"
     assert cached.status_code == 304
     assert post.status_code == 405
+
+
+async def test_resubscribe_to_an_old_shape_task_streams_in_it(
+        client: httpx.AsyncClient, old: LegacyClient, controls: Controls) -> None:
+    body = {"jsonrpc": "2.0", "id": "r", "method": "tasks/resubscribe", "params": {"id": "rs-1"}}
+    results: list[dict[str, Any]] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(old.call, "tasks/send", task_send("rs-1", text("wait")))
+            await controls.wait_started("rs-1")
+            async with client.stream("POST", "/", json=body) as r:
+                dec = SSEDecoder()
+                async for chunk in r.aiter_bytes():
+                    results.extend(json.loads(ev.data)["result"] for ev in dec.feed(chunk))
+                    controls.gate.set()  # the subscription is open: let the task end
+    assert results[0]["id"] == "rs-1" and results[0]["final"] is False
+    assert "kind" not in results[0] and results[-1]["status"]["state"] == "completed"
+    assert results[-1]["final"] is True
+    assert any(r.get("status", {}).get("message", {}).get("parts") == [text("gate opened")]
+               for r in results)
