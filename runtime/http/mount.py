@@ -38,8 +38,8 @@ def normalize_base_path(value: str | None) -> str:
     for seg in segments:
         if not seg or seg in (".", "..") or not _SEGMENT.match(seg):
             raise ValueError(
-                f"base path {value!r}: each segment must be non-empty letters, digits or "
-                f"-._~ (and no '.' or '..'), e.g. /api/a2a/v1; {seg!r} is not"
+                f"base path {value!r}: each segment must be letters, digits or "
+                f"-._~!$&'()*+,;=:@, not empty, '.' or '..' (e.g. /api/a2a/v1); {seg!r} is not"
             )
     return "/" + "/".join(segments)
 
