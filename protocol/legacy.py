@@ -39,6 +39,7 @@ from protocol.legacy_models import (
     TASK_ID_PATTERN,
     WIRE_KEY,
     LegacyArtifact,
+    TaskPushNotificationParams,
     TaskSendParams,
 )
 from protocol.legacy_render import (
@@ -49,6 +50,7 @@ from protocol.legacy_render import (
     dialect_of,
     message_to_legacy,
     part_to_legacy,
+    push_config_to_legacy,
     task_to_legacy,
 )
 
@@ -66,6 +68,8 @@ __all__ = [
     "dialect_of",
     "message_to_legacy",
     "part_to_legacy",
+    "push_config_from_legacy",
+    "push_config_to_legacy",
     "send_params_from_legacy",
     "send_shape",
     "task_to_legacy",
@@ -164,3 +168,13 @@ def artifact_from_legacy(artifact: Mapping[str, Any], *, artifact_id: str) -> mo
     return models.Artifact.model_validate(
         LegacyArtifact.model_validate(artifact).to_v10(artifact_id)
     )
+
+
+def push_config_from_legacy(params: Mapping[str, Any]) -> models.TaskPushNotificationConfig:
+    """tasks/pushNotification/set params ``{id, pushNotificationConfig: {url, token?,
+    authentication?}}`` as the 1.0 config (its id defaults to the task id)."""
+    try:
+        return models.TaskPushNotificationConfig.model_validate(
+            TaskPushNotificationParams.model_validate(params).to_v10())
+    except pydantic.ValidationError as exc:
+        raise invalid_params(exc) from None

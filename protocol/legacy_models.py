@@ -38,6 +38,7 @@ __all__ = [
     "LegacyMessage",
     "LegacyPart",
     "LegacyPushNotification",
+    "TaskPushNotificationParams",
     "TaskSendParams",
 ]
 
@@ -212,6 +213,16 @@ class LegacyPushNotification(_Legacy):
             out["authentication"] = {"scheme": auth.schemes[0]}
             put(out["authentication"], "credentials", auth.credentials)
         return out
+
+
+class TaskPushNotificationParams(_Legacy):
+    """tasks/pushNotification/set params: ``{id, pushNotificationConfig}``."""
+
+    id: str = Field(min_length=1)
+    push_notification_config: LegacyPushNotification
+
+    def to_v10(self) -> dict[str, Any]:
+        return {"taskId": self.id, **self.push_notification_config.to_v10()}
 
 
 class TaskSendParams(_Legacy):

@@ -39,6 +39,7 @@ __all__ = [
     "dialect_of",
     "message_to_legacy",
     "part_to_legacy",
+    "push_config_to_legacy",
     "task_to_legacy",
 ]
 
@@ -166,6 +167,19 @@ def task_to_legacy(task: BaseModel | Mapping[str, Any], dialect: str = SCHEMA, *
     if t.get("history") is not None:
         out["history"] = [message_to_legacy(m, dialect) for m in t["history"]]
     return _finish(out, t.get("metadata"))
+
+
+def push_config_to_legacy(config: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """A push config as 0.1's TaskPushNotificationConfig ``{id, pushNotificationConfig}``
+    (``id`` is the task's; 0.1 configs have none of their own)."""
+    c = _as_dict(config)
+    inner: dict[str, Any] = {"url": c["url"]}
+    put(inner, "token", c.get("token"))
+    auth = c.get("authentication")
+    if auth is not None:
+        inner["authentication"] = {"schemes": [auth["scheme"]] if auth.get("scheme") else []}
+        put(inner["authentication"], "credentials", auth.get("credentials"))
+    return {"id": c.get("taskId") or "", "pushNotificationConfig": inner}
 
 
 class LegacyStreamRenderer:

@@ -5,7 +5,8 @@ that is sent under those names (`protocol.legacy.send_shape` decides per request
 the 0.1/0.2 one, with the client's task id and sessionId, answered in the same
 shape; or a 0.3 ``MessageSendParams``, handled as ``message/send`` and
 ``message/stream`` are. ``tasks/get``, ``tasks/cancel`` and ``tasks/resubscribe``
-answer a task created in the old shape in that shape, any other in 0.3's.
+answer a task created in the old shape in that shape, any other in 0.3's; 0.1's
+``tasks/pushNotification/set`` and ``/get`` are served too.
 
 The gateways' per-method paths (`GATEWAY_PATHS`: ``POST /tasks/send`` ...) take a
 JSON-RPC body whose method must be the path's; they always answer in the old
@@ -149,6 +150,18 @@ async def tasks_resubscribe(svc: A2AService, params: dict[str, Any], ctx: CallCo
     return attrs.evolve(stream, render=render)
 
 
+async def push_set(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
+    """tasks/pushNotification/set (0.1): ``{id, pushNotificationConfig}``."""
+    cfg = legacy.push_config_from_legacy(params)
+    return _dumps(legacy.push_config_to_legacy(await svc.create_push_config(cfg, ctx.principal)))
+
+
+async def push_get(svc: A2AService, params: dict[str, Any], ctx: CallContext) -> Result:
+    """tasks/pushNotification/get (0.1): ``{id}``, the config set for that task."""
+    req = _params(v03.push_config_get_from_v03, params)
+    return _dumps(legacy.push_config_to_legacy(await svc.get_push_config(req, ctx.principal)))
+
+
 METHODS: dict[str, dict[str, Method]] = {
     "1.0": _METHODS["1.0"],
     "0.3": {
@@ -156,6 +169,8 @@ METHODS: dict[str, dict[str, Method]] = {
         "tasks/get": tasks_get,
         "tasks/cancel": tasks_cancel,
         "tasks/resubscribe": tasks_resubscribe,
+        "tasks/pushNotification/set": push_set,
+        "tasks/pushNotification/get": push_get,
         "tasks/send": tasks_send,
         "tasks/sendSubscribe": tasks_stream,
         "tasks/sendStream": tasks_stream,
