@@ -14,9 +14,12 @@ import trio
 
 from runtime.server import ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
+from tests.conftest import wait_state
 from tests.http_face.legacy_client import LegacyClient, task_send, text
 
 TIMEOUT = 30
+BOUND = 5.0
+"""Seconds B may take to show what A stored (as in tests/test_replicas.py)."""
 
 
 async def test_one_id_sent_to_two_replicas_makes_one_task(controls: Controls,
@@ -43,6 +46,8 @@ async def test_one_id_sent_to_two_replicas_makes_one_task(controls: Controls,
                 await controls.wait_started("rep-1")
                 await one_answered.wait()
                 controls.gate.set()
+            with trio.fail_after(BOUND):  # B learns of A's commits by notification
+                await wait_state(b, "rep-1", "TASK_STATE_COMPLETED")
             got_b = await old_b.call("tasks/get", {"id": "rep-1"})
             again_b = await old_b.error("tasks/send", task_send("rep-1", text("wait")))
     assert sorted("error" in o for o in outcomes) == [False, True], outcomes
