@@ -133,6 +133,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         public_url=args.public_url,
+        base_path=args.base_path,
+        codetether_paths=args.codetether_paths,
         card=card,
         database_url=args.database_url,
         database_pool_size=args.database_pool_size,

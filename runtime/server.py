@@ -39,6 +39,7 @@ from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
+from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
@@ -65,6 +66,10 @@ class ServerConfig:
     """0 picks a free port (tests, embedding)."""
     public_url: str | None = None
     """Base URL published in the agent card; default http://host:port."""
+    base_path: str = ""
+    """Serve A2A also under this path (``/api/a2a/v1``); the card's interfaces name it."""
+    codetether_paths: bool = False
+    """Serve also ``/a2a/jsonrpc`` and ``/a2a/rest/...`` (the CodeTether migration guide's)."""
     card: CardSettings = CardSettings()
     """What the agent card says (name, description, provider, skills, ...); unset
     fields come from `agent` when `local_workers` run it."""
@@ -288,10 +293,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
     (more than `max_restarts` restarts in `restart_window`); an exception raised in
     the block comes out as itself. Raises ValueError, before listening, for a worker
-    link that would be open to anyone under client auth (`worker_link_refusal`)."""
+    link that would be open to anyone under client auth (`worker_link_refusal`), or
+    for a `base_path` that is no path."""
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    base_path = normalize_base_path(config.base_path)  # ValueError for a bad one
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
@@ -301,7 +308,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
-        return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
+        return build_card(base_url + base_path, settings=config.card, agent=card_agent,
+                          skills=skills,
                           push_notifications=config.push_notifications,
                           auth_schemes=("bearer",) if auth.enabled else (),
                           extended_card=auth.enabled)
@@ -363,7 +371,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 state = AppState(service=service, card=card, auth=auth,
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
-                                 worker_auth=worker_auth, not_ready=not_ready)
+                                 worker_auth=worker_auth, not_ready=not_ready,
+                                 base_path=base_path, path_aliases=config.codetether_paths)
                 state = mount_worker_link(state, endpoint)
                 mcp_children: list[ChildSpec] = []
                 if config.mcp:

@@ -16,8 +16,16 @@ from runtime.flags.env import (
     add_logging_arguments,
 )
 from runtime.flags.worker import add_database_arguments, add_worker_parser
+from runtime.http.mount import normalize_base_path
 
 __all__ = ["build_parser"]
+
+
+def _base_path(value: str) -> str:
+    try:
+        return normalize_base_path(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("PUBLIC_URL"),
         help="base URL to publish in the agent card when clients reach the server "
         "through a proxy [TRIO_A2A_PUBLIC_URL] (default http://HOST:PORT)",
+    )
+    s.add_argument(
+        "--base-path",
+        type=_base_path,
+        default=_env("BASE_PATH", ""),
+        help="serve A2A also under this path, e.g. /api/a2a/v1 (JSON-RPC at /api/a2a/v1/, "
+        "HTTP+JSON and the card below it); the card's interface URLs name it "
+        "[TRIO_A2A_BASE_PATH] (default: the root only)",
+    )
+    s.add_argument(
+        "--codetether-paths",
+        action="store_true",
+        default=_bool_env("CODETETHER_PATHS"),
+        help="serve also /a2a/jsonrpc (JSON-RPC) and /a2a/rest/... (HTTP+JSON), the paths "
+        "of the CodeTether migration guide [TRIO_A2A_CODETETHER_PATHS=1] (default: off)",
     )
     s.add_argument(
         "--card-file",
