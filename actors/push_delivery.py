@@ -238,7 +238,8 @@ class PushDelivery:
         with trio.move_on_after(grace):
             while self._loops:
                 await self._loop_ended.wait()
-        await self.ownership.release_all()
+        with trio.move_on_after(grace):  # else they expire: taken over after the TTL
+            await self.ownership.release_all()
 
     def _lose(self, key: _Key) -> None:
         loop = self._loops.get(key)
