@@ -168,6 +168,7 @@ class PushOwnership:
         one process owns: every claim), then claim every config that may have more to
         deliver, page by page. The keys claimed."""
         backend = self._store.backend
+        self._held.clear()  # a restarted run: the previous run's loops (and claims) are gone
         freed = await backend.release_push_claims_of(self.owner if self._store.shared else None)
         if freed:
             log.info("freed push claims of a previous run", extra={"configs": freed})
@@ -175,7 +176,7 @@ class PushOwnership:
         while True:
             found = await self._claim_found(None)
             taken.extend(found[0])
-            if found[1] < CLAIM_BATCH:
+            if found[1] < CLAIM_BATCH or self.closing:
                 return taken
 
     async def _claim_found(self, task_ids: list[str] | None) -> tuple[list[Key], int]:

@@ -259,3 +259,31 @@ async def test_a_graceful_stop_hands_the_config_over_at_once(
             assert await posted(b.store, a.sender.calls) == [(0, 1), (5, 2), (20, 3)]
             assert await posted(b.store, b.sender.calls) == [(23, 4)]
             assert await delivered_seq(hub) == 4
+
+
+async def test_a_restarted_run_claims_its_configs_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The supervisor restarts `PushDelivery.run` on the same object: the new run frees
+    the claims the old one held and delivers from the cursor, on a one-process store
+    too (no takeover to wait for)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_hub() as (hub, nursery):
+            store = ServerTaskStore(hub.shared, clock=lambda: T0 + trio.current_time())
+            await nursery.start(store.run)
+            sender = FakeSender()
+            push = PushDelivery(store, sender, rng=random.Random(1), replica_id="a")
+            with trio.CancelScope() as first:
+                async with trio.open_nursery() as inner:
+                    await inner.start(push.run)
+                    rec = config()
+                    await create(store, configs=(rec,))
+                    push.watch(rec)
+                    await trio.sleep(1)
+                    first.cancel()
+            assert await hub.shared.get_push_claim("t1", "c1") is not None  # left behind
+            await store.write("t1", [status("t1", TaskState.WORKING)])
+            await nursery.start(push.run)
+            await trio.sleep(1)
+            assert await posted(store, sender.calls) == [(0, 1), (1, 2)]
+            assert push.statistics().claims_held == 1
