@@ -151,7 +151,7 @@ class PushOwnership:
         if not claims:
             return
         try:
-            await self._store.backend.release_push_claims(claims)
+            await self._store.backend.release_push_claims(claims, hand_over=True)
         except Exception as exc:
             if not backend_down(exc):
                 raise

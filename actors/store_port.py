@@ -362,9 +362,10 @@ class TaskBackend(Protocol):
         """Extend the claims whose token still holds their config; those (renewed)."""
         ...
 
-    async def release_push_claims(self, claims: Sequence[PushClaim]) -> None:
-        """Give up those whose token still holds; idempotent. A shared backend tells the
-        other processes (as a change of the tasks), so one takes them over at once."""
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
+        """Give up those whose token still holds; idempotent. With `hand_over`, a shared
+        backend tells the other processes (as a change of the tasks), to take them over."""
         ...
 
     async def release_push_claims_of(self, owner: str | None) -> int:

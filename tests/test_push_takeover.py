@@ -44,11 +44,12 @@ class NotifyingReplica(Replica):
 
     renew_fails: bool = False
 
-    async def release_push_claims(self, claims: Sequence[PushClaim]) -> None:
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
         held = [c for c in claims
                 if await self.hub.shared.get_push_claim(c.task_id, c.config_id) == c]
         await self.hub.shared.release_push_claims(claims)
-        for claim in held:
+        for claim in held if hand_over else ():
             record = await self.hub.shared.get_task(claim.task_id)
             assert record is not None
             change = TaskChange(task_id=claim.task_id, version=record.version, seq=record.seq)

@@ -323,8 +323,10 @@ class MemoryBackend:
                 renewed.append(fresh)
         return renewed
 
-    async def release_push_claims(self, claims: Sequence[PushClaim]) -> None:
-        """Give up the claims whose token still holds; idempotent."""
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
+        """Give up the claims whose token still holds; idempotent (one process: nobody
+        to hand them over to)."""
         await trio.lowlevel.checkpoint()
         self._check_open()
         for claim in claims:

@@ -8,10 +8,11 @@ COMMITTED a racing one waits for the row lock and re-checks its WHERE on the new
 row, so exactly one claim of an expired or free config wins), and progress under a
 token changes nothing once that token no longer holds the config.
 
-Releasing claims also notifies the other replicas, in the same statement, as a
-change of each released config's task (`postgres_feed`'s payload, with the task's
-current version): their push delivery looks for claimable configs of changed tasks,
-so a replica that stops hands its configs over at once instead of at their expiry.
+Releasing claims on a graceful stop (`hand_over`) also notifies the other replicas,
+in the same statement, as a change of each released config's task (`postgres_feed`'s
+payload, with the task's current version): their push delivery looks for claimable
+configs of changed tasks, so a replica that stops hands its configs over at once
+instead of at their expiry. A config done with is released quietly.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ _RELEASE = (
     " THEN n.payload ELSE '0 0 ' || $4::text END)"
     " FROM (SELECT t.version || ' ' || t.seq || ' ' || $4::text || ' ' || t.task_id AS payload"
     " FROM tasks AS t WHERE t.task_id IN (SELECT task_id FROM released)) AS n"
+)
+_RELEASE_QUIETLY = (
+    "UPDATE push_configs AS p SET claim_owner = NULL, claim_token = NULL, claim_expires = NULL"
+    f" FROM {_KEYS} WHERE p.task_id = c.task_id AND p.config_id = c.config_id"
+    " AND p.claim_token = c.token"
 )
 _RELEASE_ALL = (
     "UPDATE push_configs SET claim_owner = NULL, claim_token = NULL, claim_expires = NULL"
@@ -148,12 +154,17 @@ class PostgresPushConfigs:
                            for t, c, o, k in res.rows)
         return renewed
 
-    async def release_push_claims(self, claims: Sequence[PushClaim]) -> None:
-        """Give up the claims whose token still holds (idempotent), telling the other
-        replicas in the same statement."""
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
+        """Give up the claims whose token still holds (idempotent); with `hand_over`,
+        telling the other replicas in the same statement."""
         for start in range(0, len(claims), CHUNK):
-            params = (*_keys(claims[start:start + CHUNK]), self.origin)
-            await self._call(lambda conn, p=params: conn.execute(_RELEASE, p))
+            keys = _keys(claims[start:start + CHUNK])
+            if hand_over:
+                params: tuple[str, ...] = (*keys, self.origin)
+                await self._call(lambda conn, p=params: conn.execute(_RELEASE, p))
+            else:
+                await self._call(lambda conn, p=keys: conn.execute(_RELEASE_QUIETLY, p))
 
     async def release_push_claims_of(self, owner: str | None) -> int:
         """Give up every claim of `owner` (None: every claim); how many."""

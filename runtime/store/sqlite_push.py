@@ -147,8 +147,10 @@ class SQLitePushConfigs:
 
         return await self._write(run) if claims else []
 
-    async def release_push_claims(self, claims: Sequence[PushClaim]) -> None:
-        """Give up the claims whose token still holds; idempotent."""
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
+        """Give up the claims whose token still holds; idempotent (one process: nobody
+        to hand them over to)."""
         params = [(c.task_id, c.config_id, c.token) for c in claims]
         if params:
             await self._write(lambda conn: conn.executemany(

@@ -131,7 +131,7 @@ async def test_release_frees_a_config_at_once_and_is_idempotent(backend: TaskBac
         await backend.put_push_config(make_push("t1", "p"))
         held = await claim(backend, "a", "tok-a")
         assert held is not None
-        await backend.release_push_claims([held])
+        await backend.release_push_claims([held], hand_over=True)
         assert await backend.get_push_claim("t1", "p") is None
         await backend.release_push_claims([held])  # again: nothing happens
         await backend.release_push_claims([])
@@ -237,8 +237,9 @@ async def test_sqlite_migrates_a_v3_file_to_claims(tmp_path: Path) -> None:
 
 
 async def test_postgres_release_tells_the_other_replicas(postgres_url: str) -> None:
-    """Releasing is one statement that also notifies the configs' tasks on the change
-    feed's channel, with the task's current version: other replicas look at once."""
+    """Handing claims over is one statement that also notifies the configs' tasks on the
+    change feed's channel, with the task's current version: other replicas look at once.
+    A release of a config that is done with says nothing."""
     with trio.fail_after(TIMEOUT):
         async with open_postgres_backend(postgres_url) as pg:
             await pg.commit([create("t1", events=3)])
@@ -248,8 +249,13 @@ async def test_postgres_release_tells_the_other_replicas(postgres_url: str) -> N
             listener = psycopg.connect(postgres_url, autocommit=True)
             try:
                 listener.execute(f"LISTEN {CHANNEL}")
-                await pg.release_push_claims([held])
-                await pg.release_push_claims([held])  # nothing released: nothing said
+                await pg.release_push_claims([held], hand_over=True)
+                # nothing released: nothing said
+                await pg.release_push_claims([held], hand_over=True)
+                again = await claim(pg, "a", "tok-a2")
+                assert again is not None
+                await pg.release_push_claims([again])  # done with, not handed over: quiet
+                assert await pg.get_push_claim("t1", "p") is None
                 notes = [n.payload for n in listener.notifies(timeout=1.0, stop_after=2)]
             finally:
                 listener.close()
