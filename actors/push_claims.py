@@ -206,10 +206,13 @@ class PushOwnership:
             if not self._held:
                 continue
             claims = list(self._held.values())
-            expires_at = self._store.now() + self._ttl
+            now = self._store.now()
+            expires_at = now + self._ttl
+            # a slow answer is still worth waiting for until the first claim would lapse
+            patience = max(self._renew_interval, min(c.expires_at for c in claims) - now)
             renewed: list[PushClaim] | None = None
             try:
-                with trio.move_on_after(self._renew_interval):
+                with trio.move_on_after(patience):
                     renewed = await self._store.backend.renew_push_claims(claims, expires_at)
             except Exception as exc:
                 if not backend_down(exc):
