@@ -72,9 +72,12 @@ _CLAIMABLE = (
     " JOIN tasks AS t ON t.task_id = p.task_id"
     " WHERE (p.claim_owner IS NULL OR p.claim_expires < $1::float8)"
     " AND (t.state <> ALL($2::text[]) OR p.delivered_seq < t.seq)"
-    " AND ($3::text[] IS NULL OR p.task_id = ANY($3::text[]))"
-    " ORDER BY p.created LIMIT $4::bigint"
 )
+# Two statements, not one with "$3 IS NULL OR ...": a prepared statement's generic plan
+# could not use the (task_id, config_id) index for the tasks a change batch names.
+_CLAIMABLE_ALL = _CLAIMABLE + " ORDER BY p.created LIMIT $3::bigint"
+_CLAIMABLE_OF = (_CLAIMABLE + " AND p.task_id = ANY($3::text[])"
+                 " ORDER BY p.created LIMIT $4::bigint")
 CHUNK = 1000
 """Claims per renewal or release statement."""
 
@@ -182,7 +185,11 @@ class PostgresPushConfigs:
     async def list_claimable_push(self, now: float, *, task_ids: Sequence[str] | None = None,
                                   limit: int = 1000) -> list[PushConfigRecord]:
         """Unheld (or expired) configs that may have more to deliver, oldest first."""
-        ids = None if task_ids is None else sql.text_array(task_ids)
-        res = await self._call(lambda conn: conn.execute(
-            _CLAIMABLE, (now, _TERMINAL, ids, limit)))
+        if task_ids is None:
+            res = await self._call(lambda conn: conn.execute(
+                _CLAIMABLE_ALL, (now, _TERMINAL, limit)))
+        else:
+            ids = sql.text_array(task_ids)
+            res = await self._call(lambda conn: conn.execute(
+                _CLAIMABLE_OF, (now, _TERMINAL, ids, limit)))
         return [sql.push_row(row) for row in res.rows]
