@@ -288,3 +288,30 @@ async def test_a_restarted_run_claims_its_configs_again(
             await trio.sleep(1)
             assert await posted(store, sender.calls) == [(0, 1), (1, 2)]
             assert push.statistics().claims_held == 1
+
+
+async def test_a_replica_restarted_under_its_id_takes_its_configs_back_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """a crashes at 25 holding t1's config (claimed until 50) and starts again at 30 under
+    the same replica id: it frees its previous incarnation's claims and delivers at 30,
+    without waiting for the expiry, and leaves b's config (t2) alone."""
+    with trio.fail_after(TIMEOUT):
+        async with open_hub() as (hub, nursery):
+            a = await start_side(hub, nursery, "a", FakeSender())
+            b = await start_side(hub, nursery, "b", FakeSender())
+            for side, task_id in ((a, "t1"), (b, "t2")):
+                rec = config(task_id)
+                await create(side.store, task_id, configs=(rec,))
+                side.push.watch(rec)
+            await trio.sleep(25)
+            a.scope.cancel()
+            await b.store.write("t1", [status("t1", TaskState.WORKING)])
+            await trio.sleep(30 - trio.current_time())
+            again = await start_side(hub, nursery, "a", FakeSender())
+            await trio.sleep(1)
+
+            assert await posted(b.store, again.sender.calls) == [(30, 2)]
+            assert [c.at for c in b.sender.calls] == [0]  # t2's first event, nothing of t1
+            claim = await hub.shared.get_push_claim("t2", "c1")
+            assert claim is not None and claim.owner == "b"
