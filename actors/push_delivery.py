@@ -282,9 +282,11 @@ class PushDelivery:
                 while True:
                     loop.rewatch = False
                     try:
+                        # (not claimed: another replica delivers it, or this one's
+                        # takeover just claimed it and starts it again: nothing to drop)
                         if await self.ownership.claim(key):
                             await self._deliver_all(key, loop)
-                        done = True
+                            done = True
                     except _Lost:
                         return
                     except Exception as exc:
