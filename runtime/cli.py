@@ -92,6 +92,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--reap-interval", args.reap_interval)
     _check_seconds("--store-poll-interval", args.store_poll_interval)
     _check_seconds("--queue-rescan-interval", args.queue_rescan_interval)
+    _check_seconds("--push-lease-ttl", args.push_lease_ttl)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
     _check_seconds("--header-timeout", args.header_timeout)
     if args.max_attempts < 1:
@@ -160,6 +161,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         reap_interval=args.reap_interval,
         store_poll_interval=args.store_poll_interval,
         queue_rescan_interval=args.queue_rescan_interval,
+        push_lease_ttl=args.push_lease_ttl,
         replica_id=args.replica_id or None,
         max_attempts=args.max_attempts,
         max_output_bytes=args.max_output_bytes or None,

@@ -146,6 +146,10 @@ class ServerConfig:
     push_max_attempts: int = 8
     mcp: bool = True
     """Serve ``/mcp``: the MCP tools over the same service and auth (docs/mcp.md)."""
+    push_lease_ttl: float = 30.0
+    """How long a replica's claim on delivering a push config lasts unrenewed (renewed
+    every third of it). With several replicas, one whose replica died is taken over by
+    another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -346,7 +350,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
-                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
+                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
+                                    replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
                     push_notifications=config.push_notifications,
                     allow_private_push_urls=config.allow_private_push_urls,
@@ -416,6 +421,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 dispatcher.drain("the server is shutting down")
                 with trio.move_on_after(config.drain_timeout):
                     await endpoint.wait_pushes_sent()
+                # Push configs go to another replica now, not when their leases run out.
+                await push.hand_over()
                 nursery.cancel_scope.cancel()
     finally:
         sock.close()

@@ -262,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         "queued be lost [TRIO_A2A_QUEUE_RESCAN_INTERVAL] (default 10)",
     )
     s.add_argument(
+        "--push-lease-ttl",
+        type=_number_type(float, "PUSH_LEASE_TTL"),
+        default=_number_env("PUSH_LEASE_TTL", 30),
+        help="seconds a replica's claim on delivering a push config lasts without renewal "
+        "(renewed every third of it); with --store postgres, a config whose replica died is "
+        "taken over by another within about 4/3 of it [TRIO_A2A_PUSH_LEASE_TTL] (default 30)",
+    )
+    s.add_argument(
         "--max-attempts",
         type=_number_type(int, "MAX_ATTEMPTS"),
         default=_number_env("MAX_ATTEMPTS", 3),
