@@ -133,6 +133,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         public_url=args.public_url,
+        grpc_port=args.grpc_port,
+        grpc_host=args.grpc_host or None,
         card=card,
         database_url=args.database_url,
         database_pool_size=args.database_pool_size,
@@ -218,7 +220,8 @@ async def run_server(config: ServerConfig) -> None:
         async with open_server(config) as server:
             print(
                 f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
+                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
+                + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
                 file=sys.stderr,
                 flush=True,
             )

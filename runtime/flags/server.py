@@ -42,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="TCP port, 0-65535; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
     )
     s.add_argument(
+        "--grpc-port",
+        type=_port_type("GRPC_PORT"),
+        default=_env("GRPC_PORT") or None,
+        help="also serve the A2A 1.0 gRPC binding on this TCP port; 0 picks a free one "
+        "(docs/grpc.md) [TRIO_A2A_GRPC_PORT] (default: off)",
+    )
+    s.add_argument(
+        "--grpc-host",
+        default=_env("GRPC_HOST"),
+        help="address the gRPC binding listens on [TRIO_A2A_GRPC_HOST] (default: --host)",
+    )
+    s.add_argument(
         "--public-url",
         default=_env("PUBLIC_URL"),
         help="base URL to publish in the agent card when clients reach the server "
