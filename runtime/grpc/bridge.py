@@ -44,6 +44,10 @@ class BridgeStatistics:
     """Calls whose task was cancelled before it finished (client gone, deadline, stop)."""
     buffer: int
     """Items one call may queue for its gRPC thread."""
+    queued: int
+    """Items queued now, all calls together (at most `buffer` per call)."""
+    blocked: int
+    """Calls whose task waits for its gRPC thread to take an item (a slow reader)."""
 
 
 class CallHandle:
@@ -85,10 +89,14 @@ class TrioBridge:
         self._active = 0
         self._started = 0
         self._cancelled = 0
+        self._channels: set[trio.MemorySendChannel[Any]] = set()
 
     def statistics(self) -> BridgeStatistics:
+        channels = [c.statistics() for c in self._channels]
         return BridgeStatistics(active=self._active, started=self._started,
-                                cancelled=self._cancelled, buffer=self._buffer)
+                                cancelled=self._cancelled, buffer=self._buffer,
+                                queued=sum(c.current_buffer_used for c in channels),
+                                blocked=sum(1 for c in channels if c.tasks_waiting_send))
 
     def close(self) -> None:
         """Start no more calls (the server is stopping). Call in trio."""
@@ -113,6 +121,7 @@ class TrioBridge:
                    send: trio.MemorySendChannel[Any]) -> None:
         self._active += 1
         self._started += 1
+        self._channels.add(send)
         try:
             async with send:
                 with scope:
@@ -125,3 +134,4 @@ class TrioBridge:
                     log.debug("gRPC call cancelled", extra={"calls_active": self._active - 1})
         finally:
             self._active -= 1
+            self._channels.discard(send)
