@@ -129,9 +129,10 @@ class TrioBridge:
                         await body(send)
                     except trio.BrokenResourceError:
                         pass  # the gRPC side stopped reading
-                if scope.cancelled_caught:
-                    self._cancelled += 1
-                    log.debug("gRPC call cancelled", extra={"calls_active": self._active - 1})
         finally:
+            # both counters move together: no checkpoint between them
             self._active -= 1
+            self._cancelled += scope.cancelled_caught
             self._channels.discard(send)
+        if scope.cancelled_caught:
+            log.debug("gRPC call cancelled", extra={"calls_active": self._active})
