@@ -20,8 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 import attrs
 import grpc
 import trio
+from grpc_reflection.v1alpha import reflection
 
 from runtime.grpc.bridge import BridgeStatistics, TrioBridge
+from runtime.grpc.codec import SERVICE_NAME
 from runtime.grpc.service import A2AGrpcService
 from runtime.http.common import AppState
 
@@ -94,6 +96,10 @@ async def serve_grpc(state: AppState, listener: GrpcListener, *, buffer: int = 8
         if monitor is not None:
             monitor.bridge = bridge
         listener.server.add_generic_rpc_handlers((A2AGrpcService(state, bridge).handler(),))
+        # server reflection: tools such as grpcurl list and call the service without
+        # a copy of a2a.proto (it is the public spec; served from the same pool)
+        reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME),
+                                            listener.server)
         listener.server.start()
         log.info("gRPC listening", extra={"host": listener.host, "port": listener.port})
         try:

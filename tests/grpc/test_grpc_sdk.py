@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import trio
 
+from protocol.models import ListTasksRequest
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
 
@@ -188,3 +189,20 @@ async def test_auth_and_isolation_over_grpc() -> None:
         assert report["other_list"] == 0
         assert ok(report["extended_card"])["name"] == "scripted"
         assert report["push_off"]["error"] == "PushNotificationNotSupportedError"
+
+
+async def test_the_docs_example_runs(tmp_path: Path) -> None:
+    """docs/grpc.md's Python example, as written, against a live server with auth on."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "grpc.md").read_text()
+    example = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(example)
+    async with open_server(config(Controls(), tokens={"tok-1": "alice"})) as server:
+        with trio.fail_after(SCRIPT_TIMEOUT):
+            done = await trio.run_process([sys.executable, str(script), server.url, "tok-1"],
+                                          capture_stdout=True, capture_stderr=True, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        listed = await server.service.list_tasks(ListTasksRequest(), "alice")
+    out = done.stdout.decode()
+    assert out.startswith("task ") and "status_update" in out and "hello over gRPC" in out
+    assert [t.status.state.value for t in listed.tasks] == ["TASK_STATE_COMPLETED"]

@@ -148,6 +148,16 @@ async def test_errors_carry_their_code_and_error_info() -> None:
         assert (await server.service.list_tasks(ListTasksRequest(), "alice")).total_size == 0
 
 
+async def test_a_request_over_max_body_is_refused_by_grpc() -> None:
+    async with open_server(config(max_body=4096)) as server:
+        small = await trio.to_thread.run_sync(call, server.grpc.url, "SendMessage",
+                                              request("echo " + "x" * 1000))
+        big = await trio.to_thread.run_sync(call, server.grpc.url, "SendMessage",
+                                            request("x" * 5000))
+    assert small.task.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    assert big.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 async def test_a_deadline_cancels_the_calls_scope() -> None:
     controls = Controls()
     async with open_server(config(controls)) as server:
@@ -267,3 +277,22 @@ def test_flags_turn_grpc_on() -> None:
     assert server_config(parser.parse_args(["server"])).grpc_port is None
     with pytest.raises(SystemExit):
         parser.parse_args(["server", "--grpc-port", "70000"])
+
+
+async def test_reflection_describes_the_service() -> None:
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    async with open_server(config()) as server:
+        def describe() -> tuple[list[str], list[str]]:
+            with grpc.insecure_channel(server.grpc.url) as channel:
+                db = ProtoReflectionDescriptorDatabase(channel)
+                service = DescriptorPool(db).FindServiceByName("lf.a2a.v1.A2AService")
+                return list(db.get_services()), [m.name for m in service.methods]
+
+        services, methods = await trio.to_thread.run_sync(describe)
+    assert "lf.a2a.v1.A2AService" in services
+    assert {"SendMessage", "SendStreamingMessage", "SubscribeToTask",
+            "GetExtendedAgentCard"} <= set(methods)
