@@ -191,12 +191,17 @@ async def test_auth_and_isolation_over_grpc() -> None:
         assert report["push_off"]["error"] == "PushNotificationNotSupportedError"
 
 
-async def test_the_docs_example_runs(tmp_path: Path) -> None:
-    """docs/grpc.md's Python example, as written, against a live server with auth on."""
+def write_docs_example(into: Path) -> Path:
+    """docs/grpc.md's Python example, as written, in a file."""
     doc = (Path(__file__).resolve().parents[2] / "docs" / "grpc.md").read_text()
-    example = doc.split("```python\n", 1)[1].split("```", 1)[0]
-    script = tmp_path / "example.py"
-    script.write_text(example)
+    script = into / "example.py"
+    script.write_text(doc.split("```python\n", 1)[1].split("```", 1)[0])
+    return script
+
+
+async def test_the_docs_example_runs(tmp_path: Path) -> None:
+    """The docs' example against a live server with auth on."""
+    script = write_docs_example(tmp_path)
     async with open_server(config(Controls(), tokens={"tok-1": "alice"})) as server:
         with trio.fail_after(SCRIPT_TIMEOUT):
             done = await trio.run_process([sys.executable, str(script), server.url, "tok-1"],
