@@ -91,6 +91,41 @@ async def test_the_card_lists_the_grpc_interface_at_1_0_only() -> None:
     assert all(i["transport"] != "GRPC" for i in card["additionalInterfaces"])
 
 
+async def test_without_auth_the_extended_card_and_a_terminal_subscribe_are_refused() -> None:
+    async with open_server(config()) as server:
+        target = server.grpc.url
+        card = await trio.to_thread.run_sync(call, target, "GetExtendedAgentCard",
+                                             a2a_pb2.GetExtendedAgentCardRequest())
+        done = await trio.to_thread.run_sync(call, target, "SendMessage", request("echo hi"))
+        terminal = await trio.to_thread.run_sync(
+            call, target, "SubscribeToTask", a2a_pb2.SubscribeToTaskRequest(id=done.task.id))
+    assert card.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(card).reason == "EXTENDED_AGENT_CARD_NOT_CONFIGURED"
+    assert terminal.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_info(terminal)
+    assert (info.reason, dict(info.metadata)) == ("UNSUPPORTED_OPERATION",
+                                                  {"taskId": done.task.id})
+
+
+async def test_a_failed_grpc_child_restarts_on_the_same_port() -> None:
+    async def crash() -> None:
+        raise RuntimeError("injected failure of the gRPC child")
+
+    async with open_server(config()) as server:
+        port = server.grpc.port
+        first = server.grpc.monitor.bridge
+        first._nursery.start_soon(crash)  # noqa: SLF001 - fault injection at the seam
+        with trio.fail_after(10):
+            while True:  # the supervisor starts it again, after its backoff
+                if server.grpc.monitor.bridge is not first:
+                    break
+                await trio.sleep(0.01)
+        missing = await trio.to_thread.run_sync(call, f"127.0.0.1:{port}", "GetTask",
+                                                a2a_pb2.GetTaskRequest(id="nope"))
+        assert server.grpc.port == port
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_errors_carry_their_code_and_error_info() -> None:
     tokens = {"tok-a": "alice"}
     async with open_server(config(tokens=tokens, worker_tokens={"tok-w": "w1"})) as server:
