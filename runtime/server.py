@@ -309,7 +309,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     try:
         grpc = None if config.grpc_port is None else GrpcChild(
             config.grpc_host or config.host, config.grpc_port, max_calls=config.grpc_max_calls,
-            max_message=config.max_body, base_url=base_url)
+            max_message=config.max_body, keepalive=config.keepalive, base_url=base_url)
     except BaseException:
         sock.close()
         raise

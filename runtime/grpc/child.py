@@ -35,14 +35,14 @@ class GrpcChild:
     """A bound gRPC listener, and the child spec that serves it."""
 
     def __init__(self, host: str, port: int, *, max_calls: int, max_message: int,
-                 base_url: str) -> None:
+                 keepalive: float, base_url: str) -> None:
         try:
             from runtime.grpc.serve import GrpcMonitor, bind_grpc
         except ImportError as exc:
             raise ValueError("the gRPC binding needs the grpc extra "
                              f"(pip install 'trio-a2a[grpc]'): {exc}") from None
         self._bind = functools.partial(bind_grpc, host, max_calls=max_calls,
-                                       max_message=max_message)
+                                       max_message=max_message, keepalive=keepalive)
         self._unused: list[GrpcListener] = [self._bind(port)]
         self.port = self._unused[0].port
         self.url = grpc_url(host, self.port, base_url)

@@ -50,14 +50,19 @@ def _target(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def bind_grpc(host: str, port: int, *, max_calls: int, max_message: int) -> GrpcListener:
-    """Bind `host:port` (0: a free port) for gRPC; OSError naming it if it cannot."""
+def bind_grpc(host: str, port: int, *, max_calls: int, max_message: int,
+              keepalive: float = 15.0) -> GrpcListener:
+    """Bind `host:port` (0: a free port) for gRPC; OSError naming it if it cannot.
+
+    HTTP/2 pings every `keepalive` seconds keep a quiet stream's connection open
+    through proxies, as the SSE keep-alive comments do for the HTTP bindings."""
     executor = ThreadPoolExecutor(max_workers=max_calls, thread_name_prefix="grpc-call")
     server = grpc.server(
         executor,
         options=[
             ("grpc.so_reuseport", 0),  # a port in use is an error, not shared
             ("grpc.max_receive_message_length", max_message),
+            ("grpc.keepalive_time_ms", int(keepalive * 1000)),
         ],
         maximum_concurrent_rpcs=max_calls,
     )

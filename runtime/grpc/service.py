@@ -124,7 +124,7 @@ class A2AGrpcService:
         except A2AError as err:
             _abort(context, err)
         handle = self._bridge.open_call(functools.partial(
-            self._run, method, params, principal, last_event_id))
+            self._run, shape.name, method, params, principal, last_event_id))
         if handle is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         if not context.add_callback(handle.cancel):
@@ -169,7 +169,7 @@ class A2AGrpcService:
 
     # --- in trio ----------------------------------------------------------------------
 
-    async def _run(self, method: Method, params: dict[str, Any], principal: str,
+    async def _run(self, name: str, method: Method, params: dict[str, Any], principal: str,
                    last_event_id: int | None, send: trio.MemorySendChannel[Any]) -> None:
         state = self._state
         ctx = CallContext(principal=principal, version="1.0", last_event_id=last_event_id,
@@ -185,7 +185,7 @@ class A2AGrpcService:
             await send.send(err)
             return
         except Exception:
-            log.exception("internal error in gRPC method", extra={"params": list(params)})
+            log.exception("internal error in gRPC method", extra={"method": name})
             await send.send(InternalError("internal server error"))
             return
         await send.send(END)
