@@ -125,10 +125,7 @@ class TrioBridge:
         try:
             async with send:
                 with scope:
-                    try:
-                        await body(send)
-                    except trio.BrokenResourceError:
-                        pass  # the gRPC side stopped reading
+                    await body(send)
         finally:
             # both counters move together: no checkpoint between them
             self._active -= 1

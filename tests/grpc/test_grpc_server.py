@@ -193,6 +193,22 @@ async def test_a_request_over_max_body_is_refused_by_grpc() -> None:
     assert big.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+async def test_a_bug_is_internal_and_shows_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    async with open_server(config()) as server:
+        async def broken(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("secret detail")
+
+        monkeypatch.setattr(server.service, "get_task", broken)
+        failed = await trio.to_thread.run_sync(call, server.grpc.url, "GetTask",
+                                               a2a_pb2.GetTaskRequest(id="x"))
+    assert failed.code() == grpc.StatusCode.INTERNAL
+    assert failed.details() == "internal server error"
+    assert error_info(failed).reason == "INTERNAL"
+    (record,) = [r for r in caplog.records if r.getMessage() == "internal error in gRPC method"]
+    assert record.method == "GetTask" and "secret detail" in caplog.text
+
+
 async def test_a_deadline_cancels_the_calls_scope() -> None:
     controls = Controls()
     async with open_server(config(controls)) as server:
@@ -277,17 +293,28 @@ async def test_stopping_the_server_ends_open_streams_and_leaves_no_thread() -> N
             except grpc.RpcError as exc:
                 outcome["code"] = exc.code()
 
+    def hold_send(target: str) -> None:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                outcome["sent"] = a2a_pb2_grpc.A2AServiceStub(channel).SendMessage(
+                    request("wait"), timeout=20)
+            except grpc.RpcError as exc:
+                outcome["send_code"] = exc.code()
+
     async with trio.open_nursery() as nursery:
         async with open_server(config(controls)) as server:
             assert grpc_threads() - before  # the serving thread is up
             opened = trio.Event()
             nursery.start_soon(trio.to_thread.run_sync, hold_stream, server.grpc.url, opened,
                                trio.lowlevel.current_trio_token())
+            nursery.start_soon(trio.to_thread.run_sync, hold_send, server.grpc.url)
             with trio.fail_after(10):
                 await opened.wait()
+            await wait_stats(server, lambda s: s.active == 2)  # both calls are in trio
         assert grpc_threads() == before  # stopped, and joined
     assert outcome["first"] == "task"
     assert outcome["code"] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    assert outcome["send_code"] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 async def test_a_port_in_use_fails_the_start_naming_it() -> None:
