@@ -29,8 +29,8 @@ __all__ = ["BridgeStatistics", "CallHandle", "END", "TrioBridge"]
 log = logging.getLogger(__name__)
 
 END = object()
-"""Sent by a call that finished on its own; a channel that closes without it was cut
-short (cancelled, or the server stopping)."""
+"""Sent by a stream that finished on its own; a channel that closes without it (or,
+for a unary call, without its answer) was cut short: cancelled, or the server stopping."""
 
 CallBody = Callable[[trio.MemorySendChannel[Any]], Awaitable[None]]
 

@@ -89,8 +89,6 @@ class A2AGrpcService:
                context: grpc.ServicerContext) -> ProtoMessage:
         with self._call(shape, method, request, context) as handle:
             for item in handle:
-                if item is END:
-                    break
                 if isinstance(item, A2AError):
                     _abort(context, item)
                 return proto_from_json(item, shape.response)
@@ -175,20 +173,20 @@ class A2AGrpcService:
         ctx = CallContext(principal=principal, version="1.0", last_event_id=last_event_id,
                           extended_card=state.card.document.data if state.extended_card
                           else None)
+        # The last send of a call is its last checkpoint: once the gRPC thread has the
+        # answer, nothing is left to cancel (the statistics count real cancellations).
         try:
             result = await method(state.service, params, ctx)
             if isinstance(result, RpcStream):
                 await _stream_events(result, last_event_id, send)
+                await send.send(END)
             else:
                 await send.send(result)
         except A2AError as err:
             await send.send(err)
-            return
         except Exception:
             log.exception("internal error in gRPC method", extra={"method": name})
             await send.send(InternalError("internal server error"))
-            return
-        await send.send(END)
 
 
 async def _stream_events(result: RpcStream, last_event_id: int | None,

@@ -358,3 +358,18 @@ async def test_reflection_describes_the_service() -> None:
     assert "lf.a2a.v1.A2AService" in services
     assert {"SendMessage", "SendStreamingMessage", "SubscribeToTask",
             "GetExtendedAgentCard"} <= set(methods)
+
+
+async def test_calls_that_end_normally_are_not_counted_as_cancelled() -> None:
+    async with open_server(config()) as server:
+        def calls() -> None:
+            with grpc.insecure_channel(server.grpc.url) as channel:
+                stub = a2a_pb2_grpc.A2AServiceStub(channel)
+                for _ in range(10):
+                    done = stub.SendMessage(request("echo hi"), timeout=10)
+                    stub.GetTask(a2a_pb2.GetTaskRequest(id=done.task.id), timeout=10)
+                    list(stub.SendStreamingMessage(request("chunks 2"), timeout=10))
+
+        await trio.to_thread.run_sync(calls)
+        stats = await wait_stats(server, lambda s: s.active == 0)
+    assert (stats.started, stats.cancelled) == (30, 0)
