@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "server",
         help="run the A2A server",
-        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3) with the "
+        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3; gRPC with "
+        "--grpc-port) with the "
         "built-in echo agent. Each flag can also be set by the environment "
         "variable shown in brackets.",
     )

@@ -25,6 +25,7 @@ from protocol.models import ListTasksRequest
 from protocol.states import is_terminal
 from runtime.cli import build_parser, server_config
 from runtime.grpc.bridge import BridgeStatistics
+from runtime.grpc.child import grpc_url
 from runtime.grpc.codec import STATUS_DETAILS_KEY
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
@@ -373,3 +374,29 @@ async def test_calls_that_end_normally_are_not_counted_as_cancelled() -> None:
         await trio.to_thread.run_sync(calls)
         stats = await wait_stats(server, lambda s: s.active == 0)
     assert (stats.started, stats.cancelled) == (30, 0)
+
+
+def test_the_card_address_is_a_grpc_target() -> None:
+    assert grpc_url("127.0.0.1", 50051, "http://127.0.0.1:8000") == "127.0.0.1:50051"
+    assert grpc_url("::1", 50051, "http://[::1]:8000") == "[::1]:50051"
+    # a wildcard address is no target: the public URL's host is
+    assert grpc_url("0.0.0.0", 50051, "https://agents.example.com") == "agents.example.com:50051"
+    assert grpc_url("::", 7, "http://[2001:db8::1]:80/a2a") == "[2001:db8::1]:7"
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_grpc_listens_on_ipv6_loopback() -> None:
+    async with open_server(config(grpc_host="::1")) as server:
+        assert server.grpc.url == f"[::1]:{server.grpc.port}"
+        missing = await trio.to_thread.run_sync(call, server.grpc.url, "GetTask",
+                                                a2a_pb2.GetTaskRequest(id="nope"))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
