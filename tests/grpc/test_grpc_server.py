@@ -400,3 +400,23 @@ async def test_grpc_listens_on_ipv6_loopback() -> None:
         missing = await trio.to_thread.run_sync(call, server.grpc.url, "GetTask",
                                                 a2a_pb2.GetTaskRequest(id="nope"))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_calls_beyond_grpc_max_calls_are_refused_not_queued() -> None:
+    controls = Controls()
+    async with open_server(config(controls, grpc_max_calls=1)) as server:
+        def busy_then_one_more() -> Any:
+            with grpc.insecure_channel(server.grpc.url) as channel:
+                stub = a2a_pb2_grpc.A2AServiceStub(channel)
+                stream = stub.SendStreamingMessage(request("wait"), timeout=10)
+                next(stream)  # the one call allowed is open
+                try:
+                    return stub.GetTask(a2a_pb2.GetTaskRequest(id="x"), timeout=10)
+                except grpc.RpcError as exc:
+                    return exc
+                finally:
+                    stream.cancel()
+
+        refused = await trio.to_thread.run_sync(busy_then_one_more)
+        controls.gate.set()
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
