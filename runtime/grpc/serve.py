@@ -100,14 +100,15 @@ async def serve_grpc(state: AppState, listener: GrpcListener, *, buffer: int = 8
         bridge = TrioBridge(calls, trio.lowlevel.current_trio_token(), buffer=buffer)
         if monitor is not None:
             monitor.bridge = bridge
-        listener.server.add_generic_rpc_handlers((A2AGrpcService(state, bridge).handler(),))
-        # server reflection: tools such as grpcurl list and call the service without
-        # a copy of a2a.proto (it is the public spec; served from the same pool)
-        reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME),
-                                            listener.server)
-        listener.server.start()
-        log.info("gRPC listening", extra={"host": listener.host, "port": listener.port})
         try:
+            listener.server.add_generic_rpc_handlers(
+                (A2AGrpcService(state, bridge).handler(),))
+            # server reflection: tools such as grpcurl list and call the service without
+            # a copy of a2a.proto (it is the public spec; served from the same pool)
+            reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME),
+                                                listener.server)
+            listener.server.start()
+            log.info("gRPC listening", extra={"host": listener.host, "port": listener.port})
             task_status.started()
             await trio.sleep_forever()
         finally:
