@@ -40,6 +40,7 @@ from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
 from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
+from runtime.grpc.child import grpc_missing
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
@@ -167,6 +168,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    if config.grpc_port is not None and (missing := grpc_missing()):
+        raise ValueError(f"--grpc-port: {missing}")
     return config
 
 

@@ -20,7 +20,18 @@ from runtime.supervisor import ChildSpec
 if TYPE_CHECKING:
     from runtime.grpc.serve import GrpcListener, GrpcMonitor
 
-__all__ = ["GrpcChild", "grpc_url"]
+__all__ = ["GrpcChild", "grpc_missing", "grpc_url"]
+
+
+def grpc_missing() -> str | None:
+    """Why the gRPC binding cannot run here (its extra is not installed), or None."""
+    try:
+        import grpc  # noqa: F401
+        import grpc_reflection  # noqa: F401
+        from a2a.types import a2a_pb2  # noqa: F401
+    except ImportError as exc:
+        return f"the gRPC binding needs the grpc extra (pip install 'trio-a2a[grpc]'): {exc}"
+    return None
 
 
 def grpc_url(host: str, port: int, base_url: str) -> str:
@@ -36,11 +47,11 @@ class GrpcChild:
 
     def __init__(self, host: str, port: int, *, max_calls: int, max_message: int,
                  keepalive: float, base_url: str) -> None:
-        try:
-            from runtime.grpc.serve import GrpcMonitor, bind_grpc
-        except ImportError as exc:
-            raise ValueError("the gRPC binding needs the grpc extra "
-                             f"(pip install 'trio-a2a[grpc]'): {exc}") from None
+        missing = grpc_missing()
+        if missing:
+            raise ValueError(missing)
+        from runtime.grpc.serve import GrpcMonitor, bind_grpc
+
         self._bind = functools.partial(bind_grpc, host, max_calls=max_calls,
                                        max_message=max_message, keepalive=keepalive)
         self._unused: list[GrpcListener] = [self._bind(port)]

@@ -8,6 +8,7 @@ serving while it blocks.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from protocol.models import ListTasksRequest
 from protocol.states import is_terminal
 from runtime.cli import build_parser, server_config
 from runtime.grpc.bridge import BridgeStatistics
-from runtime.grpc.child import grpc_url
+from runtime.grpc.child import GrpcChild, grpc_url
 from runtime.grpc.codec import STATUS_DETAILS_KEY
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import Controls, scripted_agent
@@ -420,3 +421,14 @@ async def test_calls_beyond_grpc_max_calls_are_refused_not_queued() -> None:
         refused = await trio.to_thread.run_sync(busy_then_one_more)
         controls.gate.set()
     assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_without_the_grpc_extra_the_flag_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "grpc", None)  # `import grpc` fails as if not installed
+    args = build_parser().parse_args(["server", "--grpc-port", "0"])
+    with pytest.raises(ValueError, match=r"--grpc-port: .*pip install 'trio-a2a\[grpc\]'"):
+        server_config(args)
+    with pytest.raises(ValueError, match="grpc extra"):
+        GrpcChild("127.0.0.1", 0, max_calls=1, max_message=1, keepalive=1.0, base_url="")
+    assert server_config(build_parser().parse_args(["server"])).grpc_port is None
