@@ -40,6 +40,7 @@ from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
 from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
+from runtime.grpc.child import grpc_missing
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
@@ -136,6 +137,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         public_url=args.public_url,
         base_path=args.base_path,
         codetether_paths=args.codetether_paths,
+        grpc_port=args.grpc_port,
+        grpc_host=args.grpc_host or None,
         card=card,
         database_url=args.database_url,
         database_pool_size=args.database_pool_size,
@@ -170,6 +173,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    if config.grpc_port is not None and (missing := grpc_missing()):
+        raise ValueError(f"--grpc-port: {missing}")
     return config
 
 
@@ -223,7 +228,8 @@ async def run_server(config: ServerConfig) -> None:
         async with open_server(config) as server:
             print(
                 f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
+                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
+                + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
                 file=sys.stderr,
                 flush=True,
             )

@@ -34,6 +34,7 @@ from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
 from runtime.agents import echo_agent
+from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
@@ -144,6 +145,12 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+    grpc_port: int | None = None
+    """Also serve the A2A 1.0 gRPC binding on this port (0: a free one); None: off."""
+    grpc_host: str | None = None
+    """Where gRPC listens; default `host`."""
+    grpc_max_calls: int = 100
+    """gRPC calls at once (a stream holds one); more get RESOURCE_EXHAUSTED."""
     mcp: bool = True
     """Serve ``/mcp``: the MCP tools over the same service and auth (docs/mcp.md)."""
     push_lease_ttl: float = 30.0
@@ -225,6 +232,8 @@ class RunningServer:
     push: PushDelivery
     supervisor: Supervisor
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+    grpc: GrpcChild | None = attrs.field(default=None, repr=False)
+    """The gRPC binding (`grpc.port`, `grpc.monitor.statistics()`) when it is on."""
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -310,13 +319,20 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     auth = TokenAuth(config.tokens)
     card_agent = config.agent if config.local_workers > 0 else None
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
+    try:
+        grpc = None if config.grpc_port is None else GrpcChild(
+            config.grpc_host or config.host, config.grpc_port, max_calls=config.grpc_max_calls,
+            max_message=config.max_body, keepalive=config.keepalive, base_url=base_url)
+    except BaseException:
+        sock.close()
+        raise
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
         return build_card(base_url + base_path, settings=config.card, agent=card_agent,
                           skills=skills,
                           push_notifications=config.push_notifications,
                           auth_schemes=("bearer",) if auth.enabled else (),
-                          extended_card=auth.enabled)
+                          extended_card=auth.enabled, grpc_url=grpc and grpc.url)
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
@@ -403,6 +419,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
                                   shutdown_timeout=5.0),
+                        *([grpc.spec(state)] if grpc else []),
                         # last: a failing MCP session manager restarts alone, never the
                         # listener every A2A client is connected to (/mcp answers 503 between)
                         *mcp_children,
@@ -415,7 +432,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept)
+                                    push=push, supervisor=tree, accept=accept, grpc=grpc)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")
@@ -426,3 +443,5 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 nursery.cancel_scope.cancel()
     finally:
         sock.close()
+        if grpc:
+            grpc.close()

@@ -169,6 +169,8 @@ RUNTIME_IMPORTS = {
     "runtime.tools": ("runtime.secrets",),
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
                        "runtime.client"),
+    "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
+                     "runtime.supervisor"),
 }
 
 

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "server",
         help="run the A2A server",
-        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3) with the "
+        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3; gRPC with "
+        "--grpc-port) with the "
         "built-in echo agent. Each flag can also be set by the environment "
         "variable shown in brackets.",
     )
@@ -48,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port_type("PORT"),
         default=_number_env("PORT", 8000),
         help="TCP port, 0-65535; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
+    )
+    s.add_argument(
+        "--grpc-port",
+        type=_port_type("GRPC_PORT"),
+        default=_env("GRPC_PORT") or None,
+        help="also serve the A2A 1.0 gRPC binding on this TCP port; 0 picks a free one "
+        "(docs/grpc.md) [TRIO_A2A_GRPC_PORT] (default: off)",
+    )
+    s.add_argument(
+        "--grpc-host",
+        default=_env("GRPC_HOST"),
+        help="address the gRPC binding listens on [TRIO_A2A_GRPC_HOST] (default: --host)",
     )
     s.add_argument(
         "--public-url",
