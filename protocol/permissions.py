@@ -66,11 +66,12 @@ OPERATIONS: Mapping[str, str] = {
     "ListTaskPushNotificationConfigs": "push.list",
     "DeleteTaskPushNotificationConfig": "push.delete",
     "GetExtendedAgentCard": "card.extended",
-    # A2A 0.3 JSON-RPC (and the 0.2 aliases)
+    # A2A 0.3 JSON-RPC (and the 0.1/0.2 names)
     "message/send": "message.send",
     "message/stream": "message.send",
     "tasks/send": "message.send",
     "tasks/sendSubscribe": "message.send",
+    "tasks/sendStream": "message.send",
     "tasks/get": "task.get",
     "tasks/list": "task.list",
     "tasks/cancel": "task.cancel",
@@ -79,6 +80,8 @@ OPERATIONS: Mapping[str, str] = {
     "tasks/pushNotificationConfig/get": "push.get",
     "tasks/pushNotificationConfig/list": "push.list",
     "tasks/pushNotificationConfig/delete": "push.delete",
+    "tasks/pushNotification/set": "push.create",  # 0.1
+    "tasks/pushNotification/get": "push.get",  # 0.1
     "agent/getAuthenticatedExtendedCard": "card.extended",
 }
 """JSON-RPC method -> the permission it needs. HTTP+JSON routes name theirs directly."""

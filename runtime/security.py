@@ -10,22 +10,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from protocol.permissions import RoleTable
 from runtime.http.auth import TokenAuth, TokenEntry
+from runtime.http.card import CardDocument
 from runtime.http.card_signing import CardSigner
-from runtime.http.cors import CorsSettings
-from runtime.http.identity import Authenticator
+from runtime.http.common import AppState, ASGIApp
+from runtime.http.cors import Cors, CorsSettings
+from runtime.http.identity import Authenticator, IdentityTokenAuth
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
+from runtime.http.request_signing import SignatureCheck
 from runtime.http.revocations import open_revocations
 from runtime.http.signing_settings import SigningSettings
+from runtime.http.token_routes import token_methods, token_routes
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
-__all__ = ["SecurityConfig", "build_authenticator", "build_rate_limiter",
-           "open_token_service"]
+__all__ = ["Secured", "SecurityConfig", "build_authenticator", "build_rate_limiter",
+           "open_security", "open_token_service"]
 
 
 @attrs.frozen
@@ -95,3 +100,63 @@ async def open_token_service(security: SecurityConfig, authenticator: Authentica
         service = TokenService(settings, revocations, authenticator.api_key)
         authenticator.issuers.append(service.identify)
         yield service
+
+
+
+@attrs.frozen
+class Secured:
+    """What the server serves with: its authenticator, its token service (or None), and
+    the wrapping of its state, app and card that the security settings ask for."""
+
+    security: SecurityConfig
+    authenticator: Authenticator
+    tokens: TokenService | None
+    token_auth: TokenAuth
+    """The principal-only view the gRPC and /mcp bindings use (`IdentityTokenAuth`)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.authenticator.enabled
+
+    @property
+    def auth_schemes(self) -> tuple[str, ...]:
+        return ("bearer",) if self.enabled else ()
+
+    def card(self, document: CardDocument) -> CardDocument:
+        signer = self.security.card_signer
+        return signer.sign(document) if signer is not None else document
+
+    def state(self, state: AppState) -> AppState:
+        """`state` with the identities, limits, signing keys and token service."""
+        tokens = self.tokens
+        state = attrs.evolve(state, authenticator=self.authenticator,
+                             rate_limiter=build_rate_limiter(self.security),
+                             signing=self.security.request_signing,
+                             extension_methods=token_methods(tokens) if tokens else {})
+        if tokens is None:
+            return state
+        served = attrs.evolve(state, routes=(*state.routes,
+                                             token_routes(tokens, lambda: served)))
+        return served
+
+    def app(self, app: ASGIApp, max_body: int) -> ASGIApp:
+        """`app` behind the request-signature check and CORS, when configured."""
+        if self.security.request_signing is not None:
+            app = SignatureCheck(self.security.request_signing, app, max_body=max_body)
+        if self.security.cors is not None:
+            app = Cors(self.security.cors, app)
+        return app
+
+
+@asynccontextmanager
+async def open_security(config: Any) -> AsyncIterator[Secured]:
+    """The security of a `ServerConfig` (its `security`, `tokens`, `worker_tokens`,
+    `store` and `data_dir`): ValueError for an unknown role; the token service open
+    while the block runs."""
+    authenticator = build_authenticator(config.security, config.tokens,
+                                        TokenAuth(config.worker_tokens))
+    async with open_token_service(config.security, authenticator, store=config.store,
+                                  sqlite_file=Path(config.data_dir) / "tasks.sqlite3"
+                                  ) as tokens:
+        yield Secured(config.security, authenticator, tokens,
+                      IdentityTokenAuth(config.tokens, authenticator))

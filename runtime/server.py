@@ -34,25 +34,19 @@ from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
 from runtime.agents import echo_agent
+from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
-from runtime.http.cors import Cors
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
+from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
-from runtime.http.request_signing import SignatureCheck
 from runtime.http.serve import serve_asgi
-from runtime.http.token_routes import token_methods, token_routes
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
-from runtime.security import (
-    SecurityConfig,
-    build_authenticator,
-    build_rate_limiter,
-    open_token_service,
-)
+from runtime.security import SecurityConfig, open_security
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -74,6 +68,10 @@ class ServerConfig:
     """0 picks a free port (tests, embedding)."""
     public_url: str | None = None
     """Base URL published in the agent card; default http://host:port."""
+    base_path: str = ""
+    """Serve A2A also under this path (``/api/a2a/v1``); the card's interfaces name it."""
+    codetether_paths: bool = False
+    """Serve also ``/a2a/jsonrpc`` and ``/a2a/rest/...`` (the CodeTether migration guide's)."""
     card: CardSettings = CardSettings()
     """What the agent card says (name, description, provider, skills, ...); unset
     fields come from `agent` when `local_workers` run it."""
@@ -148,8 +146,19 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
-    security: SecurityConfig = SecurityConfig()
-    """JWTs, roles and tenants of tokens, rate limits, CORS (docs/security.md)."""
+    grpc_port: int | None = None
+    """Also serve the A2A 1.0 gRPC binding on this port (0: a free one); None: off."""
+    grpc_host: str | None = None
+    """Where gRPC listens; default `host`."""
+    grpc_max_calls: int = 100
+    """gRPC calls at once (a stream holds one); more get RESOURCE_EXHAUSTED."""
+    mcp: bool = True
+    """Serve ``/mcp``: the MCP tools over the same service and auth (docs/mcp.md)."""
+    push_lease_ttl: float = 30.0
+    """How long a replica's claim on delivering a push config lasts unrenewed (renewed
+    every third of it). With several replicas, one whose replica died is taken over by
+    another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
+    security: SecurityConfig = SecurityConfig()  # identities, limits... (docs/security.md)
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -226,6 +235,8 @@ class RunningServer:
     push: PushDelivery
     supervisor: Supervisor
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+    grpc: GrpcChild | None = attrs.field(default=None, repr=False)
+    """The gRPC binding (`grpc.port`, `grpc.monitor.statistics()`) when it is on."""
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -298,27 +309,31 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
     (more than `max_restarts` restarts in `restart_window`); an exception raised in
     the block comes out as itself. Raises ValueError, before listening, for a worker
-    link that would be open to anyone under client auth (`worker_link_refusal`)."""
+    link that would be open to anyone under client auth (`worker_link_refusal`), or
+    for a `base_path` that is no path."""
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    base_path = normalize_base_path(config.base_path)  # ValueError for a bad one
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
     base_url = (config.public_url or f"http://{url_host}:{port}").rstrip("/")
-    auth = TokenAuth(config.tokens)
-    authenticator = build_authenticator(config.security, config.tokens,
-                                        TokenAuth(config.worker_tokens))
     card_agent = config.agent if config.local_workers > 0 else None
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
+    try:
+        grpc = None if config.grpc_port is None else GrpcChild(
+            config.grpc_host or config.host, config.grpc_port, max_calls=config.grpc_max_calls,
+            max_message=config.max_body, keepalive=config.keepalive, base_url=base_url)
+    except BaseException:
+        sock.close()
+        raise
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
-        signer = config.security.card_signer
-        doc = build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
-                         push_notifications=config.push_notifications,
-                         auth_schemes=("bearer",) if authenticator.enabled else (),
-                         extended_card=authenticator.enabled)
-        return signer.sign(doc) if signer is not None else doc
+        return secured.card(build_card(
+            base_url + base_path, settings=config.card, agent=card_agent, skills=skills,
+            push_notifications=config.push_notifications, grpc_url=grpc and grpc.url,
+            auth_schemes=secured.auth_schemes, extended_card=secured.enabled))
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
@@ -337,9 +352,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
-            async with open_backend(config) as backend, open_token_service(
-                    config.security, authenticator, store=config.store,
-                    sqlite_file=Path(config.data_dir) / "tasks.sqlite3") as tokens, \
+            async with open_backend(config) as backend, open_security(config) as secured, \
                     trio.open_nursery() as nursery:
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
@@ -350,12 +363,13 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                         replica_id=replica_id)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
-                                              client_auth=auth,
+                                              client_auth=secured.token_auth,
                                               remote_open=not _link_closed(config))
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
-                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
+                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
+                                    replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
                     push_notifications=config.push_notifications,
                     allow_private_push_urls=config.allow_private_push_urls,
@@ -377,23 +391,24 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         reasons.append(f"draining: {dispatcher.draining}")
                     return reasons
 
-                state = AppState(service=service, card=card, auth=auth,
-                                 extended_card=authenticator.enabled,
+                state = AppState(service=service, card=card, auth=secured.token_auth,
+                                 extended_card=secured.enabled,
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready,
-                                 authenticator=authenticator,
-                                 rate_limiter=build_rate_limiter(config.security),
-                                 signing=config.security.request_signing,
-                                 extension_methods=token_methods(tokens) if tokens else {})
-                if tokens is not None:
-                    state = attrs.evolve(state, routes=(
-                        *state.routes, token_routes(tokens, lambda: state)))
-                app: ASGIApp = create_asgi(mount_worker_link(state, endpoint))
-                if config.security.request_signing is not None:
-                    app = SignatureCheck(config.security.request_signing, app,
-                                         max_body=config.max_body)
-                if config.security.cors is not None:
-                    app = Cors(config.security.cors, app)
+                                 base_path=base_path, path_aliases=config.codetether_paths)
+                state = mount_worker_link(secured.state(state), endpoint)
+                mcp_children: list[ChildSpec] = []
+                if config.mcp:
+                    # imported here: the MCP SDK is a cost only a server serving it pays
+                    from runtime.mcp import McpEndpoint, McpTools, mount_mcp
+
+                    mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
+                                               limits=config.limits),
+                                      secured.token_auth, worker_auth=worker_auth,
+                                      max_body=config.max_body)
+                    state = mount_mcp(state, mcp)
+                    mcp_children.append(ChildSpec("mcp", mcp.run))
+                app = secured.app(create_asgi(state), config.max_body)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -407,6 +422,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
                                   shutdown_timeout=5.0),
+                        *([grpc.spec(state)] if grpc else []),
+                        # last: a failing MCP session manager restarts alone, never the
+                        # listener every A2A client is connected to (/mcp answers 503 between)
+                        *mcp_children,
                     ],
                     strategy="rest_for_one", max_restarts=config.max_restarts,
                     max_seconds=config.restart_window, rng=random.Random(),
@@ -416,12 +435,16 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept)
+                                    push=push, supervisor=tree, accept=accept, grpc=grpc)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")
                 with trio.move_on_after(config.drain_timeout):
                     await endpoint.wait_pushes_sent()
+                # Push configs go to another replica now, not when their leases run out.
+                await push.hand_over()
                 nursery.cancel_scope.cancel()
     finally:
         sock.close()
+        if grpc:
+            grpc.close()

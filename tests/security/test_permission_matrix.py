@@ -86,7 +86,7 @@ async def test_every_role_every_operation_every_binding(server: RunningServer) -
 
 def test_the_table_covers_every_operation_of_every_binding() -> None:
     from runtime.http.rest import ROUTES
-    from runtime.http.rpc_methods import METHODS
+    from runtime.http.rpc_legacy import METHODS
 
     assert set(RPC_OPERATIONS) == set(METHODS["1.0"]) | set(METHODS["0.3"])
     assert set(REST_OPERATIONS) == {name for name, *_ in ROUTES}
