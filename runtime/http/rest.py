@@ -303,7 +303,9 @@ def _error(err: A2AError, version: str) -> Response:
 
 
 def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
-          name: str = "") -> Operation:
+          name: str) -> Operation:
+    permission = REST_OPERATIONS[name]  # every route names its permission (KeyError if not)
+
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
         try:
@@ -317,7 +319,7 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
             version = _version(v1_path, has)
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)
             rule = request.url_rule.rule if request.url_rule is not None else ""
-            authorize(state, identity, REST_OPERATIONS.get(name), f"{request.method} {rule}",
+            authorize(state, identity, permission, f"{request.method} {rule}",
                       tenant, request.scope.get(SIGNED_BY))
             return await op(_Call(state, owner_key(identity), version, tenant), **params)
         except A2AError as err:
