@@ -142,6 +142,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tokens=tokens,
         worker_tokens=worker_tokens,
         open_worker_link=args.open_worker_link,
+        admin_token=args.admin_token or None,
+        ui=not args.no_ui,
         push_notifications=not args.no_push,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from actors.a2a_service import A2AService, ServiceSettings
+from actors.admin import AdminService
 from actors.agent import AgentSpec
 from actors.dispatcher import Dispatcher
 from actors.push_delivery import PushDelivery
@@ -33,6 +34,7 @@ from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
+from runtime.admin import mount_admin
 from runtime.agents import echo_agent
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
@@ -99,6 +101,11 @@ class ServerConfig:
     worker: anyone could take a principal's task, read its prompt and forge its
     result. It keeps the link closed to remote workers (its embedded ones need no
     token), and with no embedded workers it refuses to start (`worker_link_refusal`)."""
+    admin_token: str | None = attrs.field(default=None, repr=False)
+    """The bearer token of the admin API and dashboard (docs/admin.md); None: the
+    admin API is off (its paths answer 404)."""
+    ui: bool = True
+    """Serve the dashboard page at /ui (it needs the admin token to show anything)."""
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -362,7 +369,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready)
-                app = create_asgi(mount_worker_link(state, endpoint))
+                admin = AdminService(dispatcher, store, service, endpoint,
+                                     replica_id=replica_id)
+                app = create_asgi(mount_admin(mount_worker_link(state, endpoint), admin,
+                                              token=config.admin_token, ui=config.ui))
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(

@@ -9,6 +9,8 @@ store). `reaper` ends the leases that ran out; `types` holds the values and erro
 they share.
 """
 
+from actors.dispatch.admin import *  # noqa: F403
+from actors.dispatch.admin import __all__ as _admin
 from actors.dispatch.follow import *  # noqa: F403
 from actors.dispatch.follow import __all__ as _follow
 from actors.dispatch.leases import *  # noqa: F403
@@ -22,4 +24,4 @@ from actors.dispatch.types import __all__ as _types
 from actors.dispatch.workers import *  # noqa: F403
 from actors.dispatch.workers import __all__ as _workers
 
-__all__ = [*_follow, *_leases, *_reaper, *_routing, *_types, *_workers]
+__all__ = [*_admin, *_follow, *_leases, *_reaper, *_routing, *_types, *_workers]

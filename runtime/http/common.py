@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASGIApp",
     "AppState",
+    "ExtensionRpc",
     "Receive",
     "Scope",
     "Send",
@@ -38,6 +39,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ExtensionRpc = Callable[[list[str], bytes], Awaitable[tuple[int, bytes] | None]]
+"""(the request's Authorization headers, its body) -> (HTTP status, JSON body) or None."""
 
 SUPPORTED_VERSIONS = ("1.0", "0.3")
 JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
@@ -66,6 +69,9 @@ class AppState:
     """Why the server should get no traffic now (empty: ready), for ``/readyz``."""
     websockets: Mapping[str, ASGIApp] = attrs.field(factory=dict)
     """WebSocket paths served as plain ASGI in front of the app (``/worker/ws``)."""
+    extension_rpc: ExtensionRpc | None = None
+    """Answers the JSON-RPC calls of an extension with an auth of its own (the admin
+    methods), before client auth: (status, body), or None for the A2A methods."""
 
 
 def negotiate_version(raw: str | None) -> str | None:
