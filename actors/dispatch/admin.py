@@ -149,7 +149,11 @@ class AdminOps:
             except IllegalTransition as exc:
                 raise AdminRefused("conflict", f"task {task_id!r}: {exc}") from None
             self._stop_attempt(task_id, lease, why)
-            self._enqueue(task_id, record.dispatch.route, retry=True)
+            # Offered to another worker: the one that ran it still knows the task until
+            # its session has stopped, and takes it again from its queue count (heartbeat).
+            self._queue.put_back(task_id, record.dispatch.route)
+            self._workers.offer(task_id, record.dispatch.route, skip=lease.worker_id)
+            self._wake()
             log.warning("task re-queued by an operator: %s", why, extra={
                 "task_id": task_id, "worker_id": lease.worker_id,
                 "attempt_id": lease.attempt_id})

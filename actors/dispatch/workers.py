@@ -213,13 +213,16 @@ class ConnectedWorkers:
         often): a worker that hangs while connected gets no offers."""
         return trio.current_time() - session.last_seen <= self._lease_ttl
 
-    def offer(self, task_id: str, route: Route) -> None:
+    def offer(self, task_id: str, route: Route, *, skip: str | None = None) -> None:
         """Push an offer to the responsive eligible worker with the most free slots
-        no other offer has spoken for; with none, the task waits for a slot."""
+        no other offer has spoken for (other than worker `skip`); with none, the task
+        waits for a slot."""
         if self.draining is not None:
             return
         best = None
         for session in self._sessions.values():
+            if session.info.worker_id == skip:
+                continue
             if (session.unpromised > 0 and session.accepts(route) and self.responsive(session)
                     and session.info.worker_id not in self.drained):
                 if best is None or session.unpromised > best.unpromised:
