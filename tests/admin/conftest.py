@@ -33,3 +33,14 @@ async def http(admin_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(params=["rest", "rpc"])
 def admin(request: pytest.FixtureRequest, http: httpx.AsyncClient) -> Admin:
     return Admin(http, request.param)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed once per session if missing (tests/admin/browser.py)."""
+    from tests.admin.browser import ChromiumUnavailable, ensure_chromium
+
+    try:
+        return ensure_chromium()
+    except ChromiumUnavailable as exc:
+        pytest.fail(f"the dashboard tests need chromium: {exc}", pytrace=False)
