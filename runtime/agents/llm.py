@@ -21,6 +21,10 @@ under ``trio-a2a/agentState`` (the transcript and the pending call); the
 client's next message to the task resumes it: an approval reply for a pending
 call ("approve" / "deny: reason", or a data part ``{"approve": true}``), the
 answer for a question.
+
+Cleanup: when the task ends (completed, failed, canceled; not when it pauses, whose
+next run needs the files), its workspace is removed, or kept as `cleanup` says
+(`WorkspaceCleanup`: keep a failed or canceled task's, to look at; keep all).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
 from actors.approval import (
@@ -58,7 +63,7 @@ from runtime.providers.base import (
 )
 from runtime.tools.base import Tool
 from runtime.tools.registry import ToolRegistry
-from runtime.tools.workspace import Workspace, WorkspaceError
+from runtime.tools.workspace import Workspace, WorkspaceCleanup, WorkspaceError
 
 __all__ = ["ASK_USER", "STATE_KEY", "LlmAgentConfig", "llm_agent"]
 
@@ -100,6 +105,8 @@ class LlmAgentConfig:
     """Model turns per run before the task fails."""
     max_tokens: int | None = None
     name: str = "llm"
+    cleanup: WorkspaceCleanup = WorkspaceCleanup.ALWAYS
+    """What becomes of a task's workspace when the task ends."""
 
 
 def llm_agent(config: LlmAgentConfig) -> AgentSpec:
@@ -108,7 +115,17 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
     async def run(ctx: TaskContext, emit: Emitter) -> None:
         source = config.provider
         provider = source if hasattr(source, "stream_chat") else await source()  # type: ignore[operator]
-        await _Run(config, provider, ctx, emit).run()  # type: ignore[arg-type]
+        task = _Run(config, provider, ctx, emit)  # type: ignore[arg-type]
+        outcome = "failed"  # an exception fails the task
+        try:
+            outcome = await task.run()
+        except trio.Cancelled:
+            outcome = "canceled"
+            raise
+        finally:
+            if outcome != "paused" and config.cleanup.removes(outcome):
+                with trio.CancelScope(shield=True):  # also when the task was canceled
+                    await _remove(task.ws, ctx.task_id)
 
     label = getattr(config.provider, "name", "llm")
     return AgentSpec(
@@ -119,6 +136,18 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
                            description="Reads, writes and runs code in a workspace.",
                            tags=["llm", "tools"]),),
         context_history=True)
+
+
+async def _remove(ws: Workspace, task_id: str) -> None:
+    """Remove an ended task's workspace, in a thread (a big tree takes a while); a
+    failure is logged, never the task's."""
+    try:
+        await trio.to_thread.run_sync(ws.remove)
+    except OSError as exc:
+        log.warning("could not remove the task's workspace: %s", exc,
+                    extra={"task_id": task_id, "workspace": str(ws.root)})
+    else:
+        log.debug("workspace removed", extra={"task_id": task_id})
 
 
 class _Pause(Exception):
@@ -144,7 +173,8 @@ class _Run:
         return [*(ToolSpec(t.name, t.description, t.parameters) for t in self.cfg.tools),
                 ASK_USER]
 
-    async def run(self) -> None:
+    async def run(self) -> str:
+        """Run until the task ends or pauses: "completed", "failed" or "paused"."""
         state = _saved_state(self.ctx)
         await self.emit.working()
         try:
@@ -163,12 +193,13 @@ class _Run:
                 if not calls:
                     await self._return_files()
                     await self.emit.complete()
-                    return
+                    return "completed"
                 await self._run_calls(calls)
         except _Pause:
-            return
+            return "paused"
         await self.emit.fail(f"stopped after {self.cfg.max_steps} model turns without a "
                              "final answer")
+        return "failed"
 
     async def _turn(self) -> list[ToolCall]:
         """One model turn, streamed; the calls it made (already in the transcript)."""

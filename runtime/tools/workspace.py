@@ -29,6 +29,7 @@ working directory, and that is all (see docs/tools.md).
 
 from __future__ import annotations
 
+import enum
 import errno
 import hashlib
 import os
@@ -38,7 +39,8 @@ from pathlib import Path, PurePosixPath
 
 from runtime.tools.errors import ToolError
 
-__all__ = ["MAX_PATH_DEPTH", "Workspace", "WorkspaceError", "task_dir_name"]
+__all__ = ["MAX_PATH_DEPTH", "Workspace", "WorkspaceCleanup", "WorkspaceError",
+           "task_dir_name"]
 
 MAX_PATH_DEPTH = 64
 """The most path components below the workspace root a file tool accepts (`a/b/c.txt` is 3).
@@ -65,6 +67,31 @@ def task_dir_name(task_id: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", task_id).strip("._-")[:40]
     digest = hashlib.sha256(task_id.encode()).hexdigest()[:16]
     return f"{slug}-{digest}" if slug else f"task-{digest}"
+
+
+class WorkspaceCleanup(enum.Enum):
+    """What happens to a task's workspace when the task ends."""
+
+    ALWAYS = "always"
+    """Removed, however the task ended."""
+    KEEP_FAILED = "keep-failed"
+    """Removed when the task completed; kept when it failed or was canceled."""
+    NEVER = "never"
+    """Kept (the operator cleans up)."""
+
+    @classmethod
+    def parse(cls, value: str) -> WorkspaceCleanup:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            raise ValueError(f"{value!r} is not one of "
+                             f"{', '.join(c.value for c in cls)}") from None
+
+    def removes(self, outcome: str) -> bool:
+        """Whether a workspace whose task ended `outcome` ("completed", "failed",
+        "canceled") goes."""
+        return self is WorkspaceCleanup.ALWAYS or (
+            self is WorkspaceCleanup.KEEP_FAILED and outcome == "completed")
 
 
 class Workspace:
