@@ -19,7 +19,7 @@ from tests.test_llm_agent import WRITE, send, serving
 async def wait_removed(path: Path) -> None:
     """Until `path` is gone: the agent removes it as its session ends, which may be a
     moment after the client was told the task ended."""
-    while path.exists():  # noqa: ASYNC110
+    while await trio.Path(path).exists():  # noqa: ASYNC110
         await trio.sleep(0.01)
 
 
