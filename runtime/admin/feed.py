@@ -37,13 +37,15 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 class Throughput:
     """Tasks ended per second and their latency, one point per `step` seconds,
-    the last `points` kept. `sample` adds the points due (at most one store query
-    per state per step, whoever calls it)."""
+    the last `points` kept. `sample` adds the points due (one store query per ended
+    state and step, whoever calls it); the first fills the window from the store, so
+    a dashboard opened late still shows the last minutes."""
 
     def __init__(self, store: ServerTaskStore, *, step: float = 1.0, points: int = 300,
                  per_query: int = 500) -> None:
         self._store = store
         self._step = step
+        self._points = points
         self._per_query = per_query
         self.series: collections.deque[dict[str, Any]] = collections.deque(maxlen=points)
         self._since: float | None = None
@@ -52,27 +54,38 @@ class Throughput:
     async def sample(self) -> None:
         async with self._lock:
             now = self._store.now()
-            if self._since is None:
-                self._since = now
+            if self._since is None:  # first look: the window so far, from the store
+                await self._add(now - self._step * self._points, now, self._points)
+            elif now - self._since >= self._step:
+                await self._add(self._since, now, 1)
+            else:
                 return
-            if now - self._since < self._step:
-                return
-            since, self._since = self._since, now
-            ended: list[TaskRecord] = []
-            counts: dict[str, int] = {}
-            for state in _ENDED:
-                page = await self._store.list_tasks(TaskQuery(
-                    state=state, status_after=since, page_size=self._per_query))
-                mine = [r for r in page.records if r.status_at < now]
-                counts[state.value] = len(mine) if page.next_cursor is None else page.total_size
-                ended += mine
-            latencies = [r.status_at - r.created_at for r in ended]
-            span = now - since
+            self._since = now
+
+    async def _add(self, since: float, now: float, buckets: int) -> None:
+        """Add `buckets` points for (since, now]: tasks ended in each, per second."""
+        ended: list[TaskRecord] = []
+        truncated: dict[TaskState, int] = {}
+        for state in _ENDED:
+            page = await self._store.list_tasks(TaskQuery(
+                state=state, status_after=since, page_size=self._per_query))
+            ended += [r for r in page.records if r.status_at < now]
+            if page.next_cursor is not None:
+                truncated[state] = page.total_size
+        width = (now - since) / buckets
+        slots: list[list[TaskRecord]] = [[] for _ in range(buckets)]
+        for record in ended:
+            slots[min(buckets - 1, max(0, int((record.status_at - since) / width)))].append(record)
+        for i, records in enumerate(slots):
+            counts = {state: sum(r.state is state for r in records) for state in _ENDED}
+            if buckets == 1:  # more ended than one page holds: the page's total counts
+                counts.update(truncated)
+            latencies = [r.status_at - r.created_at for r in records]
             self.series.append({
-                "t": now, "completed": counts[TaskState.COMPLETED.value] / span,
-                "failed": (counts[TaskState.FAILED.value] + counts[TaskState.REJECTED.value])
-                / span,
-                "canceled": counts[TaskState.CANCELED.value] / span,
+                "t": since + (i + 1) * width,
+                "completed": counts[TaskState.COMPLETED] / width,
+                "failed": (counts[TaskState.FAILED] + counts[TaskState.REJECTED]) / width,
+                "canceled": counts[TaskState.CANCELED] / width,
                 "p50": _quantile(latencies, 0.5), "p95": _quantile(latencies, 0.95)})
 
 
@@ -84,7 +97,7 @@ async def snapshots(admin: AdminService, throughput: Throughput, *,
         body = {
             "replica": admin.replica_id, "workers": admin.workers(),
             "queue": await admin.queue(limit=50), "leases": await admin.leases(),
-            "tasks": await admin.recent(limit=50), "throughput": list(throughput.series),
+            "tasks": await admin.recent(limit=25), "throughput": list(throughput.series),
         }
         yield encode_event(json.dumps(body, separators=(",", ":")), event="snapshot")
         await trio.sleep(interval)

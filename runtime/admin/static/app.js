@@ -146,7 +146,7 @@ function render(snap) {
     el("td", {}, el("span", { class: "bar" }, el("i", { style: `width:${Math.min(100, w.load * 100)}%` })),
       `${w.running.length}/${w.maxConcurrent}`),
     el("td", { class: "muted" }, ago(w.lastHeartbeat, now)),
-    el("td", {},
+    el("td", { class: "actions" },
       w.draining ? null : el("button", { onclick: () => act(`/admin/v1/workers/${enc(w.workerId)}:drain`, { reason: "" }, "drain this worker") }, "drain"),
       w.inProcess ? null : el("button", { class: "danger", onclick: () => act(`/admin/v1/workers/${enc(w.workerId)}:disconnect`, { requeue: true }, "disconnect") }, "disconnect")),
   )), "workers-empty");
@@ -162,7 +162,7 @@ function render(snap) {
     el("td", { class: "mono" }, short(t.lease.workerId)),
     el("td", { class: t.lease.expiresIn < 10 ? "error" : "" }, `expires in ${seconds(Math.max(0, t.lease.expiresIn))}`),
     el("td", {}, t.attempts),
-    el("td", { onclick: (e) => e.stopPropagation() },
+    el("td", { class: "actions", onclick: (e) => e.stopPropagation() },
       el("button", { onclick: () => act(`/admin/v1/tasks/${enc(t.id)}:requeue`, { reason: "" }, "re-queue this task") }, "re-queue"),
       el("button", { class: "danger", onclick: () => act(`/admin/v1/tasks/${enc(t.id)}:fail`, { reason: "" }, "fail this task") }, "fail")),
   )), "leases-empty");
@@ -187,6 +187,11 @@ function render(snap) {
 let plot = null;
 
 function chart(series) {
+  // Leading seconds in which nothing ended (before the server's first tasks) are left
+  // out, keeping at least a minute on the axis.
+  let first = series.findIndex((p) => p.completed + p.failed + p.canceled > 0);
+  if (first < 0) first = series.length;
+  series = series.slice(Math.max(0, Math.min(first - 5, series.length - 60)));
   const data = [
     series.map((p) => p.t),
     series.map((p) => p.completed),
@@ -237,6 +242,7 @@ async function follow(id) {
   following = id;
   followAbort = new AbortController();
   $("follow").hidden = false;
+  $("tasks-card").classList.remove("wide");
   $("follow-id").textContent = id;
   $("follow-state").textContent = "live";
   $("follow-state").className = "pill on";
@@ -304,6 +310,7 @@ $("follow-close").addEventListener("click", () => {
   if (followAbort) followAbort.abort();
   following = null;
   $("follow").hidden = true;
+  $("tasks-card").classList.add("wide");
 });
 
 takeTokenFromUrl();
