@@ -4,6 +4,7 @@ through the real server, with a scripted provider writing a real file."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import trio
 from runtime.agents.llm_config import ConfigError, settings_from
 from runtime.providers.base import TextDelta, ToolCall, ToolCallEvent
 from runtime.providers.echo import EchoProvider
-from runtime.tools.workspace import WorkspaceCleanup, task_dir_name
+from runtime.tools.workspace import Workspace, WorkspaceCleanup, task_dir_name
 from tests.test_llm_agent import WRITE, send, serving
 
 
@@ -91,3 +92,24 @@ def test_the_setting_comes_from_flags_or_the_file() -> None:
     with pytest.raises(ConfigError, match="--workspace-cleanup: 'sometimes' is not one of "
                                           "always, keep-failed, never"):
         settings_from(args)
+
+
+async def test_discard_removes_a_tree_and_never_follows_a_link(tmp_path: Path) -> None:
+    base = tmp_path / "work"
+    ws = Workspace.for_task(base, "t-1")
+    (ws.root / "deep" / "er").mkdir(parents=True)
+    (ws.root / "deep" / "er" / "f.txt").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    (ws.root / "link").symlink_to(outside)
+    linked = Workspace.for_task(base, "t-2")
+    os.rmdir(linked.root)
+    linked.root.symlink_to(outside)  # the root itself replaced by a link
+    with trio.fail_after(10):
+        ws.discard()
+        linked.discard()
+        assert not ws.root.exists() and not linked.root.is_symlink()  # moved aside at once
+        while os.listdir(base):  # noqa: ASYNC110
+            await trio.sleep(0.01)  # the thread deletes what was moved aside
+    assert (outside / "keep.txt").read_text() == "mine"

@@ -124,8 +124,7 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
             raise
         finally:
             if outcome != "paused" and config.cleanup.removes(outcome):
-                with trio.CancelScope(shield=True):  # also when the task was canceled
-                    await _remove(task.ws, ctx.task_id)
+                task.ws.discard()
 
     label = getattr(config.provider, "name", "llm")
     return AgentSpec(
@@ -136,18 +135,6 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
                            description="Reads, writes and runs code in a workspace.",
                            tags=["llm", "tools"]),),
         context_history=True)
-
-
-async def _remove(ws: Workspace, task_id: str) -> None:
-    """Remove an ended task's workspace, in a thread (a big tree takes a while); a
-    failure is logged, never the task's."""
-    try:
-        await trio.to_thread.run_sync(ws.remove)
-    except OSError as exc:
-        log.warning("could not remove the task's workspace: %s", exc,
-                    extra={"task_id": task_id, "workspace": str(ws.root)})
-    else:
-        log.debug("workspace removed", extra={"task_id": task_id})
 
 
 class _Pause(Exception):
