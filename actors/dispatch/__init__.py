@@ -5,8 +5,8 @@ durable (each task's `DispatchState` in the store, written by `leases`) and
 what each process keeps for itself and rebuilds at start (the queue index in
 `routing`, the connected workers and their offers in `workers`, the lease index
 in `leases`; `follow` keeps them in step with the other replicas on a shared
-store). `reaper` ends the leases that ran out; `types` holds the values and errors
-they share.
+store). `reaper` ends the leases that ran out; `admin` holds what an operator may do
+(re-queue, fail, drain a worker); `types` holds the values and errors they share.
 """
 
 from actors.dispatch.admin import *  # noqa: F403
