@@ -130,12 +130,19 @@ class AdminService:
         """The workers connected to this replica, with their load and last heartbeat."""
         return [worker_summary(v) for v in self._dispatcher.worker_views()]
 
-    async def queue(self, *, limit: int = 100) -> list[dict[str, Any]]:
+    async def unfinished(self) -> list[TaskRecord]:
+        """Every unfinished task (one read, for `queue` and `leases` to share)."""
+        return await self._store.list_unfinished()
+
+    async def queue(self, *, limit: int = 100,
+                    unfinished: list[TaskRecord] | None = None) -> list[dict[str, Any]]:
         """The tasks waiting for a worker, grouped by route, best first in each group
         (at most `limit` listed per route; `count` says how many wait)."""
         now = self._store.now()
         groups: dict[Route, list[TaskRecord]] = {}
-        for record in await self._store.list_unfinished():
+        if unfinished is None:
+            unfinished = await self.unfinished()
+        for record in unfinished:
             if _is_queued(record):
                 groups.setdefault(record.dispatch.route, []).append(record)
         out = []
@@ -145,13 +152,15 @@ class AdminService:
                         "tasks": [task_summary(r, now) for r in records[:limit]]})
         return out
 
-    async def leases(self, *, expiring_within: float | None = None,
-                     retried: bool = False) -> list[dict[str, Any]]:
+    async def leases(self, *, expiring_within: float | None = None, retried: bool = False,
+                     unfinished: list[TaskRecord] | None = None) -> list[dict[str, Any]]:
         """The running tasks, soonest expiry first: those whose lease runs out within
         `expiring_within` seconds and/or that were retried (more than one attempt)."""
         now = self._store.now()
         found = []
-        for record in await self._store.list_unfinished():
+        if unfinished is None:
+            unfinished = await self.unfinished()
+        for record in unfinished:
             lease = record.dispatch.lease
             if lease is None:
                 continue
@@ -205,8 +214,8 @@ class AdminService:
         views = {v.worker_id: v for v in self._dispatcher.worker_views()}
         view = views.get(worker_id)
         if view is None:
-            raise AdminRefused("worker_not_found", f"worker {worker_id!r} is not connected to "
-                                            "this server process")
+            raise AdminRefused("worker_not_found",
+                               f"worker {worker_id!r} is not connected to this server process")
         if view.in_process:
             raise AdminRefused("conflict", f"worker {worker_id!r} runs inside the server "
                                            "process and has no link to close; drain it")

@@ -103,8 +103,8 @@ class AdminOps:
         """Ask one worker connected here to claim nothing more (again on every
         heartbeat and reconnect); `AdminRefused` if it is not connected here."""
         if not self._workers.drain_one(worker_id, reason):
-            raise AdminRefused("worker_not_found", f"worker {worker_id!r} is not connected to "
-                                            "this server process")
+            raise AdminRefused("worker_not_found",
+                               f"worker {worker_id!r} is not connected to this server process")
         log.info("draining worker", extra={"worker_id": worker_id, "reason": reason})
 
     async def _current(self, task_id: str) -> TaskRecord:

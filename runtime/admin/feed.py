@@ -94,9 +94,11 @@ async def snapshots(admin: AdminService, throughput: Throughput, *,
     """SSE frames: a `snapshot` event now and every `interval` seconds after."""
     while True:
         await throughput.sample()
+        unfinished = await admin.unfinished()
         body = {
             "replica": admin.replica_id, "workers": admin.workers(),
-            "queue": await admin.queue(limit=50), "leases": await admin.leases(),
+            "queue": await admin.queue(limit=50, unfinished=unfinished),
+            "leases": await admin.leases(unfinished=unfinished),
             "tasks": await admin.recent(limit=25), "throughput": list(throughput.series),
         }
         yield encode_event(json.dumps(body, separators=(",", ":")), event="snapshot")
