@@ -44,10 +44,10 @@ def ensure_chromium() -> str:
                                   "as root (the tests install it themselves only as root)")
     if _package_lists_empty():
         _apt("update")
-    done = _apt("install", "-y", "--no-install-recommends", "chromium")
+    done = _apt("install", "-y", "chromium")
     if done.returncode != 0:  # stale package lists: refresh once and try again
         _apt("update")
-        done = _apt("install", "-y", "--no-install-recommends", "chromium")
+        done = _apt("install", "-y", "chromium")
     if done.returncode != 0 or not CHROMIUM.exists():
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
         raise ChromiumUnavailable(f"'apt-get install -y chromium' failed "

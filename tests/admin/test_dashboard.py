@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import trio
 from playwright.sync_api import Page, sync_playwright
 
@@ -138,9 +137,3 @@ async def test_token_from_the_url_is_taken_out_of_it(
     with trio.fail_after(60):
         first, second = await trio.to_thread.run_sync(browse)
     assert first == f"{admin_server.url}/ui" and "token" not in second
-
-
-@pytest.fixture(autouse=True)
-def _quiet_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Playwright must never fetch a browser of its own here.
-    monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
