@@ -137,3 +137,37 @@ async def test_token_from_the_url_is_taken_out_of_it(
     with trio.fail_after(60):
         first, second = await trio.to_thread.run_sync(browse)
     assert first == f"{admin_server.url}/ui" and "token" not in second
+
+
+async def test_an_operator_fails_a_running_task_from_the_page(
+        chromium: str, admin_server: RunningServer, controls: Controls) -> None:
+    async with open_a2a_client(admin_server.url) as client, trio.open_nursery() as nursery:
+        fleet = Fleet(nursery, admin_server, controls)
+        await fleet.start("w-ops")
+        task = await client.send("wait", blocking=False)
+        await controls.wait_started(task.id)
+
+        def browse() -> str:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+                try:
+                    page = browser.new_page()
+                    page.set_default_timeout(15_000)
+                    page.on("dialog", lambda dialog: dialog.accept("stuck on a bad input"))
+                    page.goto(f"{admin_server.url}/ui#token={TOKEN}")
+                    row = _row("leases", task.id)
+                    page.click(f"{row} button.danger")  # "fail", after the reason prompt
+                    page.wait_for_selector(_row("tasks", task.id) + '[data-state="failed"]')
+                    page.wait_for_selector(row, state="detached")
+                    return page.inner_text("#error")
+                finally:
+                    browser.close()
+
+        with trio.fail_after(60):
+            shown_error = await trio.to_thread.run_sync(browse)
+        record = await admin_server.store.head(task.id)
+        await fleet.stop("w-ops")
+        nursery.cancel_scope.cancel()
+    assert shown_error == ""
+    assert record is not None and record.task.status.message is not None
+    assert record.task.status.message.parts[0].text == "failed by an operator: stuck on a bad input"
