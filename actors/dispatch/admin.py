@@ -105,7 +105,8 @@ class AdminOps:
         if not self._workers.drain_one(worker_id, reason):
             raise AdminRefused("worker_not_found",
                                f"worker {worker_id!r} is not connected to this server process")
-        log.info("draining worker", extra={"worker_id": worker_id, "reason": reason})
+        log.warning("worker drained by an operator", extra={"worker_id": worker_id,
+                                                            "reason": reason})
 
     async def _current(self, task_id: str) -> TaskRecord:
         head = await self._store.head(task_id)

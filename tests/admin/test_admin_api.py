@@ -289,3 +289,23 @@ async def test_cancel_tasks_by_filter(admin: Admin, admin_server: RunningServer,
         with pytest.raises(AdminError) as err:
             await admin("cancelTasks", states=["sleeping"])
         assert "unknown task state 'sleeping'" in err.value.message
+
+
+async def test_a_drained_worker_stays_drained_when_it_reconnects(
+        admin: Admin, admin_server: RunningServer, http: httpx.AsyncClient,
+        controls: Controls) -> None:
+    dispatcher = admin_server.dispatcher
+    with trio.fail_after(30):
+        async with worker(admin_server, controls, "w1"):
+            await admin("drainWorker", workerId="w1", reason="maintenance")
+            before = dispatcher.worker_skills()[0]
+            out = await admin("disconnectWorker", workerId="w1")
+            assert out == {"workerId": "w1", "closed": 1, "requeued": []}
+            while dispatcher.worker_skills()[0] < before + 2:  # noqa: ASYNC110
+                await trio.sleep(0.01)  # gone, then back by itself
+            (w,) = (await admin("listWorkers"))["workers"]
+            assert (w["workerId"], w["draining"]) == ("w1", "maintenance")
+            task_id = await send(http, "echo hi")
+            ((queued,),) = [g["tasks"] for g in (await admin("listQueue"))["routes"]]
+            assert queued["id"] == task_id
+            assert (await admin("cancelTasks", all=True))["canceled"] == [task_id]
