@@ -36,11 +36,13 @@ from protocol.limits import Limits
 from protocol.models import AgentSkill
 from runtime.admin import mount_admin
 from runtime.agents import echo_agent
+from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
+from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
@@ -67,6 +69,10 @@ class ServerConfig:
     """0 picks a free port (tests, embedding)."""
     public_url: str | None = None
     """Base URL published in the agent card; default http://host:port."""
+    base_path: str = ""
+    """Serve A2A also under this path (``/api/a2a/v1``); the card's interfaces name it."""
+    codetether_paths: bool = False
+    """Serve also ``/a2a/jsonrpc`` and ``/a2a/rest/...`` (the CodeTether migration guide's)."""
     card: CardSettings = CardSettings()
     """What the agent card says (name, description, provider, skills, ...); unset
     fields come from `agent` when `local_workers` run it."""
@@ -146,6 +152,18 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+    grpc_port: int | None = None
+    """Also serve the A2A 1.0 gRPC binding on this port (0: a free one); None: off."""
+    grpc_host: str | None = None
+    """Where gRPC listens; default `host`."""
+    grpc_max_calls: int = 100
+    """gRPC calls at once (a stream holds one); more get RESOURCE_EXHAUSTED."""
+    mcp: bool = True
+    """Serve ``/mcp``: the MCP tools over the same service and auth (docs/mcp.md)."""
+    push_lease_ttl: float = 30.0
+    """How long a replica's claim on delivering a push config lasts unrenewed (renewed
+    every third of it). With several replicas, one whose replica died is taken over by
+    another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -221,6 +239,8 @@ class RunningServer:
     push: PushDelivery
     supervisor: Supervisor
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+    grpc: GrpcChild | None = attrs.field(default=None, repr=False)
+    """The gRPC binding (`grpc.port`, `grpc.monitor.statistics()`) when it is on."""
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -293,10 +313,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
     (more than `max_restarts` restarts in `restart_window`); an exception raised in
     the block comes out as itself. Raises ValueError, before listening, for a worker
-    link that would be open to anyone under client auth (`worker_link_refusal`)."""
+    link that would be open to anyone under client auth (`worker_link_refusal`), or
+    for a `base_path` that is no path."""
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    base_path = normalize_base_path(config.base_path)  # ValueError for a bad one
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
@@ -304,12 +326,20 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     auth = TokenAuth(config.tokens)
     card_agent = config.agent if config.local_workers > 0 else None
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
+    try:
+        grpc = None if config.grpc_port is None else GrpcChild(
+            config.grpc_host or config.host, config.grpc_port, max_calls=config.grpc_max_calls,
+            max_message=config.max_body, keepalive=config.keepalive, base_url=base_url)
+    except BaseException:
+        sock.close()
+        raise
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
-        return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
+        return build_card(base_url + base_path, settings=config.card, agent=card_agent,
+                          skills=skills,
                           push_notifications=config.push_notifications,
                           auth_schemes=("bearer",) if auth.enabled else (),
-                          extended_card=auth.enabled)
+                          extended_card=auth.enabled, grpc_url=grpc and grpc.url)
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
@@ -343,7 +373,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
-                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
+                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
+                                    replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
                     push_notifications=config.push_notifications,
                     allow_private_push_urls=config.allow_private_push_urls,
@@ -368,11 +399,23 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 state = AppState(service=service, card=card, auth=auth,
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
-                                 worker_auth=worker_auth, not_ready=not_ready)
+                                 worker_auth=worker_auth, not_ready=not_ready,
+                                 base_path=base_path, path_aliases=config.codetether_paths)
+                state = mount_worker_link(state, endpoint)
+                mcp_children: list[ChildSpec] = []
+                if config.mcp:
+                    # imported here: the MCP SDK is a cost only a server serving it pays
+                    from runtime.mcp import McpEndpoint, McpTools, mount_mcp
+
+                    mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
+                                               limits=config.limits),
+                                      auth, worker_auth=worker_auth, max_body=config.max_body)
+                    state = mount_mcp(state, mcp)
+                    mcp_children.append(ChildSpec("mcp", mcp.run))
                 admin = AdminService(dispatcher, store, service, endpoint,
                                      replica_id=replica_id)
-                app = create_asgi(mount_admin(mount_worker_link(state, endpoint), admin,
-                                              token=config.admin_token, ui=config.ui))
+                state = mount_admin(state, admin, token=config.admin_token, ui=config.ui)
+                app = create_asgi(state)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -386,6 +429,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
                                   shutdown_timeout=5.0),
+                        *([grpc.spec(state)] if grpc else []),
+                        # last: a failing MCP session manager restarts alone, never the
+                        # listener every A2A client is connected to (/mcp answers 503 between)
+                        *mcp_children,
                     ],
                     strategy="rest_for_one", max_restarts=config.max_restarts,
                     max_seconds=config.restart_window, rng=random.Random(),
@@ -395,12 +442,16 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept)
+                                    push=push, supervisor=tree, accept=accept, grpc=grpc)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")
                 with trio.move_on_after(config.drain_timeout):
                     await endpoint.wait_pushes_sent()
+                # Push configs go to another replica now, not when their leases run out.
+                await push.hand_over()
                 nursery.cancel_scope.cancel()
     finally:
         sock.close()
+        if grpc:
+            grpc.close()
