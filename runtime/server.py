@@ -25,7 +25,6 @@ import attrs
 import trio
 
 from actors.a2a_service import A2AService, ServiceSettings
-from actors.admin import AdminService
 from actors.agent import AgentSpec
 from actors.dispatcher import Dispatcher
 from actors.push_delivery import PushDelivery
@@ -34,7 +33,7 @@ from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
-from runtime.admin import mount_admin
+from runtime.admin import AdminSettings, mount_admin
 from runtime.agents import echo_agent
 from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
@@ -107,11 +106,7 @@ class ServerConfig:
     worker: anyone could take a principal's task, read its prompt and forge its
     result. It keeps the link closed to remote workers (its embedded ones need no
     token), and with no embedded workers it refuses to start (`worker_link_refusal`)."""
-    admin_token: str | None = attrs.field(default=None, repr=False)
-    """The bearer token of the admin API and dashboard (docs/admin.md); None: the
-    admin API is off (its paths answer 404)."""
-    ui: bool = True
-    """Serve the dashboard page at /ui (it needs the admin token to show anything)."""
+    admin: AdminSettings = AdminSettings()  # the admin API and /ui (docs/admin.md)
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -412,9 +407,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                       auth, worker_auth=worker_auth, max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
-                admin = AdminService(dispatcher, store, service, endpoint,
-                                     replica_id=replica_id)
-                state = mount_admin(state, admin, token=config.admin_token, ui=config.ui)
+                state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)
                 app = create_asgi(state)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from runtime.admin import AdminSettings
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.admin.helpers import TOKEN, Admin
 from tests.agents import Controls, scripted_agent
@@ -15,7 +16,7 @@ from tests.agents import Controls, scripted_agent
 @pytest.fixture
 def admin_config(controls: Controls) -> ServerConfig:
     return ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
-                        local_workers=0, admin_token=TOKEN)
+                        local_workers=0, admin=AdminSettings(token=TOKEN))
 
 
 @pytest.fixture

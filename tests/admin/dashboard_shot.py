@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 from playwright.sync_api import sync_playwright
 
+from runtime.admin import AdminSettings
 from runtime.client import open_a2a_client
 from runtime.server import ServerConfig, open_server
 from runtime.worker import open_worker
@@ -31,7 +32,7 @@ async def main(out: Path) -> None:
     controls = Controls()
     rng = random.Random(7)
     config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
-                          admin_token=TOKEN, max_concurrent_tasks=4)
+                          admin=AdminSettings(token=TOKEN), max_concurrent_tasks=4)
     async with open_server(config) as srv, contextlib.AsyncExitStack() as stack:
         for name, caps in (("gpu-1", ("gpu", "cuda")), ("cpu-1", ("cpu",)),
                            ("cpu-2", ("cpu",))):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from runtime.admin import AdminSettings
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.worker import RunningWorker, open_worker
 from tests.admin.helpers import TOKEN, Admin, AdminError
@@ -66,7 +67,7 @@ async def test_refused_without_or_with_a_wrong_token(admin: Admin, token: str | 
 
 async def test_a_client_token_is_not_the_admin_token(controls: Controls) -> None:
     config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
-                          tokens={"client-tok": "alice"}, admin_token=TOKEN)
+                          tokens={"client-tok": "alice"}, admin=AdminSettings(token=TOKEN))
     with trio.fail_after(10):
         async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as http:
             for binding in ("rest", "rpc"):
@@ -95,7 +96,8 @@ async def test_off_without_an_admin_token(controls: Controls) -> None:
 
 
 async def test_no_ui_turns_the_page_off(controls: Controls) -> None:
-    config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls), ui=False)
+    config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
+                          admin=AdminSettings(ui=False))
     with trio.fail_after(10):
         async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as http:
             assert (await http.get("/ui")).status_code == 404
@@ -256,7 +258,7 @@ async def test_disconnect_closes_the_link_and_requeues(
 
 async def test_disconnect_refuses_an_embedded_worker(controls: Controls) -> None:
     config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
-                          admin_token=TOKEN)
+                          admin=AdminSettings(token=TOKEN))
     with trio.fail_after(10):
         async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as http:
             for binding in ("rest", "rpc"):

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import trio
 
+from runtime.admin import AdminSettings
 from runtime.server import ServerConfig, open_server
 from tests.admin.helpers import TOKEN, Admin, AdminError
 from tests.admin.test_admin_api import send, worker
@@ -23,7 +24,7 @@ async def test_the_other_replica_lists_and_changes_what_one_runs(
     controls = Controls()
     common: dict[str, Any] = {"port": 0, "store": "postgres", "database_url": postgres_url,
                               "agent": scripted_agent(controls), "local_workers": 0,
-                              "admin_token": TOKEN}
+                              "admin": AdminSettings(token=TOKEN)}
     with trio.fail_after(40):
         async with open_server(ServerConfig(**common, replica_id="a")) as a, \
                 open_server(ServerConfig(**common, replica_id="b")) as b, \
