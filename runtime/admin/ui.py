@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 __all__ = ["register_ui_routes"]
@@ -55,9 +55,15 @@ def register_ui_routes(app: QuartTrio) -> None:
     async def index() -> Response:
         return serve("index.html")
 
+    async def to_index() -> Response:
+        # relative, so it works under a --base-path too; the fragment (#token=) stays
+        query = request.query_string.decode("latin-1")
+        return Response(b"", status=308,
+                        headers={"Location": "ui/" + (f"?{query}" if query else "")})
+
     async def asset(name: str) -> Response:
         return serve(name)
 
-    app.add_url_rule("/ui", "ui", index, methods=["GET"])
+    app.add_url_rule("/ui", "ui", to_index, methods=["GET"])
     app.add_url_rule("/ui/", "ui_slash", index, methods=["GET"])
     app.add_url_rule("/ui/<path:name>", "ui_asset", asset, methods=["GET"])

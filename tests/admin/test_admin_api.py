@@ -91,8 +91,24 @@ async def test_off_without_an_admin_token(controls: Controls) -> None:
                     await Admin(http, binding)("listWorkers")
                 assert (err.value.status, err.value.code) == expected
                 assert "--admin-token" in err.value.message
-            page = await http.get("/ui")
+            moved = await http.get("/ui", params={"a": "b"})
+            assert (moved.status_code, moved.headers["location"]) == (308, "ui/?a=b")
+            page = await http.get("/ui/")
             assert page.status_code == 200 and b"trio-a2a" in page.content
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_under_a_base_path(controls: Controls) -> None:
+    config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
+                          base_path="/api/a2a", admin=AdminSettings(token=TOKEN))
+    with trio.fail_after(10):
+        async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+            page = await http.get("/api/a2a/ui/")
+            assert page.status_code == 200 and b'src="app.js"' in page.content
+            assert (await http.get("/api/a2a/ui/app.js")).status_code == 200
+            out = await http.get("/api/a2a/admin/v1/workers",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+            assert out.status_code == 200 and len(out.json()["workers"]) == 1
 
 
 async def test_no_ui_turns_the_page_off(controls: Controls) -> None:

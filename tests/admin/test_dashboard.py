@@ -136,7 +136,7 @@ async def test_token_from_the_url_is_taken_out_of_it(
 
     with trio.fail_after(60):
         first, second = await trio.to_thread.run_sync(browse)
-    assert first == f"{admin_server.url}/ui" and "token" not in second
+    assert first == f"{admin_server.url}/ui/" and "token" not in second
 
 
 async def test_an_operator_fails_a_running_task_from_the_page(

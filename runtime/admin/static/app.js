@@ -3,6 +3,8 @@
 // The admin token stays in this tab's sessionStorage and goes out as a bearer header.
 
 const KEY = "trio-a2a-admin-token";
+// The admin API sits beside the page: /ui/ under the server's root or its --base-path.
+const API = location.pathname.replace(/\/ui\/[^/]*$/, "") + "/admin/v1";
 const $ = (id) => document.getElementById(id);
 
 function takeTokenFromUrl() {
@@ -147,8 +149,8 @@ function render(snap) {
       `${w.running.length}/${w.maxConcurrent}`),
     el("td", { class: "muted" }, ago(w.lastHeartbeat, now)),
     el("td", { class: "actions" },
-      w.draining ? null : el("button", { onclick: () => act(`/admin/v1/workers/${enc(w.workerId)}:drain`, { reason: "" }, "drain this worker") }, "drain"),
-      w.inProcess ? null : el("button", { class: "danger", onclick: () => act(`/admin/v1/workers/${enc(w.workerId)}:disconnect`, { requeue: true }, "disconnect") }, "disconnect")),
+      w.draining ? null : el("button", { onclick: () => act(`${API}/workers/${enc(w.workerId)}:drain`, { reason: "" }, "drain this worker") }, "drain"),
+      w.inProcess ? null : el("button", { class: "danger", onclick: () => act(`${API}/workers/${enc(w.workerId)}:disconnect`, { requeue: true }, "disconnect") }, "disconnect")),
   )), "workers-empty");
 
   $("queue").replaceChildren(...snap.queue.map((g) => el("div", { class: "route" },
@@ -163,8 +165,8 @@ function render(snap) {
     el("td", { class: t.lease.expiresIn < 10 ? "error" : "" }, `expires in ${seconds(Math.max(0, t.lease.expiresIn))}`),
     el("td", {}, t.attempts),
     el("td", { class: "actions", onclick: (e) => e.stopPropagation() },
-      el("button", { onclick: () => act(`/admin/v1/tasks/${enc(t.id)}:requeue`, { reason: "" }, "re-queue this task") }, "re-queue"),
-      el("button", { class: "danger", onclick: () => act(`/admin/v1/tasks/${enc(t.id)}:fail`, { reason: "" }, "fail this task") }, "fail")),
+      el("button", { onclick: () => act(`${API}/tasks/${enc(t.id)}:requeue`, { reason: "" }, "re-queue this task") }, "re-queue"),
+      el("button", { class: "danger", onclick: () => act(`${API}/tasks/${enc(t.id)}:fail`, { reason: "" }, "fail this task") }, "fail")),
   )), "leases-empty");
 
   fill($("tasks"), snap.tasks.map((t) => {
@@ -248,7 +250,7 @@ async function follow(id) {
   $("follow-state").className = "pill on";
   $("events").replaceChildren();
   try {
-    for await (const ev of sse(`/admin/v1/tasks/${enc(id)}/events`, followAbort.signal)) {
+    for await (const ev of sse(`${API}/tasks/${enc(id)}/events`, followAbort.signal)) {
       if (ev.event === "end") {
         $("follow-state").textContent = "ended";
         $("follow-state").className = "pill";
@@ -278,7 +280,7 @@ async function live() {
   $("logout").hidden = false;
   for (;;) {
     try {
-      for await (const ev of sse("/admin/v1/stream")) {
+      for await (const ev of sse(`${API}/stream`)) {
         if (ev.event !== "snapshot") continue;
         $("live").textContent = "live";
         $("live").className = "pill on";
