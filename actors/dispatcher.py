@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import attrs
 import trio
 
+from actors.dispatch.admin import AdminOps
 from actors.dispatch.follow import ReplicaFollower
 from actors.dispatch.leases import Leases
 from actors.dispatch.reaper import Reaper
@@ -81,7 +82,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Dispatcher(Reaper):
+class Dispatcher(Reaper, AdminOps):
     """Queue, claims, leases and fencing; see the module docstring.
 
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
@@ -367,7 +368,8 @@ class Dispatcher(Reaper):
                 cancel.append((task_id, attempt_id))
         self._workers.offer_queued_to(session)
         return HeartbeatReply(renewed=tuple(renewed), lost=tuple(lost), cancel=tuple(cancel),
-                              queued=self.queued_for(worker_id), drain=self._workers.draining)
+                              queued=self.queued_for(worker_id),
+                              drain=self._workers.draining or self._workers.drained.get(worker_id))
 
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
                     wait: bool = False, output_seq: int | None = None,

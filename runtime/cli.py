@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from protocol.limits import DEPTH_CEILING
+from runtime.admin import AdminSettings
 from runtime.agents.a2a_relay import a2a_relay_agent
 from runtime.agents.llm_config import (
     ConfigError,
@@ -150,6 +151,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tokens=tokens,
         worker_tokens=worker_tokens,
         open_worker_link=args.open_worker_link,
+        admin=AdminSettings(token=args.admin_token or None, ui=not args.no_ui),
         push_notifications=not args.no_push,
         mcp=args.mcp,
         allow_private_push_urls=args.allow_private_push_urls,

@@ -33,6 +33,7 @@ from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
+from runtime.admin import AdminSettings, mount_admin
 from runtime.agents import echo_agent
 from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
@@ -106,6 +107,7 @@ class ServerConfig:
     worker: anyone could take a principal's task, read its prompt and forge its
     result. It keeps the link closed to remote workers (its embedded ones need no
     token), and with no embedded workers it refuses to start (`worker_link_refusal`)."""
+    admin: AdminSettings = AdminSettings()  # the admin API and /ui (docs/admin.md)
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -408,6 +410,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                       max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
+                state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)
                 app = secured.app(create_asgi(state), config.max_body)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.

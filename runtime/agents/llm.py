@@ -23,6 +23,10 @@ back only to the worker of the next run (`protocol.agent_state`). The
 client's next message to the task resumes it: an approval reply for a pending
 call ("approve" / "deny: reason", or a data part ``{"approve": true}``), the
 answer for a question.
+
+Cleanup: when the task ends (completed, failed, canceled; not when it pauses, whose
+next run needs the files), its workspace is removed, or kept as `cleanup` says
+(`WorkspaceCleanup`: keep a failed or canceled task's, to look at; keep all).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
 from actors.approval import (
@@ -61,7 +66,7 @@ from runtime.providers.base import (
 )
 from runtime.tools.base import Tool
 from runtime.tools.registry import ToolRegistry
-from runtime.tools.workspace import Workspace, WorkspaceError
+from runtime.tools.workspace import Workspace, WorkspaceCleanup, WorkspaceError
 
 __all__ = ["ASK_USER", "STATE_KEY", "LlmAgentConfig", "llm_agent"]
 
@@ -103,6 +108,8 @@ class LlmAgentConfig:
     """Model turns per run before the task fails."""
     max_tokens: int | None = None
     name: str = "llm"
+    cleanup: WorkspaceCleanup = WorkspaceCleanup.ALWAYS
+    """What becomes of a task's workspace when the task ends."""
 
 
 def llm_agent(config: LlmAgentConfig) -> AgentSpec:
@@ -111,7 +118,16 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
     async def run(ctx: TaskContext, emit: Emitter) -> None:
         source = config.provider
         provider = source if hasattr(source, "stream_chat") else await source()  # type: ignore[operator]
-        await _Run(config, provider, ctx, emit).run()  # type: ignore[arg-type]
+        task = _Run(config, provider, ctx, emit)  # type: ignore[arg-type]
+        outcome = "failed"  # an exception fails the task
+        try:
+            outcome = await task.run()
+        except trio.Cancelled:
+            outcome = "canceled"
+            raise
+        finally:
+            if outcome != "paused" and config.cleanup.removes(outcome):
+                task.ws.discard()
 
     label = getattr(config.provider, "name", "llm")
     return AgentSpec(
@@ -147,7 +163,8 @@ class _Run:
         return [*(ToolSpec(t.name, t.description, t.parameters) for t in self.cfg.tools),
                 ASK_USER]
 
-    async def run(self) -> None:
+    async def run(self) -> str:
+        """Run until the task ends or pauses: "completed", "failed" or "paused"."""
         state = _saved_state(self.ctx)
         await self.emit.working()
         try:
@@ -166,12 +183,13 @@ class _Run:
                 if not calls:
                     await self._return_files()
                     await self.emit.complete()
-                    return
+                    return "completed"
                 await self._run_calls(calls)
         except _Pause:
-            return
+            return "paused"
         await self.emit.fail(f"stopped after {self.cfg.max_steps} model turns without a "
                              "final answer")
+        return "failed"
 
     async def _turn(self) -> list[ToolCall]:
         """One model turn, streamed; the calls it made (already in the transcript)."""

@@ -154,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
         "task's prompt and writes its result) [TRIO_A2A_OPEN_WORKER_LINK=1] (default: off)",
     )
     s.add_argument(
+        "--admin-token",
+        default=_env("ADMIN_TOKEN"),
+        help="the token of the admin API and dashboard (Authorization: Bearer <token>); "
+        "without it the admin API is off (prefer the environment variable: a flag shows "
+        "in the process list) [TRIO_A2A_ADMIN_TOKEN] (default: off)",
+    )
+    s.add_argument(
+        "--no-ui",
+        action="store_true",
+        default=_bool_env("NO_UI"),
+        help="do not serve the dashboard page at /ui [TRIO_A2A_NO_UI=1] (default: served)",
+    )
+    s.add_argument(
         "--no-push",
         action="store_true",
         default=_bool_env("NO_PUSH"),

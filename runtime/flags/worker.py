@@ -135,6 +135,10 @@ def add_llm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workspace", default=_env("WORKSPACE"),
                    help="directory holding one workspace per task [TRIO_A2A_WORKSPACE] "
                    "(default ./workspaces)")
+    g.add_argument("--workspace-cleanup", default=_env("WORKSPACE_CLEANUP"),
+                   help="what becomes of a task's workspace when the task ends: always "
+                   "(removed), keep-failed (kept when it failed or was canceled), never "
+                   "[TRIO_A2A_WORKSPACE_CLEANUP] (default always)")
     g.add_argument("--system-prompt", default=_env("SYSTEM_PROMPT"),
                    help="the system prompt [TRIO_A2A_SYSTEM_PROMPT]")
     g.add_argument("--max-steps", type=_number_type(int, "MAX_STEPS"),

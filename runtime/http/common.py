@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASGIApp",
     "AppState",
+    "ExtensionRpc",
     "Receive",
     "Scope",
     "Send",
@@ -42,6 +43,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ExtensionRpc = Callable[[list[str], bytes], Awaitable[tuple[int, bytes] | None]]
+"""(the request's Authorization headers, its body) -> (HTTP status, JSON body) or None."""
 
 SUPPORTED_VERSIONS = ("1.0", "0.3")
 JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
@@ -86,6 +89,9 @@ class AppState:
     themselves are checked by `request_signing.SignatureCheck` in front of the app)."""
     extension_methods: Mapping[str, ExtensionMethod] = attrs.field(factory=dict)
     """JSON-RPC methods beside A2A's, in both generations (the token service)."""
+    extension_rpc: ExtensionRpc | None = None
+    """Answers the JSON-RPC calls of an extension with an auth of its own (the admin
+    methods), before client auth: (status, body), or None for the A2A methods."""
 
 
 def negotiate_version(raw: str | None) -> str | None:

@@ -336,6 +336,12 @@ class JsonRpcASGI:
             return
         if body is None:
             return  # the client went away
+        extension = self._state.extension_rpc
+        if extension is not None:  # the admin methods: their own auth (runtime.admin)
+            answered = await extension(authorizations, body)
+            if answered is not None:
+                await _send_reply(send, _json(answered[1], answered[0]))
+                return
         version = _header(headers, b"a2a-version")
         if version is None and scope.get("query_string"):
             values = parse_qs(scope["query_string"].decode("latin-1")).get("A2A-Version")

@@ -97,6 +97,16 @@ class WorkerLinkEndpoint:
         while any(c.pushes_pending for c in self.connections):  # noqa: ASYNC110
             await trio.sleep(poll)
 
+    def close_worker(self, worker_id: str) -> int:
+        """Close the worker's open connections (an operator's disconnect); how many.
+        Its leases run on until they expire or it reconnects and renews them."""
+        closed = 0
+        for conn in list(self.connections):
+            if conn.worker_id == worker_id and conn.nursery is not None:
+                conn.nursery.cancel_scope.cancel()
+                closed += 1
+        return closed
+
     def authenticate(self, authorization: str | None) -> str | None:
         """The worker principal of a handshake, or None to refuse it."""
         if not self._remote_open:
