@@ -10,7 +10,10 @@ Output counts against the per-task cap (`Dispatcher.max_output_bytes`, told to
 workers when they register): a frame that would pass it is not applied, the
 task fails with the reason, once, and the frame is answered ``STALE_ATTEMPT``
 (the attempt is over). So does a frame whose events break the task lifecycle
-(`IllegalOutput`): the task fails at once with the transition named.
+(`IllegalOutput`): the task fails at once with the transition named. A
+``requeue`` release (the worker is stopping) has the task queued again at once.
+Each heartbeat also ends the leases the worker holds but does not run, except
+those granted on this connection (`granted`): grants lost with another one.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class LinkConnection:
         self.session: WorkerSession | None = None
         self.nursery: trio.Nursery | None = None
         self.context_history = False
+        self.granted: set[str] = set()
+        """Attempt ids granted on this connection (their answers went out on it)."""
         self._push = push
         self._handlers: dict[str, Callable[[Any], Awaitable[wl.LinkModel | None]]] = {
             "heartbeat": self.heartbeat, "claim": self.claim, "output": self.output,
@@ -201,7 +206,8 @@ class LinkConnection:
     async def heartbeat(self, body: wl.HeartbeatBody) -> wl.HeartbeatReply:
         assert self.worker_id is not None
         reply = await self.ep.dispatcher.heartbeat(
-            self.worker_id, [(lease.task_id, lease.attempt_id) for lease in body.leases])
+            self.worker_id, [(lease.task_id, lease.attempt_id) for lease in body.leases],
+            granted_here=self.granted)
         for task_id, attempt_id, _ in reply.lost:
             self.ep.forget(task_id, attempt_id)
         return wl.HeartbeatReply(
@@ -236,6 +242,7 @@ class LinkConnection:
         context = (await context_messages(self.ep.store, claim.record)
                    if self.context_history else None)
         grant = build_grant(claim, context)
+        self.granted.add(claim.attempt_id)
         self.ep.grants[(worker_id, claim.task_id)] = grant
         log.debug("task claimed over the link", extra={"worker_id": worker_id,
                                                       "task_id": claim.task_id,
@@ -299,7 +306,14 @@ class LinkConnection:
         released = (head.dispatch.lease is None
                     and head.dispatch.last_attempt_id == body.attempt_id)
         out = body.output
-        if out is not None and not released:  # the last output rides on the release
+        if body.outcome == "requeue":  # given back unfinished: its output is moot
+            assert self.worker_id is not None
+            try:
+                already = await self.ep.dispatcher.give_back(self.worker_id, body.task_id,
+                                                             body.attempt_id)
+            except NotClaimable as exc:
+                raise Refused(wl.UNKNOWN_TASK, str(exc)) from None
+        elif out is not None and not released:  # the last output rides on the release
             if (out.task_id, out.attempt_id) != (body.task_id, body.attempt_id):
                 raise Refused(wl.INVALID_FRAME, "body.output: belongs to attempt "
                                f"{out.attempt_id!r} of task {out.task_id!r}, not this one")
