@@ -70,6 +70,8 @@ class TaskClaimer:
         self._on_move = on_move
         self.moving: str | None = None
         """Why the server asked this worker to move (a ``goaway``), or None."""
+        self._in_flight = False
+        """A claim is waiting for its answer."""
         self._sessions = sessions
         self.worker_id = worker_id
         self._poll_interval = poll_interval
@@ -141,6 +143,7 @@ class TaskClaimer:
                          extra={"worker_id": self.worker_id})
                 self.moving = push.reason
                 self.drain(push.reason)
+                self._maybe_move()
         # The connection closed: the link's own task reports that; claims now fail.
         log.debug("push channel closed", extra={"worker_id": self.worker_id})
 
@@ -164,12 +167,16 @@ class TaskClaimer:
                  if self._retry_at.get(tid, -1.0) <= now]
         return min(ready, key=lambda e: e[:2])[2] if ready else None
 
+    def _maybe_move(self) -> None:
+        """Move if asked to, unless a claim waits for its answer (its grant would be
+        lost with the connection): then once it has had it."""
+        if self.moving is not None and self._on_move is not None and not self._in_flight:
+            on_move, self._on_move = self._on_move, None
+            on_move(self.moving)
+
     async def _claim_loop(self) -> None:
         while True:
-            if self.moving is not None and self._on_move is not None:
-                # Here, between claims: a claim in flight has had its answer.
-                on_move, self._on_move = self._on_move, None
-                on_move(self.moving)
+            self._maybe_move()
             offer = self._next()
             if offer is not None:
                 await self.claim(offer)
@@ -190,6 +197,7 @@ class TaskClaimer:
         """Claim one offered task and start its session if granted."""
         task_id = offer.task_id
         try:
+            self._in_flight = True
             with trio.fail_after(self._ack_timeout):
                 reply = await self._link.request("claim", ClaimBody(worker_id=self.worker_id,
                                                                     task_id=task_id))
@@ -202,6 +210,8 @@ class TaskClaimer:
             self.not_granted += 1
             log.info("claim refused", extra={"task_id": task_id, "code": exc.code})
             return None
+        finally:
+            self._in_flight = False
         assert isinstance(reply, ClaimReply)
         self._forget(task_id)
         if not reply.granted:
@@ -215,6 +225,7 @@ class TaskClaimer:
     async def poll(self) -> ClaimReply | None:
         """Claim whatever task waits for this worker (no offer named it)."""
         try:
+            self._in_flight = True
             with trio.fail_after(self._ack_timeout):
                 reply = await self._link.request("claim", ClaimBody(worker_id=self.worker_id))
         except (trio.TooSlowError, LinkRefusedError) as exc:
@@ -222,6 +233,8 @@ class TaskClaimer:
             log.warning("claim without an offer failed: %s", exc or "no ack",
                         extra={"worker_id": self.worker_id})
             return None
+        finally:
+            self._in_flight = False
         assert isinstance(reply, ClaimReply)
         if not reply.granted or reply.task is None:
             self._poll = 0
