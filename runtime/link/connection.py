@@ -239,10 +239,12 @@ class LinkConnection:
         return await self._grant(body.worker_id, claim)
 
     async def _grant(self, worker_id: str, claim: Claim) -> wl.ClaimReply:
+        # Before any await: the claim is no longer "being claimed", and a heartbeat
+        # served meanwhile (an in-process link's) must not take its lease for lost.
+        self.granted.add(claim.attempt_id)
         context = (await context_messages(self.ep.store, claim.record)
                    if self.context_history else None)
         grant = build_grant(claim, context)
-        self.granted.add(claim.attempt_id)
         self.ep.grants[(worker_id, claim.task_id)] = grant
         log.debug("task claimed over the link", extra={"worker_id": worker_id,
                                                       "task_id": claim.task_id,
