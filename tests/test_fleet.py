@@ -24,7 +24,7 @@ from actors.agent import AgentSpec, Emitter, TaskContext
 from actors.worker import Backoff, Push
 from protocol import worker_link as wl
 from runtime.server import RunningServer, ServerConfig, open_server
-from runtime.worker import Connection, RunningWorker, WorkerConfig, open_worker
+from runtime.worker import Connection, RunningWorker, WorkerConfig, WorkerRejected, open_worker
 from runtime.worker.ws_link import open_websocket_link
 from tests.conftest import Rpc, results, user_message
 from tests.test_replicas import WORKER_TOKEN, client, replica_config, rpc_wait_state
@@ -109,26 +109,40 @@ def check_one_clean_run(log: list[tuple[int, dict[str, Any]]], label: str) -> No
                             f"completed:done by {label}"], summary(log)
 
 
+@attrs.define
+class Stop:
+    """Calling it stops the replica in the background; `done` is set once it has."""
+
+    requested: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event = attrs.Factory(trio.Event)
+
+    def __call__(self) -> None:
+        self.requested.set()
+
+
 @contextlib.asynccontextmanager
 async def replica(config: ServerConfig, *, graceful: bool = True
-                  ) -> AsyncIterator[tuple[RunningServer, Callable[[], None]]]:
-    """A replica and a function that stops it in the background: gracefully (as on
-    SIGTERM), or not (as if it crashed: nothing handed over)."""
+                  ) -> AsyncIterator[tuple[RunningServer, Stop]]:
+    """A replica and what stops it: gracefully (as on SIGTERM), or not (as if it
+    crashed: nothing handed over)."""
     async with trio.open_nursery() as nursery:
-        stop = trio.Event()
+        stop = Stop()
 
         async def run(*, task_status: trio.TaskStatus[RunningServer]) -> None:
-            with trio.CancelScope() as scope:
-                async with open_server(config) as srv:
-                    task_status.started(srv)
-                    await stop.wait()
-                    if not graceful:
-                        scope.cancel()
-                        await trio.lowlevel.checkpoint()
+            try:
+                with trio.CancelScope() as scope:
+                    async with open_server(config) as srv:
+                        task_status.started(srv)
+                        await stop.requested.wait()
+                        if not graceful:
+                            scope.cancel()
+                            await trio.lowlevel.checkpoint()
+            finally:
+                stop.done.set()
 
         srv = await nursery.start(run)
-        yield srv, stop.set
-        stop.set()
+        yield srv, stop
+        stop()
 
 
 async def on_server(worker: RunningWorker, url: str) -> None:
@@ -150,7 +164,8 @@ async def test_a_worker_moves_to_the_next_replica_and_its_task_carries_on(
     """The worker runs a task through replica A; A is lost (then the worker tries the
     next URL after its backoff) or stops gracefully (then it says goaway and the
     worker moves at once: with a two-minute backoff the test could not pass
-    otherwise). Phase 2 runs while the worker moves: its output waits and goes to B."""
+    otherwise). Phase 2 runs once A is gone (its output waits for the worker to move,
+    then goes to B) or once the worker has moved."""
     phases = Phases()
     config = replica_config(postgres_url)
     with trio.fail_after(TIMEOUT):
@@ -162,8 +177,18 @@ async def test_a_worker_moves_to_the_next_replica_and_its_task_carries_on(
             task_id = await send(rpc_b, "go")
             await phases.at(task_id, 1).wait()
             attempt = await attempt_of(b, task_id)
+            claimed = await b.store.get_task(task_id)
+            assert claimed is not None and claimed.dispatch.lease is not None
             stop_a()
-            phases.gate("go").set()  # phase 2 while the worker moves
+            if graceful:
+                await on_server(worker, b.url)  # moved: phase 2 goes through B
+            else:
+                await stop_a.done.wait()  # A is gone: phase 2 waits for the worker to move
+            phases.gate("go").set()
+            # the worker's first heartbeat on B (at once: it was registered before)
+            # renews the lease there (A's would come after 30 s)
+            await b.store.wait_record(task_id, lambda r: r.dispatch.lease is None or (
+                r.dispatch.lease.expires_at > claimed.dispatch.lease.expires_at))
             await rpc_wait_state(rpc_b, task_id, "TASK_STATE_COMPLETED")
             assert worker.statistics().server == b.url
             assert worker.statistics().moves == (1 if graceful else 0)
@@ -197,6 +222,16 @@ async def test_a_worker_on_the_http_binding_moves_on_goaway_too(postgres_url: st
             log = await event_log(rpc_b, task_id)
     assert worker.statistics().moves == 1
     check_one_clean_run(log, "h")
+
+
+async def test_a_refused_token_still_stops_a_worker_with_several_urls(
+        postgres_url: str) -> None:
+    config = replica_config(postgres_url)
+    with trio.fail_after(TIMEOUT):
+        async with open_server(config) as a, open_server(config) as b:
+            with pytest.raises(WorkerRejected, match="refused the worker token"):
+                async with open_worker([a.url, b.url], token="wrong", config=QUICK):
+                    await trio.sleep_forever()
 
 
 class _DeafToGoAway:
