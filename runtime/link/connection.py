@@ -119,6 +119,11 @@ class LinkConnection:
             "status": self.status, "release": self.release,
         }
 
+    def _forget(self, task_id: str, attempt_id: str) -> None:
+        """The attempt is over: drop its grant (and its mark as granted here)."""
+        self.granted.discard(attempt_id)
+        self.ep.forget(task_id, attempt_id)
+
     def disconnect(self) -> None:
         if self.worker_id is not None:
             self.ep.dispatcher.unregister(self.worker_id, self.session)
@@ -142,7 +147,7 @@ class LinkConnection:
             code, message = exc.code, exc.message
         except (StaleAttempt, OutputLimitExceeded, IllegalOutput) as exc:
             code, message = wl.STALE_ATTEMPT, str(exc)
-            self.ep.forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
+            self._forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
         except UnknownWorker as exc:
             code, message = wl.UNKNOWN_WORKER, str(exc)
         except Exception as exc:
@@ -209,7 +214,7 @@ class LinkConnection:
             self.worker_id, [(lease.task_id, lease.attempt_id) for lease in body.leases],
             granted_here=self.granted)
         for task_id, attempt_id, _ in reply.lost:
-            self.ep.forget(task_id, attempt_id)
+            self._forget(task_id, attempt_id)
         return wl.HeartbeatReply(
             renewed=[wl.RenewedLease(task_id=t, attempt_id=a, lease_expires_at=e)
                      for t, a, e in reply.renewed],
@@ -329,7 +334,7 @@ class LinkConnection:
                 already = await self._release(body, head)
         else:
             already = await self._release(body, head)
-        self.ep.forget(body.task_id, body.attempt_id)
+        self._forget(body.task_id, body.attempt_id)
         status = body.status
         tokens = status.tokens_used if status is not None else None
         log.info("task released over the link", extra={
