@@ -120,7 +120,7 @@ class RunningWorker:
         short), then give the others back: their releases ("requeue") have the server
         queue them again at once, rather than after their leases run out. Waits up
         to `WorkerConfig.release_timeout` for those releases; returns how many tasks
-        were given back. Leave `open_worker`'s block afterwards."""
+        were asked to. Leave `open_worker`'s block afterwards."""
         grace = self.config.shutdown_grace if grace is None else grace
         if self.connection is not None:
             self.connection.stop_claiming("the worker is stopping")
@@ -144,7 +144,7 @@ class RunningWorker:
         self._hurry.set()
 
     def _stop(self, error: BaseException) -> None:
-        log.error("worker stopped: %s", error, extra={"worker_id": self.worker_id})
+        log.error("worker refused: %s", error, extra={"worker_id": self.worker_id})
         self.error = error
         if self._scope is not None:
             self._scope.cancel()
