@@ -202,19 +202,45 @@ def check_server_url(url: str, transport: str) -> None:
         raise ValueError(f"--server must be {accepted}, not {url!r}")
 
 
+def server_urls(values: Sequence[str] | None, transport: str) -> list[str]:
+    """The worker's server URLs: each --server given (or TRIO_A2A_SERVER), split at
+    commas; ValueError naming the flag and the bad entry."""
+    source = "--server"
+    if not values:
+        env = os.environ.get(ENV_PREFIX + "SERVER", "")
+        values = [env] if env.strip() else ["http://127.0.0.1:8000"]
+        source = f"{ENV_PREFIX}SERVER" if env.strip() else source
+    entries = [entry.strip() for value in values for entry in value.split(",")]
+    for i, url in enumerate(entries, 1):
+        where = f" (entry {i} of {len(entries)})" if len(entries) > 1 else ""
+        if not url:
+            raise ValueError(f"{source} has an empty entry{where}: "
+                             f"{', '.join(repr(v) for v in values)}")
+        try:
+            check_server_url(url, transport)
+        except ValueError as exc:
+            raise ValueError(f"{str(exc).replace('--server', source, 1)}{where}") from None
+    return entries
+
+
 def worker_config(args: argparse.Namespace) -> WorkerConfig:
-    """The WorkerConfig of the worker flags, after checking them (ValueError naming the flag)."""
+    """The WorkerConfig of the worker flags, after checking them (ValueError naming the
+    flag); `args.server` becomes the list of server URLs."""
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, not {args.concurrency}")
-    check_server_url(args.server, args.transport)
+    args.server = server_urls(args.server, args.transport)
     # None (unset, or TRIO_A2A_HEARTBEAT_INTERVAL empty or 0): the server's value.
     if args.heartbeat_interval is not None:
         _check_seconds("--heartbeat-interval", args.heartbeat_interval)
+    grace = args.shutdown_grace
+    if not (grace >= 0 and math.isfinite(grace)):
+        raise ValueError(f"--shutdown-grace must be 0 or more seconds, not {grace}")
     signing = None
     if args.signing_key:
         key = parse_hmac_key(args.signing_key)
         signing = (key.key_id, key.secret)
-    return WorkerConfig(heartbeat_interval=args.heartbeat_interval, signing_key=signing)
+    return WorkerConfig(heartbeat_interval=args.heartbeat_interval, shutdown_grace=grace,
+                        signing_key=signing)
 
 
 def tune_gc() -> None:
@@ -262,7 +288,7 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
             name=args.name, capabilities=[c.strip() for c in args.capability],
             list_models=list_models, config=config, transport=args.transport))
         print(
-            f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
+            f"trio-a2a worker {worker.worker_id} ({worker.name}) for {', '.join(args.server)} "
             f"(agent: {label}, concurrency: {args.concurrency}, "
             f"transport: {args.transport})",
             file=sys.stderr,
@@ -270,6 +296,15 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
         )
         async for _ in signals:
             break
+        # The graceful stop: running tasks get the grace to finish, then go back to the
+        # server; a second signal gives them back at once.
+        async with trio.open_nursery() as nursery:
+            async def hurry() -> None:
+                async for _ in signals:
+                    worker.hurry()
+            nursery.start_soon(hurry)
+            await worker.shutdown()
+            nursery.cancel_scope.cancel()
 
 
 async def run_models(settings: LlmSettings) -> None:

@@ -5,7 +5,11 @@ store's committer, the dispatcher (queue, leases, reaper), the local workers,
 push delivery and the HTTP listener (quart-trio on hypercorn's
 trio worker). `open_server` starts them in dependency order, each reporting
 readiness through `nursery.start` (the dispatcher re-queues what a previous run
-left unfinished), and hands back the bound address. Leaving the block stops everything.
+left unfinished), and hands back the bound address. Leaving the block stops everything,
+gracefully: the dispatcher drains (no offers, no claims), the embedded workers stop and
+their tasks are queued again at once (for the other replicas on a shared database),
+remote workers are told to move to another replica (``goaway``) and given
+`handover_timeout` to do so, then the tree stops. The server logs one line when it stops.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
+from runtime.link.handover import LocalStops, hand_over
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
 from runtime.security import SecurityConfig, open_security
@@ -146,6 +151,9 @@ class ServerConfig:
     cancel_timeout: float = 10.0
     drain_timeout: float = 0.5
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
+    handover_timeout: float = 5.0
+    """Seconds a stopping server waits for its embedded workers to stop, then again for
+    its remote workers to move to another replica (``goaway``) before it cuts them off."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
     grpc_port: int | None = None
@@ -282,9 +290,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
-                            workers: list[RunningWorker], index: int, *,
+                            workers: list[RunningWorker], stopping: LocalStops, index: int, *,
                             task_status: trio.TaskStatus[None]) -> None:
-    """One embedded worker: `open_worker` over the in-process link, ready once registered."""
+    """One embedded worker: `open_worker` over the in-process link, ready once registered.
+    On a graceful stop it stops its sessions (the server then queues their tasks again)
+    and waits for the tree to end it."""
     async with open_worker(
         "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
         name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
@@ -301,7 +311,9 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
             workers.append(worker)
         await worker.wait_registered()
         task_status.started()
-        await trio.sleep_forever()
+        await stopping.requested.wait()
+    stopping.one_stopped()
+    await trio.sleep_forever()  # permanent: returning would restart it
 
 
 @contextlib.asynccontextmanager
@@ -338,6 +350,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             auth_schemes=secured.auth_schemes, extended_card=secured.enabled))
 
     listening = [sock]
+    outcome: dict[str, object] = {"graceful": False}
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
@@ -368,6 +381,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                               client_auth=secured.token_auth,
                                               remote_open=not _link_closed(config))
                 workers: list[RunningWorker] = []
+                stopping = LocalStops()
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
                 push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
@@ -420,7 +434,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("store", store.run),
                         ChildSpec("dispatcher", dispatcher.run),
                         *(ChildSpec(f"local-worker-{i}", functools.partial(
-                            _run_local_worker, config, endpoint, workers, i))
+                            _run_local_worker, config, endpoint, workers, stopping, i))
                           for i in range(config.local_workers)),
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
@@ -439,11 +453,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
                                     push=push, supervisor=tree, accept=accept, grpc=grpc)
-                # Remote workers hear that this server takes no more claims from them
-                # before their links close (they finish what runs and reconnect).
-                dispatcher.drain("the server is shutting down")
-                with trio.move_on_after(config.drain_timeout):
-                    await endpoint.wait_pushes_sent()
+                outcome.update(await hand_over(
+                    dispatcher, endpoint, stopping, local_workers=config.local_workers,
+                    drain_timeout=config.drain_timeout,
+                    handover_timeout=config.handover_timeout))
                 # Push configs go to another replica now, not when their leases run out.
                 await push.hand_over()
                 nursery.cancel_scope.cancel()
@@ -451,3 +464,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         sock.close()
         if grpc:
             grpc.close()
+        how = ("handed over: {requeued} task(s) queued again, {workers_moved} worker(s) "
+               "moved".format(**outcome) if outcome.get("graceful") else "without handing over")
+        log.info("server stopped, %s", how, extra={"replica_id": replica_id, "url": base_url,
+                                                   **outcome})
+

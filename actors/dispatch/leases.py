@@ -166,6 +166,10 @@ class Leases:
         """An in-process lease of this replica (a previous incarnation's, at start)."""
         return lease.in_process and lease.replica is not None and lease.replica == self._replica_id
 
+    def all_mine(self) -> list[tuple[str, Lease]]:
+        """The in-process leases of this replica: its embedded workers'."""
+        return [(task_id, lease) for task_id, lease in self._held.items() if self.mine(lease)]
+
     def forget(self, task_id: str) -> None:
         """Drop the task's lease from the index (it was never, or is no longer, stored)."""
         self._held.pop(task_id, None)
@@ -380,10 +384,13 @@ class Leases:
             await self._store.write(task_id, (), dispatch=dispatch, wait=True)
         return lease
 
-    async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:
+    async def end(self, task_id: str, lease: Lease, why: str, *,
+                  refund: bool = False) -> TaskRecord | None:
         """Take a lease whose worker is gone: store the task ready to queue again
         (rolled back to what it was when the lost attempt was claimed), or failed
-        once the run's attempts are used up, or canceled if that was asked for. None if
+        once the run's attempts are used up, or canceled if that was asked for.
+        `refund`: the attempt does not count against the run's (its worker gave
+        the task back, or never heard of the grant). None if
         the store holds another lease by now, or this one renewed past `lease`'s
         expiry (another replica's reaper got there first, or its worker is alive):
         the index then follows the store."""
@@ -395,23 +402,25 @@ class Leases:
                 self.follow(task_id, current)
                 return None
             try:
-                record = await self._end(head, why)
+                record = await self._end(head, why, refund)
             except _Moved:
                 continue  # written meanwhile (by another replica): judge the fresh record
             self.expired += 1
             return record
         return None  # kept changing: the next reaper tick looks again
 
-    async def _end(self, head: TaskRecord, why: str) -> TaskRecord:
+    async def _end(self, head: TaskRecord, why: str, refund: bool) -> TaskRecord:
         """`end`'s write, built on `head` exactly (`_Moved` if the store has moved on)."""
         task_id = head.task_id
         unchanged = _unchanged(head.version)
         dispatch = attrs.evolve(head.dispatch, lease=None)
+        if refund:
+            dispatch = attrs.evolve(dispatch, run_attempts=max(0, dispatch.run_attempts - 1))
         if is_terminal(head.state):
             events: tuple[StreamResponse, ...] = ()
         elif task_id in self._cancel_requested or head.dispatch.cancel_requested:
             events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
-        elif (tried := head.dispatch.run_attempts) >= self._max_attempts:
+        elif (tried := dispatch.run_attempts) >= self._max_attempts:
             events = (_status(head, TaskState.FAILED, f"gave up after {tried} attempts: {why}"),)
         else:  # counted per run: a continuation's run has all of its attempts
             retry = f"{why}; retrying (attempt {tried + 1} of {self._max_attempts})"

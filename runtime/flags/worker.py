@@ -28,8 +28,13 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     w.add_argument(
         "--server",
-        default=_env("SERVER", "http://127.0.0.1:8000"),
-        help="the server's base URL [TRIO_A2A_SERVER] (default http://127.0.0.1:8000)",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="the server's base URL; for several replicas of one server, repeat the flag or "
+        "separate URLs with commas: each connection goes to the next, and a replica that "
+        "stops hands the worker to the next one at once [TRIO_A2A_SERVER, comma-separated] "
+        "(default http://127.0.0.1:8000)",
     )
     w.add_argument(
         "--token",
@@ -85,6 +90,17 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="how the worker link travels: 'websocket' (/worker/ws) or 'http' (POST requests "
         "plus a Server-Sent Events stream on /worker/link, for networks that block "
         "WebSockets) [TRIO_A2A_TRANSPORT] (default websocket)",
+    )
+    w.add_argument(
+        "--shutdown-grace",
+        type=_number_type(float, "SHUTDOWN_GRACE"),
+        default=_number_env("SHUTDOWN_GRACE", 20.0),
+        metavar="SECONDS",
+        help="on SIGTERM or SIGINT, seconds the running tasks get to finish before the worker "
+        "gives them back to the server, which queues them again at once (a second signal "
+        "gives them back now); keep it below the time your process manager waits before it "
+        "kills (Kubernetes: terminationGracePeriodSeconds, 30 s; docker stop: 10 s) "
+        "[TRIO_A2A_SHUTDOWN_GRACE] (default 20)",
     )
     add_llm_arguments(w)
     add_logging_arguments(w)
