@@ -13,7 +13,7 @@ import httpx
 import trio
 
 from tests.conftest import user_message
-from tests.e2e.test_worker_kill import Proc, _msg, _server_url, open_processes
+from tests.e2e.procs import Proc, logged, open_processes, server_url
 
 TIMEOUT = 60
 
@@ -45,14 +45,14 @@ async def test_sigterm_stops_a_worker_and_a_server_gracefully(tmp_path: Path) ->
             server = await start("server", [
                 "-m", "runtime", "server", "--port", "0", "--store", "sqlite",
                 "--data-dir", str(tmp_path), "--local-workers", "0", *logs])
-            url = await server.wait_for(_server_url, "listening line")
+            url = await server.wait_for(server_url, "listening line")
             worker = await start("worker", [
                 "-m", "runtime", "worker", "--server", url, "--agent",
                 "tests.e2e.agents:counter", "--concurrency", "2", "--shutdown-grace", "5",
                 *logs])
-            await server.wait_for(lambda p: _msg(p, "worker registered"), "registration")
+            await server.wait_for(lambda p: logged(p, "worker registered"), "registration")
             short, long = await _send(http, url, "2"), await _send(http, url, "1000")
-            await worker.wait_for(lambda p: len(_msg(p, "session started")) == 2, "sessions")
+            await worker.wait_for(lambda p: len(logged(p, "session started")) == 2, "sessions")
             worker.process.send_signal(signal.SIGTERM)
             assert await worker.process.wait() == 0, "\n".join(worker.stderr[-30:])
             await worker.wait_for(lambda p: _said(p, "worker stopped"), "its last line")
