@@ -1,6 +1,7 @@
 """Roles and permissions: the one table of what each role may do, sans-IO.
 
-Every operation of every binding names one permission (`OPERATIONS`); a role is a set
+Every operation of every binding names one permission (`OPERATIONS` for JSON-RPC and
+gRPC, whose rpcs are the 1.0 methods; `REST_OPERATIONS`; `MCP_OPERATIONS`); a role is a set
 of permissions (`ROLES`); an identity may do what any of its roles allows. Roles say
 what a credential may do with what its principal owns; which tasks it can see at all is
 decided by ownership (`protocol.identity.owner_key`), never by a role. docs/security.md
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping
 __all__ = [
     "OPERATIONS",
     "PERMISSIONS",
+    "MCP_OPERATIONS",
     "REST_OPERATIONS",
     "ROLES",
     "RoleTable",
@@ -102,6 +104,18 @@ REST_OPERATIONS: Mapping[str, str] = {
     "card_v03": "card.extended",
 }
 """HTTP+JSON route name (`runtime.http.rest.ROUTES`) -> the permission it needs."""
+
+
+MCP_OPERATIONS: Mapping[str, str] = {
+    "send_task": "message.send",
+    "get_task": "task.get",
+    "list_tasks": "task.list",
+    "cancel_task": "task.cancel",
+    "list_agents": "card.extended",
+    "list_workers": "card.extended",
+}
+"""MCP tool (`runtime.mcp.tools`) -> the permission it needs. The agents and workers on
+offer are what the extended card tells, so the two listings need what it needs."""
 
 
 def permission_for_method(method: str) -> str | None:

@@ -20,7 +20,7 @@ from runtime.http.card import CardDocument
 from runtime.http.card_signing import CardSigner
 from runtime.http.common import AppState, ASGIApp
 from runtime.http.cors import Cors, CorsSettings
-from runtime.http.identity import Authenticator, IdentityTokenAuth
+from runtime.http.identity import Authenticator
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
 from runtime.http.request_signing import SignatureCheck
@@ -112,7 +112,7 @@ class Secured:
     authenticator: Authenticator
     tokens: TokenService | None
     token_auth: TokenAuth
-    """The principal-only view the gRPC and /mcp bindings use (`IdentityTokenAuth`)."""
+    """The static client tokens by principal alone (the worker link refuses them)."""
 
     @property
     def enabled(self) -> bool:
@@ -159,4 +159,4 @@ async def open_security(config: Any) -> AsyncIterator[Secured]:
                                   sqlite_file=Path(config.data_dir) / "tasks.sqlite3"
                                   ) as tokens:
         yield Secured(config.security, authenticator, tokens,
-                      IdentityTokenAuth(config.tokens, authenticator))
+                      TokenAuth(config.tokens))

@@ -406,8 +406,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
                     mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
                                                limits=config.limits),
-                                      secured.token_auth, worker_auth=worker_auth,
-                                      max_body=config.max_body)
+                                      state, max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
                 state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)

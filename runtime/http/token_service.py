@@ -25,22 +25,12 @@ import jwt
 
 from protocol.errors import InvalidParamsError
 from protocol.identity import Identity
-from protocol.security_errors import PermissionDeniedError
+from protocol.security_errors import UnauthenticatedError
 from runtime.http.revocations import Revocations
 
 __all__ = ["TokenService", "TokenServiceSettings", "UnauthenticatedError"]
 
 log = logging.getLogger(__name__)
-
-
-class UnauthenticatedError(PermissionDeniedError):
-    """A credential given to the token service is not valid (-32043, HTTP 401)."""
-
-    code = -32043
-    reason = "UNAUTHENTICATED"
-    grpc_status = "UNAUTHENTICATED"
-    http_status = 401
-    default_message = "the credential is not valid"
 
 
 @attrs.frozen
