@@ -46,12 +46,13 @@ _CLIENT = (*_READ, "message.send", "push.create", "push.delete", "token.manage")
 
 ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "operator": frozenset((*_CLIENT, "task.cancel")),
+    "operator": frozenset((*_CLIENT, "task.cancel", "admin")),
     "agent": frozenset((*_CLIENT, "worker.link")),
     "observer": frozenset(_READ),
     "guest": frozenset(("card.public",)),
 }
-"""The built-in roles. operator: every client operation, cancel included; agent: a
+"""The built-in roles. operator: every client operation, cancel included, and the admin
+API (the operations issue: it is for operators and admins); agent: a
 program that sends and follows tasks (no cancel) and may run as a worker; observer:
 reads; guest: the public card only."""
 
