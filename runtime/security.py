@@ -30,7 +30,7 @@ from runtime.http.token_routes import token_methods, token_routes
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
 __all__ = ["Secured", "SecurityConfig", "build_authenticator", "build_rate_limiter",
-           "open_security", "open_token_service"]
+           "open_security", "open_token_service", "shared_state"]
 
 
 @attrs.frozen
@@ -83,20 +83,33 @@ def build_rate_limiter(security: SecurityConfig) -> RateLimiter | None:
     return RateLimiter(principal=security.rate_limit, tenant=security.tenant_rate_limit)
 
 
+def shared_state(store: str, backend: Any) -> Any:
+    """What the replicas of one database share for the security model (revocations,
+    nonces): `PostgresSecurityState` with --store postgres; None for a store of one
+    process (memory, SQLite), where this process's own state is the whole truth."""
+    if store != "postgres" or backend is None:
+        return None
+    from runtime.store.postgres_security import PostgresSecurityState  # psycopg: postgres only
+
+    return PostgresSecurityState(backend)
+
+
 @asynccontextmanager
 async def open_token_service(security: SecurityConfig, authenticator: Authenticator, *,
-                             store: str, sqlite_file: Path | None
+                             store: str, sqlite_file: Path | None, shared: Any = None
                              ) -> AsyncIterator[TokenService | None]:
-    """The token service, its revocations kept in the task store's database, and its
-    access tokens accepted by `authenticator`; None when it is off."""
+    """The token service, its revocations kept in the task store's database (`shared`
+    for PostgreSQL, else the SQLite file), and its access tokens accepted by
+    `authenticator`; None when it is off."""
     settings = security.token_service
     if settings is None:
         yield None
         return
-    if store == "postgres":
-        raise ValueError("the token service keeps its revocations in SQLite or memory for "
-                         "now; it cannot run with --store postgres")
-    async with open_revocations(sqlite_file if store == "sqlite" else None) as revocations:
+    if store == "postgres" and shared is None:
+        raise ValueError("the token service with --store postgres needs the store's "
+                         "database to keep its revocations in")
+    async with open_revocations(sqlite_file if store == "sqlite" else None,
+                                shared=shared) as revocations:
         service = TokenService(settings, revocations, authenticator.api_key)
         authenticator.issuers.append(service.identify)
         yield service
@@ -149,14 +162,15 @@ class Secured:
 
 
 @asynccontextmanager
-async def open_security(config: Any) -> AsyncIterator[Secured]:
+async def open_security(config: Any, backend: Any = None) -> AsyncIterator[Secured]:
     """The security of a `ServerConfig` (its `security`, `tokens`, `worker_tokens`,
-    `store` and `data_dir`): ValueError for an unknown role; the token service open
-    while the block runs."""
+    `store` and `data_dir`) over the task store's `backend`: ValueError for an unknown
+    role; the token service open while the block runs."""
     authenticator = build_authenticator(config.security, config.tokens,
                                         TokenAuth(config.worker_tokens))
+    shared = shared_state(config.store, backend)
     async with open_token_service(config.security, authenticator, store=config.store,
-                                  sqlite_file=Path(config.data_dir) / "tasks.sqlite3"
-                                  ) as tokens:
+                                  sqlite_file=Path(config.data_dir) / "tasks.sqlite3",
+                                  shared=shared) as tokens:
         yield Secured(config.security, authenticator, tokens,
                       TokenAuth(config.tokens))

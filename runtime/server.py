@@ -341,8 +341,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
-        # The first start serves the socket bound above (its port is in the card);
-        # a restart binds the same address again.
+        # The first start serves the socket bound above; a restart binds it again.
         current = listening.pop() if listening else _listen(host, port)
         try:
             await serve_asgi(app, current, header_timeout=config.header_timeout,
@@ -354,7 +353,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
-            async with open_backend(config) as backend, open_security(config) as secured, \
+            async with open_backend(config) as backend, \
+                    open_security(config, backend) as secured, \
                     trio.open_nursery() as nursery:
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
@@ -373,11 +373,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
                                     replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
-                    push_notifications=config.push_notifications,
+                    push_notifications=config.push_notifications, keepalive=config.keepalive,
                     allow_private_push_urls=config.allow_private_push_urls,
-                    cancel_timeout=config.cancel_timeout,
-                    keepalive=config.keepalive,
-                )
+                    cancel_timeout=config.cancel_timeout)
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
                 card = LiveCard(render_card, dispatcher.worker_skills)

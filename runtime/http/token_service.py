@@ -96,7 +96,7 @@ class TokenService:
         """The identity of a valid, unrevoked access token of this service (the
         Authenticator's `TokenIssuer`); None for anything else."""
         claims = self._decode(token)
-        if claims is None or claims["typ"] != "access" or self._revocations.is_revoked(
+        if claims is None or claims["typ"] != "access" or await self._revocations.is_revoked(
                 claims["fam"]):
             return None
         return self._identity(claims)
@@ -114,7 +114,7 @@ class TokenService:
 
     async def refresh(self, params: dict[str, Any]) -> dict[str, Any]:
         claims = self._decode(_string(params, "refreshToken"))
-        if claims is None or claims["typ"] != "refresh" or self._revocations.is_revoked(
+        if claims is None or claims["typ"] != "refresh" or await self._revocations.is_revoked(
                 claims["fam"]):
             raise UnauthenticatedError("the refresh token is not valid")
         if not await self._revocations.spend(claims["jti"], float(claims["exp"])):
@@ -138,7 +138,7 @@ class TokenService:
 
     async def verify(self, params: dict[str, Any]) -> dict[str, Any]:
         claims = self._decode(_string(params, "token"))
-        if claims is None or self._revocations.is_revoked(claims["fam"]):
+        if claims is None or await self._revocations.is_revoked(claims["fam"]):
             return {"active": False}
         return {"active": True, "tokenType": claims["typ"], "principal": claims["sub"],
                 "tenant": claims.get("tenant") or "", "roles": claims.get("roles") or [],
