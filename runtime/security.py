@@ -126,6 +126,9 @@ class Secured:
     tokens: TokenService | None
     token_auth: TokenAuth
     """The static client tokens by principal alone (the worker link refuses them)."""
+    shared: Any = None
+    """What the replicas share (`shared_state`): request-signing nonces; None: this
+    process keeps its own."""
 
     @property
     def enabled(self) -> bool:
@@ -155,7 +158,8 @@ class Secured:
     def app(self, app: ASGIApp, max_body: int) -> ASGIApp:
         """`app` behind the request-signature check and CORS, when configured."""
         if self.security.request_signing is not None:
-            app = SignatureCheck(self.security.request_signing, app, max_body=max_body)
+            app = SignatureCheck(self.security.request_signing, app, max_body=max_body,
+                                 shared=self.shared)
         if self.security.cors is not None:
             app = Cors(self.security.cors, app)
         return app
@@ -173,4 +177,4 @@ async def open_security(config: Any, backend: Any = None) -> AsyncIterator[Secur
                                   sqlite_file=Path(config.data_dir) / "tasks.sqlite3",
                                   shared=shared) as tokens:
         yield Secured(config.security, authenticator, tokens,
-                      TokenAuth(config.tokens))
+                      TokenAuth(config.tokens), shared)
