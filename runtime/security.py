@@ -7,7 +7,7 @@ setting is described in docs/security.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from runtime.http.token_routes import token_methods, token_routes
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
 __all__ = ["Secured", "SecurityConfig", "build_authenticator", "build_rate_limiter",
-           "open_security", "open_token_service", "shared_state"]
+           "link_closed", "open_security", "open_token_service", "shared_state",
+           "worker_link_refusal"]
 
 
 @attrs.frozen
@@ -60,9 +61,39 @@ class SecurityConfig:
     """HMAC request signatures: checked when present, required if so set; None: off."""
     card_signer: CardSigner | None = None
     """Sign the agent card (JWS in `signatures`); None: unsigned."""
+    worker_identities: bool = False
+    """Let identities (static tokens, JWTs, token-service tokens) whose roles grant
+    `worker.link` (agent, admin) and that have no tenant connect workers, beside the
+    worker tokens (`--worker-identities`)."""
 
     def role_table(self) -> RoleTable:
         return RoleTable(self.roles)
+
+
+def link_closed(config: Any) -> bool:
+    """Client auth is on and the worker link has no tokens of its own, nor leave to be
+    open: then it takes only identities holding `worker.link`, if configured to."""
+    client_auth = bool(config.tokens) or config.security.jwt is not None
+    return client_auth and not config.worker_tokens and not config.open_worker_link
+
+
+def worker_link_refusal(config: Any) -> str | None:
+    """Why the server must not start with this worker link (one line naming the
+    flags that fix it), or None.
+
+    With client auth on, a worker link without worker credentials would hand any
+    principal's task to whoever connects. When only remote workers could run the
+    tasks (no embedded ones), that is a configuration error; with embedded workers
+    the link stays closed to remote ones instead (`runtime.link.endpoint`)."""
+    if link_closed(config) and config.local_workers == 0 and not (
+            config.security.worker_identities):
+        return ("client tokens are set but no worker tokens, and without them anyone could "
+                "take tasks on the worker link: give worker tokens with --worker-tokens-file "
+                "(or TRIO_A2A_WORKER_TOKENS; ServerConfig.worker_tokens), let identities "
+                "holding 'worker.link' connect workers with --worker-identities, or pass "
+                "--open-worker-link (ServerConfig.open_worker_link) to leave the link open "
+                "on purpose")
+    return None
 
 
 def build_authenticator(security: SecurityConfig, tokens: Mapping[str, str],
@@ -137,6 +168,25 @@ class Secured:
     @property
     def auth_schemes(self) -> tuple[str, ...]:
         return ("bearer",) if self.enabled else ()
+
+    @property
+    def worker_identities(self) -> Callable[[str | None], Awaitable[str | None]] | None:
+        """The worker link's check of identities (`SecurityConfig.worker_identities`):
+        the principal of a credential whose roles grant `worker.link` and that has no
+        tenant (a worker runs every tenant's tasks), else None; None when off."""
+        authn = self.authenticator
+        if not self.security.worker_identities or not authn.enabled:
+            return None
+
+        async def principal(authorization: str | None) -> str | None:
+            identity = await authn.identify(authorization)
+            if identity is None or identity.via == "anonymous" or identity.tenant:
+                return None
+            if not authn.roles.allows(identity.roles, "worker.link"):
+                return None
+            return identity.principal
+
+        return principal
 
     def card(self, document: CardDocument) -> CardDocument:
         signer = self.security.card_signer

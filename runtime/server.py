@@ -47,7 +47,7 @@ from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
-from runtime.security import SecurityConfig, open_security
+from runtime.security import SecurityConfig, link_closed, open_security, worker_link_refusal
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -188,29 +188,6 @@ class ServerConfig:
         shared = sorted(self.tokens.keys() & value.keys())
         if shared:
             raise ValueError(f"{len(shared)} token(s) are both client and worker tokens")
-
-
-def _link_closed(config: ServerConfig) -> bool:
-    """Client auth is on and the link has no tokens of its own, nor leave to be open."""
-    client_auth = bool(config.tokens) or config.security.jwt is not None
-    return client_auth and not config.worker_tokens and not config.open_worker_link
-
-
-def worker_link_refusal(config: ServerConfig) -> str | None:
-    """Why the server must not start with this worker link (one line naming the
-    flags that fix it), or None.
-
-    With client auth on, a worker link without worker tokens would hand any
-    principal's task to whoever connects. When only remote workers could run the
-    tasks (no embedded ones), that is a configuration error; with embedded workers
-    the link stays closed to remote ones instead (`runtime.link.endpoint`)."""
-    if _link_closed(config) and config.local_workers == 0:
-        return ("client tokens are set but no worker tokens, and without them anyone could "
-                "take tasks on the worker link: give worker tokens with --worker-tokens-file "
-                "(or TRIO_A2A_WORKER_TOKENS; ServerConfig.worker_tokens), or pass "
-                "--open-worker-link (ServerConfig.open_worker_link) to leave the link open "
-                "on purpose")
-    return None
 
 
 @attrs.frozen
@@ -366,7 +343,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=secured.token_auth,
-                                              remote_open=not _link_closed(config))
+                                              remote_open=not link_closed(config),
+                                              identities=secured.worker_identities)
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
