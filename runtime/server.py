@@ -47,8 +47,8 @@ from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.handover import LocalStops, hand_over
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
-from runtime.security import open_security
-from runtime.server_config import ServerConfig, link_closed, worker_link_refusal
+from runtime.security import link_closed, open_security, worker_link_refusal
+from runtime.server_config import ServerConfig
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -191,8 +191,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
-        # The first start serves the socket bound above (its port is in the card);
-        # a restart binds the same address again.
+        # The first start serves the socket bound above; a restart binds it again.
         current = listening.pop() if listening else _listen(host, port)
         try:
             await serve_asgi(app, current, header_timeout=config.header_timeout,
@@ -204,7 +203,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
-            async with open_backend(config) as backend, open_security(config) as secured, \
+            async with open_backend(config) as backend, \
+                    open_security(config, backend) as secured, \
                     trio.open_nursery() as nursery:
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
@@ -216,7 +216,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=secured.token_auth,
-                                              remote_open=not link_closed(config))
+                                              remote_open=not link_closed(config),
+                                              identities=secured.worker_identities)
                 workers: list[RunningWorker] = []
                 stopping = LocalStops()
                 sender = HttpxPushSender(timeout=config.push_timeout,
@@ -224,11 +225,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
                                     replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
-                    push_notifications=config.push_notifications,
+                    push_notifications=config.push_notifications, keepalive=config.keepalive,
                     allow_private_push_urls=config.allow_private_push_urls,
-                    cancel_timeout=config.cancel_timeout,
-                    keepalive=config.keepalive,
-                )
+                    cancel_timeout=config.cancel_timeout)
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
                 card = LiveCard(render_card, dispatcher.worker_skills)
@@ -257,8 +256,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
                     mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
                                                limits=config.limits),
-                                      secured.token_auth, worker_auth=worker_auth,
-                                      max_body=config.max_body)
+                                      state, max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
                 state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)

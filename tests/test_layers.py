@@ -157,7 +157,7 @@ def test_import_cycle_finder_sees_a_cycle() -> None:
 # "Where things live"); the top-level modules (server, cli, flags) wire everything.
 RUNTIME_IMPORTS = {
     "runtime.http": (),
-    "runtime.admin": ("runtime.http.common", "runtime.http.sse"),
+    "runtime.admin": ("runtime.http.common", "runtime.http.sse", "runtime.http.identity"),
     "runtime.client": (),
     "runtime.store": (),
     "runtime.supervisor": (),
@@ -165,13 +165,14 @@ RUNTIME_IMPORTS = {
     "runtime.link": ("runtime.http.common", "runtime.http.auth", "runtime.http.sse",
                      "runtime.supervisor"),
     "runtime.worker": ("runtime.agents", "runtime.supervisor"),
-    "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard"),
+    "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard",
+                    "runtime.http.gate", "runtime.http.signing_settings"),
     "runtime.providers": ("runtime.secrets",),
     "runtime.tools": ("runtime.secrets",),
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
                        "runtime.client"),
     "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
-                     "runtime.supervisor"),
+                     "runtime.http.gate", "runtime.supervisor"),
 }
 
 

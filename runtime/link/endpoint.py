@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -75,19 +76,24 @@ class WorkerLinkEndpoint:
 
     def __init__(self, dispatcher: Dispatcher, store: ServerTaskStore, *,
                  worker_auth: TokenAuth, client_auth: TokenAuth | None = None,
-                 remote_open: bool = True) -> None:
+                 remote_open: bool = True,
+                 identities: Callable[[str | None], Awaitable[str | None]] | None = None
+                 ) -> None:
         self.dispatcher = dispatcher
         self.store = store
         self._worker_auth = worker_auth
         self._client_auth = client_auth
+        self._identities = identities
         self._remote_open = remote_open or worker_auth.enabled
         self.unauthorized = (
+            "a valid worker token, or a credential whose roles grant 'worker.link', is "
+            "required (Authorization: Bearer <token>)" if identities is not None else
             "a valid worker token is required (Authorization: Bearer <token>)"
             if self._remote_open else
             "this server takes no remote workers: client auth is on and no worker tokens "
             "are set (start it with --worker-tokens-file, or --open-worker-link)")
         """Why a handshake is refused: the message of its UNAUTHORIZED error ack."""
-        if not self._remote_open:
+        if not self._remote_open and identities is None:
             log.warning("worker link closed to remote workers: client tokens but no worker "
                         "tokens (give --worker-tokens-file, or --open-worker-link)",
                         extra={"path": WS_PATH})
@@ -136,8 +142,17 @@ class WorkerLinkEndpoint:
                 closed += 1
         return closed
 
-    def authenticate(self, authorization: str | None) -> str | None:
-        """The worker principal of a handshake, or None to refuse it."""
+    async def authenticate(self, authorization: str | None) -> str | None:
+        """The worker principal of a handshake, or None to refuse it: a worker token, or
+        (when `identities` is given) a credential whose roles grant `worker.link`."""
+        if self._worker_auth.enabled and authorization:
+            found = self._worker_auth.principal(authorization)
+            if found is not None:
+                return found
+        if self._identities is not None and authorization:
+            found = await self._identities(authorization)
+            if found is not None:
+                return found
         if not self._remote_open:
             return None
         client = self._client_auth
