@@ -23,6 +23,7 @@ from actors.dispatcher import RunRequest, route_from_metadata
 from actors.push_configs import PushConfigs, PushWatcher
 from actors.store_port import DispatchState, StoredEvent, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
+from actors.trace_port import CurrentTraceparent
 from protocol.errors import (
     InvalidParamsError,
     TaskNotCancelableError,
@@ -79,6 +80,8 @@ class ServiceSettings:
     default_page_size: int = 50
     keepalive: float = 15.0
     """Seconds of silence after which a stream gets a keep-alive (SSE comment)."""
+    traceparent: CurrentTraceparent | None = None
+    """Tracing on: the request's trace context, kept with the task for its worker."""
 
 
 @attrs.frozen
@@ -156,6 +159,7 @@ class A2AService:
         push_cfg = cfg.task_push_notification_config if cfg else None
         if push_cfg is not None:
             self.push_configs.require_enabled()
+        trace_parent = self.settings.traceparent() if self.settings.traceparent else None
         if msg.task_id:
             record = await self._visible(msg.task_id, principal)
             task = record.task
@@ -211,6 +215,7 @@ class A2AService:
             dispatch = DispatchState(
                 route=route, request_metadata=dict(req.metadata) if req.metadata else None,
                 accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
+                trace_parent=trace_parent,
             )
             record = await self._store.create_task(task, owner=principal, push_configs=configs,
                                                    dispatch=dispatch)
@@ -222,6 +227,7 @@ class A2AService:
                 metadata=dict(req.metadata or {}),
                 accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
                 principal=principal,
+                trace_parent=trace_parent,
             )
         )
         return record

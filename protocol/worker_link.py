@@ -147,6 +147,9 @@ class ClaimReply(LinkModel):
     # older worker ignores them and an older server's grant means "" and ().
     principal: str | None = None
     accepted_output_modes: list[str] | None = None
+    # The W3C trace context of the request that queued the task (tracing on): the
+    # worker's session span continues it. Optional, ignored by older workers.
+    traceparent: str | None = None
 
     @model_validator(mode="after")
     def _granted_has_lease(self) -> ClaimReply:

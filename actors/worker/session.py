@@ -39,6 +39,7 @@ import attrs
 import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
+from actors.trace_port import NO_SPAN, SessionSpan
 from actors.worker.link_port import AttemptLost, LinkSlot
 from actors.worker.output_guard import OutputGuard, OutputRefused
 from actors.worker.output_streamer import OutputConfig, OutputStreamer
@@ -225,6 +226,8 @@ class SessionConfig:
     registering) applies too, the smaller wins. None: the server's alone."""
     max_event_bytes: int = 1 << 20
     """Artifact chunks larger than this (JSON bytes) are cut into several."""
+    span: SessionSpan | None = None
+    """Tracing on: the span each session runs in, continuing the grant's trace."""
 
 
 @attrs.frozen
@@ -243,6 +246,7 @@ class _Running:
     actor: SessionActor
     streamer: OutputStreamer
     reporter: StatusReporter
+    traceparent: str | None = None
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
 
@@ -343,7 +347,7 @@ class Sessions:
         reporter = StatusReporter(self._link, task_id=task_id, attempt_id=attempt_id,
                                   reports=rep_receive, output=streamer, provider=cfg.provider,
                                   model=cfg.model, config=cfg.status, rng=self._rng)
-        run = _Running(task_id, attempt_id, actor, streamer, reporter)
+        run = _Running(task_id, attempt_id, actor, streamer, reporter, grant.traceparent)
         self._running[task_id] = run
         self._started += 1
         log.info("session started", extra={"task_id": task_id, "attempt_id": attempt_id,
@@ -385,8 +389,10 @@ class Sessions:
 
     async def _run(self, run: _Running) -> None:
         outcome = "lost"
+        span = self._config.span
         try:
-            with run.scope:
+            with run.scope, (NO_SPAN if span is None else
+                             span(run.task_id, run.attempt_id, run.traceparent)):
                 async with trio.open_nursery() as nursery:
                     # No start() handshakes: the reporter's "claimed" is a report the
                     # streamer takes whenever it comes, and the session's events wait in

@@ -15,6 +15,7 @@ from runtime.flags.env import (
     _port_type,
     add_logging_arguments,
 )
+from runtime.flags.ops import add_ops_arguments, add_version_arguments
 from runtime.flags.worker import add_database_arguments, add_worker_parser
 
 __all__ = ["build_parser"]
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         "marked canceled anyway [TRIO_A2A_CANCEL_TIMEOUT] (default 10)",
     )
     add_logging_arguments(s)
+    add_ops_arguments(s, server=True)
     add_worker_parser(sub)
     add_client_parsers(sub)
+    add_version_arguments(parser)  # last: every subcommand gets it
     return parser
