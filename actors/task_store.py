@@ -167,6 +167,15 @@ class ServerTaskStore:
             found_by_poll=0 if self._sync is None else self._sync.found_by_poll,
         )
 
+    def tasks_by_state(self) -> dict[str, int]:
+        """The cached tasks by committed state (every unfinished task this process
+        serves, and the recently finished ones), counted when asked: for a scrape."""
+        counts: dict[str, int] = {}
+        for entry in self._entries.values():
+            state = entry.committed.state.value
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
     @property
     def shared(self) -> bool:
         """Other processes write this store too (the backend has a change feed)."""

@@ -19,7 +19,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -44,6 +44,7 @@ from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
+from runtime.observe import ObservedASGI, ServerMetrics, ServerSources, Tracing
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -139,6 +140,11 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
+    access_log: bool = False
+    """Log one line per HTTP request (logger `runtime.access`)."""
+    tracer_provider: Any = None
+    """An OpenTelemetry TracerProvider: spans of requests, store writes and the
+    embedded workers' sessions (`runtime.observe.tracing`). None: no tracing, at no cost."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -214,6 +220,8 @@ class RunningServer:
     push: PushDelivery
     supervisor: Supervisor
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
+    metrics: ServerMetrics = attrs.field(factory=ServerMetrics, repr=False)
+    """What ``GET /metrics`` serves (its own registry)."""
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -257,7 +265,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
-                            workers: list[RunningWorker], index: int, *,
+                            workers: list[RunningWorker], tracing: Tracing | None, index: int, *,
                             task_status: trio.TaskStatus[None]) -> None:
     """One embedded worker: `open_worker` over the in-process link, ready once registered."""
     async with open_worker(
@@ -268,7 +276,8 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
         # No first-frame linger: with no network to save a round trip on, `working`
         # shows the moment the agent starts.
         config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=SessionConfig(
-            output=OutputConfig(first_frame_linger=0))),
+            output=OutputConfig(first_frame_linger=0),
+            span=None if tracing is None else tracing.session)),
     ) as worker:
         if index < len(workers):
             workers[index] = worker
@@ -306,6 +315,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
+    metrics = ServerMetrics()
+    tracing = None if config.tracer_provider is None else Tracing(config.tracer_provider)
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above (its port is in the card);
@@ -322,7 +333,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
             async with open_backend(config) as backend, trio.open_nursery() as nursery:
-                store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
+                store = ServerTaskStore(backend, poll_interval=config.store_poll_interval,
+                                        observe_commit=metrics.observe_commit,
+                                        span=None if tracing is None else tracing.store)
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
                                         max_attempts=config.max_attempts,
@@ -342,6 +355,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                     allow_private_push_urls=config.allow_private_push_urls,
                     cancel_timeout=config.cancel_timeout,
                     keepalive=config.keepalive,
+                    traceparent=None if tracing is None else tracing.traceparent,
                 )
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
@@ -362,7 +376,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready)
-                app = create_asgi(mount_worker_link(state, endpoint))
+                metrics.watch(ServerSources(dispatcher, store, push, workers=lambda: workers))
+                app = ObservedASGI(create_asgi(mount_worker_link(state, endpoint)), metrics,
+                                   tracing=tracing, log_access=config.access_log)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -371,7 +387,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("store", store.run),
                         ChildSpec("dispatcher", dispatcher.run),
                         *(ChildSpec(f"local-worker-{i}", functools.partial(
-                            _run_local_worker, config, endpoint, workers, i))
+                            _run_local_worker, config, endpoint, workers, tracing, i))
                           for i in range(config.local_workers)),
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
@@ -385,7 +401,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept)
+                                    push=push, supervisor=tree, accept=accept,
+                                    metrics=metrics)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")

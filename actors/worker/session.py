@@ -237,6 +237,8 @@ class SessionsStatistics:
     started: int
     outcomes: Mapping[str, int]
     """Finished sessions by outcome; "lost" for those stopped without a release."""
+    coalesced: int = 0
+    """Text chunks the sessions' output streamers folded into the chunk before."""
 
 
 @attrs.define(eq=False)
@@ -277,6 +279,7 @@ class Sessions:
         self._changed = trio.Event()
         self._started = 0
         self._outcomes: dict[str, int] = {}
+        self._coalesced = 0
 
     @property
     def agent_names(self) -> list[str]:
@@ -299,8 +302,11 @@ class Sessions:
         return None if run is None else run.actor
 
     def statistics(self) -> SessionsStatistics:
+        coalesced = self._coalesced + sum(r.streamer.statistics().coalesced
+                                          for r in self._running.values())
         return SessionsStatistics(running=len(self._running), concurrency=self.concurrency,
-                                  started=self._started, outcomes=dict(self._outcomes))
+                                  started=self._started, outcomes=dict(self._outcomes),
+                                  coalesced=coalesced)
 
     async def wait_changed(self) -> None:
         """Until a session starts or ends."""
@@ -411,6 +417,7 @@ class Sessions:
                 log.error("session failed", extra=extra, exc_info=exc)
         finally:
             del self._running[run.task_id]
+            self._coalesced += run.streamer.statistics().coalesced
             self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
             self._wake()
 

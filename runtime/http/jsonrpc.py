@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -105,8 +105,13 @@ async def dispatch(
     content_type: str | None,
     last_event_id: str | None,
     body: bytes,
+    note: MutableMapping[str, Any] | None = None,
 ) -> Reply:
-    """Answer one JSON-RPC payload (a request, a notification or a batch)."""
+    """Answer one JSON-RPC payload (a request, a notification or a batch).
+
+    `note` (the ASGI scope) is told the method called and the outcome ("ok",
+    "client_error", "server_error": a JSON-RPC error answers 200), for the metrics
+    and the request's span (`runtime.observe`)."""
     principal = state.auth.client_principal(authorization, state.worker_auth)
     if principal is None:
         return unauthorized_reply()
@@ -122,10 +127,13 @@ async def dispatch(
                         state.card.document.data if state.extended_card else None)
     service = state.service
     refused = _over_limits(parsed.items, state.limits)
+    outcome = "ok"
 
     async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool
                   ) -> bytes | RpcStream | None:
+        nonlocal outcome
         if isinstance(item, dict):  # already an error response from parsing
+            outcome = "client_error"
             return json.dumps(item, separators=(",", ":")).encode()
         try:
             if version is None:
@@ -146,9 +154,12 @@ async def dispatch(
                 raise refused[id(item)]
             result = await method(service, item.params, ctx)
         except A2AError as err:
+            if outcome == "ok":
+                outcome = "server_error" if isinstance(err, InternalError) else "client_error"
             out = _error_bytes(item.id, err, wire_version)
         except Exception:
             log.exception("internal error in JSON-RPC method", extra={"method": item.method})
+            outcome = "server_error"
             out = _error_bytes(item.id, InternalError("internal server error"), wire_version)
         else:
             if isinstance(result, RpcStream):
@@ -161,6 +172,10 @@ async def dispatch(
             return Reply(status=204)
         item = parsed.items[0]
         out = await run(item, stream_ok=True)
+        if note is not None:
+            note["a2a.method"] = (item.method if isinstance(item, RpcRequest)
+                                  and item.method in METHODS[wire_version] else "invalid")
+            note["a2a.outcome"] = outcome
         if isinstance(out, RpcStream):
             req_id = item.id  # type: ignore[union-attr]
             render = out.render
@@ -193,6 +208,8 @@ async def dispatch(
     async with trio.open_nursery() as nursery:
         for i, item in enumerate(parsed.items):
             nursery.start_soon(run_at, i, item)
+    if note is not None:
+        note["a2a.method"], note["a2a.outcome"] = "batch", outcome
     parts = [r for r in results if r is not None]
     if not parts:
         return Reply(status=204)
@@ -264,6 +281,7 @@ class JsonRpcASGI:
             else:
                 await _no_websocket_here(scope, receive, send)
             return
+        scope["a2a.binding"] = "jsonrpc"
         headers: dict[bytes, bytes] = {}
         authorizations: list[str] = []
         for name, value in scope["headers"]:
@@ -306,6 +324,7 @@ class JsonRpcASGI:
             content_type=_header(headers, b"content-type"),
             last_event_id=_header(headers, b"last-event-id"),
             body=body,
+            note=scope,
         )
         if reply.stream is None:
             await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))

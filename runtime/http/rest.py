@@ -293,9 +293,21 @@ def _error(err: A2AError, version: str) -> Response:
     return json_response({**body, "type": name, "message": err.message}, status=status)
 
 
-def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str]) -> Operation:
+# The A2A 1.0 method of each route, for metrics and traces (`runtime.observe`).
+METHOD_NAMES = {"send": "SendMessage", "stream": "SendStreamingMessage",
+                "list_tasks": "ListTasks", "get_task": "GetTask", "cancel": "CancelTask",
+                "subscribe": "SubscribeToTask", "create_push": "CreateTaskPushNotificationConfig",
+                "list_push": "ListTaskPushNotificationConfigs",
+                "get_push": "GetTaskPushNotificationConfig",
+                "delete_push": "DeleteTaskPushNotificationConfig",
+                "extended_card": "GetExtendedAgentCard", "card_v03": "GetExtendedAgentCard"}
+
+
+def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
+          method: str = "") -> Operation:
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
+        request.scope["a2a.binding"], request.scope["a2a.method"] = "rest", method
         try:
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
@@ -346,6 +358,7 @@ def register_rest_routes(app: QuartTrio, state: AppState) -> None:
             prefixes.append(("/v1", "_v1", True))
         for prefix, suffix, v1_path in prefixes:
             app.add_url_rule(prefix + path, f"rest_{name}{suffix}",
-                             _view(state, op, v1_path=v1_path, has=has), methods=list(methods))
+                             _view(state, op, v1_path=v1_path, has=has,
+                                   method=METHOD_NAMES.get(name, name)), methods=list(methods))
     for code in (404, 405):
         app.register_error_handler(code, _http_error)

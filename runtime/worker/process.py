@@ -103,6 +103,8 @@ class WorkerStatistics:
     concurrency: int
     started: int
     outcomes: Mapping[str, int]
+    coalesced: int = 0
+    """Output text chunks folded into the one before them (none were dropped)."""
 
 
 class _ConnectionTree:
@@ -217,7 +219,7 @@ class RunningWorker:
             worker_id=self.worker_id, connected=self.slot.is_up,
             connects=self.connection.connects if self.connection else 0,
             registrations=self.slot.attaches, running=s.running, concurrency=s.concurrency,
-            started=s.started, outcomes=s.outcomes)
+            started=s.started, outcomes=s.outcomes, coalesced=s.coalesced)
 
     def is_running(self, task_id: str) -> bool:
         """A session of this worker runs the task."""

@@ -1,0 +1,16 @@
+"""Operations: Prometheus metrics of the server and of workers, OpenTelemetry tracing,
+and the HTTP layer that serves `/metrics` and observes every request
+(docs/operations.md)."""
+
+from runtime.observe.http import ObservedASGI
+from runtime.observe.server_metrics import ServerMetrics, ServerSources
+from runtime.observe.tracing import (
+    Tracing,
+    child_span,
+    configure_tracing,
+    inject_traceparent,
+    tracing_requested,
+)
+
+__all__ = ["ObservedASGI", "ServerMetrics", "ServerSources", "Tracing", "child_span",
+           "configure_tracing", "inject_traceparent", "tracing_requested"]
