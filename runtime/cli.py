@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from protocol.limits import DEPTH_CEILING
@@ -39,11 +40,22 @@ from runtime.agents.llm_config import (
 from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
-from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
+from runtime.flags import (
+    ENV_PREFIX,
+    ConfigFileError,
+    add_llm_arguments,
+    add_worker_parser,
+    apply_config_file,
+    build_parser,
+    command_parser,
+)
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
-from runtime.logs import JsonLogFormatter, setup_logging
+from runtime.logs import JsonLogFormatter, banner, setup_logging
+from runtime.observe import Tracing, configure_tracing
+from runtime.observe.instruments import use_worker_metrics
+from runtime.observe.worker_metrics import WorkerMetrics, serve_metrics
 from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
@@ -161,6 +173,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_attempts=args.max_attempts,
         max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
+        access_log=args.access_log,
     )
     refusal = worker_link_refusal(config)
     if refusal is not None:
@@ -216,12 +229,10 @@ def tune_gc() -> None:
 async def run_server(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(config) as server:
-            print(
-                f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
-                file=sys.stderr,
-                flush=True,
-            )
+            banner(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
+                   f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
+                   url=server.url, store=config.store, agent=config.agent.name,
+                   auth=bool(config.tokens), tracing=config.tracer_provider is not None)
             async for _ in signals:
                 break
 
@@ -237,19 +248,26 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
             label = (f"llm: {settings.provider}/{settings.model}, approve "
                      f"{settings.approval.value}, workspace {settings.workspace}")
         signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        metrics = WorkerMetrics() if args.metrics_port is not None else None
+        stack.enter_context(use_worker_metrics(metrics))  # the sessions record into it
         worker = await stack.enter_async_context(open_worker(
             args.server, token=args.token, agent=agent, concurrency=args.concurrency,
             name=args.name, capabilities=[c.strip() for c in args.capability],
             list_models=list_models, config=config, transport=args.transport))
-        print(
-            f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
-            f"(agent: {label}, concurrency: {args.concurrency}, "
-            f"transport: {args.transport})",
-            file=sys.stderr,
-            flush=True,
-        )
+        fields: dict[str, Any] = {}
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        if metrics is not None:
+            metrics.watch(worker.statistics)
+            port = await nursery.start(serve_metrics, metrics.render, args.metrics_host,
+                                       args.metrics_port)
+            fields["metrics_url"] = f"http://{args.metrics_host}:{port}/metrics"
+        banner(f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
+               f"(agent: {label}, concurrency: {args.concurrency}, "
+               f"transport: {args.transport})", worker_id=worker.worker_id,
+               server=args.server, **fields)
         async for _ in signals:
             break
+        nursery.cancel_scope.cancel()
 
 
 async def run_models(settings: LlmSettings) -> None:
@@ -274,17 +292,36 @@ def run_migrate(url: str) -> int:
     return 0
 
 
+def _tracer_provider(args: argparse.Namespace, service: str) -> Any:
+    """The tracer provider --otel or the OTEL_* variables ask for (None: no tracing);
+    a usage error if the SDK is missing."""
+    try:
+        return configure_tracing(service, flag=args.otel)
+    except RuntimeError as exc:
+        command_parser(build_parser(), args.command).error(str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    top = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = top.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
+    parser = command_parser(top, args.command)  # a usage error shows this command's usage
+    if args.command == "server" and args.config:
+        try:  # flags and environment win over the file
+            args = apply_config_file(args, parser, argv[argv.index("server") + 1:],
+                                     args.config, build_parser)
+        except ConfigFileError as exc:
+            parser.error(str(exc))
     setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     if args.command == "server":
         try:
             config = server_config(args)
         except ValueError as exc:
             parser.error(str(exc))
+        provider = _tracer_provider(args, "trio-a2a-server")
+        config = attrs.evolve(config, tracer_provider=provider)
         if args.log_level != "debug":
             # The embedded workers' per-task lines (session started, task released)
             # repeat the server's own "task released over the link"; keep their warnings.
@@ -295,12 +332,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        finally:
+            if provider is not None:
+                provider.shutdown()  # exports the spans still batched
         return 0
     if args.command == "worker":
         try:
             config = worker_config(args)
         except ValueError as exc:
             parser.error(str(exc))
+        provider = _tracer_provider(args, "trio-a2a-worker")
+        if provider is not None:
+            config = attrs.evolve(config, sessions=attrs.evolve(
+                config.sessions, span=Tracing(provider).session))
         # As with `python -m`, an --agent import path is found from the current
         # directory even when started through the `trio-a2a` console script.
         if "" not in sys.path and os.getcwd() not in sys.path:
@@ -327,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # refusing it, a provider's settings) is an error, not a usage problem.
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        finally:
+            if provider is not None:
+                provider.shutdown()
         return 0
     if args.command == "migrate":
         if not args.database_url:

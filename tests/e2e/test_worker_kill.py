@@ -166,9 +166,9 @@ def _msg(proc: Proc, msg: str) -> list[dict[str, Any]]:
 
 
 def _server_url(proc: Proc) -> str | None:
-    for line in proc.stderr:
-        if line.startswith("trio-a2a server on "):
-            return line.split()[3]
+    for record in proc.records:  # the start banner is a JSON line too (--log-format json)
+        if str(record.get("msg", "")).startswith("trio-a2a server on "):
+            return str(record["url"])
     return None
 
 
