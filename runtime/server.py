@@ -346,6 +346,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=auth,
                                               remote_open=not _link_closed(config))
+                endpoint.frame_span = None if tracing is None else tracing.link_frame
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)

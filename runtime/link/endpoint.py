@@ -43,6 +43,7 @@ import trio
 
 from actors.dispatcher import Dispatcher
 from actors.task_store import ServerTaskStore
+from actors.trace_port import SessionSpan
 from protocol import worker_link as wl
 from runtime.http.auth import TokenAuth
 from runtime.link.connection import LinkConnection, PushSink
@@ -88,6 +89,8 @@ class WorkerLinkEndpoint:
         self._warned_open = False
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
+        self.frame_span: SessionSpan | None = None
+        """Tracing on: the span of each output, status and release frame (`LinkState`)."""
         self.connections: set[LinkConnection] = set()
         """The open WebSocket and HTTP-binding connections."""
 

@@ -115,9 +115,22 @@ class Tracing:
         return carrier.get("traceparent")
 
     def store(self, operation: str, task_id: str) -> AbstractContextManager[Any]:
-        """The store's port: one create or waited-for write."""
+        """The store's port: one create or waited-for write, inside a traced request
+        or link frame (not a root span of its own: reaper and housekeeping writes)."""
+        if not trace.get_current_span().get_span_context().is_valid:
+            return _NOTHING
         return self.tracer.start_as_current_span(f"store.{operation}",
                                                  attributes={"a2a.task_id": task_id})
+
+    def link_frame(self, op: str, task_id: str, traceparent: str | None
+                   ) -> AbstractContextManager[Any]:
+        """The worker link's port: a worker's output, status or release frame, in the
+        trace of the request that queued the task (its stored traceparent)."""
+        if traceparent is None:
+            return _NOTHING
+        return self.tracer.start_as_current_span(
+            f"link.{op}", context=_extract(traceparent), kind=trace.SpanKind.SERVER,
+            attributes={"a2a.task_id": task_id})
 
     @contextlib.contextmanager
     def session(self, task_id: str, attempt_id: str, traceparent: str | None
