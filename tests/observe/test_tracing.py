@@ -4,9 +4,7 @@ captured with the SDK's InMemorySpanExporter. Also: tracing off sends no tracepa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
@@ -14,51 +12,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.approval import ApprovalPolicy
 from actors.worker import SessionConfig
-from runtime.agents.llm import LlmAgentConfig, llm_agent
 from runtime.observe import Tracing
-from runtime.providers.openai_compat import OpenAICompatProvider
 from runtime.server import ServerConfig, open_server
 from runtime.worker import WorkerConfig, open_worker
 from tests.conftest import user_message
-from tests.providers.fake_http import Received, Reply, open_fake_server, sse
+from tests.observe.fake_llm import Model, llm_agent_for
+from tests.providers.fake_http import open_fake_server
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-def _turn(delta: dict[str, Any], finish: str) -> Reply:
-    def chunk(body: dict[str, Any]) -> bytes:
-        return sse({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                    **body})
-    return Reply(chunks=[chunk({"choices": [{"index": 0, "delta": delta,
-                                             "finish_reason": None}]}),
-                         chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
-                                "usage": {"prompt_tokens": 7, "completion_tokens": 2,
-                                          "total_tokens": 9}}),
-                         sse("[DONE]")])
-
-
-class Model:
-    """list_dir first, then the answer."""
-
-    def __init__(self) -> None:
-        self.headers: list[dict[str, str]] = []
-
-    async def __call__(self, req: Received) -> Reply:
-        self.headers.append(req.headers)
-        if not any(m["role"] == "tool" for m in req.json()["messages"]):
-            return _turn({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {
-                "name": "list_dir", "arguments": json.dumps({"path": "."})}}]}, "tool_calls")
-        return _turn({"content": "done"}, "stop")
-
-
-def _agent(url: str, workspace: Path) -> Any:
-    return llm_agent(LlmAgentConfig(provider=OpenAICompatProvider(base_url=f"{url}/v1",
-                                                                  api_key="sk-test"),
-                                    model="m", workspace_dir=workspace,
-                                    approval=ApprovalPolicy.ALL))
 
 
 def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
@@ -80,7 +43,7 @@ async def test_a_trace_runs_from_the_request_to_the_provider_call(tmp_path: Path
     worker_config = WorkerConfig(sessions=SessionConfig(span=Tracing(provider).session))
     with trio.fail_after(20):
         async with open_fake_server(model) as fake, open_server(config) as srv, \
-                open_worker(srv.url, token=None, agent=_agent(fake.url, tmp_path),
+                open_worker(srv.url, token=None, agent=llm_agent_for(fake.url, tmp_path),
                             config=worker_config) as worker, \
                 httpx.AsyncClient(base_url=srv.url, timeout=15) as client:
             await worker.wait_registered()
@@ -122,7 +85,8 @@ async def test_tracing_off_sends_no_traceparent(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with open_fake_server(model) as fake, \
                 open_server(ServerConfig(port=0, store="memory", local_workers=0)) as srv, \
-                open_worker(srv.url, token=None, agent=_agent(fake.url, tmp_path)) as worker, \
+                open_worker(srv.url, token=None,
+                            agent=llm_agent_for(fake.url, tmp_path)) as worker, \
                 httpx.AsyncClient(base_url=srv.url, timeout=15) as client:
             await worker.wait_registered()
             body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
