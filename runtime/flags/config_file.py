@@ -54,7 +54,7 @@ def _given_on_command_line(sub: argparse.ArgumentParser, argv: Sequence[str]) ->
 
 
 def _line_of(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
+    pattern = re.compile(rf"^[ \t]*[\"']?{re.escape(key)}[\"']?[ \t]*=", re.MULTILINE)
     match = pattern.search(text)
     return None if match is None else text.count("\n", 0, match.start()) + 1
 
