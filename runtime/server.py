@@ -377,7 +377,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready)
-                metrics.watch(ServerSources(dispatcher, store, push, workers=lambda: workers))
+                metrics.watch(ServerSources(
+                    dispatcher, store, push, workers=lambda: workers,
+                    http_links=lambda: endpoint.http_links and endpoint.http_links.statistics()))
                 app = ObservedASGI(create_asgi(mount_worker_link(state, endpoint)), metrics,
                                    tracing=tracing, log_access=config.access_log)
                 # rest_for_one: a child depends on the ones before it; when one fails,

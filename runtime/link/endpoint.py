@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -89,6 +89,8 @@ class WorkerLinkEndpoint:
         self._warned_open = False
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
+        self.http_links: Any = None
+        """The HTTP binding's links (`runtime.link.http.WorkerHttpLinks`), once mounted."""
         self.frame_span: SessionSpan | None = None
         """Tracing on: the span of each output, status and release frame (`LinkState`)."""
         self.connections: set[LinkConnection] = set()

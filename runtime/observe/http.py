@@ -44,6 +44,11 @@ def _binding_of(path: str) -> str:
     return "other"
 
 
+# Probes would start a trace every few seconds, and the worker link's frames have
+# spans of their own in their task's trace (`Tracing.link_frame`).
+_UNTRACED = frozenset({"probe", "worker_link"})
+
+
 def _outcome(status: int) -> str:
     return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
 
@@ -96,7 +101,7 @@ class ObservedASGI:
         if scope["path"] == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
             await self._serve_metrics(scope, send)
             return
-        if self._tracing is None:
+        if self._tracing is None or _binding_of(scope["path"]) in _UNTRACED:
             await self._observe(scope, receive, send, None)
             return
         traceparent = None

@@ -39,7 +39,7 @@ class ServerSources:
     workers: Callable[[], Sequence[Any]] = list
     """The embedded workers (their sessions' output statistics)."""
     http_links: Callable[[], Any] | None = None
-    """The worker link's HTTP binding statistics, if mounted."""
+    """The worker link's HTTP binding statistics (None until it is mounted)."""
 
 
 def _state_label(value: str) -> str:
@@ -105,8 +105,8 @@ class ServerCollector(Collector):
         yield CounterMetricFamily("a2a_output_chunks_coalesced", "Text chunks of the "
                                   "embedded workers' sessions folded into the chunk before "
                                   "(output is coalesced, never dropped)", value=coalesced)
-        if s.http_links is not None:
-            links = s.http_links()
+        links = None if s.http_links is None else s.http_links()
+        if links is not None:
             yield GaugeMetricFamily("a2a_worker_http_links", "Open worker links on the "
                                     "HTTP binding (/worker/link)", value=links.open_links)
             yield CounterMetricFamily("a2a_worker_link_dropped_pushes", "Pushes dropped "

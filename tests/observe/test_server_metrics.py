@@ -6,6 +6,7 @@ import httpx
 import trio
 
 from runtime.server import ServerConfig, open_server
+from runtime.worker import open_worker
 from tests.agents import Controls, scripted_agent
 from tests.conftest import Rpc, user_message
 from tests.observe.metrics_text import Samples, parse, value
@@ -116,3 +117,21 @@ async def test_two_servers_in_one_process_keep_their_own_figures() -> None:
     assert value(mb, "a2a_requests_total", binding="jsonrpc", method="SendMessage",
                  outcome="ok") is None
     assert value(mb, "a2a_lease_grants_total") == 0
+
+
+async def test_a_remote_worker_on_the_http_binding_is_seen() -> None:
+    config = ServerConfig(port=0, store="memory", local_workers=0)
+    with trio.fail_after(20):
+        async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as c:
+            async with open_worker(srv.url, token=None, name="remote-http",
+                                   transport="http") as worker:
+                await worker.wait_registered()
+                await Rpc(c, "1.0").call("SendMessage", {"message": user_message("hi")})
+                m = await _scrape(c)
+    assert value(m, "a2a_workers_connected") == 1
+    assert value(m, "a2a_worker_slots", worker="remote-http") == 1
+    assert value(m, "a2a_worker_http_links") == 1
+    assert value(m, "a2a_worker_link_dropped_pushes_total") == 0
+    assert value(m, "a2a_sse_streams", binding="worker_link") == 1  # its event stream
+    assert value(m, "a2a_lease_grants_total") == 1
+    assert value(m, "a2a_tasks", state="completed") == 1
