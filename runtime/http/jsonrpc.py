@@ -109,12 +109,14 @@ async def dispatch(
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch).
 
-    `note` (the ASGI scope) is told the method called and the outcome ("ok",
-    "client_error", "server_error": a JSON-RPC error answers 200), for the metrics
-    and the request's span (`runtime.observe`)."""
+    `note` (the ASGI scope) is told the principal, the method called and the outcome
+    ("ok", "client_error", "server_error": a JSON-RPC error answers 200), for the
+    metrics, the access log and the request's span (`runtime.observe`)."""
     principal = state.auth.client_principal(authorization, state.worker_auth)
     if principal is None:
         return unauthorized_reply()
+    if note is not None:
+        note["a2a.principal"] = principal
     version = negotiate_version(version_header)
     wire_version = version or "1.0"
     if not is_json_content_type(content_type):

@@ -315,6 +315,7 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
         principal = state.auth.client_principal(authorization, state.worker_auth)
         if principal is None:
             return unauthorized()
+        request.scope["a2a.principal"] = principal
         try:
             version = _version(v1_path, has)
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)

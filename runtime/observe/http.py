@@ -139,7 +139,8 @@ class ObservedASGI:
                                 extra={"binding": binding, "a2a_method": method,
                                        "status": exchange.status, "outcome": outcome,
                                        "duration_ms": round(elapsed * 1000, 3),
-                                       "client": _client(scope)})
+                                       "client": _client(scope),
+                                       "principal": scope.get("a2a.principal", "")})
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
         body = self._metrics.render()

@@ -87,20 +87,21 @@ def test_httpx_request_lines_are_debug(capsys: pytest.CaptureFixture[str]) -> No
 
 async def test_access_log_one_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="runtime.access")
-    config = ServerConfig(port=0, store="memory", access_log=True)
+    config = ServerConfig(port=0, store="memory", access_log=True, tokens={"tok": "alice"})
     with trio.fail_after(20):
         async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as c:
-            await Rpc(c, "1.0").call("SendMessage", {"message": user_message("hi")})
+            rpc = Rpc(c, "1.0", headers={"Authorization": "Bearer tok"})
+            await rpc.call("SendMessage", {"message": user_message("hi")})
             await c.get("/healthz")
             await c.get("/nowhere")
     formatter = JsonLogFormatter()
     lines = [json.loads(formatter.format(r)) for r in caplog.records
              if r.name == "runtime.access"]
-    assert [(x["msg"], x["binding"], x["a2a_method"], x["status"], x["outcome"])
-            for x in lines] == [
-        ("POST / 200", "jsonrpc", "SendMessage", 200, "ok"),
-        ("GET /healthz 200", "probe", "GET", 200, "ok"),
-        ("GET /nowhere 404", "other", "GET", 404, "client_error"),
+    assert [(x["msg"], x["binding"], x["a2a_method"], x["status"], x["outcome"],
+             x["principal"]) for x in lines] == [
+        ("POST / 200", "jsonrpc", "SendMessage", 200, "ok", "alice"),
+        ("GET /healthz 200", "probe", "GET", 200, "ok", ""),
+        ("GET /nowhere 404", "other", "GET", 404, "client_error", ""),
     ]
     assert all(isinstance(x["duration_ms"], float) and x["client"].startswith("127.0.0.1:")
                for x in lines)
