@@ -291,10 +291,14 @@ class Committer:
     def _fail(self, writes: list[PendingWrite], exc: Exception) -> None:
         """The writes were not stored: each task's head rolls back to what is."""
         self.failed_writes += len(writes)
-        log.error("task store write failed", extra={
-            "writes": len(writes), "task_ids": sorted({p.write.record.task_id for p in writes}),
-            "error": repr(exc)})
         conflict = isinstance(exc, ConflictError)
+        # A conflict is another replica's write landing first: the writer rebuilds
+        # its write on the fresh record or is told; not an error of the store.
+        log.log(logging.INFO if conflict else logging.ERROR,
+                "task store write conflicted" if conflict else "task store write failed",
+                extra={"writes": len(writes),
+                       "task_ids": sorted({p.write.record.task_id for p in writes}),
+                       "error": repr(exc)})
         for p in writes:
             entry = p.entry
             entry.pending -= 1

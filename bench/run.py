@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         "side by side for several A2A servers. Each server runs in its own "
         "subprocess on 127.0.0.1; the load generator runs in another. "
         "`python -m bench idle-workers --help`: the idle-workers mode; "
-        "`python -m bench hostile --help`: hostile traffic, the hardening acceptance check.",
+        "`python -m bench hostile --help`: hostile traffic, the hardening acceptance check; "
+        "`python -m bench replicas --help`: PostgreSQL replicas, throughput and latencies.",
     )
     ap.add_argument(
         "--targets",
@@ -422,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.idle_workers import main as idle_main
 
         return idle_main(argv[1:])
+    if argv[:1] == ["replicas"]:
+        from bench.replica_latency import replicas_main
+
+        return replicas_main(argv[1:])
     if argv[:1] == ["hostile"]:
         from bench.hostile import main as hostile_main
 

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from tests.conftest import Rpc, user_message
-from tests.e2e.test_worker_kill import Proc, _msg, _server_url, open_processes
+from tests.e2e.procs import Proc, logged, open_processes, server_url
 
 pytestmark = [pytest.mark.slow]
 
@@ -29,7 +29,7 @@ REAP_INTERVAL = 0.25
 
 
 def _inputs(proc: Proc) -> list[tuple[str, int]]:
-    return [(r["input"], r["history_len"]) for r in _msg(proc, "counter attempt")]
+    return [(r["input"], r["history_len"]) for r in logged(proc, "counter attempt")]
 
 
 async def _poll_task(rpc: Rpc, task_id: str, done: Callable[[dict[str, Any]], bool]
@@ -53,11 +53,11 @@ async def test_a_killed_workers_task_is_retried_on_the_users_input(tmp_path: Pat
                 "--data-dir", str(tmp_path), "--local-workers", "0",
                 "--lease-ttl", str(LEASE_TTL), "--reap-interval", str(REAP_INTERVAL),
                 "--log-format", "json"])
-            url = await server.wait_for(_server_url, "listening line")
+            url = await server.wait_for(server_url, "listening line")
             worker = ["-m", "runtime", "worker", "--server", url, "--agent",
                       "tests.e2e.agents:counter", "--log-format", "json"]
             a = await start("worker-a", [*worker, "--name", "a"])
-            await server.wait_for(lambda p: _msg(p, "worker registered"), "registration")
+            await server.wait_for(lambda p: logged(p, "worker registered"), "registration")
             async with httpx.AsyncClient(base_url=url) as c:
                 rpc = Rpc(c, "1.0")
                 task_id = (await rpc.call("SendMessage", {

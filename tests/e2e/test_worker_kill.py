@@ -34,13 +34,8 @@ which the server's own record shows (the retry status naming A's lease).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +45,13 @@ import trio
 
 from actors.store_port import TaskRecord
 from runtime.store import open_sqlite_backend
+from tests.e2e.folding import fold, parts_text
+from tests.e2e.procs import Proc, logged, open_processes, server_url
 
 log = logging.getLogger(__name__)
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop]
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("sdk_stream_script.py")
 COUNT = 50
 CONCURRENCY = 8
@@ -65,116 +61,15 @@ and holds several mid-stream)."""
 LEASE_TTL = 2.0
 REAP_INTERVAL = 0.25
 TEST_TIMEOUT = 60
-WAIT_LIMIT = 30
-"""Seconds for any one step (a process starting, the client's report), so that a
-step that never happens fails with its name and the process's last words."""
 
 
 def text(i: int) -> str:
     return f"task {i:03d}: the quick brown fox jumps over the lazy dog"  # as the script sends
 
 
-@attrs.define(eq=False)
-class Proc:
-    """A child process whose stderr (and stdout) lines are collected as they come."""
-
-    name: str
-    process: trio.Process
-    stderr: list[str] = attrs.field(factory=list)
-    stdout: list[str] = attrs.field(factory=list)
-    records: list[dict[str, Any]] = attrs.field(factory=list)
-    """The JSON log records among the stderr lines."""
-    _changed: trio.Event = attrs.field(factory=trio.Event)
-    _open: int = 0
-    """Pipes still being read."""
-
-    async def wait_for(self, found: Callable[[Proc], Any], what: str) -> Any:
-        """Until `found(self)` is truthy (re-checked on every new line); its value.
-        AssertionError naming `what` if the process exits or WAIT_LIMIT passes first."""
-        with trio.move_on_after(WAIT_LIMIT):
-            while not (value := found(self)):
-                if self.process.returncode is not None and not self._open:
-                    break
-                await self._changed.wait()
-            else:
-                return value
-        raise AssertionError(f"{self.name}: no {what} within {WAIT_LIMIT} s (exit status "
-                             f"{self.process.returncode}); it last said:\n"
-                             + "\n".join(self.stderr[-30:]))
-
-    async def pump(self, stream: trio.abc.ReceiveStream | None, into: list[str]) -> None:
-        if stream is None:
-            return
-        self._open += 1
-        buf = b""
-        try:
-            async for chunk in stream:
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for raw in lines:
-                    line = raw.decode(errors="replace")
-                    into.append(line)
-                    if into is self.stderr and line.startswith("{"):
-                        with contextlib.suppress(ValueError):
-                            self.records.append(json.loads(line))
-                self._wake()
-        finally:
-            self._open -= 1
-            self._wake()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-
-@contextlib.asynccontextmanager
-async def open_processes() -> AsyncIterator[Callable[[str, Sequence[str]], Any]]:
-    """Start processes with `await start(name, args)`; all are killed on the way out."""
-    procs: list[Proc] = []
-    async with trio.open_nursery() as nursery:
-
-        async def start(name: str, args: Sequence[str]) -> Proc:
-            process = await trio.lowlevel.open_process(
-                [sys.executable, *args], cwd=REPO, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            proc = Proc(name, process)
-            procs.append(proc)
-            nursery.start_soon(proc.pump, process.stdout, proc.stdout)
-            nursery.start_soon(proc.pump, process.stderr, proc.stderr)
-            return proc
-
-        try:
-            yield start
-        except BaseException:
-            for proc in procs:  # what each process said last, to tell why
-                log.error("%s (exit %s) last said:\n%s", proc.name, proc.process.returncode,
-                          "\n".join(proc.stderr[-40:]))
-            raise
-        finally:
-            for proc in procs:
-                if proc.process.returncode is None:
-                    proc.process.kill()
-            with trio.CancelScope(shield=True), trio.move_on_after(10):
-                for proc in procs:
-                    await proc.process.wait()
-            nursery.cancel_scope.cancel()
-
-
-def _msg(proc: Proc, msg: str) -> list[dict[str, Any]]:
-    return [r for r in proc.records if r.get("msg") == msg]
-
-
-def _server_url(proc: Proc) -> str | None:
-    for record in proc.records:  # the start banner is a JSON line too (--log-format json)
-        if str(record.get("msg", "")).startswith("trio-a2a server on "):
-            return str(record["url"])
-    return None
-
-
 def _in_flight(proc: Proc) -> set[str]:
-    started = {r["task_id"] for r in _msg(proc, "session started")}
-    return started - {r["task_id"] for r in _msg(proc, "task released")}
+    started = {r["task_id"] for r in logged(proc, "session started")}
+    return started - {r["task_id"] for r in logged(proc, "task released")}
 
 
 @attrs.frozen
@@ -202,17 +97,17 @@ async def run_scenario(tmp_path: Path) -> Seen:
             "-m", "runtime", "server", "--port", "0", "--store", "sqlite",
             "--data-dir", str(tmp_path), "--local-workers", "0",
             "--lease-ttl", str(LEASE_TTL), "--reap-interval", str(REAP_INTERVAL), *json_logs])
-        url = await server.wait_for(_server_url, "listening line")
+        url = await server.wait_for(server_url, "listening line")
         worker = ["-m", "runtime", "worker", "--server", url, "--agent",
                   "tests.e2e.agents:slow_echo", "--concurrency", str(CONCURRENCY), *json_logs]
         a = await start("worker-a", [*worker, "--name", "a"])
         await start("worker-b", [*worker, "--name", "b"])
-        a_id = (await a.wait_for(lambda p: _msg(p, "worker started"), "start"))[0]["worker_id"]
-        await server.wait_for(lambda p: len(_msg(p, "worker registered")) >= 2,
+        a_id = (await a.wait_for(lambda p: logged(p, "worker started"), "start"))[0]["worker_id"]
+        await server.wait_for(lambda p: len(logged(p, "worker registered")) >= 2,
                               "registration of both workers")
 
         client = await start("sdk-client", [str(SCRIPT), url, str(COUNT)])
-        await a.wait_for(lambda p: len(_msg(p, "session started")) >= KILL_AFTER_STARTS
+        await a.wait_for(lambda p: len(logged(p, "session started")) >= KILL_AFTER_STARTS
                          and len(_in_flight(p)) >= 2, "sessions to kill it in")
         a.process.kill()
         killed_holding = _in_flight(a)
@@ -258,12 +153,12 @@ def check_exactly_once(seen: Seen, stored: dict[str, tuple[TaskRecord, list[Any]
         if [a["text"] for a in final["artifacts"]] != [want]:
             problems.append(f"task {i}: artifacts {final['artifacts']}, want one {want!r}")
         record, log_events = stored[task_id]
-        if [_text(a.parts) for a in record.task.artifacts or ()] != [want]:
+        if [parts_text(a.parts) for a in record.task.artifacts or ()] != [want]:
             problems.append(f"task {i}: stored artifacts {record.task.artifacts}")
         # 2. one completing attempt: one `completed` in the durable log, and one
         # claim more than the retries the reaper made
         marks_in_log = [e for e in log_events if e.status_update is not None
-                        and retry_mark in _text(getattr(e.status_update.status.message,
+                        and retry_mark in parts_text(getattr(e.status_update.status.message,
                                                         "parts", None) or ())]
         ends = [e.status_update.status.state.value for e in log_events
                 if e.status_update is not None
@@ -285,31 +180,14 @@ def check_exactly_once(seen: Seen, stored: dict[str, tuple[TaskRecord, list[Any]
                             f"{len(marks_in_log)} stored")
         if marks:
             retried.append(task_id)
-        if _rebuild(events) != [want]:
-            problems.append(f"task {i}: the stream folds to {_rebuild(events)}, want [{want!r}]")
+        if fold(events) != [want]:
+            problems.append(f"task {i}: the stream folds to {fold(events)}, want [{want!r}]")
         after = events[marks[-1] + 1:] if marks else events
-        if _rebuild(after) != [want]:
+        if fold(after) != [want]:
             problems.append(f"task {i}: stream after the last retry mark rebuilds "
-                            f"{_rebuild(after)}, want [{want!r}]")
+                            f"{fold(after)}, want [{want!r}]")
     assert not problems, "\n".join(problems)
     # The kill mattered: the server re-queued tasks that worker A held when it died.
     assert retried, f"no task was retried; A held {sorted(seen.killed_holding)} when killed"
     log.info("worker A held %d sessions when killed; %d tasks were retried",
              len(seen.killed_holding), len(retried))
-
-
-def _text(parts: Any) -> str:
-    return "".join(p.text or "" for p in parts)
-
-
-def _rebuild(events: list[dict[str, Any]]) -> list[str]:
-    """The artifacts' texts as a client folds the stream: a task event is a snapshot,
-    an artifact update replaces its artifact or (append) extends it."""
-    texts: dict[str, str] = {}
-    for e in events:
-        if e["kind"] == "task":
-            texts = {a["artifact_id"]: a["text"] for a in e["artifacts"]}
-        elif e["kind"] == "artifact_update":
-            aid = e["artifact_id"]
-            texts[aid] = (texts.get(aid, "") if e["append"] else "") + e["text"]
-    return list(texts.values())
