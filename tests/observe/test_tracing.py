@@ -5,6 +5,7 @@ captured with the SDK's InMemorySpanExporter. Also: tracing off sends no tracepa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -98,3 +99,29 @@ async def test_tracing_off_sends_no_traceparent(tmp_path: Path) -> None:
     assert len(model.headers) == 2
     assert all("traceparent" not in h for h in model.headers)
     assert grant_trace is not None and grant_trace.dispatch.trace_parent is None
+
+
+def test_tracing_is_off_unless_asked_for() -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from runtime.observe import configure_tracing, tracing_requested
+
+    def exporters(provider: Any) -> list[type]:
+        processors = provider._active_span_processor._span_processors
+        return [type(p.span_exporter) for p in processors]
+
+    assert configure_tracing("s", flag=False, environ={}) is None
+    assert configure_tracing("s", flag=True, environ={"OTEL_TRACES_EXPORTER": "none"}) is None
+    assert not tracing_requested(True, {"OTEL_SDK_DISABLED": "true"})
+    on = configure_tracing("s", flag=True, environ={})
+    assert exporters(on) == [OTLPSpanExporter]
+    assert on.resource.attributes["service.name"] == "s"
+    by_env = configure_tracing("s", flag=False, environ={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SERVICE_NAME": "mine"})
+    assert exporters(by_env) == [OTLPSpanExporter]
+    assert by_env.resource.attributes["service.name"] == "mine"
+    console = configure_tracing("s", flag=False, environ={"OTEL_TRACES_EXPORTER": "console"})
+    assert exporters(console) == [ConsoleSpanExporter]
+    for provider in (on, by_env, console):
+        provider.shutdown()
