@@ -292,6 +292,15 @@ def run_migrate(url: str) -> int:
     return 0
 
 
+def _fatal(args: argparse.Namespace, exc: BaseException) -> None:
+    """The one line a failed server or worker ends with: a JSON record with
+    --log-format json (every line is JSON), else `error: ...`."""
+    if args.log_format == "json":
+        logging.getLogger("runtime.cli").error("error: %s", exc, extra={"error": str(exc)})
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+
+
 def _tracer_provider(args: argparse.Namespace, service: str) -> Any:
     """The tracer provider --otel or the OTEL_* variables ask for (None: no tracing);
     a usage error if the SDK is missing."""
@@ -330,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             trio.run(run_server, config)
         except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
-            print(f"error: {exc}", file=sys.stderr)
+            _fatal(args, exc)
             return 1
         finally:
             if provider is not None:
@@ -369,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (WorkerRejected, ValueError) as exc:
             # The flags were checked above: what fails once the worker runs (the server
             # refusing it, a provider's settings) is an error, not a usage problem.
-            print(f"error: {exc}", file=sys.stderr)
+            _fatal(args, exc)
             return 1
         finally:
             if provider is not None:

@@ -159,3 +159,20 @@ async def test_a_server_process_writes_json_lines_only(tmp_path: Path) -> None:
     assert banner["store"] == "memory" and banner["level"] == "info"
     assert (access["msg"], access["status"], access["binding"]) == ("GET /readyz 200", 200,
                                                                     "probe")
+
+
+async def test_a_failed_start_is_a_json_line_too() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIO_A2A_", "OTEL_"))}
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with trio.fail_after(30):
+            proc = await trio.run_process(
+                [sys.executable, "-m", "runtime", "server", "--port", str(port), "--store",
+                 "memory", "--log-format", "json"], cwd=ROOT, env=env, check=False,
+                capture_stdout=True, capture_stderr=True)
+    lines = [json.loads(x) for x in proc.stderr.decode().splitlines()]
+    assert proc.returncode == 1
+    assert lines[-1]["level"] == "error" and f"cannot listen on 127.0.0.1:{port}" in (
+        lines[-1]["error"])
