@@ -167,7 +167,11 @@ class TokenUsage(LinkModel):
     output: int = Field(ge=0)
 
 
-class StatusBody(LinkModel):
+class _Traced(LinkModel):
+    traceparent: str | None = None  # the session's W3C trace context (tracing on)
+
+
+class StatusBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
     state: Literal["claimed", "working", "completed", "failed", "canceled", "input-required",
@@ -180,7 +184,7 @@ class StatusBody(LinkModel):
     partial_output: str | None = None
 
 
-class OutputBody(LinkModel):
+class OutputBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
     seq: int = Field(ge=1)  # per attempt, 1, 2, 3...: the server drops seq <= ackedThrough
@@ -192,7 +196,7 @@ class OutputReply(LinkModel):
     acked_through: int = Field(ge=0)  # highest seq held with no gap before it
 
 
-class ReleaseBody(LinkModel):
+class ReleaseBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
     outcome: Literal["completed", "failed", "canceled", "input-required", "auth-required"]

@@ -352,8 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         provider = _tracer_provider(args, "trio-a2a-worker")
         if provider is not None:
-            config = attrs.evolve(config, sessions=attrs.evolve(
-                config.sessions, span=Tracing(provider).session))
+            config = attrs.evolve(config,
+                                  sessions=Tracing(provider).session_config(config.sessions))
         # As with `python -m`, an --agent import path is found from the current
         # directory even when started through the `trio-a2a` console script.
         if "" not in sys.path and os.getcwd() not in sys.path:

@@ -268,16 +268,17 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
                             workers: list[RunningWorker], tracing: Tracing | None, index: int, *,
                             task_status: trio.TaskStatus[None]) -> None:
     """One embedded worker: `open_worker` over the in-process link, ready once registered."""
+    # No first-frame linger: with no network to save a round trip on, `working` shows
+    # the moment the agent starts.
+    sessions = SessionConfig(output=OutputConfig(first_frame_linger=0))
+    if tracing is not None:
+        sessions = tracing.session_config(sessions)
     async with open_worker(
         "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
         name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
         connect=lambda: open_in_process_link(endpoint, durable_acks=endpoint.store.shared,
                                              in_process=True),
-        # No first-frame linger: with no network to save a round trip on, `working`
-        # shows the moment the agent starts.
-        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=SessionConfig(
-            output=OutputConfig(first_frame_linger=0),
-            span=None if tracing is None else tracing.session)),
+        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=sessions),
     ) as worker:
         if index < len(workers):
             workers[index] = worker

@@ -39,7 +39,7 @@ import attrs
 import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
-from actors.trace_port import NO_SPAN, SessionSpan
+from actors.trace_port import NO_SPAN, CurrentTraceparent, SessionSpan
 from actors.worker.link_port import AttemptLost, LinkSlot
 from actors.worker.output_guard import OutputGuard, OutputRefused
 from actors.worker.output_streamer import OutputConfig, OutputStreamer
@@ -228,6 +228,8 @@ class SessionConfig:
     """Artifact chunks larger than this (JSON bytes) are cut into several."""
     span: SessionSpan | None = None
     """Tracing on: the span each session runs in, continuing the grant's trace."""
+    traceparent: CurrentTraceparent | None = None
+    """Tracing on: the current trace context, stamped on the session's frames."""
 
 
 @attrs.frozen

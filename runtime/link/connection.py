@@ -140,9 +140,10 @@ class LinkConnection:
                                                   f"{self.worker_id!r}, not {worker_id!r}")
             if self.ep.frame_span is None or op not in _TRACED_OPS:
                 return await handler(body)
-            head = self.ep.store.cached_head(body.task_id)
-            with self.ep.frame_span(op, body.task_id,
-                                    None if head is None else head.dispatch.trace_parent):
+            traceparent = body.traceparent  # the worker's session's; else the request's
+            if traceparent is None and (head := self.ep.store.cached_head(body.task_id)):
+                traceparent = head.dispatch.trace_parent
+            with self.ep.frame_span(op, body.task_id, traceparent):
                 return await handler(body)
         except Refused as exc:
             code, message = exc.code, exc.message

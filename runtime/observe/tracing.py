@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+import attrs
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -131,6 +132,11 @@ class Tracing:
         return self.tracer.start_as_current_span(
             f"link.{op}", context=_extract(traceparent), kind=trace.SpanKind.SERVER,
             attributes={"a2a.task_id": task_id})
+
+    def session_config(self, config: Any) -> Any:
+        """A worker's `SessionConfig` with tracing on: sessions run in spans
+        (`session`) and stamp their frames with the trace context (`traceparent`)."""
+        return attrs.evolve(config, span=self.session, traceparent=self.traceparent)
 
     @contextlib.contextmanager
     def session(self, task_id: str, attempt_id: str, traceparent: str | None

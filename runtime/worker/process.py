@@ -286,7 +286,7 @@ async def open_worker(
                               context_history=any(a.context_history for a in agents)
                               if context_history is None else context_history,
                               skills=tuple(s for a in agents for s in a.card_skills()))
-    slot = LinkSlot()
+    slot = LinkSlot(traceparent=config.sessions.traceparent)
     sessions = Sessions(slot, agents, concurrency=concurrency, config=config.sessions, rng=rng)
     worker = RunningWorker(identity, sessions, slot, config)
 

@@ -41,7 +41,7 @@ async def test_a_trace_runs_from_the_request_to_the_provider_call(tmp_path: Path
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     model = Model()
     config = ServerConfig(port=0, store="memory", local_workers=0, tracer_provider=provider)
-    worker_config = WorkerConfig(sessions=SessionConfig(span=Tracing(provider).session))
+    worker_config = WorkerConfig(sessions=Tracing(provider).session_config(SessionConfig()))
     with trio.fail_after(20):
         async with open_fake_server(model) as fake, open_server(config) as srv, \
                 open_worker(srv.url, token=None, agent=llm_agent_for(fake.url, tmp_path),
@@ -69,9 +69,10 @@ async def test_a_trace_runs_from_the_request_to_the_provider_call(tmp_path: Path
     assert tool.attributes["a2a.tool"] == "list_dir"
     assert tool.attributes["a2a.tool.outcome"] == "ok"
     assert len(calls) == 2 and {_parent(c) for c in calls} == {session.context.span_id}
-    # the worker's frames are handled (and their writes stored) in the same trace
+    # the worker's frames carry its session's trace context: the server handles them,
+    # and stores what they write, under the session
     release = _one(spans, "link.release")
-    assert _parent(release) == request.context.span_id
+    assert _parent(release) == session.context.span_id
     writes = [s for s in spans if s.name == "store.write"]
     assert writes and all(_parent(w) in {s.context.span_id for s in spans} for w in writes)
     assert any(_parent(w) == release.context.span_id for w in writes)
