@@ -49,6 +49,15 @@ def _binding_of(path: str) -> str:
 _UNTRACED = frozenset({"probe", "worker_link"})
 
 
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _http_method(method: str) -> str:
+    """The method as a label: any other token a client sends is "OTHER", so no client
+    can mint series."""
+    return method if method in _HTTP_METHODS else "OTHER"
+
+
 def _outcome(status: int) -> str:
     return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
 
@@ -118,7 +127,7 @@ class ObservedASGI:
             await self._app(scope, receive, exchange.send)
         finally:
             binding = _binding(scope)
-            method = scope.get("a2a.method") or scope["method"]
+            method = scope.get("a2a.method") or _http_method(scope["method"])
             outcome = scope.get("a2a.outcome") or _outcome(exchange.status)
             if exchange.stream is not None:
                 exchange.stream.dec()
@@ -134,11 +143,12 @@ class ObservedASGI:
                 span.set_attribute("http.response.status_code", exchange.status)
                 span.set_attribute("a2a.binding", binding)
                 span.set_attribute("a2a.outcome", outcome)
-            if self._log_access:
+            if self._log_access:  # the whole exchange, a stream's too
+                total = trio.current_time() - started
                 access_log.info("%s %s %d", scope["method"], scope["path"], exchange.status,
                                 extra={"binding": binding, "a2a_method": method,
                                        "status": exchange.status, "outcome": outcome,
-                                       "duration_ms": round(elapsed * 1000, 3),
+                                       "duration_ms": round(total * 1000, 3),
                                        "client": _client(scope),
                                        "principal": scope.get("a2a.principal", "")})
 

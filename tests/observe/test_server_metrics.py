@@ -36,6 +36,7 @@ async def test_metrics_count_a_known_workload() -> None:
             r = await c.get(f"/tasks/{ids[0]}", headers={"A2A-Version": "1.0"})
             assert r.status_code == 200
             assert (await c.get("/healthz")).status_code == 200
+            assert (await c.request("BREW", "/healthz")).status_code == 405
             m = await _scrape(c)
             committed = srv.store.statistics().committed_writes
 
@@ -46,6 +47,7 @@ async def test_metrics_count_a_known_workload() -> None:
     assert requests("jsonrpc", "GetTask", "client_error") == 1
     assert requests("rest", "GetTask", "ok") == 1
     assert requests("probe", "GET", "ok") == 1
+    assert requests("probe", "OTHER", "client_error") == 1  # no series per odd method
     assert value(m, "a2a_request_duration_seconds_count", binding="jsonrpc",
                  method="SendMessage") == 4
     assert value(m, "a2a_tasks", state="completed") == 3
