@@ -3,6 +3,7 @@ and the HTTP layer that serves `/metrics` and observes every request
 (docs/operations.md)."""
 
 from runtime.observe.http import ObservedASGI
+from runtime.observe.instruments import use_worker_metrics
 from runtime.observe.server_metrics import ServerMetrics, ServerSources
 from runtime.observe.tracing import (
     Tracing,
@@ -11,6 +12,8 @@ from runtime.observe.tracing import (
     inject_traceparent,
     tracing_requested,
 )
+from runtime.observe.worker_metrics import WorkerMetrics, serve_metrics
 
-__all__ = ["ObservedASGI", "ServerMetrics", "ServerSources", "Tracing", "child_span",
-           "configure_tracing", "inject_traceparent", "tracing_requested"]
+__all__ = ["ObservedASGI", "ServerMetrics", "ServerSources", "Tracing", "WorkerMetrics",
+           "child_span", "configure_tracing", "inject_traceparent", "serve_metrics",
+           "tracing_requested", "use_worker_metrics"]

@@ -4,6 +4,7 @@ error, and a real server process whose every stderr line is JSON."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -48,8 +49,13 @@ def _exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
     return int(exc.value.code or 0), out.out, out.err
 
 
-@pytest.mark.parametrize("argv", [[], ["server"], ["worker"], ["migrate"], ["models"],
-                                  ["send"], ["get"], ["list"], ["cancel"], ["card"]])
+def _commands() -> list[list[str]]:
+    top = build_parser()
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    return [[], *([name] for name in sub.choices)]  # commands added later too
+
+
+@pytest.mark.parametrize("argv", _commands())
 def test_version_on_every_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _exit([*argv, "--version"], capsys)
     assert (code, out.strip()) == (0, f"trio-a2a {version()}")
