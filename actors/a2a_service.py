@@ -80,8 +80,7 @@ class ServiceSettings:
     default_page_size: int = 50
     keepalive: float = 15.0
     """Seconds of silence after which a stream gets a keep-alive (SSE comment)."""
-    traceparent: CurrentTraceparent | None = None
-    """Tracing on: the request's trace context, kept with the task for its worker."""
+    traceparent: CurrentTraceparent | None = None  # tracing on: kept with the task for the worker
 
 
 @attrs.frozen
