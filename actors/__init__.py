@@ -10,8 +10,12 @@ from actors.agent import *  # noqa: F403
 from actors.agent import __all__ as _agent
 from actors.approval import *  # noqa: F403
 from actors.approval import __all__ as _approval
+from actors.client_ids import *  # noqa: F403
+from actors.client_ids import __all__ as _client_ids
 from actors.dispatcher import *  # noqa: F403
 from actors.dispatcher import __all__ as _dispatcher
+from actors.push_claims import *  # noqa: F403
+from actors.push_claims import __all__ as _push_claims
 from actors.push_configs import *  # noqa: F403
 from actors.push_configs import __all__ as _push_configs
 from actors.push_delivery import *  # noqa: F403
@@ -28,6 +32,7 @@ from actors.trace_port import *  # noqa: F403
 from actors.trace_port import __all__ as _trace
 
 __all__ = [
-    *_service, *_agent, *_approval, *_dispatcher, *_push_configs, *_push, *_port, *_commit,
-    *_store, *_sync, *_trace,
+    *_service, *_agent, *_approval, *_client_ids, *_dispatcher, *_push_claims,
+    *_push_configs, *_push,
+    *_port, *_commit, *_store, *_sync, *_trace,
 ]

@@ -23,7 +23,6 @@ from actors.dispatcher import RunRequest, route_from_metadata
 from actors.push_configs import PushConfigs, PushWatcher
 from actors.store_port import DispatchState, StoredEvent, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
-from actors.trace_port import CurrentTraceparent
 from protocol.errors import (
     InvalidParamsError,
     TaskNotCancelableError,
@@ -80,7 +79,7 @@ class ServiceSettings:
     default_page_size: int = 50
     keepalive: float = 15.0
     """Seconds of silence after which a stream gets a keep-alive (SSE comment)."""
-    traceparent: CurrentTraceparent | None = None  # tracing on: kept with the task for the worker
+    traceparent: Callable[[], str | None] | None = None  # tracing on: kept for the worker
 
 
 @attrs.frozen
@@ -149,8 +148,10 @@ class A2AService:
 
     # --- send -----------------------------------------------------------------------
 
-    async def _accept(self, req: SendMessageRequest, principal: str) -> TaskRecord:
-        """Create or continue the task a message addresses, and dispatch it."""
+    async def _accept(self, req: SendMessageRequest, principal: str,
+                      new_task_id: str | None = None) -> TaskRecord:
+        """Create or continue the task a message addresses, and dispatch it; a new
+        task gets `new_task_id` if given (a 0.1 client's own id, `actors.client_ids`)."""
         msg = req.message
         if not msg.parts:
             raise InvalidParamsError("message.parts: a message needs at least one part")
@@ -194,7 +195,7 @@ class A2AService:
             if push_cfg is not None:
                 await self.push_configs.put(record, push_cfg, principal, from_seq=record.seq - 1)
         else:
-            task_id = self._new_id()
+            task_id = new_task_id or self._new_id()
             context_id = msg.context_id or self._new_id()
             msg = msg.model_copy(update={"task_id": task_id, "context_id": context_id})
             task = Task(
@@ -225,15 +226,15 @@ class A2AService:
                 task_id=record.task_id,
                 metadata=dict(req.metadata or {}),
                 accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
-                principal=principal,
-                trace_parent=trace_parent,
+                principal=principal, trace_parent=trace_parent,
             )
         )
         return record
 
-    async def send_message(self, req: SendMessageRequest, principal: str = "") -> SendOutcome:
+    async def send_message(self, req: SendMessageRequest, principal: str = "",
+                           new_task_id: str | None = None) -> SendOutcome:
         """SendMessage: waits for a terminal or interrupted state unless returnImmediately."""
-        record = await self._accept(req, principal)
+        record = await self._accept(req, principal, new_task_id)
         cfg = req.configuration
         history_length = cfg.history_length if cfg else None
         if not (cfg and cfg.return_immediately):
@@ -245,10 +246,10 @@ class A2AService:
         return SendOutcome(record=attrs.evolve(record, task=task))
 
     async def send_streaming(
-        self, req: SendMessageRequest, principal: str = ""
+        self, req: SendMessageRequest, principal: str = "", new_task_id: str | None = None
     ) -> tuple[StoredEvent, AsyncIterator[StoredEvent | None]]:
         """SendStreamingMessage: the task as first event, then its live events."""
-        record = await self._accept(req, principal)
+        record = await self._accept(req, principal, new_task_id)
         first = StoredEvent(
             task_id=record.task_id, seq=record.seq, event=StreamResponse(task=record.task)
         )

@@ -250,6 +250,12 @@ class Dispatcher(Reaper):
         a version that moves whenever a worker connects or leaves."""
         return self._workers.version, self._workers.skills()
 
+    def connected_workers(self) -> list[tuple[WorkerInfo, int]]:
+        """The workers connected to this process, in the order they connected, each
+        with how many tasks it runs now (for listings: the MCP surface)."""
+        return [(info, len(self._workers.session(info.worker_id).active))
+                for info in self._workers.infos()]
+
     @property
     def draining(self) -> str | None:
         """Why workers are told to claim nothing more (None: they are not)."""

@@ -14,7 +14,9 @@ The shape is chosen so that a backend shared by several server processes
   both read version 4 cannot both store version 5, so a claim (a lease, no
   event) is never lost to another replica's claim;
 * pages are addressed by an opaque cursor, never by offset;
-* push delivery progress is stored per config, so any replica can resume it;
+* push delivery progress is stored per config, so any replica can resume it,
+  and each config is delivered by one replica at a time: the one holding its
+  ownership claim (`PushClaim`), whose token fences the progress it records;
 * a backend several processes share may also be a `ChangeFeed`: it tells each
   process of the writes the others commit (PostgreSQL: LISTEN/NOTIFY), so a
   process's cache of a task can follow them at once instead of by polling.
@@ -38,6 +40,7 @@ __all__ = [
     "DispatchState",
     "Lease",
     "Route",
+    "PushClaim",
     "PushConfigRecord",
     "StoredEvent",
     "TaskBackend",
@@ -248,6 +251,21 @@ class PushConfigRecord:
 
 
 @attrs.frozen
+class PushClaim:
+    """A replica's ownership of one push config's delivery, valid until `expires_at`
+    unless renewed (`actors.push_claims`). Each claim has a new unique `token`: the
+    fence that refuses a replica which lost the config its progress and renewals."""
+
+    task_id: str
+    config_id: str
+    owner: str
+    """The replica that delivers (`ServerConfig.replica_id`)."""
+    token: str
+    expires_at: float
+    """Epoch seconds (the store's clock), as `Lease.expires_at`."""
+
+
+@attrs.frozen
 class TaskWrite:
     """One atomic change to one task: the new record and the events that led to it.
 
@@ -330,8 +348,43 @@ class TaskBackend(Protocol):
         """True if it existed."""
         ...
 
-    async def set_push_delivered(self, task_id: str, config_id: str, seq: int) -> None:
-        """Record delivery progress; never moves it backwards."""
+    async def set_push_delivered(self, task_id: str, config_id: str, seq: int, *,
+                                 token: str | None = None) -> bool:
+        """Record delivery progress; never moves it backwards. With `token`, only while
+        that claim holds the config. False if refused, or for an unknown config."""
+        ...
+
+    async def claim_push_config(self, task_id: str, config_id: str, *, owner: str,
+                                token: str, now: float, expires_at: float
+                                ) -> PushClaim | None:
+        """Take the config under the new `token` if nobody holds it or its claim expired
+        before `now` (one conditional update); None if held or unknown."""
+        ...
+
+    async def renew_push_claims(self, claims: Sequence[PushClaim], expires_at: float
+                                ) -> list[PushClaim]:
+        """Extend the claims whose token still holds their config; those (renewed)."""
+        ...
+
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
+        """Give up those whose token still holds; idempotent. With `hand_over`, a shared
+        backend tells the other processes (as a change of the tasks), to take them over."""
+        ...
+
+    async def release_push_claims_of(self, owner: str | None) -> int:
+        """Give up every claim of `owner` (None: all) at a restart; how many."""
+        ...
+
+    async def get_push_claim(self, task_id: str, config_id: str) -> PushClaim | None:
+        """Who holds the config (expired or not), or None."""
+        ...
+
+    async def list_claimable_push(self, now: float, *, task_ids: Sequence[str] | None = None,
+                                  limit: int = 1000) -> list[PushConfigRecord]:
+        """Configs nobody holds (or whose claim expired before `now`) that may have more
+        to deliver (their task is unfinished, or ahead of them); of `task_ids` if given;
+        at most `limit`, oldest first."""
         ...
 
     async def list_pending_push(self) -> list[PushConfigRecord]:

@@ -2,10 +2,11 @@
 
 Nothing here does I/O or imports trio, httpx, quart or hypercorn (a test
 enforces it). The 0.3 shapes live in the `protocol.v03` and `protocol.v03_rest`
-namespaces because their names (Task, Message, ...) mirror the 1.0 ones.
+namespaces because their names (Task, Message, ...) mirror the 1.0 ones; the
+0.1/0.2 ones (`tasks/send` with client ids) in `protocol.legacy`.
 """
 
-from protocol import v03
+from protocol import legacy, v03
 from protocol.errors import *  # noqa: F403
 from protocol.errors import __all__ as _errors
 from protocol.jsonrpc import *  # noqa: F403
@@ -21,4 +22,4 @@ from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["v03", *_errors, *_jsonrpc, *_limits, *_models, *_output_size, *_sse, *_states]
+__all__ = ["legacy", "v03", *_errors, *_jsonrpc, *_limits, *_models, *_output_size, *_sse, *_states]

@@ -49,6 +49,7 @@ from runtime.flags import (
     build_parser,
     command_parser,
 )
+from runtime.grpc.child import grpc_missing
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
@@ -104,6 +105,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--reap-interval", args.reap_interval)
     _check_seconds("--store-poll-interval", args.store_poll_interval)
     _check_seconds("--queue-rescan-interval", args.queue_rescan_interval)
+    _check_seconds("--push-lease-ttl", args.push_lease_ttl)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
     _check_seconds("--header-timeout", args.header_timeout)
     if args.max_attempts < 1:
@@ -145,6 +147,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         public_url=args.public_url,
+        base_path=args.base_path,
+        codetether_paths=args.codetether_paths,
+        grpc_port=args.grpc_port,
+        grpc_host=args.grpc_host or None,
         card=card,
         database_url=args.database_url,
         database_pool_size=args.database_pool_size,
@@ -155,6 +161,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         worker_tokens=worker_tokens,
         open_worker_link=args.open_worker_link,
         push_notifications=not args.no_push,
+        mcp=args.mcp,
         allow_private_push_urls=args.allow_private_push_urls,
         max_body=args.max_body,
         max_parts=args.max_parts,
@@ -169,6 +176,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         reap_interval=args.reap_interval,
         store_poll_interval=args.store_poll_interval,
         queue_rescan_interval=args.queue_rescan_interval,
+        push_lease_ttl=args.push_lease_ttl,
         replica_id=args.replica_id or None,
         max_attempts=args.max_attempts,
         max_output_bytes=args.max_output_bytes or None,
@@ -178,6 +186,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    if config.grpc_port is not None and (missing := grpc_missing()):
+        raise ValueError(f"--grpc-port: {missing}")
     return config
 
 
@@ -229,10 +239,13 @@ def tune_gc() -> None:
 async def run_server(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(config) as server:
+            grpc = {"grpc_url": server.grpc.url} if server.grpc else {}
             banner(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                   f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})",
+                   f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
+                   + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
                    url=server.url, store=config.store, agent=config.agent.name,
-                   auth=bool(config.tokens), tracing=config.tracer_provider is not None)
+                   auth=bool(config.tokens), tracing=config.tracer_provider is not None,
+                   **grpc)
             async for _ in signals:
                 break
 

@@ -34,17 +34,20 @@ from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
 from runtime.agents import echo_agent
+from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, CardSettings, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
+from runtime.http.listener import listen_socket as _listen  # (tests import it from here)
+from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
-from runtime.observe import ObservedASGI, ServerMetrics, ServerSources, Tracing
+from runtime.observe import ServerObservability
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -66,6 +69,10 @@ class ServerConfig:
     """0 picks a free port (tests, embedding)."""
     public_url: str | None = None
     """Base URL published in the agent card; default http://host:port."""
+    base_path: str = ""
+    """Serve A2A also under this path (``/api/a2a/v1``); the card's interfaces name it."""
+    codetether_paths: bool = False
+    """Serve also ``/a2a/jsonrpc`` and ``/a2a/rest/...`` (the CodeTether migration guide's)."""
     card: CardSettings = CardSettings()
     """What the agent card says (name, description, provider, skills, ...); unset
     fields come from `agent` when `local_workers` run it."""
@@ -140,11 +147,20 @@ class ServerConfig:
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
-    access_log: bool = False
-    """Log one line per HTTP request (logger `runtime.access`)."""
-    tracer_provider: Any = None
-    """An OpenTelemetry TracerProvider: spans of requests, store writes and the
-    embedded workers' sessions (`runtime.observe.tracing`). None: no tracing, at no cost."""
+    grpc_port: int | None = None
+    """Also serve the A2A 1.0 gRPC binding on this port (0: a free one); None: off."""
+    grpc_host: str | None = None
+    """Where gRPC listens; default `host`."""
+    grpc_max_calls: int = 100
+    """gRPC calls at once (a stream holds one); more get RESOURCE_EXHAUSTED."""
+    mcp: bool = True
+    """Serve ``/mcp``: the MCP tools over the same service and auth (docs/mcp.md)."""
+    push_lease_ttl: float = 30.0
+    """How long a replica's claim on delivering a push config lasts unrenewed (renewed
+    every third of it). With several replicas, one whose replica died is taken over by
+    another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
+    access_log: bool = False  # one log line per HTTP request (logger runtime.access)
+    tracer_provider: Any = None  # an OpenTelemetry TracerProvider; None: no tracing, no cost
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -220,8 +236,8 @@ class RunningServer:
     push: PushDelivery
     supervisor: Supervisor
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
-    metrics: ServerMetrics = attrs.field(factory=ServerMetrics, repr=False)
-    """What ``GET /metrics`` serves (its own registry)."""
+    grpc: GrpcChild | None = attrs.field(default=None, repr=False)
+    """The gRPC binding (`grpc.port`, `grpc.monitor.statistics()`) when it is on."""
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -250,35 +266,19 @@ async def open_backend(config: ServerConfig) -> AsyncIterator[TaskBackend]:
         raise ValueError(f"unknown store {config.store!r}: use 'sqlite', 'memory' or 'postgres'")
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
-                            workers: list[RunningWorker], tracing: Tracing | None, index: int, *,
-                            task_status: trio.TaskStatus[None]) -> None:
+                            workers: list[RunningWorker], obs: ServerObservability, index: int,
+                            *, task_status: trio.TaskStatus[None]) -> None:
     """One embedded worker: `open_worker` over the in-process link, ready once registered."""
-    # No first-frame linger: with no network to save a round trip on, `working` shows
-    # the moment the agent starts.
-    sessions = SessionConfig(output=OutputConfig(first_frame_linger=0))
-    if tracing is not None:
-        sessions = tracing.session_config(sessions)
     async with open_worker(
         "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
         name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
         connect=lambda: open_in_process_link(endpoint, durable_acks=endpoint.store.shared,
                                              in_process=True),
-        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=sessions),
+        # No first-frame linger: with no network to save a round trip on, `working`
+        # shows the moment the agent starts.
+        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=obs.sessions(
+            SessionConfig(output=OutputConfig(first_frame_linger=0)))),
     ) as worker:
         if index < len(workers):
             workers[index] = worker
@@ -296,10 +296,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     Raises `runtime.supervisor.SupervisorGaveUp` if the server's tree gives up
     (more than `max_restarts` restarts in `restart_window`); an exception raised in
     the block comes out as itself. Raises ValueError, before listening, for a worker
-    link that would be open to anyone under client auth (`worker_link_refusal`)."""
+    link that would be open to anyone under client auth (`worker_link_refusal`), or
+    for a `base_path` that is no path."""
     refusal = worker_link_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
+    base_path = normalize_base_path(config.base_path)  # ValueError for a bad one
     sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
@@ -307,17 +309,24 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     auth = TokenAuth(config.tokens)
     card_agent = config.agent if config.local_workers > 0 else None
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
+    try:
+        grpc = None if config.grpc_port is None else GrpcChild(
+            config.grpc_host or config.host, config.grpc_port, max_calls=config.grpc_max_calls,
+            max_message=config.max_body, keepalive=config.keepalive, base_url=base_url)
+    except BaseException:
+        sock.close()
+        raise
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
-        return build_card(base_url, settings=config.card, agent=card_agent, skills=skills,
+        return build_card(base_url + base_path, settings=config.card, agent=card_agent,
+                          skills=skills,
                           push_notifications=config.push_notifications,
                           auth_schemes=("bearer",) if auth.enabled else (),
-                          extended_card=auth.enabled)
+                          extended_card=auth.enabled, grpc_url=grpc and grpc.url)
 
     listening = [sock]
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
-    metrics = ServerMetrics()
-    tracing = None if config.tracer_provider is None else Tracing(config.tracer_provider)
+    obs = ServerObservability(config.tracer_provider, access_log=config.access_log)
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above (its port is in the card);
@@ -335,8 +344,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         with unwrap_single():
             async with open_backend(config) as backend, trio.open_nursery() as nursery:
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval,
-                                        observe_commit=metrics.observe_commit,
-                                        span=None if tracing is None else tracing.store)
+                                        **obs.store_ports())
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
                                         max_attempts=config.max_attempts,
@@ -347,17 +355,17 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=auth,
                                               remote_open=not _link_closed(config))
-                endpoint.frame_span = None if tracing is None else tracing.link_frame
                 workers: list[RunningWorker] = []
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
-                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts)
+                push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
+                                    replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
                     push_notifications=config.push_notifications,
                     allow_private_push_urls=config.allow_private_push_urls,
                     cancel_timeout=config.cancel_timeout,
                     keepalive=config.keepalive,
-                    traceparent=None if tracing is None else tracing.traceparent,
+                    traceparent=obs.traceparent,
                 )
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
@@ -377,12 +385,20 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 state = AppState(service=service, card=card, auth=auth,
                                  extended_card=auth.enabled,
                                  max_body=config.max_body, limits=config.limits,
-                                 worker_auth=worker_auth, not_ready=not_ready)
-                metrics.watch(ServerSources(
-                    dispatcher, store, push, workers=lambda: workers,
-                    http_links=lambda: endpoint.http_links and endpoint.http_links.statistics()))
-                app = ObservedASGI(create_asgi(mount_worker_link(state, endpoint)), metrics,
-                                   tracing=tracing, log_access=config.access_log)
+                                 worker_auth=worker_auth, not_ready=not_ready,
+                                 base_path=base_path, path_aliases=config.codetether_paths)
+                state = mount_worker_link(state, endpoint)
+                mcp_children: list[ChildSpec] = []
+                if config.mcp:
+                    # imported here: the MCP SDK is a cost only a server serving it pays
+                    from runtime.mcp import McpEndpoint, McpTools, mount_mcp
+
+                    mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
+                                               limits=config.limits),
+                                      auth, worker_auth=worker_auth, max_body=config.max_body)
+                    state = mount_mcp(state, mcp)
+                    mcp_children.append(ChildSpec("mcp", mcp.run))
+                app = obs.wrap(create_asgi(state), dispatcher, store, push, workers, endpoint)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -391,11 +407,15 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("store", store.run),
                         ChildSpec("dispatcher", dispatcher.run),
                         *(ChildSpec(f"local-worker-{i}", functools.partial(
-                            _run_local_worker, config, endpoint, workers, tracing, i))
+                            _run_local_worker, config, endpoint, workers, obs, i))
                           for i in range(config.local_workers)),
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
                                   shutdown_timeout=5.0),
+                        *([grpc.spec(state)] if grpc else []),
+                        # last: a failing MCP session manager restarts alone, never the
+                        # listener every A2A client is connected to (/mcp answers 503 between)
+                        *mcp_children,
                     ],
                     strategy="rest_for_one", max_restarts=config.max_restarts,
                     max_seconds=config.restart_window, rng=random.Random(),
@@ -405,13 +425,16 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept,
-                                    metrics=metrics)
+                                    push=push, supervisor=tree, accept=accept, grpc=grpc)
                 # Remote workers hear that this server takes no more claims from them
                 # before their links close (they finish what runs and reconnect).
                 dispatcher.drain("the server is shutting down")
                 with trio.move_on_after(config.drain_timeout):
                     await endpoint.wait_pushes_sent()
+                # Push configs go to another replica now, not when their leases run out.
+                await push.hand_over()
                 nursery.cancel_scope.cancel()
     finally:
         sock.close()
+        if grpc:
+            grpc.close()

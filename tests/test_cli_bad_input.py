@@ -64,6 +64,16 @@ async def test_a_port_out_of_range_is_a_usage_error_naming_the_flag_and_range() 
             "(from the flag or TRIO_A2A_PORT)")
 
 
+async def test_a_bad_base_path_is_a_usage_error_naming_the_segment() -> None:
+    (flag_code, flag_err), = await _server_all(["--store", "memory", "--base-path", "/a/../b"])
+    (env_code, env_err), = await _server_all(["--store", "memory"],
+                                             env={"TRIO_A2A_BASE_PATH": "/api/a b"})
+    assert flag_code == env_code == 2, (flag_err, env_err)
+    assert _last_line(flag_err).startswith(f"{USAGE}argument --base-path: base path '/a/../b'")
+    assert _last_line(flag_err).endswith("'..' is not")
+    assert _last_line(env_err).endswith("'a b' is not")
+
+
 # --- the task store -----------------------------------------------------------------
 
 

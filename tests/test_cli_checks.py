@@ -149,6 +149,7 @@ def test_worker_error_after_start_is_not_a_usage_error(
      "--store-poll-interval must be a positive number of seconds"),
     (["--queue-rescan-interval", "0"],
      "--queue-rescan-interval must be a positive number of seconds"),
+    (["--push-lease-ttl", "0"], "--push-lease-ttl must be a positive number of seconds"),
 ])
 def test_server_refuses_bad_numbers(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
@@ -191,6 +192,14 @@ def test_server_header_timeout_reaches_the_config(monkeypatch: pytest.MonkeyPatc
     assert given.header_timeout == 5.0
     monkeypatch.setenv("TRIO_A2A_HEADER_TIMEOUT", "7.5")
     assert server_config(_parse(["server", "--store", "memory"])).header_timeout == 7.5
+
+
+def test_server_push_lease_ttl_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert server_config(_parse(["server", "--store", "memory"])).push_lease_ttl == 30.0
+    given = server_config(_parse(["server", "--store", "memory", "--push-lease-ttl", "12"]))
+    assert given.push_lease_ttl == 12.0
+    monkeypatch.setenv("TRIO_A2A_PUSH_LEASE_TTL", "9")
+    assert server_config(_parse(["server", "--store", "memory"])).push_lease_ttl == 9.0
 
 
 def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:

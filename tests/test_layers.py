@@ -61,7 +61,8 @@ def test_package_reexports_every_public_name(package: str) -> None:
         if info.ispkg:
             continue  # a subpackage (actors.worker) re-exports its own names
         module = importlib.import_module(f"{package}.{info.name}")
-        if package == "protocol" and (info.name.startswith("v03") or info.name == "worker_link"):
+        if package == "protocol" and (info.name.startswith(("v03", "legacy"))
+                                      or info.name == "worker_link"):
             continue  # namespaced on purpose: protocol.v03.Task mirrors the 1.0 Task, etc.
         names = set(getattr(module, "__all__", ()))
         lacking = sorted(n for n in names if n not in pkg.__all__ or not hasattr(pkg, n))
@@ -165,10 +166,13 @@ RUNTIME_IMPORTS = {
                      "runtime.supervisor"),
     "runtime.observe": (),
     "runtime.worker": ("runtime.agents", "runtime.supervisor", "runtime.observe"),
+    "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard"),
     "runtime.providers": ("runtime.secrets", "runtime.observe"),
     "runtime.tools": ("runtime.secrets",),
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
                        "runtime.client", "runtime.observe"),
+    "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
+                     "runtime.supervisor"),
 }
 
 

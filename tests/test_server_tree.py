@@ -75,7 +75,7 @@ async def test_a_failed_child_restarts_with_the_ones_after_it(
             assert ports == [srv.port, srv.port]
             stats = srv.supervisor.statistics()
             assert stats.restarts == {"store": 0, "dispatcher": 0, "local-worker-0": 0,
-                                      "push": 1, "http": 0}
+                                      "push": 1, "http": 0, "mcp": 0}
             after = await rpc.call("SendMessage", {"message": user_message("echo after")})
             assert after["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
             kept = await rpc.call("GetTask", {"id": before["task"]["id"]})

@@ -17,8 +17,16 @@ from runtime.flags.env import (
 )
 from runtime.flags.ops import add_ops_arguments, add_version_arguments
 from runtime.flags.worker import add_database_arguments, add_worker_parser
+from runtime.http.mount import normalize_base_path
 
 __all__ = ["build_parser"]
+
+
+def _base_path(value: str) -> str:
+    try:
+        return normalize_base_path(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "server",
         help="run the A2A server",
-        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3) with the "
+        description="Run the A2A server (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3; gRPC with "
+        "--grpc-port) with the "
         "built-in echo agent. Each flag can also be set by the environment "
         "variable shown in brackets.",
     )
@@ -43,10 +52,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="TCP port, 0-65535; 0 picks a free one [TRIO_A2A_PORT] (default 8000)",
     )
     s.add_argument(
+        "--grpc-port",
+        type=_port_type("GRPC_PORT"),
+        default=_env("GRPC_PORT") or None,
+        help="also serve the A2A 1.0 gRPC binding on this TCP port; 0 picks a free one "
+        "(docs/grpc.md) [TRIO_A2A_GRPC_PORT] (default: off)",
+    )
+    s.add_argument(
+        "--grpc-host",
+        default=_env("GRPC_HOST"),
+        help="address the gRPC binding listens on [TRIO_A2A_GRPC_HOST] (default: --host)",
+    )
+    s.add_argument(
         "--public-url",
         default=_env("PUBLIC_URL"),
         help="base URL to publish in the agent card when clients reach the server "
         "through a proxy [TRIO_A2A_PUBLIC_URL] (default http://HOST:PORT)",
+    )
+    s.add_argument(
+        "--base-path",
+        type=_base_path,
+        default=_env("BASE_PATH", ""),
+        help="serve A2A also under this path, e.g. /api/a2a/v1 (JSON-RPC at /api/a2a/v1/, "
+        "HTTP+JSON and the card below it); the card's interface URLs name it "
+        "[TRIO_A2A_BASE_PATH] (default: the root only)",
+    )
+    s.add_argument(
+        "--codetether-paths",
+        action="store_true",
+        default=_bool_env("CODETETHER_PATHS"),
+        help="serve also /a2a/jsonrpc (JSON-RPC) and /a2a/rest/... (HTTP+JSON), the paths "
+        "of the CodeTether migration guide [TRIO_A2A_CODETETHER_PATHS=1] (default: off)",
     )
     s.add_argument(
         "--card-file",
@@ -122,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=_bool_env("NO_PUSH"),
         help="turn off push notifications [TRIO_A2A_NO_PUSH=1]",
+    )
+    s.add_argument(
+        "--mcp",
+        action=argparse.BooleanOptionalAction,
+        default=not _bool_env("NO_MCP"),
+        help="serve the MCP tools at /mcp (Streamable HTTP; same tokens and tasks as A2A; "
+        "docs/mcp.md); --no-mcp leaves the endpoint out [TRIO_A2A_NO_MCP=1] (default: on)",
     )
     s.add_argument(
         "--allow-private-push-urls",
@@ -231,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --store postgres: seconds between reconciliations of the dispatch queue "
         "with the database, the fallback should the notification of a task another replica "
         "queued be lost [TRIO_A2A_QUEUE_RESCAN_INTERVAL] (default 10)",
+    )
+    s.add_argument(
+        "--push-lease-ttl",
+        type=_number_type(float, "PUSH_LEASE_TTL"),
+        default=_number_env("PUSH_LEASE_TTL", 30),
+        help="seconds a replica's claim on delivering a push config lasts without renewal "
+        "(renewed every third of it); with --store postgres, a config whose replica died is "
+        "taken over by another within about 4/3 of it [TRIO_A2A_PUSH_LEASE_TTL] (default 30)",
     )
     s.add_argument(
         "--max-attempts",

@@ -14,9 +14,11 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from runtime.http.card import CardDocument
-from runtime.http.common import AppState, json_response, too_large_error
+from runtime.http.common import AppState, ASGIApp, json_response, too_large_error
+from runtime.http.gateway_routes import register_gateway_routes
 from runtime.http.guard import QuartGuard
 from runtime.http.jsonrpc import JsonRpcASGI
+from runtime.http.mount import PathMount
 from runtime.http.rest import register_rest_routes
 
 __all__ = ["create_app", "create_asgi"]
@@ -56,22 +58,28 @@ def create_app(state: AppState) -> QuartTrio:
     app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
     app.add_url_rule("/.well-known/agent-card.json", "card", serve_card, methods=["GET"])
     app.add_url_rule("/.well-known/agent.json", "card_legacy", serve_card, methods=["GET"])
+    app.add_url_rule("/agent/card", "card_gateway", serve_card, methods=["GET"])  # 0.1 gateways
 
     @app.errorhandler(413)
     async def too_large(_: Exception) -> Response:
         return json_response(too_large_error(state.max_body), status=413)
 
     register_rest_routes(app, state)
+    register_gateway_routes(app, state)
     for add_routes in state.routes:
         add_routes(app)
     return app
 
 
-def create_asgi(state: AppState) -> JsonRpcASGI:
+def create_asgi(state: AppState) -> ASGIApp:
     """The ASGI application hypercorn serves: JSON-RPC (``POST /``) and the
     WebSocket paths of ``state.websockets`` in front of the quart-trio app, which
-    `QuartGuard` keeps from wedging connections and from reading refused bodies."""
-    return JsonRpcASGI(state, QuartGuard(create_app(state), state.max_body))
+    `QuartGuard` keeps from wedging connections and from reading refused bodies;
+    all of it also under ``state.base_path`` and the CodeTether paths (`PathMount`)."""
+    asgi = JsonRpcASGI(state, QuartGuard(create_app(state), state.max_body))
+    if state.base_path or state.path_aliases:
+        return PathMount(asgi, base_path=state.base_path, aliases=state.path_aliases)
+    return asgi
 
 
 def _not_modified(card: CardDocument, if_none_match: str | None,

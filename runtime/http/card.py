@@ -93,14 +93,18 @@ def build_card(
     auth_schemes: Sequence[str] = (),
     extended_card: bool = False,
     modified: float | None = None,
+    grpc_url: str | None = None,
 ) -> CardDocument:
     """Render the public card served at `base_url` (no trailing slash): `settings`,
     then `agent` (the embedded one, if any) for what they leave unset, listing the
-    configured skills and then `skills` (the connected workers'), each id once."""
+    configured skills and then `skills` (the connected workers'), each id once.
+    `grpc_url` (`host:port`) adds the 1.0 `GRPC` interface, when it is served."""
     base = base_url.rstrip("/")
     interfaces = [
         AgentInterface(url=base + JSONRPC_PATH, protocol_binding="JSONRPC", protocol_version="1.0"),
         AgentInterface(url=base, protocol_binding="HTTP+JSON", protocol_version="1.0"),
+        *([AgentInterface(url=grpc_url, protocol_binding="GRPC", protocol_version="1.0")]
+          if grpc_url else []),
         AgentInterface(url=base + JSONRPC_PATH, protocol_binding="JSONRPC", protocol_version="0.3"),
         AgentInterface(url=base, protocol_binding="HTTP+JSON", protocol_version="0.3"),
     ]

@@ -66,6 +66,12 @@ class AppState:
     """Why the server should get no traffic now (empty: ready), for ``/readyz``."""
     websockets: Mapping[str, ASGIApp] = attrs.field(factory=dict)
     """WebSocket paths served as plain ASGI in front of the app (``/worker/ws``)."""
+    mounts: Mapping[str, ASGIApp] = attrs.field(factory=dict)
+    """HTTP paths served as plain ASGI in front of the app, every method (``/mcp``)."""
+    base_path: str = ""
+    """Serve everything also under this path, e.g. ``/api/a2a/v1`` (`runtime.http.mount`)."""
+    path_aliases: bool = False
+    """Serve also the CodeTether paths ``/a2a/jsonrpc`` and ``/a2a/rest/...``."""
 
 
 def negotiate_version(raw: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""The JSON-RPC endpoint (POST /), both generations, as a lean ASGI handler.
+"""The JSON-RPC endpoint (POST /, and the 0.1/0.2 gateways' POST /tasks/send ...)
+as a lean ASGI handler.
 
 It sits in front of the quart-trio app and takes only `POST /` (and hands the
 WebSocket paths of `AppState.websockets`, the worker link's ``/worker/ws``, to their
@@ -49,7 +50,13 @@ from runtime.http.common import (
     too_large_error,
 )
 from runtime.http.guard import refuse
-from runtime.http.rpc_methods import METHODS, STREAMING_METHODS, CallContext, RpcStream
+from runtime.http.rpc_legacy import (
+    GATEWAY_PATHS,
+    METHODS,
+    STREAMING_METHODS,
+    check_gateway_method,
+)
+from runtime.http.rpc_methods import CallContext, RpcStream
 from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
 
 __all__ = ["JsonRpcASGI", "Reply", "dispatch"]
@@ -105,9 +112,11 @@ async def dispatch(
     content_type: str | None,
     last_event_id: str | None,
     body: bytes,
+    gateway_path: str | None = None,
     note: MutableMapping[str, Any] | None = None,
 ) -> Reply:
-    """Answer one JSON-RPC payload (a request, a notification or a batch).
+    """Answer one JSON-RPC payload (a request, a notification or a batch); with
+    `gateway_path` (``/tasks/send``...), only that path's method.
 
     `note` (the ASGI scope) is told the principal, the method called and the outcome
     ("ok", "client_error", "server_error": a JSON-RPC error answers 200), for the
@@ -126,7 +135,8 @@ async def dispatch(
         return _json(_error_bytes(None, err, wire_version))
     parsed = parse_payload(body, version=wire_version)
     ctx = _call_context(principal, wire_version, last_event_id,
-                        state.card.document.data if state.extended_card else None)
+                        state.card.document.data if state.extended_card else None,
+                        gateway_path)
     service = state.service
     refused = _over_limits(parsed.items, state.limits)
     outcome = "ok"
@@ -145,6 +155,8 @@ async def dispatch(
                 )
             if isinstance(ctx, A2AError):
                 raise ctx
+            if gateway_path is not None:
+                check_gateway_method(gateway_path, item.method)
             method = METHODS[wire_version].get(item.method)
             if method is None:
                 raise MethodNotFoundError(_unknown_method(item.method, wire_version))
@@ -237,7 +249,8 @@ def _over_limits(items: Sequence[RpcRequest | dict[str, Any]], limits: Limits
 
 
 def _call_context(principal: str, version: str, last_event_id: str | None,
-                  extended_card: dict[str, Any] | None) -> CallContext | A2AError:
+                  extended_card: dict[str, Any] | None,
+                  gateway_path: str | None = None) -> CallContext | A2AError:
     leid: int | None = None
     if last_event_id is not None and last_event_id.strip():
         try:
@@ -247,7 +260,7 @@ def _call_context(principal: str, version: str, last_event_id: str | None,
                 f"Last-Event-ID {last_event_id!r} is not an event id of this server (an integer)"
             )
     return CallContext(principal=principal, version=version, last_event_id=leid,
-                       extended_card=extended_card)
+                       extended_card=extended_card, gateway_path=gateway_path)
 
 
 def _unknown_method(method: str, version: str) -> str:
@@ -273,7 +286,13 @@ class JsonRpcASGI:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
+        path = scope.get("path")
+        if scope["type"] != "http" or scope["method"] != "POST" or (
+                path != "/" and path not in GATEWAY_PATHS):
+            mounted = self._state.mounts.get(path) if scope["type"] == "http" else None
+            if mounted is not None:
+                await mounted(scope, receive, send)
+                return
             if scope["type"] != "websocket":
                 await self._app(scope, receive, send)
                 return
@@ -326,6 +345,7 @@ class JsonRpcASGI:
             content_type=_header(headers, b"content-type"),
             last_event_id=_header(headers, b"last-event-id"),
             body=body,
+            gateway_path=None if path == "/" else path,
             note=scope,
         )
         if reply.stream is None:

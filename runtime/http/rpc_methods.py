@@ -48,6 +48,8 @@ class CallContext:
     """'1.0' or '0.3'."""
     last_event_id: int | None = None
     extended_card: dict[str, Any] | None = None
+    gateway_path: str | None = None
+    """The per-method path the call came by (``/tasks/send``...), None for ``POST /``."""
 
 
 @attrs.frozen
@@ -256,15 +258,12 @@ METHODS: dict[str, dict[str, Method]] = {
         "tasks/pushNotificationConfig/list": v03_push_list,
         "tasks/pushNotificationConfig/delete": v03_push_delete,
         "agent/getAuthenticatedExtendedCard": v03_extended_card,
-        # older (0.2) aliases
-        "tasks/send": v03_send,
-        "tasks/sendSubscribe": v03_stream,
     },
 }
+"""The 1.0 and 0.3 methods; `runtime.http.rpc_legacy` adds the 0.1/0.2 names."""
 
 STREAMING_METHODS = frozenset(
-    {"SendStreamingMessage", "SubscribeToTask", "message/stream", "tasks/resubscribe",
-     "tasks/sendSubscribe"}
+    {"SendStreamingMessage", "SubscribeToTask", "message/stream", "tasks/resubscribe"}
 )
 
 

@@ -4,6 +4,7 @@ and the HTTP layer that serves `/metrics` and observes every request
 
 from runtime.observe.http import ObservedASGI
 from runtime.observe.instruments import use_worker_metrics
+from runtime.observe.server_hooks import ServerObservability
 from runtime.observe.server_metrics import ServerMetrics, ServerSources
 from runtime.observe.tracing import (
     Tracing,
@@ -14,6 +15,6 @@ from runtime.observe.tracing import (
 )
 from runtime.observe.worker_metrics import WorkerMetrics, serve_metrics
 
-__all__ = ["ObservedASGI", "ServerMetrics", "ServerSources", "Tracing", "WorkerMetrics",
-           "child_span", "configure_tracing", "inject_traceparent", "serve_metrics",
-           "tracing_requested", "use_worker_metrics"]
+__all__ = ["ObservedASGI", "ServerMetrics", "ServerObservability", "ServerSources", "Tracing",
+           "WorkerMetrics", "child_span", "configure_tracing", "inject_traceparent",
+           "serve_metrics", "tracing_requested", "use_worker_metrics"]

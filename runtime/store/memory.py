@@ -20,6 +20,7 @@ from sortedcontainers import SortedList  # a dependency of trio itself
 
 from actors.store_port import (
     ConflictError,
+    PushClaim,
     PushConfigRecord,
     StoredEvent,
     TaskPage,
@@ -28,6 +29,7 @@ from actors.store_port import (
     TaskWrite,
 )
 from protocol.models import TaskState
+from protocol.states import TERMINAL_STATES
 
 __all__ = ["MemoryBackend", "check_write", "open_memory_backend"]
 
@@ -88,6 +90,7 @@ class MemoryBackend:
         self._tasks: dict[str, TaskRecord] = {}
         self._events: dict[str, list[StoredEvent]] = {}
         self._push: dict[str, dict[str, PushConfigRecord]] = {}
+        self._claims: dict[tuple[str, str], PushClaim] = {}
         # (status_at, task_id) keys, ascending; pages read them backwards.
         self._all = SortedList()
         self._by_owner: dict[str, SortedList] = {}
@@ -260,23 +263,107 @@ class MemoryBackend:
         if configs is None or config_id not in configs:
             return False
         del configs[config_id]
+        self._claims.pop((task_id, config_id), None)
         if not configs:
             del self._push[task_id]
         return True
 
-    async def set_push_delivered(self, task_id: str, config_id: str, seq: int) -> None:
-        """Record delivery progress; never moves it backwards, ignores unknown configs."""
+    async def set_push_delivered(self, task_id: str, config_id: str, seq: int, *,
+                                 token: str | None = None) -> bool:
+        """Record delivery progress; never moves it backwards, ignores unknown configs;
+        with `token`, only while that claim holds the config."""
         await trio.lowlevel.checkpoint()
         self._check_open()
         configs = self._push.get(task_id)
         record = None if configs is None else configs.get(config_id)
         if record is None:
             logger.debug("delivery progress for unknown push config %s/%s", task_id, config_id)
-            return
+            return False
+        if token is not None and not self._holds(task_id, config_id, token):
+            return False
         if seq > record.delivered_seq:
             configs[config_id] = PushConfigRecord(  # type: ignore[index]
                 config=record.config, owner=record.owner, delivered_seq=seq
             )
+        return True
+
+    # --- push delivery claims -------------------------------------------------------
+
+    def _holds(self, task_id: str, config_id: str, token: str) -> bool:
+        claim = self._claims.get((task_id, config_id))
+        return claim is not None and claim.token == token
+
+    async def claim_push_config(self, task_id: str, config_id: str, *, owner: str,
+                                token: str, now: float, expires_at: float
+                                ) -> PushClaim | None:
+        """Take the config if nobody holds it or its claim expired before `now`."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if config_id not in self._push.get(task_id, {}):
+            return None
+        held = self._claims.get((task_id, config_id))
+        if held is not None and held.expires_at >= now:
+            return None
+        claim = PushClaim(task_id=task_id, config_id=config_id, owner=owner, token=token,
+                          expires_at=expires_at)
+        self._claims[(task_id, config_id)] = claim
+        return claim
+
+    async def renew_push_claims(self, claims: Sequence[PushClaim], expires_at: float
+                                ) -> list[PushClaim]:
+        """Extend the claims whose token still holds their config; those, renewed."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        renewed = []
+        for claim in claims:
+            if self._holds(claim.task_id, claim.config_id, claim.token):
+                fresh = PushClaim(task_id=claim.task_id, config_id=claim.config_id,
+                                  owner=claim.owner, token=claim.token, expires_at=expires_at)
+                self._claims[(claim.task_id, claim.config_id)] = fresh
+                renewed.append(fresh)
+        return renewed
+
+    async def release_push_claims(self, claims: Sequence[PushClaim], *,
+                                  hand_over: bool = False) -> None:
+        """Give up the claims whose token still holds; idempotent (one process: nobody
+        to hand them over to)."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        for claim in claims:
+            if self._holds(claim.task_id, claim.config_id, claim.token):
+                del self._claims[(claim.task_id, claim.config_id)]
+
+    async def release_push_claims_of(self, owner: str | None) -> int:
+        """Give up every claim of `owner` (None: every claim); how many."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        keys = [k for k, c in self._claims.items() if owner is None or c.owner == owner]
+        for key in keys:
+            del self._claims[key]
+        return len(keys)
+
+    async def get_push_claim(self, task_id: str, config_id: str) -> PushClaim | None:
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        return self._claims.get((task_id, config_id))
+
+    async def list_claimable_push(self, now: float, *, task_ids: Sequence[str] | None = None,
+                                  limit: int = 1000) -> list[PushConfigRecord]:
+        """Unheld (or expired) configs that may have more to deliver, oldest first."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        found: list[PushConfigRecord] = []
+        for task_id in self._push if task_ids is None else dict.fromkeys(task_ids):
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue
+            for config_id, record in self._push.get(task_id, {}).items():
+                held = self._claims.get((task_id, config_id))
+                if held is not None and held.expires_at >= now:
+                    continue
+                if task.state not in TERMINAL_STATES or record.delivered_seq < task.seq:
+                    found.append(record)
+        return found[:limit]
 
     async def list_pending_push(self) -> list[PushConfigRecord]:
         """Configs whose delivered_seq is behind their task's seq."""

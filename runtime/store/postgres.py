@@ -36,7 +36,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from actors.store_port import (
     ChangeListener,
     ConflictError,
-    PushConfigRecord,
     StoredEvent,
     TaskChange,
     TaskPage,
@@ -54,6 +53,7 @@ from runtime.store.postgres_pool import (
     StoreUnavailableError,
     postgres_open_error,
 )
+from runtime.store.postgres_push import PostgresPushConfigs
 from runtime.store.postgres_schema import SCHEMA_VERSION, apply_migrations, check_schema
 
 __all__ = ["PostgresBackend", "StoreUnavailableError", "migrate", "open_postgres_backend"]
@@ -66,9 +66,10 @@ LOST = (psycopg.Error, OSError)
 _UNFINISHED = sql.text_array(s.value for s in UNFINISHED_STATES)
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresPushConfigs):
     """`TaskBackend` and `ChangeFeed` on a PostgreSQL database. Build it with
-    `open_postgres_backend`."""
+    `open_postgres_backend`. Push configs and their delivery claims:
+    `runtime.store.postgres_push`."""
 
     def __init__(self, pool: PgPool, *, backoff: tuple[float, float] = (0.5, 30.0),
                  rng: random.Random | None = None) -> None:
@@ -140,20 +141,6 @@ class PostgresBackend:
             logger.debug("connection to %s lost in a commit (%s); retrying once", self.url, lost)
         raise StoreUnavailableError(f"lost the connection to the task store {self.url}") from lost
 
-    async def put_push_config(self, record: PushConfigRecord) -> None:
-        """Insert or replace; a replaced config keeps its place in creation order."""
-        params = sql.push_params(record)
-        await self._call(lambda conn: conn.execute(sql.UPSERT_PUSH, params))
-
-    async def delete_push_config(self, task_id: str, config_id: str) -> bool:
-        """True if it existed."""
-        res = await self._call(lambda conn: conn.execute(sql.DELETE_PUSH, (task_id, config_id)))
-        return res.rowcount > 0
-
-    async def set_push_delivered(self, task_id: str, config_id: str, seq: int) -> None:
-        """Record delivery progress; never moves it backwards, ignores unknown configs."""
-        await self._call(lambda conn: conn.execute(sql.SET_DELIVERED, (seq, task_id, config_id)))
-
     # --- reads --------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
@@ -190,20 +177,6 @@ class PostgresBackend:
         """Submitted or working tasks, oldest status change first."""
         res = await self._call(lambda conn: conn.execute(sql.LIST_UNFINISHED, (_UNFINISHED,)))
         return [sql.task_row(row) for row in res.rows]
-
-    async def get_push_config(self, task_id: str, config_id: str) -> PushConfigRecord | None:
-        res = await self._call(lambda conn: conn.execute(sql.GET_PUSH, (task_id, config_id)))
-        return sql.push_row(res.rows[0]) if res.rows else None
-
-    async def list_push_configs(self, task_id: str) -> list[PushConfigRecord]:
-        """Configs of one task, in creation order."""
-        res = await self._call(lambda conn: conn.execute(sql.LIST_PUSH, (task_id,)))
-        return [sql.push_row(row) for row in res.rows]
-
-    async def list_pending_push(self) -> list[PushConfigRecord]:
-        """Configs whose delivered_seq is behind their task's seq."""
-        res = await self._call(lambda conn: conn.execute(sql.LIST_PENDING_PUSH))
-        return [sql.push_row(row) for row in res.rows]
 
     # --- the change feed ------------------------------------------------------------
 

@@ -74,9 +74,21 @@ UPDATE tasks SET version = seq;
 ALTER TABLE tasks ALTER COLUMN version SET NOT NULL;
 """
 
+# Which replica delivers each push config, until when, under which fencing token
+# (runtime/store/postgres_push.py). The partial index keeps finding the claims of one
+# replica (at its restart) off the whole table.
+_V3 = """
+ALTER TABLE push_configs ADD COLUMN claim_owner text COLLATE "C";
+ALTER TABLE push_configs ADD COLUMN claim_token text COLLATE "C";
+ALTER TABLE push_configs ADD COLUMN claim_expires double precision;
+CREATE INDEX push_configs_by_claim_owner ON push_configs (claim_owner)
+    WHERE claim_owner IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("tasks, event logs and push configs", _V1),
     ("row versions: every write compares and sets", _V2),
+    ("push delivery claims: one replica delivers each config", _V3),
 )
 """(description, SQL) of each version, in order: version n is MIGRATIONS[n - 1]."""
 

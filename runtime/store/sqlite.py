@@ -27,16 +27,16 @@ from actors.store_port import (
     BackendUnavailableError,
     ConflictError,
     DispatchState,
-    PushConfigRecord,
     StoredEvent,
     TaskPage,
     TaskQuery,
     TaskRecord,
     TaskWrite,
 )
-from protocol.models import StreamResponse, Task, TaskPushNotificationConfig
+from protocol.models import StreamResponse, Task
 from runtime.store.errors import sqlite_open_error
 from runtime.store.memory import UNFINISHED_STATES, check_write
+from runtime.store.sqlite_push import UPSERT_PUSH, SQLitePushConfigs, push_params
 from runtime.store.sqlite_schema import SCHEMA_VERSION, prepare_schema
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "open_sqlite_backend"]
@@ -71,14 +71,7 @@ _INSERT_EVENT = (
     "INSERT INTO events (task_key, seq, event_json)"
     " VALUES ((SELECT task_key FROM tasks WHERE task_id = ?), ?, ?)"
 )
-_UPSERT_PUSH = (
-    "INSERT INTO push_configs (task_id, config_id, owner, delivered_seq, config_json)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id, config_id) DO UPDATE SET"
-    " owner = excluded.owner, delivered_seq = excluded.delivered_seq,"
-    " config_json = excluded.config_json"
-)
 _TASK_COLUMNS = "task_json, owner, seq, created_at, status_at, dispatch_json, version"
-_PUSH_COLUMNS = "config_json, owner, delivered_seq"
 
 
 def _dump(model: Any) -> str:
@@ -107,18 +100,6 @@ def _dispatch_json(record: TaskRecord) -> str | None:
     return json.dumps(record.dispatch.to_json(), separators=(",", ":"))
 
 
-def _push_row(row: tuple[str, str, int]) -> PushConfigRecord:
-    return PushConfigRecord(
-        config=TaskPushNotificationConfig.model_validate_json(row[0]),
-        owner=row[1],
-        delivered_seq=row[2],
-    )
-
-
-def _push_params(push: PushConfigRecord) -> tuple[str, str, str, int, str]:
-    return (push.task_id, push.config_id, push.owner, push.delivered_seq, _dump(push.config))
-
-
 def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; commit() issues BEGIN IMMEDIATE.
     # `timeout` sets SQLite's busy timeout.
@@ -131,8 +112,10 @@ def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite
     return conn
 
 
-class SQLiteBackend:
-    """`TaskBackend` on one SQLite file. Build it with `open_sqlite_backend`."""
+class SQLiteBackend(SQLitePushConfigs):
+    """`TaskBackend` on one SQLite file. Build it with `open_sqlite_backend`.
+
+    Push configs and their delivery claims: `runtime.store.sqlite_push`."""
 
     def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, path: str) -> None:
         self.path = path
@@ -182,33 +165,6 @@ class SQLiteBackend:
                 await self._write(lambda conn: _commit_sync(conn, writes))
             except sqlite3.OperationalError as exc:
                 raise BackendUnavailableError(f"the SQLite store cannot write: {exc}") from exc
-
-    async def put_push_config(self, record: PushConfigRecord) -> None:
-        """Insert or replace; a replaced config keeps its place in creation order."""
-        params = _push_params(record)
-        await self._write(lambda conn: conn.execute(_UPSERT_PUSH, params))
-
-    async def delete_push_config(self, task_id: str, config_id: str) -> bool:
-        """True if it existed."""
-
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "DELETE FROM push_configs WHERE task_id = ? AND config_id = ?",
-                (task_id, config_id),
-            )
-            return cur.rowcount > 0
-
-        return await self._write(run)
-
-    async def set_push_delivered(self, task_id: str, config_id: str, seq: int) -> None:
-        """Record delivery progress; never moves it backwards, ignores unknown configs."""
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE push_configs SET delivered_seq = MAX(delivered_seq, ?)"
-                " WHERE task_id = ? AND config_id = ?",
-                (seq, task_id, config_id),
-            )
-        )
 
     # --- reads --------------------------------------------------------------------
 
@@ -297,36 +253,6 @@ class SQLiteBackend:
         )
         return [_task_row(row) for row in rows]
 
-    async def get_push_config(self, task_id: str, config_id: str) -> PushConfigRecord | None:
-        row = await self._read(
-            lambda conn: conn.execute(
-                f"SELECT {_PUSH_COLUMNS} FROM push_configs WHERE task_id = ? AND config_id = ?",
-                (task_id, config_id),
-            ).fetchone()
-        )
-        return None if row is None else _push_row(row)
-
-    async def list_push_configs(self, task_id: str) -> list[PushConfigRecord]:
-        """Configs of one task, in creation order."""
-        rows = await self._read(
-            lambda conn: conn.execute(
-                f"SELECT {_PUSH_COLUMNS} FROM push_configs WHERE task_id = ? ORDER BY created",
-                (task_id,),
-            ).fetchall()
-        )
-        return [_push_row(row) for row in rows]
-
-    async def list_pending_push(self) -> list[PushConfigRecord]:
-        """Configs whose delivered_seq is behind their task's seq."""
-        rows = await self._read(
-            lambda conn: conn.execute(
-                "SELECT p.config_json, p.owner, p.delivered_seq FROM push_configs AS p"
-                " JOIN tasks AS t ON t.task_id = p.task_id"
-                " WHERE p.delivered_seq < t.seq ORDER BY p.created"
-            ).fetchall()
-        )
-        return [_push_row(row) for row in rows]
-
     # --- lifecycle ----------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -389,13 +315,13 @@ def _commit_sync(conn: sqlite3.Connection, writes: Sequence[TaskWrite]) -> None:
                 raise ConflictError(f"task {task_id!r} is not at version "
                                     f"{write.expected_version} (seq {write.expected_seq})")
             events.extend((task_id, e.seq, _dump(e.event)) for e in write.events)
-            pushes.extend(_push_params(p) for p in write.push_configs)
+            pushes.extend(push_params(p) for p in write.push_configs)
         try:
             conn.executemany(_INSERT_EVENT, events)
         except sqlite3.IntegrityError as exc:
             raise ConflictError("event sequence number already stored") from exc
         if pushes:
-            conn.executemany(_UPSERT_PUSH, pushes)
+            conn.executemany(UPSERT_PUSH, pushes)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -18,7 +18,7 @@ __all__ = ["SCHEMA_VERSION", "prepare_schema"]
 
 logger = logging.getLogger("runtime.store.sqlite")  # the backend's log: one place to look
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stored in PRAGMA user_version; bump it and add a migration step when the schema changes."""
 
 _SCHEMA = """
@@ -59,6 +59,9 @@ CREATE TABLE push_configs (
     owner         TEXT NOT NULL,
     delivered_seq INTEGER NOT NULL,
     config_json   TEXT NOT NULL,
+    claim_owner   TEXT,
+    claim_token   TEXT,
+    claim_expires REAL,
     UNIQUE (task_id, config_id)
 );
 """
@@ -71,6 +74,10 @@ _MIGRATIONS = {
     # with every write from here on and writers read it back with the row.
     2: ["ALTER TABLE tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
         "UPDATE tasks SET version = seq"],
+    # v3 -> v4: which replica delivers each push config, until when, under which token
+    3: ["ALTER TABLE push_configs ADD COLUMN claim_owner TEXT",
+        "ALTER TABLE push_configs ADD COLUMN claim_token TEXT",
+        "ALTER TABLE push_configs ADD COLUMN claim_expires REAL"],
 }
 
 

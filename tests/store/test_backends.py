@@ -659,6 +659,12 @@ async def test_dispatch_state_round_trips(backend: TaskBackend) -> None:
         assert [r.dispatch for r in await backend.list_unfinished()] == [dispatch]
 
 
+def drop_push_claims(conn: sqlite3.Connection) -> None:
+    """Make a file's push_configs table what it was before schema v4."""
+    for column in ("claim_owner", "claim_token", "claim_expires"):
+        conn.execute(f"ALTER TABLE push_configs DROP COLUMN {column}")
+
+
 async def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
     """A file written by schema v1 (no dispatch column) opens, keeps its tasks, and
     takes dispatch state."""
@@ -669,6 +675,7 @@ async def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
         conn = sqlite3.connect(path)
         conn.execute("ALTER TABLE tasks DROP COLUMN dispatch_json")
         conn.execute("ALTER TABLE tasks DROP COLUMN version")
+        drop_push_claims(conn)
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
         conn.close()
@@ -695,6 +702,7 @@ async def test_sqlite_migrates_a_v2_file_versions_from_seq(tmp_path: Path) -> No
             await db.commit([first])
         conn = sqlite3.connect(path)
         conn.execute("ALTER TABLE tasks DROP COLUMN version")
+        drop_push_claims(conn)
         conn.execute("PRAGMA user_version = 2")
         conn.commit()
         conn.close()
