@@ -110,16 +110,16 @@ def test_a_bad_file_is_a_usage_error_naming_file_key_and_line(
 def test_flags_added_later_are_keys_of_the_file(tmp_path: Path) -> None:
     parser = build_parser()
     server = command_parser(parser, "server")
-    server.add_argument("--grpc-port", type=int, default=None)
+    server.add_argument("--some-future-flag", type=int, default=None)
 
     def build() -> Any:
         fresh = build_parser()
-        command_parser(fresh, "server").add_argument("--grpc-port", type=int, default=None)
+        command_parser(fresh, "server").add_argument("--some-future-flag", type=int, default=None)
         return fresh
 
     args = parser.parse_args(["server"])
-    args = apply_config_file(args, server, [], _file(tmp_path, "grpc-port = 50051\n"), build)
-    assert args.grpc_port == 50051
+    args = apply_config_file(args, server, [], _file(tmp_path, "some-future-flag = 50051\n"), build)
+    assert args.some_future_flag == 50051
 
 
 def test_usage_errors_show_the_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
