@@ -118,14 +118,14 @@ async def dispatch(
     """Answer one JSON-RPC payload (a request, a notification or a batch); with
     `gateway_path` (``/tasks/send``...), only that path's method.
 
-    `note` (the ASGI scope) is told the principal, the method called and the outcome
-    ("ok", "client_error", "server_error": a JSON-RPC error answers 200), for the
-    metrics, the access log and the request's span (`runtime.observe`)."""
+    `note` (the request's notes, `runtime.observe`) is told the principal, the
+    method called and the outcome ("ok", "client_error", "server_error": a JSON-RPC
+    error answers 200), for the metrics, the access log and the request's span."""
     principal = state.auth.client_principal(authorization, state.worker_auth)
     if principal is None:
         return unauthorized_reply()
     if note is not None:
-        note["a2a.principal"] = principal
+        note["principal"] = principal
     version = negotiate_version(version_header)
     wire_version = version or "1.0"
     if not is_json_content_type(content_type):
@@ -187,9 +187,9 @@ async def dispatch(
         item = parsed.items[0]
         out = await run(item, stream_ok=True)
         if note is not None:
-            note["a2a.method"] = (item.method if isinstance(item, RpcRequest)
+            note["method"] = (item.method if isinstance(item, RpcRequest)
                                   and item.method in METHODS[wire_version] else "invalid")
-            note["a2a.outcome"] = outcome
+            note["outcome"] = outcome
         if isinstance(out, RpcStream):
             req_id = item.id  # type: ignore[union-attr]
             render = out.render
@@ -223,7 +223,7 @@ async def dispatch(
         for i, item in enumerate(parsed.items):
             nursery.start_soon(run_at, i, item)
     if note is not None:
-        note["a2a.method"], note["a2a.outcome"] = "batch", outcome
+        note["method"], note["outcome"] = "batch", outcome
     parts = [r for r in results if r is not None]
     if not parts:
         return Reply(status=204)
@@ -302,7 +302,9 @@ class JsonRpcASGI:
             else:
                 await _no_websocket_here(scope, receive, send)
             return
-        scope["a2a.binding"] = "jsonrpc"
+        note = scope.get("a2a.notes")  # runtime.observe's, when it is in front
+        if note is not None:
+            note["binding"] = "jsonrpc"
         headers: dict[bytes, bytes] = {}
         authorizations: list[str] = []
         for name, value in scope["headers"]:
@@ -346,7 +348,7 @@ class JsonRpcASGI:
             last_event_id=_header(headers, b"last-event-id"),
             body=body,
             gateway_path=None if path == "/" else path,
-            note=scope,
+            note=note,
         )
         if reply.stream is None:
             await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))

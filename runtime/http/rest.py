@@ -307,7 +307,9 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
           method: str = "") -> Operation:
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
-        request.scope["a2a.binding"], request.scope["a2a.method"] = "rest", method
+        notes = request.scope.get("a2a.notes")  # runtime.observe's, when it is in front
+        if notes is not None:
+            notes["binding"], notes["method"] = "rest", method
         try:
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
@@ -315,7 +317,8 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
         principal = state.auth.client_principal(authorization, state.worker_auth)
         if principal is None:
             return unauthorized()
-        request.scope["a2a.principal"] = principal
+        if notes is not None:
+            notes["principal"] = principal
         try:
             version = _version(v1_path, has)
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)

@@ -1,9 +1,11 @@
 """The outermost ASGI layer: `GET /metrics`, and per request its metrics, its span and
 (with --access-log) one access log line.
 
-The bindings say what a request was by leaving keys in the ASGI scope
-(`a2a.binding`, `a2a.method`, `a2a.outcome`: the JSON-RPC endpoint and the HTTP+JSON
-binding set them); other paths are named from the path itself. With no access log
+The bindings say what a request was in a small dict this layer puts in the ASGI
+scope (`a2a.notes`: `binding`, `method`, `outcome`, `principal`; the JSON-RPC endpoint
+and the HTTP+JSON binding fill it in). A dict, not keys of the scope itself: a layer
+that rewrites the path (`--base-path`) passes a copy of the scope on, which shares it.
+Other paths are named from the path itself. With no access log
 and no tracing, a request costs this layer one small object, a clock read on each
 end and the metric updates.
 """
@@ -67,11 +69,12 @@ class _Exchange:
     event stream, when it started (streams are timed to their start, and counted in
     the open-streams gauge until they end)."""
 
-    __slots__ = ("_metrics", "_scope", "_send", "status", "stream", "stream_started")
+    __slots__ = ("_metrics", "_send", "notes", "path", "status", "stream", "stream_started")
 
-    def __init__(self, send: Send, scope: Scope, metrics: ServerMetrics) -> None:
+    def __init__(self, send: Send, path: str, metrics: ServerMetrics) -> None:
         self._send = send
-        self._scope = scope
+        self.path = path
+        self.notes: dict[str, str] = {}
         self._metrics = metrics
         self.status = 500  # the app raised before answering
         self.stream: Any = None
@@ -83,14 +86,14 @@ class _Exchange:
             for name, value in message.get("headers", ()):
                 if name == b"content-type" and value.startswith(b"text/event-stream"):
                     self.stream_started = trio.current_time()
-                    self.stream = self._metrics.stream(_binding(self._scope))
+                    self.stream = self._metrics.stream(self.binding)
                     self.stream.inc()
                     break
         await self._send(message)
 
-
-def _binding(scope: Scope) -> str:
-    return scope.get("a2a.binding") or _binding_of(scope["path"])
+    @property
+    def binding(self) -> str:
+        return self.notes.get("binding") or _binding_of(self.path)
 
 
 class ObservedASGI:
@@ -121,14 +124,15 @@ class ObservedASGI:
             await self._observe(scope, receive, send, span)
 
     async def _observe(self, scope: Scope, receive: Receive, send: Send, span: Any) -> None:
-        exchange = _Exchange(send, scope, self._metrics)
+        exchange = _Exchange(send, scope["path"], self._metrics)
+        scope["a2a.notes"] = notes = exchange.notes
         started = trio.current_time()
         try:
             await self._app(scope, receive, exchange.send)
         finally:
-            binding = _binding(scope)
-            method = scope.get("a2a.method") or _http_method(scope["method"])
-            outcome = scope.get("a2a.outcome") or _outcome(exchange.status)
+            binding = exchange.binding
+            method = notes.get("method") or _http_method(scope["method"])
+            outcome = notes.get("outcome") or _outcome(exchange.status)
             if exchange.stream is not None:
                 exchange.stream.dec()
                 elapsed = exchange.stream_started - started
@@ -150,7 +154,7 @@ class ObservedASGI:
                                        "status": exchange.status, "outcome": outcome,
                                        "duration_ms": round(total * 1000, 3),
                                        "client": _client(scope),
-                                       "principal": scope.get("a2a.principal", "")})
+                                       "principal": notes.get("principal", "")})
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
         body = self._metrics.render()

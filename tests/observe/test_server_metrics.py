@@ -137,3 +137,22 @@ async def test_a_remote_worker_on_the_http_binding_is_seen() -> None:
     assert value(m, "a2a_sse_streams", binding="worker_link") == 1  # its event stream
     assert value(m, "a2a_lease_grants_total") == 1
     assert value(m, "a2a_tasks", state="completed") == 1
+
+
+async def test_bindings_are_named_under_a_base_path() -> None:
+    """The base path's layer passes a copy of the scope on: the bindings' notes still
+    reach the metrics (and /metrics itself stays at the root)."""
+    config = ServerConfig(port=0, store="memory", base_path="/a2a")
+    with trio.fail_after(20):
+        async with open_server(config) as srv, \
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as c:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                    "params": {"message": user_message("echo based")}}
+            r = await c.post("/a2a/", json=body, headers={"A2A-Version": "1.0"})
+            task_id = r.json()["result"]["task"]["id"]
+            r = await c.get(f"/a2a/tasks/{task_id}", headers={"A2A-Version": "1.0"})
+            assert r.status_code == 200
+            m = await _scrape(c)
+    assert value(m, "a2a_requests_total", binding="jsonrpc", method="SendMessage",
+                 outcome="ok") == 1
+    assert value(m, "a2a_requests_total", binding="rest", method="GetTask", outcome="ok") == 1
