@@ -43,6 +43,8 @@ def _binding_of(path: str) -> str:
         return "card"
     if "/worker/" in path:
         return "worker_link"
+    if path.endswith("/mcp"):
+        return "mcp"
     return "other"
 
 

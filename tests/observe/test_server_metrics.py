@@ -37,6 +37,7 @@ async def test_metrics_count_a_known_workload() -> None:
             assert r.status_code == 200
             assert (await c.get("/healthz")).status_code == 200
             assert (await c.request("BREW", "/healthz")).status_code == 405
+            assert (await c.get("/mcp")).status_code == 405  # MCP takes POST only
             m = await _scrape(c)
             committed = srv.store.statistics().committed_writes
 
@@ -48,6 +49,7 @@ async def test_metrics_count_a_known_workload() -> None:
     assert requests("rest", "GetTask", "ok") == 1
     assert requests("probe", "GET", "ok") == 1
     assert requests("probe", "OTHER", "client_error") == 1  # no series per odd method
+    assert requests("mcp", "GET", "client_error") == 1
     assert value(m, "a2a_request_duration_seconds_count", binding="jsonrpc",
                  method="SendMessage") == 4
     assert value(m, "a2a_tasks", state="completed") == 3
