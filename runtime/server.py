@@ -398,7 +398,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                       auth, worker_auth=worker_auth, max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
-                app = obs.wrap(create_asgi(state), dispatcher, store, push, workers, endpoint)
+                app = obs.wrap(create_asgi(state), dispatcher, store, push, workers, endpoint, grpc)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(

@@ -37,14 +37,15 @@ class ServerObservability:
         return config if self.tracing is None else self.tracing.session_config(config)
 
     def wrap(self, app: Any, dispatcher: Any, store: Any, push: Any,
-             workers: Sequence[Any], endpoint: Any) -> ObservedASGI:
+             workers: Sequence[Any], endpoint: Any, grpc: Any = None) -> ObservedASGI:
         """The app behind `/metrics` and the per-request layer; the worker link's
         frames traced; the running parts read at every scrape."""
         if self.tracing is not None:
             endpoint.frame_span = self.tracing.link_frame
         self.metrics.watch(ServerSources(
             dispatcher, store, push, workers=lambda: workers,
-            http_links=lambda: endpoint.http_links and endpoint.http_links.statistics()))
+            http_links=lambda: endpoint.http_links and endpoint.http_links.statistics(),
+            grpc=None if grpc is None else grpc.monitor.statistics))
         return ObservedASGI(app, self.metrics, tracing=self.tracing,
                             log_access=self._access_log)
 

@@ -40,6 +40,8 @@ class ServerSources:
     """The embedded workers (their sessions' output statistics)."""
     http_links: Callable[[], Any] | None = None
     """The worker link's HTTP binding statistics (None until it is mounted)."""
+    grpc: Callable[[], Any] | None = None
+    """The gRPC binding's call statistics (None while it does not serve)."""
 
 
 def _state_label(value: str) -> str:
@@ -112,6 +114,17 @@ class ServerCollector(Collector):
             yield CounterMetricFamily("a2a_worker_link_dropped_pushes", "Pushes dropped "
                                       "because a worker's HTTP stream fell behind (heartbeat "
                                       "replies repeat them)", value=links.dropped_pushes)
+        calls = None if s.grpc is None else s.grpc()
+        if calls is not None:
+            yield GaugeMetricFamily("a2a_grpc_calls_active", "gRPC calls running",
+                                    value=calls.active)
+            yield CounterMetricFamily("a2a_grpc_calls_started", "gRPC calls started (since "
+                                      "the gRPC child last started)", value=calls.started)
+            yield CounterMetricFamily("a2a_grpc_calls_cancelled", "gRPC calls cancelled before "
+                                      "they finished (client gone, deadline, stop)",
+                                      value=calls.cancelled)
+            yield GaugeMetricFamily("a2a_grpc_calls_blocked", "gRPC calls waiting for a slow "
+                                    "reader", value=calls.blocked)
 
 
 class ServerMetrics:

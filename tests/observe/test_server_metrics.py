@@ -158,3 +158,23 @@ async def test_bindings_are_named_under_a_base_path() -> None:
     assert value(m, "a2a_requests_total", binding="jsonrpc", method="SendMessage",
                  outcome="ok") == 1
     assert value(m, "a2a_requests_total", binding="rest", method="GetTask", outcome="ok") == 1
+
+
+async def test_grpc_calls_are_counted() -> None:
+    from tests.grpc.test_grpc_server import call, config, request, wait_stats
+
+    with trio.fail_after(20):
+        async with open_server(config()) as srv, httpx.AsyncClient(base_url=srv.url) as c:
+            before = await _scrape(c)
+            for text in ("echo one", "echo two"):
+                done = await trio.to_thread.run_sync(call, srv.grpc.url, "SendMessage",
+                                                     request(text))
+                assert done.task.id
+            await wait_stats(srv, lambda s: s.started == 2 and s.active == 0)
+            m = await _scrape(c)
+    assert value(before, "a2a_grpc_calls_started_total") == 0
+    assert value(m, "a2a_grpc_calls_started_total") == 2
+    assert value(m, "a2a_grpc_calls_active") == 0
+    assert value(m, "a2a_grpc_calls_cancelled_total") == 0
+    assert value(m, "a2a_grpc_calls_blocked") == 0
+    assert value(m, "a2a_lease_grants_total") == 2
