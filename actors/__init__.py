@@ -6,6 +6,8 @@ in `actors.store_port` (TaskBackend) and `actors.push_delivery` (PushSender).
 
 from actors.a2a_service import *  # noqa: F403
 from actors.a2a_service import __all__ as _service
+from actors.admin import *  # noqa: F403
+from actors.admin import __all__ as _admin
 from actors.agent import *  # noqa: F403
 from actors.agent import __all__ as _agent
 from actors.approval import *  # noqa: F403
@@ -32,7 +34,7 @@ from actors.trace_port import *  # noqa: F403
 from actors.trace_port import __all__ as _trace
 
 __all__ = [
-    *_service, *_agent, *_approval, *_client_ids, *_dispatcher, *_push_claims,
+    *_service, *_admin, *_agent, *_approval, *_client_ids, *_dispatcher, *_push_claims,
     *_push_configs, *_push,
     *_port, *_commit, *_store, *_sync, *_trace,
 ]

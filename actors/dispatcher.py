@@ -25,14 +25,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 import attrs
 import trio
 
+from actors.dispatch.admin import AdminOps
 from actors.dispatch.follow import ReplicaFollower
+from actors.dispatch.handover import Handover
 from actors.dispatch.leases import Leases
-from actors.dispatch.reaper import Reaper
 from actors.dispatch.routing import TaskQueue, route_from_metadata
 from actors.dispatch.types import (
     CancelPush,
@@ -81,7 +82,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Dispatcher(Reaper):
+class Dispatcher(Handover, AdminOps):
     """Queue, claims, leases and fencing; see the module docstring.
 
     `lease_ttl` is how long a claim holds without a heartbeat; `reap_interval`
@@ -263,8 +264,9 @@ class Dispatcher(Reaper):
 
     def drain(self, reason: str) -> None:
         """Ask every worker, now and on each later heartbeat or registration, to claim
-        nothing more (finishing what it runs); no more offers go out. Claims are still
-        granted: a worker that did not hear it yet is not refused work it asked for."""
+        nothing more (finishing what it runs); no more offers go out and claims are
+        refused (`NotClaimable`): the tasks stay queued in the store, for the other
+        replicas or this server's next start."""
         if self._workers.draining is not None:
             return
         log.info("draining workers", extra={"reason": reason, "workers": len(self._workers)})
@@ -282,7 +284,8 @@ class Dispatcher(Reaper):
         gets no offers); `NotClaimable` if none waits or it has no free slot."""
         session = self._workers.session(worker_id)
         while True:
-            task_id = self._queue.best(session.accepts) if session.free > 0 else None
+            task_id = (self._queue.best(session.accepts)
+                       if session.free > 0 and self.draining is None else None)
             if task_id is None:
                 raise NotClaimable(f"no task waits for worker {worker_id!r}")
             try:
@@ -299,7 +302,8 @@ class Dispatcher(Reaper):
         """Wait until a queued task suits this worker and it has a free slot; claim it."""
         while True:
             session = self._workers.session(worker_id)
-            task_id = self._queue.best(session.accepts) if session.free > 0 else None
+            task_id = (self._queue.best(session.accepts)
+                       if session.free > 0 and self.draining is None else None)
             if task_id is not None:
                 try:
                     return await self.claim(worker_id, task_id)
@@ -318,6 +322,8 @@ class Dispatcher(Reaper):
         `NotClaimable` and the task leaves its queue."""
         session = self._workers.session(worker_id)
         session.last_seen = trio.current_time()
+        if self.draining is not None:
+            raise NotClaimable(f"this server is draining ({self.draining}): claim elsewhere")
         route = self._queue.route(task_id)
         if route is None:
             raise NotClaimable(f"task {task_id!r} is not waiting to be claimed")
@@ -352,9 +358,11 @@ class Dispatcher(Reaper):
         return Claim(task_id=task_id, attempt_id=lease.attempt_id,
                      lease_expires_at=lease.expires_at, record=record)
 
-    async def heartbeat(self, worker_id: str, leases: Sequence[tuple[str, str]]
-                        ) -> HeartbeatReply:
-        """Renew the leases a worker reports; tell it which it lost and what to cancel."""
+    async def heartbeat(self, worker_id: str, leases: Sequence[tuple[str, str]], *,
+                        granted_here: Collection[str] | None = None) -> HeartbeatReply:
+        """Renew the leases a worker reports; tell it which it lost and what to cancel.
+        With `granted_here` (the attempts granted on the worker's connection), end
+        the leases it holds but does not report (`end_orphans`)."""
         session = self._workers.get(worker_id)
         if session is None:
             return HeartbeatReply(renewed=(), lost=(), cancel=(), unknown_worker=True)
@@ -369,9 +377,12 @@ class Dispatcher(Reaper):
             renewed.append((task_id, attempt_id, expires))
             if self._leases.cancel_requested(task_id):
                 cancel.append((task_id, attempt_id))
+        if granted_here is not None:
+            await self.end_orphans(worker_id, {t for t, _ in leases}, granted_here)
         self._workers.offer_queued_to(session)
         return HeartbeatReply(renewed=tuple(renewed), lost=tuple(lost), cancel=tuple(cancel),
-                              queued=self.queued_for(worker_id), drain=self._workers.draining)
+                              queued=self.queued_for(worker_id),
+                              drain=self._workers.draining or self._workers.drained.get(worker_id))
 
     async def write(self, task_id: str, attempt_id: str, events: Sequence[StreamResponse], *,
                     wait: bool = False, output_seq: int | None = None,

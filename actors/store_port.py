@@ -138,6 +138,10 @@ class DispatchState:
     started, and each one a client's continuation starts) gets all of its
     attempts. Reset with `run_input` by the ServerTaskStore; counted with
     `attempts` by each claim. A row from before it was kept reads `attempts`."""
+    agent_state: dict[str, Any] | None = attrs.field(default=None, eq=True, hash=False)
+    """The state the agent left when it paused, taken out of its client-visible status
+    message (`protocol.agent_state`): ``{"messageId", "state"}``; given back to the
+    worker of the next run only."""
     cancel_requested: bool = False
     """A client asked to cancel the current attempt (CancelTask, on any replica): the
     replica its worker is connected to pushes the request to it, heartbeat replies
@@ -175,6 +179,7 @@ class DispatchState:
             run_attempts=int(data.get("run_attempts",  # type: ignore[call-overload]
                                       data.get("attempts", 0))),
             cancel_requested=bool(data.get("cancel_requested", False)),
+            agent_state=data.get("agent_state"),  # type: ignore[arg-type]
             trace_parent=data.get("trace_parent"),  # type: ignore[arg-type]
         )
 

@@ -26,14 +26,13 @@ from .jsonrpc import format_validation_error
 from .models import A2AModel, AgentSkill, Artifact, Message, StreamResponse, Task
 
 __all__ = [
-    "ACK", "ClaimBody", "ClaimReply", "DrainBody", "EmptyReply", "Frame", "HeartbeatBody",
-    "HeartbeatReply", "INTERNAL", "INVALID_FRAME", "LINK_ERROR_CODES", "LINK_HTTP_STATUS",
-    "LINK_VERSION", "LeaseRef", "LinkError", "LinkModel", "LinkProtocolError",
-    "LinkRefusedError", "LostLease", "NOT_CLAIMABLE", "NOTHING_QUEUED", "OP_BODIES",
-    "OP_REPLIES", "OfferBody",
-    "OutputBody", "OutputReply", "RegisterBody", "RegisterReply", "ReleaseBody", "ReleaseReply",
-    "RenewedLease", "SERVER_OPS", "STALE_ATTEMPT", "SUPPORTED_LINK_VERSIONS", "StatusBody",
-    "CancelBody", "TokenUsage", "UNAUTHORIZED", "UNKNOWN_OP", "UNKNOWN_TASK",
+    "ACK", "ClaimBody", "ClaimReply", "DrainBody", "EmptyReply", "Frame", "GoAwayBody",
+    "HeartbeatBody", "HeartbeatReply", "INTERNAL", "INVALID_FRAME", "LINK_ERROR_CODES",
+    "LINK_HTTP_STATUS", "LINK_VERSION", "LeaseRef", "LinkError", "LinkModel", "LinkProtocolError",
+    "LinkRefusedError", "LostLease", "NOT_CLAIMABLE", "NOTHING_QUEUED", "OP_BODIES", "OP_REPLIES",
+    "OfferBody", "OutputBody", "OutputReply", "RegisterBody", "RegisterReply", "ReleaseBody",
+    "ReleaseReply", "RenewedLease", "SERVER_OPS", "STALE_ATTEMPT", "SUPPORTED_LINK_VERSIONS",
+    "StatusBody", "CancelBody", "TokenUsage", "UNAUTHORIZED", "UNKNOWN_OP", "UNKNOWN_TASK",
     "UNKNOWN_LINK", "UNKNOWN_WORKER", "UNSUPPORTED_VERSION", "WORKER_OPS", "ack", "decode_frame",
     "encode_frame", "error_ack", "parse_reply",
 ]
@@ -199,7 +198,9 @@ class OutputReply(LinkModel):
 class ReleaseBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
-    outcome: Literal["completed", "failed", "canceled", "input-required", "auth-required"]
+    # requeue: the worker gives the task back unfinished (it is stopping): queued again now
+    outcome: Literal["completed", "failed", "canceled", "input-required", "auth-required",
+                     "requeue"]
     artifacts: list[Artifact] | None = None
     message: Message | None = None
     error: str | None = None
@@ -237,6 +238,10 @@ class DrainBody(LinkModel):
     reason: str
 
 
+class GoAwayBody(LinkModel):
+    reason: str  # this server is stopping: reconnect to another one now, sessions and all
+
+
 class EmptyReply(LinkModel):
     """The body of an ack that carries nothing: ``{}``."""
 
@@ -250,15 +255,15 @@ class LinkError(LinkModel):
 OP_BODIES: dict[str, type[LinkModel]] = {
     "register": RegisterBody, "heartbeat": HeartbeatBody, "claim": ClaimBody,
     "output": OutputBody, "status": StatusBody, "release": ReleaseBody,
-    "offer": OfferBody, "cancel": CancelBody, "drain": DrainBody,
+    "offer": OfferBody, "cancel": CancelBody, "drain": DrainBody, "goaway": GoAwayBody,
 }
 OP_REPLIES: dict[str, type[LinkModel]] = {
     "register": RegisterReply, "heartbeat": HeartbeatReply, "claim": ClaimReply,
     "output": OutputReply, "status": EmptyReply, "release": ReleaseReply,
-    "offer": EmptyReply, "cancel": EmptyReply, "drain": EmptyReply,
+    "offer": EmptyReply, "cancel": EmptyReply, "drain": EmptyReply, "goaway": EmptyReply,
 }
 WORKER_OPS = frozenset({"register", "heartbeat", "claim", "output", "status", "release"})
-SERVER_OPS = frozenset({"offer", "cancel", "drain"})
+SERVER_OPS = frozenset({"offer", "cancel", "drain", "goaway"})
 
 
 @attrs.frozen

@@ -11,14 +11,21 @@ from runtime.agents.loader import BUILTIN_AGENTS, AgentLoadError, load_agent
 from runtime.http.auth import (
     RepeatedAuthorization,
     TokenAuth,
+    TokenEntry,
+    load_token_entries,
     load_tokens,
     one_authorization,
+    parse_token_entries,
     parse_token_lines,
 )
 from runtime.http.card import CardDocument, CardSettings, LiveCard, SkillsSource, build_card
 from runtime.http.card_file import CardFileError, load_card_settings
+from runtime.http.cors import CorsSettings
+from runtime.http.jwt_auth import JwtSettings
 from runtime.http.listener import AcceptStatistics
 from runtime.http.push_sender import HttpxPushSender, Resolver, is_public_address, parse_retry_after
+from runtime.http.rate_limit import RateLimit
+from runtime.security import SecurityConfig
 from runtime.server import (
     RunningServer,
     ServerConfig,
@@ -67,4 +74,12 @@ __all__ = [
     "Resolver",
     "split_chunks",
     "worker_link_refusal",
+    # identities and limits (docs/security.md)
+    "CorsSettings",
+    "JwtSettings",
+    "RateLimit",
+    "SecurityConfig",
+    "TokenEntry",
+    "load_token_entries",
+    "parse_token_entries",
 ]

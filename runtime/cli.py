@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from protocol.limits import DEPTH_CEILING
+from runtime.admin import AdminSettings
 from runtime.agents.a2a_relay import a2a_relay_agent
 from runtime.agents.llm_config import (
     ConfigError,
@@ -40,6 +41,7 @@ from runtime.agents.llm_config import (
 from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
+from runtime.client.signing import parse_hmac_key
 from runtime.flags import (
     ENV_PREFIX,
     ConfigFileError,
@@ -49,6 +51,7 @@ from runtime.flags import (
     build_parser,
     command_parser,
 )
+from runtime.flags.security import security_config
 from runtime.grpc.child import grpc_missing
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
@@ -160,6 +163,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tokens=tokens,
         worker_tokens=worker_tokens,
         open_worker_link=args.open_worker_link,
+        admin=AdminSettings(token=args.admin_token or None, ui=not args.no_ui),
         push_notifications=not args.no_push,
         mcp=args.mcp,
         allow_private_push_urls=args.allow_private_push_urls,
@@ -182,6 +186,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
         access_log=args.access_log,
+        security=security_config(args),
     )
     refusal = worker_link_refusal(config)
     if refusal is not None:
@@ -210,15 +215,45 @@ def check_server_url(url: str, transport: str) -> None:
         raise ValueError(f"--server must be {accepted}, not {url!r}")
 
 
+def server_urls(values: Sequence[str] | None, transport: str) -> list[str]:
+    """The worker's server URLs: each --server given (or TRIO_A2A_SERVER), split at
+    commas; ValueError naming the flag and the bad entry."""
+    source = "--server"
+    if not values:
+        env = os.environ.get(ENV_PREFIX + "SERVER", "")
+        values = [env] if env.strip() else ["http://127.0.0.1:8000"]
+        source = f"{ENV_PREFIX}SERVER" if env.strip() else source
+    entries = [entry.strip() for value in values for entry in value.split(",")]
+    for i, url in enumerate(entries, 1):
+        where = f" (entry {i} of {len(entries)})" if len(entries) > 1 else ""
+        if not url:
+            raise ValueError(f"{source} has an empty entry{where}: "
+                             f"{', '.join(repr(v) for v in values)}")
+        try:
+            check_server_url(url, transport)
+        except ValueError as exc:
+            raise ValueError(f"{str(exc).replace('--server', source, 1)}{where}") from None
+    return entries
+
+
 def worker_config(args: argparse.Namespace) -> WorkerConfig:
-    """The WorkerConfig of the worker flags, after checking them (ValueError naming the flag)."""
+    """The WorkerConfig of the worker flags, after checking them (ValueError naming the
+    flag); `args.server` becomes the list of server URLs."""
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, not {args.concurrency}")
-    check_server_url(args.server, args.transport)
+    args.server = server_urls(args.server, args.transport)
     # None (unset, or TRIO_A2A_HEARTBEAT_INTERVAL empty or 0): the server's value.
     if args.heartbeat_interval is not None:
         _check_seconds("--heartbeat-interval", args.heartbeat_interval)
-    return WorkerConfig(heartbeat_interval=args.heartbeat_interval)
+    grace = args.shutdown_grace
+    if not (grace >= 0 and math.isfinite(grace)):
+        raise ValueError(f"--shutdown-grace must be 0 or more seconds, not {grace}")
+    signing = None
+    if args.signing_key:
+        key = parse_hmac_key(args.signing_key)
+        signing = (key.key_id, key.secret)
+    return WorkerConfig(heartbeat_interval=args.heartbeat_interval, shutdown_grace=grace,
+                        signing_key=signing)
 
 
 def tune_gc() -> None:
@@ -268,19 +303,28 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
             name=args.name, capabilities=[c.strip() for c in args.capability],
             list_models=list_models, config=config, transport=args.transport))
         fields: dict[str, Any] = {}
-        nursery = await stack.enter_async_context(trio.open_nursery())
+        metrics_nursery = await stack.enter_async_context(trio.open_nursery())
         if metrics is not None:
             metrics.watch(worker.statistics)
-            port = await nursery.start(serve_metrics, metrics.render, args.metrics_host,
-                                       args.metrics_port)
+            port = await metrics_nursery.start(serve_metrics, metrics.render, args.metrics_host,
+                                               args.metrics_port)
             fields["metrics_url"] = f"http://{args.metrics_host}:{port}/metrics"
-        banner(f"trio-a2a worker {worker.worker_id} ({worker.name}) for {args.server} "
-               f"(agent: {label}, concurrency: {args.concurrency}, "
+        banner(f"trio-a2a worker {worker.worker_id} ({worker.name}) for "
+               f"{', '.join(args.server)} (agent: {label}, concurrency: {args.concurrency}, "
                f"transport: {args.transport})", worker_id=worker.worker_id,
-               server=args.server, **fields)
+               server=list(args.server), **fields)
         async for _ in signals:
             break
-        nursery.cancel_scope.cancel()
+        # The graceful stop: running tasks get the grace to finish, then go back to the
+        # server; a second signal gives them back at once.
+        async with trio.open_nursery() as nursery:
+            async def hurry() -> None:
+                async for _ in signals:
+                    worker.hurry()
+            nursery.start_soon(hurry)
+            await worker.shutdown()
+            nursery.cancel_scope.cancel()
+        metrics_nursery.cancel_scope.cancel()
 
 
 async def run_models(settings: LlmSettings) -> None:

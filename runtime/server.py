@@ -5,7 +5,11 @@ store's committer, the dispatcher (queue, leases, reaper), the local workers,
 push delivery and the HTTP listener (quart-trio on hypercorn's
 trio worker). `open_server` starts them in dependency order, each reporting
 readiness through `nursery.start` (the dispatcher re-queues what a previous run
-left unfinished), and hands back the bound address. Leaving the block stops everything.
+left unfinished), and hands back the bound address. Leaving the block stops everything,
+gracefully: the dispatcher drains (no offers, no claims), the embedded workers stop and
+their tasks are queued again at once (for the other replicas on a shared database),
+remote workers are told to move to another replica (``goaway``) and given
+`handover_timeout` to do so, then the tree stops. The server logs one line when it stops.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
 from protocol.models import AgentSkill
+from runtime.admin import AdminSettings, mount_admin
 from runtime.agents import echo_agent
 from runtime.grpc.child import GrpcChild
 from runtime.http.app import create_asgi
@@ -45,9 +50,11 @@ from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
+from runtime.link.handover import LocalStops, hand_over
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
 from runtime.observe import ServerObservability
+from runtime.security import SecurityConfig, open_security
 from runtime.store import open_memory_backend, open_sqlite_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
@@ -107,6 +114,7 @@ class ServerConfig:
     worker: anyone could take a principal's task, read its prompt and forge its
     result. It keeps the link closed to remote workers (its embedded ones need no
     token), and with no embedded workers it refuses to start (`worker_link_refusal`)."""
+    admin: AdminSettings = AdminSettings()  # the admin API and /ui (docs/admin.md)
     agent: AgentSpec = echo_agent
     push_notifications: bool = True
     allow_private_push_urls: bool = False
@@ -145,6 +153,9 @@ class ServerConfig:
     cancel_timeout: float = 10.0
     drain_timeout: float = 0.5
     """Seconds a stopping server gives its remote workers' links to send them a drain."""
+    handover_timeout: float = 5.0
+    """Seconds a stopping server waits for its embedded workers to stop, then again for
+    its remote workers to move to another replica (``goaway``) before it cuts them off."""
     push_timeout: float = 15.0
     push_max_attempts: int = 8
     grpc_port: int | None = None
@@ -159,6 +170,7 @@ class ServerConfig:
     """How long a replica's claim on delivering a push config lasts unrenewed (renewed
     every third of it). With several replicas, one whose replica died is taken over by
     another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
+    security: SecurityConfig = SecurityConfig()  # identities, limits... (docs/security.md)
     access_log: bool = False  # one log line per HTTP request (logger runtime.access)
     tracer_provider: Any = None  # an OpenTelemetry TracerProvider; None: no tracing, no cost
 
@@ -192,7 +204,8 @@ class ServerConfig:
 
 def _link_closed(config: ServerConfig) -> bool:
     """Client auth is on and the link has no tokens of its own, nor leave to be open."""
-    return bool(config.tokens) and not config.worker_tokens and not config.open_worker_link
+    client_auth = bool(config.tokens) or config.security.jwt is not None
+    return client_auth and not config.worker_tokens and not config.open_worker_link
 
 
 def worker_link_refusal(config: ServerConfig) -> str | None:
@@ -267,9 +280,12 @@ async def open_backend(config: ServerConfig) -> AsyncIterator[TaskBackend]:
 
 
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
-                            workers: list[RunningWorker], obs: ServerObservability, index: int,
-                            *, task_status: trio.TaskStatus[None]) -> None:
-    """One embedded worker: `open_worker` over the in-process link, ready once registered."""
+                            workers: list[RunningWorker], stopping: LocalStops,
+                            obs: ServerObservability, index: int, *,
+                            task_status: trio.TaskStatus[None]) -> None:
+    """One embedded worker: `open_worker` over the in-process link, ready once registered.
+    On a graceful stop it stops its sessions (the server then queues their tasks again)
+    and waits for the tree to end it."""
     async with open_worker(
         "in-process", token=None, agent=config.agent, concurrency=config.max_concurrent_tasks,
         name=f"local-{index}", worker_id=f"local-{index}-{uuid.uuid4().hex[:8]}",
@@ -286,7 +302,9 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
             workers.append(worker)
         await worker.wait_registered()
         task_status.started()
-        await trio.sleep_forever()
+        await stopping.requested.wait()
+    stopping.one_stopped()
+    await trio.sleep_forever()  # permanent: returning would restart it
 
 
 @contextlib.asynccontextmanager
@@ -306,7 +324,6 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
     base_url = (config.public_url or f"http://{url_host}:{port}").rstrip("/")
-    auth = TokenAuth(config.tokens)
     card_agent = config.agent if config.local_workers > 0 else None
     replica_id = config.replica_id or f"{socket.gethostname()}:{port}"
     try:
@@ -318,13 +335,13 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         raise
 
     def render_card(skills: Sequence[AgentSkill]) -> CardDocument:
-        return build_card(base_url + base_path, settings=config.card, agent=card_agent,
-                          skills=skills,
-                          push_notifications=config.push_notifications,
-                          auth_schemes=("bearer",) if auth.enabled else (),
-                          extended_card=auth.enabled, grpc_url=grpc and grpc.url)
+        return secured.card(build_card(
+            base_url + base_path, settings=config.card, agent=card_agent, skills=skills,
+            push_notifications=config.push_notifications, grpc_url=grpc and grpc.url,
+            auth_schemes=secured.auth_schemes, extended_card=secured.enabled))
 
     listening = [sock]
+    outcome: dict[str, object] = {"graceful": False}
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
     obs = ServerObservability(config.tracer_provider, access_log=config.access_log)
 
@@ -342,7 +359,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
-            async with open_backend(config) as backend, trio.open_nursery() as nursery:
+            async with open_backend(config) as backend, open_security(config) as secured, \
+                    trio.open_nursery() as nursery:
                 store = ServerTaskStore(backend, poll_interval=config.store_poll_interval,
                                         **obs.store_ports())
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
@@ -353,9 +371,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                         replica_id=replica_id)
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
-                                              client_auth=auth,
+                                              client_auth=secured.token_auth,
                                               remote_open=not _link_closed(config))
                 workers: list[RunningWorker] = []
+                stopping = LocalStops()
                 sender = HttpxPushSender(timeout=config.push_timeout,
                                          allow_private=config.allow_private_push_urls)
                 push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
@@ -382,12 +401,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         reasons.append(f"draining: {dispatcher.draining}")
                     return reasons
 
-                state = AppState(service=service, card=card, auth=auth,
-                                 extended_card=auth.enabled,
+                state = AppState(service=service, card=card, auth=secured.token_auth,
+                                 extended_card=secured.enabled,
                                  max_body=config.max_body, limits=config.limits,
                                  worker_auth=worker_auth, not_ready=not_ready,
                                  base_path=base_path, path_aliases=config.codetether_paths)
-                state = mount_worker_link(state, endpoint)
+                state = mount_worker_link(secured.state(state), endpoint)
                 mcp_children: list[ChildSpec] = []
                 if config.mcp:
                     # imported here: the MCP SDK is a cost only a server serving it pays
@@ -395,10 +414,13 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
                     mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
                                                limits=config.limits),
-                                      auth, worker_auth=worker_auth, max_body=config.max_body)
+                                      secured.token_auth, worker_auth=worker_auth,
+                                      max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
-                app = obs.wrap(create_asgi(state), dispatcher, store, push, workers, endpoint, grpc)
+                state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)
+                app = obs.wrap(secured.app(create_asgi(state), config.max_body), dispatcher,
+                               store, push, workers, endpoint, grpc)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -407,7 +429,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("store", store.run),
                         ChildSpec("dispatcher", dispatcher.run),
                         *(ChildSpec(f"local-worker-{i}", functools.partial(
-                            _run_local_worker, config, endpoint, workers, obs, i))
+                            _run_local_worker, config, endpoint, workers, stopping, obs, i))
                           for i in range(config.local_workers)),
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),
@@ -426,11 +448,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
                                     push=push, supervisor=tree, accept=accept, grpc=grpc)
-                # Remote workers hear that this server takes no more claims from them
-                # before their links close (they finish what runs and reconnect).
-                dispatcher.drain("the server is shutting down")
-                with trio.move_on_after(config.drain_timeout):
-                    await endpoint.wait_pushes_sent()
+                outcome.update(await hand_over(
+                    dispatcher, endpoint, stopping, local_workers=config.local_workers,
+                    drain_timeout=config.drain_timeout,
+                    handover_timeout=config.handover_timeout))
                 # Push configs go to another replica now, not when their leases run out.
                 await push.hand_over()
                 nursery.cancel_scope.cancel()
@@ -438,3 +459,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         sock.close()
         if grpc:
             grpc.close()
+        how = ("handed over: {requeued} task(s) queued again, {workers_moved} worker(s) "
+               "moved".format(**outcome) if outcome.get("graceful") else "without handing over")
+        log.info("server stopped, %s", how, extra={"replica_id": replica_id, "url": base_url,
+                                                   **outcome})
+

@@ -15,7 +15,8 @@ from tests.conftest import Rpc, results, user_message, wait_state
 
 def config(data_dir: Path, controls: Controls) -> ServerConfig:
     # the default (long) lease: a task its embedded worker was running when the server
-    # stopped is queued again as the server starts, without waiting the lease out
+    # stopped is queued again as the server stops (gracefully), without waiting the
+    # lease out, and runs when it starts again
     return ServerConfig(port=0, store="sqlite", data_dir=data_dir, agent=scripted_agent(controls),
                         allow_private_push_urls=True)
 
@@ -49,7 +50,8 @@ async def test_restart_serves_tasks_and_events(tmp_path: Path) -> None:
             assert after[done] == before[done]
             assert before[running["id"]]["status"]["state"] == "TASK_STATE_WORKING"
             assert after[asked["id"]] == before[asked["id"]]
-            # the task cut off mid-run is retried at once, and finishes
+            # the task cut off mid-run is retried at once, and finishes; a graceful stop
+            # does not count the attempt it cut off
             await controls2.wait_started(running["id"])
             controls2.gate.set()
             await wait_state(srv, running["id"], "TASK_STATE_COMPLETED")
@@ -57,7 +59,7 @@ async def test_restart_serves_tasks_and_events(tmp_path: Path) -> None:
                                                 headers={"Last-Event-ID": "0"}))
             notes = [r["statusUpdate"]["status"].get("message", {}).get("parts", [{}])[0]
                      .get("text", "") for r in replayed if "statusUpdate" in r]
-            assert any("stopped with the server; retrying (attempt 2 of 3)" in n
+            assert any("stopped with the server; retrying (attempt 1 of 3)" in n
                        for n in notes), notes
             assert replayed[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
             # the full event log replays from Last-Event-ID 0, identical

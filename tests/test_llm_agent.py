@@ -19,6 +19,7 @@ from runtime.providers.base import TextDelta, ToolCall, ToolCallEvent
 from runtime.providers.echo import EchoProvider
 from runtime.server import ServerConfig, open_server
 from runtime.tools.registry import ToolRegistry
+from runtime.tools.workspace import WorkspaceCleanup
 from tests.conftest import Rpc, user_message
 
 READ = ToolCallEvent(ToolCall("c1", "read_file", {"path": "notes.txt"}))
@@ -56,9 +57,10 @@ def answer(task: dict[str, Any]) -> str:
                    if a.get("name") == "answer")
 
 
-async def run_policy(tmp_path: Path, policy: str) -> tuple[dict[str, Any], EchoProvider]:
+async def run_policy(tmp_path: Path, policy: str,
+                     **kw: Any) -> tuple[dict[str, Any], EchoProvider]:
     provider = EchoProvider(script=[[READ], [WRITE], [TextDelta("all done")]])
-    async with serving(provider, tmp_path, policy) as rpc:
+    async with serving(provider, tmp_path, policy, **kw) as rpc:
         task = await send(rpc, "copy the notes")
     return task, provider
 
@@ -83,7 +85,7 @@ async def test_safe_refuses_the_write_and_tells_the_model(tmp_path: Path) -> Non
 
 async def test_all_runs_the_write(tmp_path: Path) -> None:
     with trio.fail_after(20):
-        task, provider = await run_policy(tmp_path, "all")
+        task, provider = await run_policy(tmp_path, "all", cleanup=WorkspaceCleanup.NEVER)
     assert task["status"]["state"] == "TASK_STATE_COMPLETED"
     (written,) = list((tmp_path / "work").rglob("out.txt"))
     assert written.read_text() == "written"
@@ -103,13 +105,13 @@ async def test_ask_pauses_input_required_and_a_second_message_approves(
     caplog.set_level(logging.INFO)
     provider = EchoProvider(script=[[WRITE], [TextDelta("wrote it")]])
     with trio.fail_after(20):
-        async with serving(provider, tmp_path, "ask") as rpc:
+        async with serving(provider, tmp_path, "ask", cleanup=WorkspaceCleanup.NEVER) as rpc:
             paused = await send(rpc, "write the file")
             assert paused["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
             parts = paused["status"]["message"]["parts"]
             assert "Approve this tool call? write_file" in parts[0]["text"]
             assert parts[1]["data"]["pendingToolCall"]["name"] == "write_file"
-            assert STATE_KEY in parts[1]["data"]
+            assert STATE_KEY not in parts[1]["data"]  # the transcript stays on the server
             assert not list((tmp_path / "work").rglob("out.txt"))  # nothing ran yet
             unclear = await send(rpc, "hmm, maybe", taskId=paused["id"],
                                  contextId=paused["contextId"])

@@ -5,10 +5,12 @@ durable (each task's `DispatchState` in the store, written by `leases`) and
 what each process keeps for itself and rebuilds at start (the queue index in
 `routing`, the connected workers and their offers in `workers`, the lease index
 in `leases`; `follow` keeps them in step with the other replicas on a shared
-store). `reaper` ends the leases that ran out; `types` holds the values and errors
-they share.
+store). `reaper` ends the leases that ran out; `admin` holds what an operator may do
+(re-queue, fail, drain a worker); `types` holds the values and errors they share.
 """
 
+from actors.dispatch.admin import *  # noqa: F403
+from actors.dispatch.admin import __all__ as _admin
 from actors.dispatch.follow import *  # noqa: F403
 from actors.dispatch.follow import __all__ as _follow
 from actors.dispatch.leases import *  # noqa: F403
@@ -22,4 +24,4 @@ from actors.dispatch.types import __all__ as _types
 from actors.dispatch.workers import *  # noqa: F403
 from actors.dispatch.workers import __all__ as _workers
 
-__all__ = [*_follow, *_leases, *_reaper, *_routing, *_types, *_workers]
+__all__ = [*_admin, *_follow, *_leases, *_reaper, *_routing, *_types, *_workers]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -39,6 +40,7 @@ from actors.dispatch.types import (
 )
 from actors.store_port import ConflictError, DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
+from protocol.agent_state import split_agent_state
 from protocol.models import (
     Message,
     Part,
@@ -165,6 +167,10 @@ class Leases:
     def mine(self, lease: Lease) -> bool:
         """An in-process lease of this replica (a previous incarnation's, at start)."""
         return lease.in_process and lease.replica is not None and lease.replica == self._replica_id
+
+    def all_mine(self) -> list[tuple[str, Lease]]:
+        """The in-process leases of this replica: its embedded workers'."""
+        return [(task_id, lease) for task_id, lease in self._held.items() if self.mine(lease)]
 
     def forget(self, task_id: str) -> None:
         """Drop the task's lease from the index (it was never, or is no longer, stored)."""
@@ -322,12 +328,14 @@ class Leases:
         """A worker's events for its attempt, fenced; see `Dispatcher.write`.
         `IllegalOutput` (nothing written) if they break the task lifecycle."""
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
+        events, saved = split_agent_state(events)
         try:
-            if output_seq is None and not output_bytes:
+            if output_seq is None and not output_bytes and saved is None:
                 return await self._store.write(task_id, events, check=check, wait=wait)
             return await self._store.write(
                 task_id, events, check=check, wait=wait,
-                dispatch=lambda d: self._counted(d, output_seq, output_bytes))
+                dispatch=lambda d: _keep_state(self._counted(d, output_seq, output_bytes),
+                                               saved))
         except IllegalTransition as exc:
             raise IllegalOutput(task_id, attempt_id, exc) from None
 
@@ -346,8 +354,9 @@ class Leases:
                 return None
             self.stale_writes += 1
             raise StaleAttempt(f"attempt {attempt_id!r} of task {task_id!r} is no longer current")
-        dispatch = self._counted(attrs.evolve(head.dispatch, lease=None), output_seq,
-                                 output_bytes)
+        events, saved = split_agent_state(events)
+        dispatch = _keep_state(self._counted(attrs.evolve(head.dispatch, lease=None),
+                                             output_seq, output_bytes), saved)
         check = self._output_check(task_id, attempt_id, output_seq, output_bytes)
         try:
             await self._store.write(task_id, events, dispatch=dispatch, check=check, wait=wait)
@@ -377,10 +386,13 @@ class Leases:
             await self._store.write(task_id, (), dispatch=dispatch, wait=True)
         return lease
 
-    async def end(self, task_id: str, lease: Lease, why: str) -> TaskRecord | None:
+    async def end(self, task_id: str, lease: Lease, why: str, *,
+                  refund: bool = False) -> TaskRecord | None:
         """Take a lease whose worker is gone: store the task ready to queue again
         (rolled back to what it was when the lost attempt was claimed), or failed
-        once the run's attempts are used up, or canceled if that was asked for. None if
+        once the run's attempts are used up, or canceled if that was asked for.
+        `refund`: the attempt does not count against the run's (its worker gave
+        the task back, or never heard of the grant). None if
         the store holds another lease by now, or this one renewed past `lease`'s
         expiry (another replica's reaper got there first, or its worker is alive):
         the index then follows the store."""
@@ -392,23 +404,25 @@ class Leases:
                 self.follow(task_id, current)
                 return None
             try:
-                record = await self._end(head, why)
+                record = await self._end(head, why, refund)
             except _Moved:
                 continue  # written meanwhile (by another replica): judge the fresh record
             self.expired += 1
             return record
         return None  # kept changing: the next reaper tick looks again
 
-    async def _end(self, head: TaskRecord, why: str) -> TaskRecord:
+    async def _end(self, head: TaskRecord, why: str, refund: bool) -> TaskRecord:
         """`end`'s write, built on `head` exactly (`_Moved` if the store has moved on)."""
         task_id = head.task_id
         unchanged = _unchanged(head.version)
         dispatch = attrs.evolve(head.dispatch, lease=None)
+        if refund:
+            dispatch = attrs.evolve(dispatch, run_attempts=max(0, dispatch.run_attempts - 1))
         if is_terminal(head.state):
             events: tuple[StreamResponse, ...] = ()
         elif task_id in self._cancel_requested or head.dispatch.cancel_requested:
             events = (_status(head, TaskState.CANCELED, f"canceled ({why})"),)
-        elif (tried := head.dispatch.run_attempts) >= self._max_attempts:
+        elif (tried := dispatch.run_attempts) >= self._max_attempts:
             events = (_status(head, TaskState.FAILED, f"gave up after {tried} attempts: {why}"),)
         else:  # counted per run: a continuation's run has all of its attempts
             retry = f"{why}; retrying (attempt {tried + 1} of {self._max_attempts})"
@@ -420,3 +434,8 @@ class Leases:
         if not is_terminal(record.state):
             self.retries += 1
         return record
+
+
+def _keep_state(dispatch: DispatchState, saved: dict[str, Any] | None) -> DispatchState:
+    """The dispatch state holding the agent's newest private state, if it left one."""
+    return dispatch if saved is None else attrs.evolve(dispatch, agent_state=saved)

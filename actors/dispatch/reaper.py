@@ -46,12 +46,14 @@ class Reaper:
                 task_id, lease, f"the lease of worker {lease.worker_id!r} expired")
         return ended
 
-    async def _end_lease(self, task_id: str, lease: Lease, why: str) -> bool:
+    async def _end_lease(self, task_id: str, lease: Lease, why: str, *,
+                         refund: bool = False) -> bool:
         """Take a lease whose worker is gone: queue the task again (rolled back to
         what it was when the lost attempt was claimed), or fail it once the attempts
-        are used up, or end it canceled if that was asked for. False if the store
-        says it ended or was renewed meanwhile (another replica got there first)."""
-        record = await self._leases.end(task_id, lease, why)
+        are used up, or end it canceled if that was asked for (`refund`: the attempt
+        does not count). False if the store says it ended or was renewed meanwhile
+        (another replica got there first)."""
+        record = await self._leases.end(task_id, lease, why, refund=refund)
         if record is None:  # the index now follows the store
             current = self._leases.get(task_id)
             if current is None or current.attempt_id != lease.attempt_id:

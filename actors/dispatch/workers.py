@@ -93,6 +93,8 @@ class ConnectedWorkers:
         """Queued task id -> the worker its outstanding offer went to."""
         self.draining: str | None = None
         """Why workers are to claim nothing more (None: they carry on)."""
+        self.drained: dict[str, str] = {}
+        """worker id -> why that worker is to claim nothing more (an operator asked)."""
         self.version = 0
         """Counts connects and disconnects: what was built from `infos()` is stale
         once it moves."""
@@ -141,8 +143,9 @@ class ConnectedWorkers:
         self._sessions.pop(info.worker_id, None)  # a reconnect moves to the end
         self._sessions[info.worker_id] = session
         self.version += 1
-        if self.draining is not None:
-            session.push_nowait(DrainPush(self.draining))  # a fresh channel: room
+        reason = self.draining or self.drained.get(info.worker_id)
+        if reason is not None:
+            session.push_nowait(DrainPush(reason))  # a fresh channel: room
         self.offer_queued_to(session)
         return session
 
@@ -173,6 +176,21 @@ class ConnectedWorkers:
             except _UNDELIVERABLE:
                 pass  # the next heartbeat reply carries it
 
+    def drain_one(self, worker_id: str, reason: str) -> bool:
+        """Ask one connected worker to claim nothing more, now and whenever it
+        reconnects; False if it is not connected."""
+        session = self._sessions.get(worker_id)
+        if session is None:
+            return False
+        self.drained[worker_id] = reason
+        for task_id in list(session.offered):
+            self.withdraw(task_id)
+        try:
+            session.push_nowait(DrainPush(reason))
+        except _UNDELIVERABLE:
+            pass  # the next heartbeat reply carries it
+        return True
+
     def lease_ended(self, worker_id: str, task_id: str, attempt_id: str) -> bool:
         """The worker's attempt no longer holds its task (another replica ended or
         replaced its lease): free its slot and offer it queued work; False if the
@@ -200,14 +218,18 @@ class ConnectedWorkers:
         often): a worker that hangs while connected gets no offers."""
         return trio.current_time() - session.last_seen <= self._lease_ttl
 
-    def offer(self, task_id: str, route: Route) -> None:
+    def offer(self, task_id: str, route: Route, *, skip: str | None = None) -> None:
         """Push an offer to the responsive eligible worker with the most free slots
-        no other offer has spoken for; with none, the task waits for a slot."""
+        no other offer has spoken for (other than worker `skip`); with none, the task
+        waits for a slot."""
         if self.draining is not None:
             return
         best = None
         for session in self._sessions.values():
-            if session.unpromised > 0 and session.accepts(route) and self.responsive(session):
+            if session.info.worker_id == skip:
+                continue
+            if (session.unpromised > 0 and session.accepts(route) and self.responsive(session)
+                    and session.info.worker_id not in self.drained):
                 if best is None or session.unpromised > best.unpromised:
                     best = session
         if best is not None:
@@ -241,7 +263,7 @@ class ConnectedWorkers:
         """
         room = session.unpromised
         if (room <= 0 or not self._queue or not self.responsive(session)
-                or self.draining is not None):
+                or self.draining is not None or session.info.worker_id in self.drained):
             return
         now = trio.current_time()
         for task_id, route in self._queue.in_order():

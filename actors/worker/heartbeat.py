@@ -6,8 +6,13 @@ the number of running sessions and their leases. The reply renews those leases
 and may name sessions to cancel (CancelTask: they end canceled and are
 released), leases that were lost (those sessions stop without a release), a
 drain request, or that the server does not know the worker (the Registrar
-registers again). Its count of tasks waiting for this worker goes to
-`on_queued` (the TaskClaimer polls for them if no offer came).
+registers again). On a connection that replaces another (a reconnect, a move
+to another server) the first heartbeat goes at once: the new server renews the
+leases without waiting, and ends at once any lease it holds for this worker
+that the worker does not run (a grant lost with the old connection), so that
+task is queued again instead of waiting for its lease to run out. Its count
+of tasks waiting for this worker goes to `on_queued` (the TaskClaimer polls for
+them if no offer came).
 
 A heartbeat that fails (link down, refused, no ack within the interval) is
 logged as a warning, and every `failure_threshold`-th consecutive failure as an
@@ -46,6 +51,7 @@ class Heartbeat:
         on_drain: Callable[[str], None] | None = None,
         on_queued: Callable[[int], None] | None = None,
         failure_threshold: int = 3,
+        beat_at_once: bool = False,
     ) -> None:
         self._link = link
         self._registrar = registrar
@@ -55,6 +61,7 @@ class Heartbeat:
         self._on_drain = on_drain
         self._on_queued = on_queued
         self._threshold = failure_threshold
+        self._beat_at_once = beat_at_once
         self.failures = 0
         """Consecutive failed heartbeats."""
         self.sent = 0
@@ -71,6 +78,8 @@ class Heartbeat:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        if self._beat_at_once:
+            await self.beat()
         while True:
             await trio.sleep(self.interval)
             await self.beat()

@@ -33,6 +33,7 @@ from protocol.worker_link import (
     UNKNOWN_WORKER,
     CancelBody,
     DrainBody,
+    GoAwayBody,
     LinkModel,
     LinkRefusedError,
     OfferBody,
@@ -51,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Push = OfferBody | CancelBody | DrainBody
+Push = OfferBody | CancelBody | DrainBody | GoAwayBody
 """A frame the server pushes to the worker."""
 
 
@@ -70,7 +71,7 @@ class Link(Protocol):
 
     @property
     def pushes(self) -> trio.MemoryReceiveChannel[Push]:
-        """Offers, cancellations and drain requests, in arrival order (already acked)."""
+        """Offers, cancellations, drain and go-away notices, in arrival order (already acked)."""
         ...
 
     async def request(self, op: str, body: LinkModel) -> LinkModel:

@@ -6,7 +6,9 @@ the actor itself: every event goes on a bounded channel to the session's
 OutputStreamer, except the event that ends the task when the release can say it
 (completed, failed, canceled, input-required): the server writes that one when
 it gets the release. The agent runs in the actor's cancel scope; `cancel()`
-(CancelTask) cancels it and the session ends canceled. Returning without ending
+(CancelTask) cancels it and the session ends canceled; `give_back()` (the
+worker is stopping) cancels it and the session ends "requeue": released
+unfinished, for the server to queue again at once. Returning without ending
 the task completes it; raising fails it. The actor then reports a
 `SessionResult` to the StatusReporter and closes both channels.
 
@@ -122,12 +124,18 @@ class SessionActor:
         self.stats = SessionStats(provider=provider, model=model)
         self.cancel_scope = trio.CancelScope()
         self.canceled = False
+        self.given_back = False
         self._ending: StreamResponse | None = None
         self.result: SessionResult | None = None
 
     def cancel(self) -> None:
         """CancelTask: stop the agent; the session ends canceled (unless it ended first)."""
         self.canceled = True
+        self.cancel_scope.cancel()
+
+    def give_back(self) -> None:
+        """The worker is stopping: stop the agent, end "requeue" (unless ended first)."""
+        self.given_back = True
         self.cancel_scope.cancel()
 
     async def emit(self, event: StreamResponse, *, final: bool) -> None:
@@ -206,6 +214,8 @@ class SessionActor:
             return SessionResult(outcome, message=status.message,
                                  error=(_text(status.message) or "the agent failed")
                                  if failed else None, **base)
+        if self.given_back and not self.canceled:
+            return SessionResult("requeue", **base)
         if self.canceled or self.cancel_scope.cancelled_caught:
             return SessionResult("canceled", **base)
         return SessionResult("failed", error=f"agent error: {error}", **base)
@@ -313,6 +323,18 @@ class Sessions:
     async def wait_changed(self) -> None:
         """Until a session starts or ends."""
         await self._changed.wait()
+
+    async def wait_idle(self) -> None:
+        """Until no session runs."""
+        while self._running:
+            await self._changed.wait()
+
+    def give_back_all(self) -> int:
+        """Stop every agent and release its task unfinished ("requeue"), for the
+        server to queue again at once; how many."""
+        for run in self._running.values():
+            run.actor.give_back()
+        return len(self._running)
 
     def _wake(self) -> None:
         self._changed.set()

@@ -43,7 +43,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["completed", "failed", "canceled", "input-required", "auth-required"]
+Outcome = Literal["completed", "failed", "canceled", "input-required", "auth-required",
+                  "requeue"]
+"""How a session ends; "requeue": given back unfinished (the worker is stopping)."""
 
 _MAX_ERROR_CHARS = 8192
 """An error longer than this is cut in the release and status frames."""
@@ -163,6 +165,7 @@ class StatusReporter:
                           provider=self._provider, model=self._model)
 
     def _final_status(self, result: SessionResult) -> StatusBody:
+        assert result.outcome != "requeue"
         completed = result.outcome == "completed"
         failed = result.outcome == "failed"
         return StatusBody(
@@ -179,6 +182,9 @@ class StatusReporter:
         the output frames carried every one of them already, and sending them again
         could double a frame's size past the link's message limit."""
         outcome = result.outcome
+        if outcome == "requeue":  # nothing to report: the server queues the task again
+            return ReleaseBody(task_id=self.task_id, attempt_id=self.attempt_id,
+                               outcome=outcome)
         return ReleaseBody(
             task_id=self.task_id, attempt_id=self.attempt_id, outcome=outcome,
             message=result.message if outcome in ("completed", "input-required", "auth-required")

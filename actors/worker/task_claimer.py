@@ -1,13 +1,16 @@
 """TaskClaimer: turns the server's offers into claimed tasks, up to the limit.
 
-It reads the connection's pushes: an ``offer`` names a task this worker may
-run; a ``cancel`` goes straight to the session it names; a ``drain`` stops
-claiming. Offers are kept (bounded; highest priority first, then arrival) and
-claimed one at a time while a session slot is free. Claiming is atomic on the
-server: a claim that is not granted (another worker won, the task ended) drops
-the offer; one that fails for a passing reason (INTERNAL, no ack) keeps it for
-the next poll. Each granted claim starts one session in the sessions nursery,
-which is not part of the connection subtree, so sessions outlive reconnects.
+It reads the connection's pushes: an ``offer`` names a task this worker may run;
+a ``cancel`` goes straight to the session it names; a ``drain`` stops claiming;
+a ``goaway`` (the server is stopping) stops claiming too, and once no claim is
+in flight (its grant would be lost with the connection) it calls `on_move`: the
+worker then connects to another server at once. Offers are kept (bounded;
+highest priority first, then arrival) and claimed one at a time while a session
+slot is free. Claiming is atomic on the server: a claim that is not granted
+(another worker won, the task ended) drops the offer; one that fails for a
+passing reason (INTERNAL, no ack) keeps it for the next poll. Each granted claim
+starts one session in the sessions nursery, which is not part of the connection
+subtree, so sessions outlive reconnects.
 
 Polling, for when pushes stop (a push stream a proxy holds back, offers lost):
 each heartbeat reply says how many queued tasks this worker may run
@@ -24,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable
 
 import trio
 
@@ -36,6 +40,7 @@ from protocol.worker_link import (
     ClaimBody,
     ClaimReply,
     DrainBody,
+    GoAwayBody,
     LinkRefusedError,
     OfferBody,
 )
@@ -59,8 +64,14 @@ class TaskClaimer:
         poll_interval: float = 5.0,
         max_known: int = 256,
         ack_timeout: float = 30.0,
+        on_move: Callable[[str], None] | None = None,
     ) -> None:
         self._link = link
+        self._on_move = on_move
+        self.moving: str | None = None
+        """Why the server asked this worker to move (a ``goaway``), or None."""
+        self._in_flight = False
+        """A claim is waiting for its answer."""
         self._sessions = sessions
         self.worker_id = worker_id
         self._poll_interval = poll_interval
@@ -127,6 +138,12 @@ class TaskClaimer:
                                       reason=push.reason)
             elif isinstance(push, DrainBody):
                 self.drain(push.reason)
+            elif isinstance(push, GoAwayBody):
+                log.info("the server is going away: %s", push.reason,
+                         extra={"worker_id": self.worker_id})
+                self.moving = push.reason
+                self.drain(push.reason)
+                self._maybe_move()
         # The connection closed: the link's own task reports that; claims now fail.
         log.debug("push channel closed", extra={"worker_id": self.worker_id})
 
@@ -150,8 +167,16 @@ class TaskClaimer:
                  if self._retry_at.get(tid, -1.0) <= now]
         return min(ready, key=lambda e: e[:2])[2] if ready else None
 
+    def _maybe_move(self) -> None:
+        """Move if asked to, unless a claim waits for its answer (its grant would be
+        lost with the connection): then once it has had it."""
+        if self.moving is not None and self._on_move is not None and not self._in_flight:
+            on_move, self._on_move = self._on_move, None
+            on_move(self.moving)
+
     async def _claim_loop(self) -> None:
         while True:
+            self._maybe_move()
             offer = self._next()
             if offer is not None:
                 await self.claim(offer)
@@ -172,6 +197,7 @@ class TaskClaimer:
         """Claim one offered task and start its session if granted."""
         task_id = offer.task_id
         try:
+            self._in_flight = True
             with trio.fail_after(self._ack_timeout):
                 reply = await self._link.request("claim", ClaimBody(worker_id=self.worker_id,
                                                                     task_id=task_id))
@@ -184,6 +210,8 @@ class TaskClaimer:
             self.not_granted += 1
             log.info("claim refused", extra={"task_id": task_id, "code": exc.code})
             return None
+        finally:
+            self._in_flight = False
         assert isinstance(reply, ClaimReply)
         self._forget(task_id)
         if not reply.granted:
@@ -197,6 +225,7 @@ class TaskClaimer:
     async def poll(self) -> ClaimReply | None:
         """Claim whatever task waits for this worker (no offer named it)."""
         try:
+            self._in_flight = True
             with trio.fail_after(self._ack_timeout):
                 reply = await self._link.request("claim", ClaimBody(worker_id=self.worker_id))
         except (trio.TooSlowError, LinkRefusedError) as exc:
@@ -204,6 +233,8 @@ class TaskClaimer:
             log.warning("claim without an offer failed: %s", exc or "no ack",
                         extra={"worker_id": self.worker_id})
             return None
+        finally:
+            self._in_flight = False
         assert isinstance(reply, ClaimReply)
         if not reply.granted or reply.task is None:
             self._poll = 0

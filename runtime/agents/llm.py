@@ -17,10 +17,16 @@ report.
 Pausing: a call the policy sends to the user (`ask`), or the built-in
 ``ask_user`` tool (the model's own question), ends the run input-required. The
 status message carries the prompt as text and a data part with the loop's state
-under ``trio-a2a/agentState`` (the transcript and the pending call); the
+under ``trio-a2a/agentState`` (the transcript and the pending call); the server
+takes that state out before anything is stored or shown to the client, and gives it
+back only to the worker of the next run (`protocol.agent_state`). The
 client's next message to the task resumes it: an approval reply for a pending
 call ("approve" / "deny: reason", or a data part ``{"approve": true}``), the
 answer for a question.
+
+Cleanup: when the task ends (completed, failed, canceled; not when it pauses, whose
+next run needs the files), its workspace is removed, or kept as `cleanup` says
+(`WorkspaceCleanup`: keep a failed or canceled task's, to look at; keep all).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
 from actors.approval import (
@@ -46,6 +53,7 @@ from actors.approval import (
     UserApproved,
     parse_approval_reply,
 )
+from protocol.agent_state import AGENT_STATE_KEY
 from protocol.models import AgentSkill, Part, Role, TaskState
 from runtime.observe.instruments import count_tokens, tool_call
 from runtime.providers.base import (
@@ -59,13 +67,13 @@ from runtime.providers.base import (
 )
 from runtime.tools.base import Tool
 from runtime.tools.registry import ToolRegistry
-from runtime.tools.workspace import Workspace, WorkspaceError
+from runtime.tools.workspace import Workspace, WorkspaceCleanup, WorkspaceError
 
 __all__ = ["ASK_USER", "STATE_KEY", "LlmAgentConfig", "llm_agent"]
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "trio-a2a/agentState"
+STATE_KEY = AGENT_STATE_KEY
 TOOL_CALL_KEY = "trio-a2a/toolCall"
 USAGE_KEY = "trio-a2a/usage"
 RETURN_FILES_KEY = "trio-a2a/returnFiles"
@@ -101,6 +109,8 @@ class LlmAgentConfig:
     """Model turns per run before the task fails."""
     max_tokens: int | None = None
     name: str = "llm"
+    cleanup: WorkspaceCleanup = WorkspaceCleanup.ALWAYS
+    """What becomes of a task's workspace when the task ends."""
 
 
 def llm_agent(config: LlmAgentConfig) -> AgentSpec:
@@ -109,7 +119,16 @@ def llm_agent(config: LlmAgentConfig) -> AgentSpec:
     async def run(ctx: TaskContext, emit: Emitter) -> None:
         source = config.provider
         provider = source if hasattr(source, "stream_chat") else await source()  # type: ignore[operator]
-        await _Run(config, provider, ctx, emit).run()  # type: ignore[arg-type]
+        task = _Run(config, provider, ctx, emit)  # type: ignore[arg-type]
+        outcome = "failed"  # an exception fails the task
+        try:
+            outcome = await task.run()
+        except trio.Cancelled:
+            outcome = "canceled"
+            raise
+        finally:
+            if outcome != "paused" and config.cleanup.removes(outcome):
+                task.ws.discard()
 
     label = getattr(config.provider, "name", "llm")
     return AgentSpec(
@@ -145,7 +164,8 @@ class _Run:
         return [*(ToolSpec(t.name, t.description, t.parameters) for t in self.cfg.tools),
                 ASK_USER]
 
-    async def run(self) -> None:
+    async def run(self) -> str:
+        """Run until the task ends or pauses: "completed", "failed" or "paused"."""
         state = _saved_state(self.ctx)
         await self.emit.working()
         try:
@@ -164,12 +184,13 @@ class _Run:
                 if not calls:
                     await self._return_files()
                     await self.emit.complete()
-                    return
+                    return "completed"
                 await self._run_calls(calls)
         except _Pause:
-            return
+            return "paused"
         await self.emit.fail(f"stopped after {self.cfg.max_steps} model turns without a "
                              "final answer")
+        return "failed"
 
     async def _turn(self) -> list[ToolCall]:
         """One model turn, streamed; the calls it made (already in the transcript)."""

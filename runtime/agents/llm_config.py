@@ -48,11 +48,13 @@ from runtime.providers.registry import (
 )
 from runtime.secrets import SecretRedactionFilter, SecretsConfig, SecretStore
 from runtime.tools.registry import ToolRegistry
+from runtime.tools.workspace import WorkspaceCleanup
 
 __all__ = ["ConfigError", "LlmSettings", "load_toml", "open_llm_agent", "settings_from"]
 
 _DEFAULT_KEY_NAMES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-_AGENT_KEYS = {"provider", "model", "approve", "workspace", "system_prompt", "max_steps"}
+_AGENT_KEYS = {"provider", "model", "approve", "workspace", "workspace_cleanup",
+               "system_prompt", "max_steps"}
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,9 @@ class LlmSettings:
     model: str
     approval: ApprovalPolicy = ApprovalPolicy.SAFE
     workspace: Path = Path("workspaces")
+    workspace_cleanup: WorkspaceCleanup = WorkspaceCleanup.ALWAYS
+    """What becomes of a task's workspace when it ends: always removed, kept when
+    the task failed or was canceled (keep-failed), or never removed."""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_steps: int = 20
     secrets: SecretsConfig = attrs.field(factory=SecretsConfig.from_env)
@@ -138,13 +143,18 @@ def settings_from(args: argparse.Namespace, file: Mapping[str, Any] | None = Non
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ConfigError(f"max_steps must be a positive integer, not {max_steps!r}")
     try:
+        cleanup = WorkspaceCleanup.parse(getattr(args, "workspace_cleanup", None)
+                                         or agent.get("workspace_cleanup", "always"))
+    except (ValueError, AttributeError) as exc:
+        raise ConfigError(f"--workspace-cleanup: {exc}") from None
+    try:
         secrets = SecretsConfig.from_mapping(file.get("secrets", {}))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: [secrets]: {exc}") from None
     return LlmSettings(
         providers=tuple(configs), provider=str(provider), model=str(model), approval=approval,
         workspace=Path(getattr(args, "workspace", None) or agent.get("workspace")
-                       or "workspaces"),
+                       or "workspaces"), workspace_cleanup=cleanup,
         system_prompt=getattr(args, "system_prompt", None) or agent.get("system_prompt")
         or DEFAULT_SYSTEM_PROMPT,
         max_steps=max_steps, secrets=secrets)
@@ -176,7 +186,8 @@ async def open_llm_agent(settings: LlmSettings, *,
                                 tools=tools if tools is not None else ToolRegistry(),
                                 approval=settings.approval,
                                 system_prompt=settings.system_prompt,
-                                max_steps=settings.max_steps)
+                                max_steps=settings.max_steps,
+                                cleanup=settings.workspace_cleanup)
         yield llm_agent(config), registry.list_models
 
 

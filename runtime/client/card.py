@@ -8,8 +8,8 @@ through `protocol.v03.card_from_v03`, so the choice always works on the 1.0 card
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -84,8 +84,11 @@ def card_urls(url: str) -> tuple[str, ...]:
 
 async def fetch_card(http: httpx.AsyncClient, urls: tuple[str, ...],
                       headers: Mapping[str, str],
-                      metrics: list[RequestMetrics]) -> tuple[AgentCard, str]:
-    """The card at the first of `urls` that is not 404, in 1.0 form, and its URL."""
+                      metrics: list[RequestMetrics],
+                      verify: Callable[[dict[str, Any], str], None] | None = None,
+                      ) -> tuple[AgentCard, str]:
+    """The card at the first of `urls` that is not 404, in 1.0 form, and its URL;
+    `verify` sees the card's JSON as served first (its signature check)."""
     for i, url in enumerate(urls):
         start = trio.current_time()
         try:
@@ -109,6 +112,8 @@ async def fetch_card(http: httpx.AsyncClient, urls: tuple[str, ...],
                                    url=url) from None
         if not isinstance(data, dict):
             raise A2AResponseError(f"the agent card at {url} is not a JSON object", url=url)
+        if verify is not None:
+            verify(data, url)
         try:
             return v03.card_from_v03(data), url
         except pydantic.ValidationError as exc:

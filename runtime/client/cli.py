@@ -34,9 +34,11 @@ from protocol.models import (
     dump,
 )
 from protocol.states import ends_stream
+from runtime.client.card_verify import CardKeys
 from runtime.client.client import A2AClient, open_a2a_client
 from runtime.client.errors import A2AClientError, A2AConnectionError, A2AHTTPError, A2ARpcError
 from runtime.client.metrics import metrics_to_json
+from runtime.client.signing import parse_hmac_key
 
 __all__ = ["COMMANDS", "add_client_parsers", "run_client_command"]
 
@@ -54,6 +56,11 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("url", metavar="URL", help="the agent's base URL (or its agent card's URL)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help=f"bearer token for the agent [{TOKEN_ENV}]")
+    p.add_argument("--signing-key", default=os.environ.get("A2A_SIGNING_KEY"),
+                   help="sign every request with this HMAC key, KEY_ID:SECRET "
+                   "[A2A_SIGNING_KEY]")
+    p.add_argument("--card-key", type=Path, metavar="PEM",
+                   help="trust the agent card only if signed by this public key (PEM file)")
     p.add_argument("--protocol", choices=("auto", "1.0", "0.3"), default="auto",
                    help="A2A generation to speak; 'auto' follows the agent card, preferring "
                    "1.0 (default auto)")
@@ -347,9 +354,12 @@ _RUN = {"send": _send, "get": _get, "list": _list, "cancel": _cancel, "card": _c
 async def _main(args: argparse.Namespace, p: _Printer) -> int:
     client: A2AClient | None = None
     try:
+        signing = parse_hmac_key(args.signing_key) if args.signing_key else None
+        card_keys = CardKeys(args.card_key.read_bytes()) if args.card_key else None
         async with open_a2a_client(args.url, token=args.token, timeout=args.timeout,
                                    wait_timeout=args.wait_timeout or None,
-                                   protocol=args.protocol) as client:
+                                   protocol=args.protocol, signing_key=signing,
+                                   card_keys=card_keys) as client:
             return await _RUN[args.command](client, args, p)
     finally:
         if args.metrics_json is not None:

@@ -39,6 +39,7 @@ from protocol.models import (
     TaskState,
 )
 from runtime.client.card import CARD_PATHS, Protocol, card_urls, fetch_card, select_interface
+from runtime.client.card_verify import CardKeys, verify_card
 from runtime.client.errors import (
     A2AClientError,
     A2AConnectionError,
@@ -51,6 +52,7 @@ from runtime.client.errors import (
     status_error,
 )
 from runtime.client.metrics import USAGE_KEY, RequestMetrics, Usage, metrics_to_json
+from runtime.client.signing import HmacAuth, HmacKey
 from runtime.client.stream import EventStream
 
 # One import for users: the client, its stream, its errors and its metrics.
@@ -359,6 +361,8 @@ async def open_a2a_client(url: str, *, token: str | None = None,
                           protocol: Protocol = "auto",
                           http_client: httpx.AsyncClient | None = None,
                           max_metrics: int | None = DEFAULT_MAX_METRICS,
+                          card_keys: CardKeys | None = None,
+                          signing_key: HmacKey | None = None,
                           ) -> AsyncIterator[A2AClient]:
     """A client for the agent at `url` (its base URL, or its card's URL).
 
@@ -369,6 +373,9 @@ async def open_a2a_client(url: str, *, token: str | None = None,
     bound), since an agent may work for minutes. `token` is sent as a bearer token.
     A `http_client` you pass (to share its pool, or a mock transport) is left open.
     `max_metrics` is how many request records `client.metrics` keeps (None: all).
+    With `card_keys` the card must carry a signature by one of them (else
+    A2AResponseError). With `signing_key` every request is HMAC-signed
+    (`runtime.client.signing`).
     """
     if protocol not in ("auto", "1.0", "0.3"):
         raise ValueError(f"protocol must be 'auto', '1.0' or '0.3', not {protocol!r}")
@@ -378,8 +385,11 @@ async def open_a2a_client(url: str, *, token: str | None = None,
         if http_client is None:
             http_client = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=httpx.Timeout(timeout)))
+        if signing_key is not None:
+            http_client.auth = HmacAuth(signing_key)
         metrics: list[RequestMetrics] = []
-        card, card_url = await fetch_card(http_client, urls, auth, metrics)
+        verify = (lambda data, at: verify_card(data, card_keys, at)) if card_keys else None
+        card, card_url = await fetch_card(http_client, urls, auth, metrics, verify)
         try:
             generation, rpc_url = select_interface(card, protocol)
         except ValueError as exc:

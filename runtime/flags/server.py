@@ -16,6 +16,7 @@ from runtime.flags.env import (
     add_logging_arguments,
 )
 from runtime.flags.ops import add_ops_arguments, add_version_arguments
+from runtime.flags.security import add_security_arguments
 from runtime.flags.worker import add_database_arguments, add_worker_parser
 from runtime.http.mount import normalize_base_path
 
@@ -152,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with client tokens but no worker tokens, let any remote worker on the worker "
         "link without a token, on purpose (a trusted network only: a worker sees every "
         "task's prompt and writes its result) [TRIO_A2A_OPEN_WORKER_LINK=1] (default: off)",
+    )
+    s.add_argument(
+        "--admin-token",
+        default=_env("ADMIN_TOKEN"),
+        help="the token of the admin API and dashboard (Authorization: Bearer <token>); "
+        "without it the admin API is off (prefer the environment variable: a flag shows "
+        "in the process list) [TRIO_A2A_ADMIN_TOKEN] (default: off)",
+    )
+    s.add_argument(
+        "--no-ui",
+        action="store_true",
+        default=_bool_env("NO_UI"),
+        help="do not serve the dashboard page at /ui [TRIO_A2A_NO_UI=1] (default: served)",
     )
     s.add_argument(
         "--no-push",
@@ -306,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds CancelTask waits for the worker to end the task; then the task is "
         "marked canceled anyway [TRIO_A2A_CANCEL_TIMEOUT] (default 10)",
     )
+    add_security_arguments(s)
     add_logging_arguments(s)
     add_ops_arguments(s, server=True)
     add_worker_parser(sub)

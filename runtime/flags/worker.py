@@ -29,13 +29,24 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     w.add_argument(
         "--server",
-        default=_env("SERVER", "http://127.0.0.1:8000"),
-        help="the server's base URL [TRIO_A2A_SERVER] (default http://127.0.0.1:8000)",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="the server's base URL; for several replicas of one server, repeat the flag or "
+        "separate URLs with commas: each connection goes to the next, and a replica that "
+        "stops hands the worker to the next one at once [TRIO_A2A_SERVER, comma-separated] "
+        "(default http://127.0.0.1:8000)",
     )
     w.add_argument(
         "--token",
         default=_env("WORKER_TOKEN"),
         help="the worker token, sent as a bearer token [TRIO_A2A_WORKER_TOKEN]",
+    )
+    w.add_argument(
+        "--signing-key",
+        default=_env("WORKER_SIGNING_KEY"),
+        help="HMAC-sign the worker link's requests with KEY_ID:SECRET (a key of the "
+        "server's --signing-keys-file) [TRIO_A2A_WORKER_SIGNING_KEY]",
     )
     w.add_argument(
         "--agent",
@@ -80,6 +91,17 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="how the worker link travels: 'websocket' (/worker/ws) or 'http' (POST requests "
         "plus a Server-Sent Events stream on /worker/link, for networks that block "
         "WebSockets) [TRIO_A2A_TRANSPORT] (default websocket)",
+    )
+    w.add_argument(
+        "--shutdown-grace",
+        type=_number_type(float, "SHUTDOWN_GRACE"),
+        default=_number_env("SHUTDOWN_GRACE", 20.0),
+        metavar="SECONDS",
+        help="on SIGTERM or SIGINT, seconds the running tasks get to finish before the worker "
+        "gives them back to the server, which queues them again at once (a second signal "
+        "gives them back now); keep it below the time your process manager waits before it "
+        "kills (Kubernetes: terminationGracePeriodSeconds, 30 s; docker stop: 10 s) "
+        "[TRIO_A2A_SHUTDOWN_GRACE] (default 20)",
     )
     add_llm_arguments(w)
     add_logging_arguments(w)
@@ -131,6 +153,10 @@ def add_llm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workspace", default=_env("WORKSPACE"),
                    help="directory holding one workspace per task [TRIO_A2A_WORKSPACE] "
                    "(default ./workspaces)")
+    g.add_argument("--workspace-cleanup", default=_env("WORKSPACE_CLEANUP"),
+                   help="what becomes of a task's workspace when the task ends: always "
+                   "(removed), keep-failed (kept when it failed or was canceled), never "
+                   "[TRIO_A2A_WORKSPACE_CLEANUP] (default always)")
     g.add_argument("--system-prompt", default=_env("SYSTEM_PROMPT"),
                    help="the system prompt [TRIO_A2A_SYSTEM_PROMPT]")
     g.add_argument("--max-steps", type=_number_type(int, "MAX_STEPS"),

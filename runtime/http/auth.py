@@ -1,11 +1,12 @@
 """Bearer-token authentication: which principal a request speaks for.
 
-Tokens come from a file (one `principal:token` per line; blank lines and `#`
-comments are skipped) and/or an environment variable (`principal:token` pairs
-separated by commas). An entry without a `:` is refused, not taken as a token,
-and so is a file holding no tokens at all: either would quietly give an auth set
-other than the one meant. Errors name the file (or variable) and the line, never
-the token. Comparison is constant-time.
+Tokens come from a file (one `principal:token` per line, optionally followed by
+`roles=a,b` and `tenant=t` attributes; blank lines and `#` comments are skipped)
+and/or an environment variable (`principal:token` pairs separated by commas). An
+entry without a `:` is refused, not taken as a token, and so is a file holding no
+tokens at all: either would quietly give an auth set other than the one meant.
+Errors name the file (or variable) and the line, never the token. Comparison is
+constant-time.
 """
 
 from __future__ import annotations
@@ -15,15 +16,36 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["RepeatedAuthorization", "TokenAuth", "load_tokens", "one_authorization",
-           "parse_token_lines"]
+import attrs
+
+from protocol.identity import parse_token_attributes
+
+__all__ = ["RepeatedAuthorization", "TokenAuth", "TokenEntry", "load_token_entries",
+           "load_tokens", "one_authorization", "parse_token_entries", "parse_token_lines"]
+
+
+@attrs.frozen
+class TokenEntry:
+    """One line of a token file: whose token it is, and the roles and tenant it grants
+    (None: the configured default roles)."""
+
+    principal: str
+    roles: tuple[str, ...] | None = None
+    tenant: str = ""
 
 
 def parse_token_lines(lines: Iterable[str], *, source: str,
                       unit: str = "entry") -> dict[str, str]:
     """Parse `principal:token` lines into {token: principal}; ValueError names `source`
     and the line (`unit` says what a line is called: "line" in a file)."""
-    tokens: dict[str, str] = {}
+    return {t: e.principal for t, e in parse_token_entries(lines, source=source,
+                                                           unit=unit).items()}
+
+
+def parse_token_entries(lines: Iterable[str], *, source: str,
+                        unit: str = "entry") -> dict[str, TokenEntry]:
+    """Parse `principal:token [roles=a,b] [tenant=t]` lines into {token: TokenEntry}."""
+    tokens: dict[str, TokenEntry] = {}
     for n, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -31,13 +53,18 @@ def parse_token_lines(lines: Iterable[str], *, source: str,
         principal, sep, token = line.partition(":")
         if not sep:
             raise ValueError(f"{source} {unit} {n}: expected 'principal:token' (no ':' found)")
-        principal, token = principal.strip(), token.strip()
+        principal, (token, *attributes) = principal.strip(), (token.split() or [""])
         if not token or not principal:
             raise ValueError(f"{source} {unit} {n}: expected 'principal:token'")
-        if token in tokens and tokens[token] != principal:
+        try:
+            attrs_ = parse_token_attributes(attributes)
+        except ValueError as exc:
+            raise ValueError(f"{source} {unit} {n}: {exc}") from None
+        if token in tokens and tokens[token].principal != principal:
             raise ValueError(
-                f"{source} {unit} {n}: token already belongs to {tokens[token]!r}")
-        tokens[token] = principal
+                f"{source} {unit} {n}: token already belongs to {tokens[token].principal!r}")
+        roles = tuple(attrs_["roles"].split(",")) if "roles" in attrs_ else None
+        tokens[token] = TokenEntry(principal, roles, attrs_.get("tenant", ""))
     return tokens
 
 
@@ -45,7 +72,13 @@ def load_tokens(file: str | os.PathLike[str] | None, env_value: str | None) -> d
     """Tokens from a file and/or an env value; {} means auth is off.
 
     A file given but holding no tokens is a ValueError, not an empty set."""
-    tokens: dict[str, str] = {}
+    return {t: e.principal for t, e in load_token_entries(file, env_value).items()}
+
+
+def load_token_entries(file: str | os.PathLike[str] | None,
+                       env_value: str | None) -> dict[str, TokenEntry]:
+    """`load_tokens` with each token's roles and tenant."""
+    tokens: dict[str, TokenEntry] = {}
     if file:
         path = Path(file)
         try:
@@ -54,13 +87,13 @@ def load_tokens(file: str | os.PathLike[str] | None, env_value: str | None) -> d
             raise ValueError(f"cannot read token file {path}: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
             raise ValueError(f"token file {path} is not UTF-8 text") from exc
-        from_file = parse_token_lines(text.splitlines(), source=str(path), unit="line")
+        from_file = parse_token_entries(text.splitlines(), source=str(path), unit="line")
         if not from_file:
             raise ValueError(f"{path} holds no tokens: expected one 'principal:token' per "
                              "line (blank lines and '#' comments are skipped)")
         tokens.update(from_file)
     if env_value:
-        tokens.update(parse_token_lines(env_value.split(","), source="TRIO_A2A_TOKENS"))
+        tokens.update(parse_token_entries(env_value.split(","), source="TRIO_A2A_TOKENS"))
     return tokens
 
 

@@ -17,6 +17,10 @@ from actors.a2a_service import A2AService
 from protocol.limits import Limits
 from runtime.http.auth import TokenAuth
 from runtime.http.card import LiveCard
+from runtime.http.extension_methods import ExtensionMethod
+from runtime.http.identity import Authenticator
+from runtime.http.rate_limit import RateLimiter
+from runtime.http.signing_settings import SigningSettings
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASGIApp",
     "AppState",
+    "ExtensionRpc",
     "Receive",
     "Scope",
     "Send",
@@ -38,6 +43,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ExtensionRpc = Callable[[list[str], bytes], Awaitable[tuple[int, bytes] | None]]
+"""(the request's Authorization headers, its body) -> (HTTP status, JSON body) or None."""
 
 SUPPORTED_VERSIONS = ("1.0", "0.3")
 JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
@@ -72,6 +79,19 @@ class AppState:
     """Serve everything also under this path, e.g. ``/api/a2a/v1`` (`runtime.http.mount`)."""
     path_aliases: bool = False
     """Serve also the CodeTether paths ``/a2a/jsonrpc`` and ``/a2a/rest/...``."""
+    authenticator: Authenticator | None = None
+    """Identities (principal, tenant, roles) and permissions (`runtime.http.gate`);
+    None: `auth` alone, every caller an operator."""
+    rate_limiter: RateLimiter | None = None
+    """Per-principal and per-tenant request rates; None: unlimited."""
+    signing: SigningSettings | None = None
+    """Request-signing keys bound to principals, for `gate.authorize` (the signatures
+    themselves are checked by `request_signing.SignatureCheck` in front of the app)."""
+    extension_methods: Mapping[str, ExtensionMethod] = attrs.field(factory=dict)
+    """JSON-RPC methods beside A2A's, in both generations (the token service)."""
+    extension_rpc: ExtensionRpc | None = None
+    """Answers the JSON-RPC calls of an extension with an auth of its own (the admin
+    methods), before client auth: (status, body), or None for the A2A methods."""
 
 
 def negotiate_version(raw: str | None) -> str | None:

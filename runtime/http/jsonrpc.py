@@ -35,9 +35,11 @@ from protocol.errors import (
     MethodNotFoundError,
     VersionNotSupportedError,
 )
+from protocol.identity import owner_key
 from protocol.jsonrpc import Request as RpcRequest
 from protocol.jsonrpc import error_response, parse_payload
 from protocol.limits import Limits
+from protocol.permissions import permission_for_method
 from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import (
     SUPPORTED_VERSIONS,
@@ -49,6 +51,8 @@ from runtime.http.common import (
     negotiate_version,
     too_large_error,
 )
+from runtime.http.extension_methods import ANONYMOUS_CALLER, only_public
+from runtime.http.gate import authorize, identify
 from runtime.http.guard import refuse
 from runtime.http.rpc_legacy import (
     GATEWAY_PATHS,
@@ -57,6 +61,7 @@ from runtime.http.rpc_legacy import (
     check_gateway_method,
 )
 from runtime.http.rpc_methods import CallContext, RpcStream
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
 
 __all__ = ["JsonRpcASGI", "Reply", "dispatch"]
@@ -113,27 +118,33 @@ async def dispatch(
     last_event_id: str | None,
     body: bytes,
     gateway_path: str | None = None,
+    signed_by: str | None = None,
     note: MutableMapping[str, Any] | None = None,
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch); with
-    `gateway_path` (``/tasks/send``...), only that path's method.
-
-    `note` (the request's notes, `runtime.observe`) is told the principal, the
-    method called and the outcome ("ok", "client_error", "server_error": a JSON-RPC
-    error answers 200), for the metrics, the access log and the request's span."""
-    principal = state.auth.client_principal(authorization, state.worker_auth)
-    if principal is None:
-        return unauthorized_reply()
-    if note is not None:
-        note["principal"] = principal
+    `gateway_path` (``/tasks/send``...), only that path's method. `signed_by`: the
+    key that signed the request (`runtime.http.request_signing`). `note` (the
+    request's notes, `runtime.observe`) is told the principal, the method called and
+    the outcome ("ok", "client_error", "server_error": a JSON-RPC error answers 200)."""
+    identity = await identify(state, authorization)
     version = negotiate_version(version_header)
     wire_version = version or "1.0"
+    if identity is None and not is_json_content_type(content_type):
+        return unauthorized_reply()
     if not is_json_content_type(content_type):
         err = ContentTypeNotSupportedError(
             f"content type {content_type!r} is not supported; send application/json"
         )
         return _json(_error_bytes(None, err, wire_version))
     parsed = parse_payload(body, version=wire_version)
+    extensions = state.extension_methods
+    if identity is None:
+        if not only_public(parsed.items, extensions):
+            return unauthorized_reply()
+        identity = ANONYMOUS_CALLER
+    principal = owner_key(identity)
+    if note is not None:
+        note["principal"] = principal
     ctx = _call_context(principal, wire_version, last_event_id,
                         state.card.document.data if state.extended_card else None,
                         gateway_path)
@@ -157,6 +168,12 @@ async def dispatch(
                 raise ctx
             if gateway_path is not None:
                 check_gateway_method(gateway_path, item.method)
+            extension = extensions.get(item.method)
+            if extension is not None:
+                authorize(state, identity, extension.permission, item.method,
+                          signed_by=signed_by)
+                out = _envelope(item.id, await extension(item.params, identity))
+                return None if item.is_notification else out
             method = METHODS[wire_version].get(item.method)
             if method is None:
                 raise MethodNotFoundError(_unknown_method(item.method, wire_version))
@@ -164,6 +181,9 @@ async def dispatch(
                 raise InvalidRequestError(
                     f"{item.method} streams its result and cannot be part of a batch"
                 )
+            tenant = item.params.get("tenant") if isinstance(item.params, dict) else None
+            authorize(state, identity, permission_for_method(item.method), item.method,
+                      tenant if isinstance(tenant, str) else None, signed_by)
             if id(item) in refused:
                 raise refused[id(item)]
             result = await method(service, item.params, ctx)
@@ -187,8 +207,9 @@ async def dispatch(
         item = parsed.items[0]
         out = await run(item, stream_ok=True)
         if note is not None:
-            note["method"] = (item.method if isinstance(item, RpcRequest)
-                                  and item.method in METHODS[wire_version] else "invalid")
+            note["method"] = (item.method if isinstance(item, RpcRequest) and (
+                item.method in METHODS[wire_version] or item.method in extensions)
+                else "invalid")
             note["outcome"] = outcome
         if isinstance(out, RpcStream):
             req_id = item.id  # type: ignore[union-attr]
@@ -336,6 +357,12 @@ class JsonRpcASGI:
             return
         if body is None:
             return  # the client went away
+        extension = self._state.extension_rpc
+        if extension is not None:  # the admin methods: their own auth (runtime.admin)
+            answered = await extension(authorizations, body)
+            if answered is not None:
+                await _send_reply(send, _json(answered[1], answered[0]))
+                return
         version = _header(headers, b"a2a-version")
         if version is None and scope.get("query_string"):
             values = parse_qs(scope["query_string"].decode("latin-1")).get("A2A-Version")
@@ -348,6 +375,7 @@ class JsonRpcASGI:
             last_event_id=_header(headers, b"last-event-id"),
             body=body,
             gateway_path=None if path == "/" else path,
+            signed_by=scope.get(SIGNED_BY),
             note=note,
         )
         if reply.stream is None:

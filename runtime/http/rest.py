@@ -47,16 +47,21 @@ from protocol.errors import (
     ParseError,
     VersionNotSupportedError,
 )
+from protocol.identity import owner_key
 from protocol.models import (
     CancelTaskRequest,
     DeleteTaskPushNotificationConfigRequest,
     GetTaskPushNotificationConfigRequest,
     ListTaskPushNotificationConfigsRequest,
 )
+from protocol.permissions import REST_OPERATIONS
+from protocol.security_errors import RateLimitedError
 from protocol.v03_rest import LIST_TASKS_PARAMS, list_tasks_from_query, model_from_query
 from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState, is_json_content_type, json_response, unauthorized
+from runtime.http.gate import authorize, identify
 from runtime.http.rest_codecs import A2A_JSON, CODECS, RestCodec, dumps, render_error
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import event_frames, sse_response
 
 __all__ = ["A2A_JSON", "register_rest_routes"]
@@ -287,10 +292,14 @@ def _error(err: A2AError, version: str) -> Response:
     """google.rpc.Status; 0.3 also gets `type`/`message` at the top, where a2a-sdk's
     0.3 REST client looks for the error class."""
     status, body = err.to_http()
+    headers = ({"Retry-After": str(err.retry_seconds)} if isinstance(err, RateLimitedError)
+               else None)
     if version == "1.0":
-        return json_response(body, status=status, content_type=_media_type(version))
+        return json_response(body, status=status, content_type=_media_type(version),
+                             headers=headers)
     name = "JSONParseError" if isinstance(err, ParseError) else type(err).__name__
-    return json_response({**body, "type": name, "message": err.message}, status=status)
+    return json_response({**body, "type": name, "message": err.message}, status=status,
+                         headers=headers)
 
 
 # The A2A 1.0 method of each route, for metrics and traces (`runtime.observe`).
@@ -304,7 +313,10 @@ METHOD_NAMES = {"send": "SendMessage", "stream": "SendStreamingMessage",
 
 
 def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
-          method: str = "") -> Operation:
+          name: str) -> Operation:
+    permission = REST_OPERATIONS[name]  # every route names its permission (KeyError if not)
+    method = METHOD_NAMES.get(name, name)
+
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
         notes = request.scope.get("a2a.notes")  # runtime.observe's, when it is in front
@@ -314,15 +326,18 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
             return _error(InvalidRequestError(str(exc)), version)
-        principal = state.auth.client_principal(authorization, state.worker_auth)
-        if principal is None:
+        identity = await identify(state, authorization)
+        if identity is None:
             return unauthorized()
         if notes is not None:
-            notes["principal"] = principal
+            notes["principal"] = owner_key(identity)
         try:
             version = _version(v1_path, has)
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)
-            return await op(_Call(state, principal, version, tenant), **params)
+            rule = request.url_rule.rule if request.url_rule is not None else ""
+            authorize(state, identity, permission, f"{request.method} {rule}",
+                      tenant, request.scope.get(SIGNED_BY))
+            return await op(_Call(state, owner_key(identity), version, tenant), **params)
         except A2AError as err:
             return _error(err, version)
         except HTTPException:
@@ -362,7 +377,7 @@ def register_rest_routes(app: QuartTrio, state: AppState) -> None:
             prefixes.append(("/v1", "_v1", True))
         for prefix, suffix, v1_path in prefixes:
             app.add_url_rule(prefix + path, f"rest_{name}{suffix}",
-                             _view(state, op, v1_path=v1_path, has=has,
-                                   method=METHOD_NAMES.get(name, name)), methods=list(methods))
+                             _view(state, op, v1_path=v1_path, has=has, name=name),
+                             methods=list(methods))
     for code in (404, 405):
         app.register_error_handler(code, _http_error)

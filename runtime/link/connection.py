@@ -10,7 +10,10 @@ Output counts against the per-task cap (`Dispatcher.max_output_bytes`, told to
 workers when they register): a frame that would pass it is not applied, the
 task fails with the reason, once, and the frame is answered ``STALE_ATTEMPT``
 (the attempt is over). So does a frame whose events break the task lifecycle
-(`IllegalOutput`): the task fails at once with the transition named.
+(`IllegalOutput`): the task fails at once with the transition named. A
+``requeue`` release (the worker is stopping) has the task queued again at once.
+Each heartbeat also ends the leases the worker holds but does not run, except
+those granted on this connection (`granted`): grants lost with another one.
 """
 
 from __future__ import annotations
@@ -114,11 +117,18 @@ class LinkConnection:
         self.session: WorkerSession | None = None
         self.nursery: trio.Nursery | None = None
         self.context_history = False
+        self.granted: set[str] = set()
+        """Attempt ids granted on this connection (their answers went out on it)."""
         self._push = push
         self._handlers: dict[str, Callable[[Any], Awaitable[wl.LinkModel | None]]] = {
             "heartbeat": self.heartbeat, "claim": self.claim, "output": self.output,
             "status": self.status, "release": self.release,
         }
+
+    def _forget(self, task_id: str, attempt_id: str) -> None:
+        """The attempt is over: drop its grant (and its mark as granted here)."""
+        self.granted.discard(attempt_id)
+        self.ep.forget(task_id, attempt_id)
 
     def disconnect(self) -> None:
         if self.worker_id is not None:
@@ -149,7 +159,7 @@ class LinkConnection:
             code, message = exc.code, exc.message
         except (StaleAttempt, OutputLimitExceeded, IllegalOutput) as exc:
             code, message = wl.STALE_ATTEMPT, str(exc)
-            self.ep.forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
+            self._forget(getattr(body, "task_id", ""), getattr(body, "attempt_id", ""))
         except UnknownWorker as exc:
             code, message = wl.UNKNOWN_WORKER, str(exc)
         except Exception as exc:
@@ -213,9 +223,10 @@ class LinkConnection:
     async def heartbeat(self, body: wl.HeartbeatBody) -> wl.HeartbeatReply:
         assert self.worker_id is not None
         reply = await self.ep.dispatcher.heartbeat(
-            self.worker_id, [(lease.task_id, lease.attempt_id) for lease in body.leases])
+            self.worker_id, [(lease.task_id, lease.attempt_id) for lease in body.leases],
+            granted_here=self.granted)
         for task_id, attempt_id, _ in reply.lost:
-            self.ep.forget(task_id, attempt_id)
+            self._forget(task_id, attempt_id)
         return wl.HeartbeatReply(
             renewed=[wl.RenewedLease(task_id=t, attempt_id=a, lease_expires_at=e)
                      for t, a, e in reply.renewed],
@@ -245,6 +256,9 @@ class LinkConnection:
         return await self._grant(body.worker_id, claim)
 
     async def _grant(self, worker_id: str, claim: Claim) -> wl.ClaimReply:
+        # Before any await: the claim is no longer "being claimed", and a heartbeat
+        # served meanwhile (an in-process link's) must not take its lease for lost.
+        self.granted.add(claim.attempt_id)
         context = (await context_messages(self.ep.store, claim.record)
                    if self.context_history else None)
         grant = build_grant(claim, context)
@@ -311,7 +325,14 @@ class LinkConnection:
         released = (head.dispatch.lease is None
                     and head.dispatch.last_attempt_id == body.attempt_id)
         out = body.output
-        if out is not None and not released:  # the last output rides on the release
+        if body.outcome == "requeue":  # given back unfinished: its output is moot
+            assert self.worker_id is not None
+            try:
+                already = await self.ep.dispatcher.give_back(self.worker_id, body.task_id,
+                                                             body.attempt_id)
+            except NotClaimable as exc:
+                raise Refused(wl.UNKNOWN_TASK, str(exc)) from None
+        elif out is not None and not released:  # the last output rides on the release
             if (out.task_id, out.attempt_id) != (body.task_id, body.attempt_id):
                 raise Refused(wl.INVALID_FRAME, "body.output: belongs to attempt "
                                f"{out.attempt_id!r} of task {out.task_id!r}, not this one")
@@ -325,7 +346,7 @@ class LinkConnection:
                 already = await self._release(body, head)
         else:
             already = await self._release(body, head)
-        self.ep.forget(body.task_id, body.attempt_id)
+        self._forget(body.task_id, body.attempt_id)
         status = body.status
         tokens = status.tokens_used if status is not None else None
         log.info("task released over the link", extra={

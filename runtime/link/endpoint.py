@@ -27,6 +27,11 @@ applied, and a frame beyond a gap is not applied (its ack's ``ackedThrough``
 says where to resume).
 Claims resent by the worker that won them get the same grant back.
 
+A server that stops gracefully hands its remote workers over (`go_away`): each
+gets a ``goaway`` push and reconnects to another replica at once, its sessions
+running on; new handshakes are refused meanwhile (HTTP 503), so a worker behind
+a load balancer is not taken in again.
+
 This module is the endpoint (auth, the connections, the grants kept for resent
 claims) and the framing of a socket; serving each frame is
 `runtime.link.connection.LinkConnection` (re-exported here with `PushSink`), what a
@@ -35,6 +40,7 @@ grant carries is runtime.link.grants, and frames become events in runtime.link.f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from typing import Any, Protocol
@@ -95,12 +101,45 @@ class WorkerLinkEndpoint:
         """Tracing on: the span of each output, status and release frame (`LinkState`)."""
         self.connections: set[LinkConnection] = set()
         """The open WebSocket and HTTP-binding connections."""
+        self.going_away: str | None = None
+        """Why this server hands its workers over (it is stopping), or None."""
+
+    def _remote_workers(self) -> list[_SocketConnection]:
+        return [c for c in self.connections
+                if c.worker_id is not None and isinstance(c, _SocketConnection)]
+
+    async def go_away(self, reason: str) -> int:
+        """Refuse new handshakes and tell every registered remote worker to move to
+        another server (a ``goaway`` push); how many were told. A worker that ignores
+        the push (an older one) is cut off when the server stops, and reconnects
+        after its backoff."""
+        self.going_away = reason
+        told = self._remote_workers()
+        async with trio.open_nursery() as nursery:
+            for conn in told:
+                nursery.start_soon(conn.go_away, reason)
+        return len(told)
+
+    async def wait_workers_gone(self, *, poll: float = 0.005) -> None:
+        """Until no registered remote worker is connected (after `go_away`)."""
+        while self._remote_workers():  # noqa: ASYNC110
+            await trio.sleep(poll)
 
     async def wait_pushes_sent(self, *, poll: float = 0.005) -> None:
         """Until every open connection has sent the pushes queued for it (at shutdown:
         the drain reaches remote workers before their links close)."""
         while any(c.pushes_pending for c in self.connections):  # noqa: ASYNC110
             await trio.sleep(poll)
+
+    def close_worker(self, worker_id: str) -> int:
+        """Close the worker's open connections (an operator's disconnect); how many.
+        Its leases run on until they expire or it reconnects and renews them."""
+        closed = 0
+        for conn in list(self.connections):
+            if conn.worker_id == worker_id and conn.nursery is not None:
+                conn.nursery.cancel_scope.cancel()
+                closed += 1
+        return closed
 
     def authenticate(self, authorization: str | None) -> str | None:
         """The worker principal of a handshake, or None to refuse it."""
@@ -162,6 +201,11 @@ class _SocketConnection(LinkConnection):
 
     async def _send_push(self, op: str, body: wl.LinkModel) -> None:
         await self.send(wl.encode_frame(op, body, f"s-{next(self._push_ids)}"))
+
+    async def go_away(self, reason: str) -> None:
+        """Push ``goaway``; a connection already closing is left to close."""
+        with contextlib.suppress(Exception):
+            await self._send_push("goaway", wl.GoAwayBody(reason=reason))
 
     async def answer(self, data: str | bytes) -> str | None:
         """The ack for one received frame (None for an ack: acks are never acked)."""

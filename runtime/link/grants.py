@@ -15,6 +15,7 @@ from actors.dispatcher import Claim
 from actors.store_port import DispatchState, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol import worker_link as wl
+from protocol.agent_state import restore_agent_state
 from protocol.models import Message, Part, Role, Task
 from protocol.output_size import message_bound
 from runtime.link.grant_bound import (
@@ -40,6 +41,8 @@ def build_grant(claim: Claim, context: list[Message] | None) -> wl.ClaimReply:
     content)."""
     task = claim.record.task
     message, history = run_input(task, claim.record.dispatch)
+    # the agent's private state comes back to the worker only (protocol.agent_state)
+    history = restore_agent_state(history, claim.record.dispatch.agent_state)
     request = claim.run_request()
     snapshot = task_snapshot(task)
     budget = GRANT_BYTES - snapshot_bound(snapshot) - (

@@ -299,6 +299,10 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
             log.warning("http worker link refused: bad or missing worker token",
                         extra={"peer": peer})
             return _refused(None, wl.UNAUTHORIZED, why)
+        if endpoint.going_away is not None:  # a worker should connect to another replica
+            text = wl.error_ack(None, wl.INTERNAL, f"this server is stopping "
+                                f"({endpoint.going_away}): connect to another one")
+            return Response(text, status=503, content_type=_JSON)
         link = links.open(principal)
         # The link outlives this handler (it lasts as long as its stream), so it runs
         # in the app's nursery; the stream's end cancels it.

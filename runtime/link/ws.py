@@ -78,6 +78,14 @@ async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, rec
                     "headers": [*_REFUSAL_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
         return
+    if endpoint.going_away is not None:  # a worker should connect to another replica
+        body = wl.error_ack(None, wl.INTERNAL, f"this server is stopping "
+                            f"({endpoint.going_away}): connect to another one").encode()
+        await send({"type": "websocket.http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+        return
     await send({"type": "websocket.accept"})
     await endpoint.serve(AsgiLinkSocket(receive, send), principal=principal, peer=peer)
     await send({"type": "websocket.close", "code": 1000})  # ignored if the worker left first

@@ -20,7 +20,13 @@ from runtime.tools.output import HeadBuffer, HeadTailBuffer, truncated_marker
 from runtime.tools.registry import ToolRegistry, UnknownToolError, default_tools, tool_by_name
 from runtime.tools.search import Glob, Grep, ListDir, match_path
 from runtime.tools.shell import RunShell, live_group_members, stop_process_group
-from runtime.tools.workspace import MAX_PATH_DEPTH, Workspace, WorkspaceError, task_dir_name
+from runtime.tools.workspace import (
+    MAX_PATH_DEPTH,
+    Workspace,
+    WorkspaceCleanup,
+    WorkspaceError,
+    task_dir_name,
+)
 
 __all__ = [
     "MAX_PATH_DEPTH",
@@ -41,6 +47,7 @@ __all__ = [
     "ToolResult",
     "UnknownToolError",
     "Workspace",
+    "WorkspaceCleanup",
     "WorkspaceError",
     "WriteFile",
     "check_args",

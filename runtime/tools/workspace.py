@@ -29,16 +29,23 @@ working directory, and that is all (see docs/tools.md).
 
 from __future__ import annotations
 
+import enum
 import errno
 import hashlib
+import logging
 import os
 import re
 import stat
+import threading
+import uuid
 from pathlib import Path, PurePosixPath
 
 from runtime.tools.errors import ToolError
 
-__all__ = ["MAX_PATH_DEPTH", "Workspace", "WorkspaceError", "task_dir_name"]
+__all__ = ["MAX_PATH_DEPTH", "Workspace", "WorkspaceCleanup", "WorkspaceError",
+           "task_dir_name"]
+
+log = logging.getLogger(__name__)
 
 MAX_PATH_DEPTH = 64
 """The most path components below the workspace root a file tool accepts (`a/b/c.txt` is 3).
@@ -65,6 +72,31 @@ def task_dir_name(task_id: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", task_id).strip("._-")[:40]
     digest = hashlib.sha256(task_id.encode()).hexdigest()[:16]
     return f"{slug}-{digest}" if slug else f"task-{digest}"
+
+
+class WorkspaceCleanup(enum.Enum):
+    """What happens to a task's workspace when the task ends."""
+
+    ALWAYS = "always"
+    """Removed, however the task ended."""
+    KEEP_FAILED = "keep-failed"
+    """Removed when the task completed; kept when it failed or was canceled."""
+    NEVER = "never"
+    """Kept (the operator cleans up)."""
+
+    @classmethod
+    def parse(cls, value: str) -> WorkspaceCleanup:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            raise ValueError(f"{value!r} is not one of "
+                             f"{', '.join(c.value for c in cls)}") from None
+
+    def removes(self, outcome: str) -> bool:
+        """Whether a workspace whose task ended `outcome` ("completed", "failed",
+        "canceled") goes."""
+        return self is WorkspaceCleanup.ALWAYS or (
+            self is WorkspaceCleanup.KEEP_FAILED and outcome == "completed")
 
 
 class Workspace:
@@ -195,6 +227,36 @@ class Workspace:
             os.rmdir(self.root.name, dir_fd=parent)
         finally:
             os.close(parent)
+
+    def discard(self) -> None:
+        """Remove the workspace without waiting for it (an ended task's).
+
+        One rename moves it aside at once (`.removed-<name>-<random>`: the task id's
+        next workspace starts afresh), and a thread of its own deletes the tree with
+        `remove`: a big one takes a while, and nothing should wait on it (an event
+        loop, a task's end, a test's virtual clock). A failure is logged, never
+        raised; a process stopped meanwhile leaves the renamed directory."""
+        trash = self.root.with_name(f".removed-{self.root.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(self.root, trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("could not remove a workspace: %s", exc,
+                        extra={"workspace": str(self.root)})
+            return
+        threading.Thread(target=_delete_aside, args=(trash,), daemon=True,
+                         name="remove-workspace").start()
+
+
+def _delete_aside(trash: Path) -> None:
+    try:
+        if stat.S_ISLNK(os.lstat(trash).st_mode):  # a link put in its place: not followed
+            os.unlink(trash)
+        else:
+            Workspace(trash).remove()
+    except (OSError, WorkspaceError) as exc:
+        log.warning("could not remove a workspace: %s", exc, extra={"workspace": str(trash)})
 
 
 def _refuse_hard_links(fd: int, shown: str) -> None:

@@ -3,12 +3,13 @@
 May import actors/, protocol/, runtime.agents and runtime.supervisor; never the server side.
 """
 
+from runtime.worker.config import WorkerConfig
 from runtime.worker.errors import WorkerRejected
 from runtime.worker.process import (
     AGENTS,
     RunningWorker,
-    WorkerConfig,
     WorkerStatistics,
+    check_server_urls,
     open_worker,
 )
 from runtime.worker.ws_link import Connection, WebSocketLink, link_url, open_websocket_link
@@ -21,6 +22,7 @@ __all__ = [
     "WorkerConfig",
     "WorkerRejected",
     "WorkerStatistics",
+    "check_server_urls",
     "link_url",
     "open_websocket_link",
     "open_worker",

@@ -38,6 +38,7 @@ from protocol.worker_link import (
     parse_reply,
 )
 from runtime.worker.errors import WorkerRejected
+from runtime.worker.signing import LinkSigner
 
 __all__ = ["HttpLink", "http_link_url", "open_http_link"]
 
@@ -207,6 +208,7 @@ async def open_http_link(
     connect_timeout: float = 10.0,
     idle_timeout: float | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    signing_key: tuple[str, bytes] | None = None,
 ) -> AsyncIterator[HttpLink]:
     """Open the server's worker link over HTTP. `LinkDown` if it cannot be reached,
     `WorkerRejected` if it refuses the token. Run `serve()` to read pushes.
@@ -214,13 +216,15 @@ async def open_http_link(
     `idle_timeout`: seconds without a byte on the stream before the link is taken
     for dead (None: three of the keep-alive intervals the server announces).
     Acks have no HTTP timeout here: the caller bounds each request (ack timeout).
+    With `signing_key` (key id, secret) every request is HMAC-signed.
     """
     url = http_link_url(server_url)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = httpx.Timeout(connect_timeout, read=None)
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(
-            httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport))
+            httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport,
+                              auth=LinkSigner(signing_key) if signing_key else None))
         try:
             response = await stack.enter_async_context(
                 client.stream("GET", url, headers={"Accept": "text/event-stream"}))

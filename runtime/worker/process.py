@@ -1,4 +1,4 @@
-"""A worker, wired and embeddable: `open_worker(server_url, ...)`.
+"""A worker, wired and embeddable: `open_worker(server_urls, ...)`.
 
 The worker's supervision tree (runtime.supervisor), over a link transport
 (`runtime.worker.ws_link` or `runtime.worker.http_link`):
@@ -13,8 +13,17 @@ The worker's supervision tree (runtime.supervisor), over a link transport
 
 A lost connection (`LinkDown`) restarts the connection subtree only: running
 sessions keep going, their output waits in bounded buffers and flows again once
-the new connection is registered. A refusal that retrying cannot fix (a bad
-token) stops the worker: `open_worker` raises it.
+the new connection is registered. Given several server URLs (replicas on one
+database), each connection goes to the next one, round-robin, after the
+subtree's backoff. A server that is stopping says ``goaway``: the subtree is
+then started afresh at once (no backoff) on the next URL, and the sessions'
+leases carry on there. A refusal that retrying cannot fix (a bad token) stops
+the worker: `open_worker` raises it.
+
+`RunningWorker.shutdown(grace)` is the graceful stop (SIGTERM): claim nothing
+more, let the running tasks finish for up to `grace` seconds, then give the
+rest back ("requeue" releases: the server queues them again at once). The
+worker logs one line when it stops.
 """
 
 from __future__ import annotations
@@ -32,31 +41,17 @@ import attrs
 import trio
 
 from actors.agent import AgentSpec
-from actors.worker import (
-    Backoff,
-    Heartbeat,
-    LinkDown,
-    LinkSlot,
-    ListModels,
-    Registrar,
-    RegistrationRefused,
-    SessionConfig,
-    Sessions,
-    TaskClaimer,
-    WorkerIdentity,
-)
+from actors.worker import LinkSlot, ListModels, Sessions, WorkerIdentity
 from runtime.agents import echo_agent
 from runtime.agents.loader import load_agent
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
-from runtime.worker.errors import WorkerRejected
-from runtime.worker.http_link import open_http_link
-from runtime.worker.ws_link import (
-    Connect,
-    Connection,
-    open_websocket_link,
-)
+from runtime.worker.config import WorkerConfig
+from runtime.worker.connection_tree import ConnectionTree
+from runtime.worker.http_link import http_link_url, open_http_link
+from runtime.worker.ws_link import Connect, Connection, link_url, open_websocket_link
 
-__all__ = ["AGENTS", "RunningWorker", "WorkerConfig", "WorkerStatistics", "open_worker"]
+__all__ = ["AGENTS", "RunningWorker", "WorkerConfig", "WorkerStatistics", "check_server_urls",
+           "open_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -65,37 +60,14 @@ AGENTS: Mapping[str, AgentSpec] = {echo_agent.name: echo_agent}
 
 
 @attrs.frozen
-class WorkerConfig:
-    heartbeat_interval: float | None = None
-    """Seconds between heartbeats; None: what the server says when registering."""
-    poll_interval: float = 5.0
-    """How soon a claim that failed for a passing reason is tried again."""
-    ack_timeout: float = 30.0
-    """Seconds without an ack before a frame is in doubt (resent, or the attempt fails)."""
-    push_queue: int = 64
-    """Pushes read but not yet handled, per connection (offers beyond are dropped)."""
-    sessions: SessionConfig = SessionConfig()
-    register_retry: Backoff = Backoff()
-    """Backoff between registration attempts on one connection."""
-    reconnect: Backoff = Backoff(base=0.5, factor=2.0, max=30.0, jitter=0.2)
-    """Backoff before connecting again after the connection was lost (or never made)."""
-    reconnect_max_restarts: int = 10
-    reconnect_window: float = 60.0
-    """More than that many reconnects in that many seconds: the connection subtree
-    gives up and the worker supervisor starts it afresh."""
-    stable_after: float = 30.0
-    """A connection that lasted this long resets the reconnect backoff."""
-    connect_timeout: float = 10.0
-    disconnect_timeout: float = 2.0
-    seed: int | None = None
-    """Seeds the RNG of all jitter (None: random)."""
-
-
-@attrs.frozen
 class WorkerStatistics:
     worker_id: str
     connected: bool
     """A registered connection is up."""
+    server: str | None
+    """The URL of the server of the current (or last) connection."""
+    moves: int
+    """Connections a server's ``goaway`` moved to another server."""
     connects: int
     """Connection attempts so far."""
     registrations: int
@@ -105,96 +77,6 @@ class WorkerStatistics:
     outcomes: Mapping[str, int]
     coalesced: int = 0
     """Output text chunks folded into the one before them (none were dropped)."""
-
-
-class _ConnectionTree:
-    """The children of the connection subtree, built afresh on every (re)start."""
-
-    def __init__(self, worker: RunningWorker, connect: Connect, list_models: ListModels | None,
-                 rng: random.Random) -> None:
-        self._worker = worker
-        self._connect = connect
-        self._list_models = list_models
-        self._rng = rng
-        self.link: Connection | None = None
-        self.registrar: Registrar | None = None
-        self.claimer: TaskClaimer | None = None
-        self.heartbeat: Heartbeat | None = None
-        self.connects = 0
-
-    def specs(self) -> list[ChildSpec]:
-        return [ChildSpec("link", self._link, shutdown_timeout=3.0),
-                ChildSpec("registrar", self._registrar, shutdown_timeout=1.0),
-                ChildSpec("heartbeat", self._heartbeat, shutdown_timeout=1.0),
-                ChildSpec("claimer", self._claimer, shutdown_timeout=1.0)]
-
-    async def _link(self, *, task_status: trio.TaskStatus[None]) -> None:
-        self.connects += 1
-        self.link = None  # never the last incarnation's, closed, connection
-        try:
-            async with self._connect() as link:
-                self.link = link
-                task_status.started()
-                await link.serve()
-        except WorkerRejected as exc:
-            self._worker._stop(exc)
-            await trio.sleep_forever()
-        except LinkDown as exc:
-            # Expected weather, not a bug: say why in one line (no traceback); the
-            # supervisor restarts the subtree after its backoff all the same.
-            log.warning("%s; reconnecting", exc, extra={"worker_id": self._worker.worker_id,
-                                                         "connects": self.connects})
-
-    def _no_link(self, task_status: trio.TaskStatus[None]) -> bool:
-        """The connect failed (the link child returned): nothing to do but let the
-        supervisor restart the subtree after its backoff."""
-        if self.link is None:
-            task_status.started()
-            return True
-        return False
-
-    async def _registrar(self, *, task_status: trio.TaskStatus[None]) -> None:
-        if self._no_link(task_status):
-            return
-        assert self.link is not None
-        w, cfg = self._worker, self._worker.config
-        kw = {} if self._list_models is None else {"list_models": self._list_models}
-        self.registrar = Registrar(self.link, w.slot, w.identity, retry=cfg.register_retry,
-                                   rng=self._rng, ack_timeout=cfg.ack_timeout, **kw)
-        try:
-            await self.registrar.run(task_status=task_status)
-        except RegistrationRefused as exc:
-            self._worker._stop(WorkerRejected(str(exc)))
-            await trio.sleep_forever()
-
-    async def _heartbeat(self, *, task_status: trio.TaskStatus[None]) -> None:
-        if self._no_link(task_status):
-            return
-        assert self.link is not None and self.registrar is not None
-        w = self._worker
-        self.heartbeat = Heartbeat(self.link, self.registrar, w.sessions,
-                                   agent=w.identity.agents[0],
-                                   interval=w.config.heartbeat_interval, on_drain=self._drain,
-                                   on_queued=self._queued)
-        await self.heartbeat.run(task_status=task_status)
-
-    def _drain(self, reason: str) -> None:
-        if self.claimer is not None:
-            self.claimer.drain(reason)
-
-    def _queued(self, count: int) -> None:
-        if self.claimer is not None:
-            self.claimer.queued_hint(count)
-
-    async def _claimer(self, *, task_status: trio.TaskStatus[None]) -> None:
-        if self._no_link(task_status):
-            return
-        assert self.link is not None
-        w = self._worker
-        self.claimer = TaskClaimer(self.link, w.sessions, worker_id=w.worker_id,
-                                   poll_interval=w.config.poll_interval,
-                                   ack_timeout=w.config.ack_timeout)
-        await self.claimer.run(task_status=task_status)
 
 
 class RunningWorker:
@@ -208,16 +90,21 @@ class RunningWorker:
         self.sessions = sessions
         self.slot = slot
         self.config = config
-        self.connection: _ConnectionTree | None = None
+        self.connection: ConnectionTree | None = None
         self.supervisor: Supervisor | None = None
         self._scope: trio.CancelScope | None = None
+        self._hurry = trio.Event()
         self.error: BaseException | None = None
+        self.given_back = 0
+        """Tasks `shutdown` gave back unfinished."""
 
     def statistics(self) -> WorkerStatistics:
         s = self.sessions.statistics()
+        tree = self.connection
         return WorkerStatistics(
             worker_id=self.worker_id, connected=self.slot.is_up,
-            connects=self.connection.connects if self.connection else 0,
+            server=tree.server if tree else None, moves=tree.moves if tree else 0,
+            connects=tree.connects if tree else 0,
             registrations=self.slot.attaches, running=s.running, concurrency=s.concurrency,
             started=s.started, outcomes=s.outcomes, coalesced=s.coalesced)
 
@@ -229,11 +116,60 @@ class RunningWorker:
         """Until a registered connection is up."""
         await self.slot.wait_up()
 
+    async def shutdown(self, grace: float | None = None) -> int:
+        """The graceful stop: claim nothing more, let the running tasks finish for up
+        to `grace` seconds (default `WorkerConfig.shutdown_grace`; `hurry()` cuts it
+        short), then give the others back: their releases ("requeue") have the server
+        queue them again at once, rather than after their leases run out. Waits up
+        to `WorkerConfig.release_timeout` for those releases; returns how many tasks
+        were asked to. Leave `open_worker`'s block afterwards."""
+        grace = self.config.shutdown_grace if grace is None else grace
+        if self.connection is not None:
+            self.connection.stop_claiming("the worker is stopping")
+        log.info("worker stopping: %d task(s) running, %g s to finish",
+                 self.sessions.active, grace, extra={"worker_id": self.worker_id})
+        with trio.move_on_after(grace):
+            async with trio.open_nursery() as nursery:
+                async def hurried() -> None:
+                    await self._hurry.wait()
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(hurried)
+                await self.sessions.wait_idle()
+                nursery.cancel_scope.cancel()
+        self.given_back += self.sessions.give_back_all()
+        with trio.move_on_after(self.config.release_timeout):
+            await self.sessions.wait_idle()
+        return self.given_back
+
+    def hurry(self) -> None:
+        """Cut `shutdown`'s grace short: give the running tasks back now."""
+        self._hurry.set()
+
     def _stop(self, error: BaseException) -> None:
-        log.error("worker stopped: %s", error, extra={"worker_id": self.worker_id})
+        log.error("worker refused: %s", error, extra={"worker_id": self.worker_id})
         self.error = error
         if self._scope is not None:
             self._scope.cancel()
+
+    def _log_stopped(self, started: float) -> None:
+        s = self.statistics()
+        outcomes = dict(s.outcomes)
+        log.info("worker stopped after %.1f s: %d task(s) ended, %d given back, %d cut off",
+                 trio.current_time() - started,
+                 sum(n for k, n in outcomes.items() if k not in ("requeue", "lost")),
+                 outcomes.get("requeue", 0), s.running + outcomes.get("lost", 0),
+                 extra={"worker_id": self.worker_id, "outcomes": outcomes,
+                        "server": s.server, "moves": s.moves})
+
+
+def check_server_urls(urls: Sequence[str], transport: str) -> None:
+    """ValueError naming the first URL the worker link cannot use (and its place)."""
+    for i, url in enumerate(urls, 1):
+        where = f" (entry {i} of {len(urls)})" if len(urls) > 1 else ""
+        try:
+            http_link_url(url) if transport == "http" else link_url(url)
+        except ValueError as exc:
+            raise ValueError(f"{exc}{where}") from None
 
 
 def _agents(agent: str | AgentSpec | Sequence[str | AgentSpec]) -> list[AgentSpec]:
@@ -247,7 +183,7 @@ def _agents(agent: str | AgentSpec | Sequence[str | AgentSpec]) -> list[AgentSpe
 
 @contextlib.asynccontextmanager
 async def open_worker(
-    server_url: str,
+    server_url: str | Sequence[str],
     *,
     token: str | None,
     agent: str | AgentSpec | Sequence[str | AgentSpec] = "echo",
@@ -264,6 +200,8 @@ async def open_worker(
 ) -> AsyncIterator[RunningWorker]:
     """Run a worker for the server at `server_url` until the block exits.
 
+    `server_url` may be several URLs, replicas of one server: each connection goes
+    to the next, round-robin (a ValueError names one the transport cannot use).
     It connects, registers and claims in the background and reconnects whenever
     the connection is lost (`wait_registered()` waits for the first registration).
     `transport` is the link's binding: "websocket" (``/worker/ws``) or "http"
@@ -271,10 +209,16 @@ async def open_worker(
     the transport (tests pass a fake). `context_history` asks the server for the
     earlier tasks of each claimed task's context (default: if an agent wants it,
     `AgentSpec.context_history`). Raises `WorkerRejected` if the server refuses
-    the worker.
+    the worker. `RunningWorker.shutdown()` before leaving the block stops it
+    gracefully; leaving it without stops the sessions where they are.
     """
     if transport not in ("websocket", "http"):
         raise ValueError(f"transport must be 'websocket' or 'http', not {transport!r}")
+    urls = [server_url] if isinstance(server_url, str) else list(server_url)
+    if not urls:
+        raise ValueError("a worker needs at least one server URL")
+    if connect is None:
+        check_server_urls(urls, transport)
     agents = _agents(agent)
     rng = random.Random(config.seed)
     host = hostname or socket.gethostname()
@@ -290,41 +234,40 @@ async def open_worker(
     sessions = Sessions(slot, agents, concurrency=concurrency, config=config.sessions, rng=rng)
     worker = RunningWorker(identity, sessions, slot, config)
 
-    def connect_websocket() -> AbstractAsyncContextManager[Connection]:
-        return open_websocket_link(server_url, token=token, push_queue=config.push_queue,
+    def connect_to(url: str) -> AbstractAsyncContextManager[Connection]:
+        if connect is not None:
+            return connect()
+        if transport == "http":
+            return open_http_link(url, token=token, push_queue=config.push_queue,
+                                  connect_timeout=config.connect_timeout,
+                                  signing_key=config.signing_key)
+        return open_websocket_link(url, token=token, push_queue=config.push_queue,
                                    connect_timeout=config.connect_timeout,
-                                   disconnect_timeout=config.disconnect_timeout)
+                                   disconnect_timeout=config.disconnect_timeout,
+                                   signing_key=config.signing_key)
 
-    def connect_http() -> AbstractAsyncContextManager[Connection]:
-        return open_http_link(server_url, token=token, push_queue=config.push_queue,
-                              connect_timeout=config.connect_timeout)
-
-    default = connect_http if transport == "http" else connect_websocket
-    tree = worker.connection = _ConnectionTree(worker, connect or default, list_models, rng)
+    tree = worker.connection = ConnectionTree(
+        urls=urls, connect_to=connect_to, slot=slot, sessions=sessions, identity=identity,
+        config=config, list_models=list_models, rng=rng, on_rejected=worker._stop)
     back = config.reconnect
-    connection = Supervisor(
-        "connection", tree.specs(), strategy="one_for_all",
-        max_restarts=config.reconnect_max_restarts, max_seconds=config.reconnect_window,
-        backoff_base=back.base, backoff_factor=back.factor, backoff_max=back.max,
-        jitter=back.jitter, stable_after=config.stable_after, rng=rng)
-
-    async def run_connection(*, task_status: trio.TaskStatus[None]) -> None:
-        task_status.started()  # ready at once: connecting may take a while
-        await connection.run()
-
     worker.supervisor = Supervisor(
         "worker", [ChildSpec("sessions", sessions.run),
-                   ChildSpec("connection", run_connection, shutdown_timeout=6.0)],
+                   ChildSpec("connection", tree.run, shutdown_timeout=6.0)],
         strategy="one_for_one", backoff_base=back.max, backoff_max=back.max, rng=rng)
+    started = trio.current_time()
     with unwrap_single():
         async with trio.open_nursery() as nursery:
             worker._scope = nursery.cancel_scope
             await nursery.start(worker.supervisor.run)
             log.info("worker started", extra={"worker_id": identity.worker_id,
-                                              "server": server_url, "agents": identity.agents,
+                                              "server": ",".join(urls),
+                                              "agents": identity.agents,
                                               "concurrency": concurrency,
                                               "transport": transport})
-            yield worker
-            nursery.cancel_scope.cancel()
+            try:
+                yield worker
+            finally:
+                nursery.cancel_scope.cancel()
+                worker._log_stopped(started)
     if worker.error is not None:
         raise worker.error

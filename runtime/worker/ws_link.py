@@ -41,6 +41,7 @@ from protocol.worker_link import (
     parse_reply,
 )
 from runtime.worker.errors import WorkerRejected
+from runtime.worker.signing import LinkSigner
 
 __all__ = ["Connect", "Connection", "WebSocketLink", "link_url", "open_websocket_link"]
 
@@ -173,11 +174,16 @@ async def open_websocket_link(
     connect_timeout: float = 10.0,
     disconnect_timeout: float = 2.0,
     max_message_size: int = 16 << 20,
+    signing_key: tuple[str, bytes] | None = None,
 ) -> AsyncIterator[WebSocketLink]:
     """Connect to the server's worker link. `LinkDown` if it cannot be reached,
-    `WorkerRejected` if it refuses the token. Run `serve()` to read frames."""
+    `WorkerRejected` if it refuses the token. Run `serve()` to read frames. With
+    `signing_key` (key id, secret) the handshake is HMAC-signed."""
     url = link_url(server_url)
     headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    if signing_key is not None:
+        headers += [(k.encode(), v.encode())
+                    for k, v in LinkSigner(signing_key).headers("GET", url).items()]
     async with contextlib.AsyncExitStack() as stack:
         try:
             ws = await stack.enter_async_context(open_websocket_url(

@@ -90,7 +90,9 @@ async def world(policy: str, tmp_path: Path) -> AsyncIterator[tuple[Rpc, Model, 
         env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)}
         cmd = [sys.executable, "-m", "runtime", "worker", "--server", srv.url,
                "--provider", "openai", "--base-url", f"{fake.url}/v1", "--model", "m",
-               "--approve", policy, "--workspace", str(workspace), "--log-level", "warning"]
+               "--approve", policy, "--workspace", str(workspace), "--log-level", "warning",
+               # kept, so the tests can see what the model wrote (cleanup: its own tests)
+               "--workspace-cleanup", "never"]
         proc = await nursery.start(partial(trio.run_process, cmd, env=env, cwd=str(ROOT),
                                            check=False))
         try:

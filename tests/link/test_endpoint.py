@@ -511,11 +511,13 @@ async def test_a_worker_that_disconnects_is_unregistered(server: RunningServer) 
             await trio.sleep(0.01)
 
 
-async def test_a_stopping_server_drains_its_workers() -> None:
+async def test_a_stopping_server_drains_its_workers_then_tells_them_to_go_away() -> None:
+    """Drain first (a worker too old to know goaway stops claiming here), then goaway;
+    this bare worker ignores it, and the server cuts it off after its handover time."""
     with trio.fail_after(10):
         async with trio.open_nursery() as outer:
             got: list[wl.Frame] = []
-            async with open_server(config()) as server:
+            async with open_server(config(handover_timeout=0.5)) as server:
                 ws = await trio_websocket.connect_websocket_url(
                     outer, ws_url(server), extra_headers=[("Authorization", "Bearer wtok")])
                 client = LinkClient(ws)
@@ -537,4 +539,5 @@ async def test_a_stopping_server_drains_its_workers() -> None:
                     break
             outer.cancel_scope.cancel()
     assert [(f.op, f.body) for f in got] == [
-        ("drain", wl.DrainBody(reason="the server is shutting down"))]
+        ("drain", wl.DrainBody(reason="the server is shutting down")),
+        ("goaway", wl.GoAwayBody(reason="the server is shutting down"))]

@@ -29,6 +29,7 @@ from protocol.worker_link import (
     DrainBody,
     EmptyReply,
     Frame,
+    GoAwayBody,
     HeartbeatBody,
     HeartbeatReply,
     LeaseRef,
@@ -95,6 +96,7 @@ BODIES: dict[str, LinkModel] = {
     "offer": OfferBody(task_id="t1", priority=5, agent="echo", required_capabilities=["gpu"]),
     "cancel": CancelBody(task_id="t1", attempt_id="a1", reason="client canceled"),
     "drain": DrainBody(reason="shutdown"),
+    "goaway": GoAwayBody(reason="the server is shutting down"),
 }
 
 REPLIES: dict[str, LinkModel] = {
@@ -114,6 +116,7 @@ REPLIES: dict[str, LinkModel] = {
     "offer": EmptyReply(),
     "cancel": EmptyReply(),
     "drain": EmptyReply(),
+    "goaway": EmptyReply(),
 }
 
 
