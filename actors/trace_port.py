@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
-__all__ = ["NO_SPAN", "CurrentTraceparent", "SessionSpan", "StoreSpan", "span_or_nothing"]
+__all__ = ["NO_SPAN", "CurrentTraceparent", "SessionSpan", "StoreSpan", "span_or_nothing",
+           "traced_session"]
 
 CurrentTraceparent = Callable[[], str | None]
 """The `traceparent` of the span current in this task, None if there is none."""
@@ -29,3 +31,8 @@ NO_SPAN: AbstractContextManager[object] = contextlib.nullcontext()
 def span_or_nothing(factory: StoreSpan | None, operation: str,
                     task_id: str) -> AbstractContextManager[object]:
     return NO_SPAN if factory is None else factory(operation, task_id)
+
+
+def traced_session(span: SessionSpan | None, run: Any) -> AbstractContextManager[object]:
+    """`span` around a session (`run`: its task_id, attempt_id and traceparent), if any."""
+    return NO_SPAN if span is None else span(run.task_id, run.attempt_id, run.traceparent)

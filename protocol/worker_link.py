@@ -131,7 +131,12 @@ class ClaimBody(LinkModel):
     task_id: _NonEmpty | None = None  # None: the next task waiting for this worker (a poll)
 
 
-class ClaimReply(LinkModel):
+class _Traced(LinkModel):
+    # W3C trace context (optional): a grant's is its request's, a frame's its session's
+    traceparent: str | None = None
+
+
+class ClaimReply(_Traced):
     granted: bool
     reason: str | None = None  # why not granted, e.g. NOT_CLAIMABLE
     attempt_id: str | None = None
@@ -146,9 +151,6 @@ class ClaimReply(LinkModel):
     # older worker ignores them and an older server's grant means "" and ().
     principal: str | None = None
     accepted_output_modes: list[str] | None = None
-    # The W3C trace context of the request that queued the task (tracing on): the
-    # worker's session span continues it. Optional, ignored by older workers.
-    traceparent: str | None = None
 
     @model_validator(mode="after")
     def _granted_has_lease(self) -> ClaimReply:
@@ -164,10 +166,6 @@ class ClaimReply(LinkModel):
 class TokenUsage(LinkModel):
     input: int = Field(ge=0)
     output: int = Field(ge=0)
-
-
-class _Traced(LinkModel):
-    traceparent: str | None = None  # the session's W3C trace context (tracing on)
 
 
 class StatusBody(_Traced):

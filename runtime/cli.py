@@ -51,15 +51,16 @@ from runtime.flags import (
     build_parser,
     command_parser,
 )
+from runtime.flags.ops import tracer_provider
 from runtime.flags.security import security_config
 from runtime.grpc.child import grpc_missing
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
-from runtime.logs import JsonLogFormatter, banner, setup_logging
-from runtime.observe import Tracing, configure_tracing
+from runtime.logs import JsonLogFormatter, banner, log_fatal, setup_logging
+from runtime.observe import Tracing
 from runtime.observe.instruments import use_worker_metrics
-from runtime.observe.worker_metrics import WorkerMetrics, serve_metrics
+from runtime.observe.worker_metrics import WorkerMetrics, open_metrics_endpoint
 from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
@@ -303,12 +304,9 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
             name=args.name, capabilities=[c.strip() for c in args.capability],
             list_models=list_models, config=config, transport=args.transport))
         fields: dict[str, Any] = {}
-        metrics_nursery = await stack.enter_async_context(trio.open_nursery())
-        if metrics is not None:
-            metrics.watch(worker.statistics)
-            port = await metrics_nursery.start(serve_metrics, metrics.render, args.metrics_host,
-                                               args.metrics_port)
-            fields["metrics_url"] = f"http://{args.metrics_host}:{port}/metrics"
+        if metrics is not None:  # served until the worker has stopped
+            fields["metrics_url"] = await stack.enter_async_context(open_metrics_endpoint(
+                metrics, worker.statistics, args.metrics_host, args.metrics_port))
         banner(f"trio-a2a worker {worker.worker_id} ({worker.name}) for "
                f"{', '.join(args.server)} (agent: {label}, concurrency: {args.concurrency}, "
                f"transport: {args.transport})", worker_id=worker.worker_id,
@@ -324,7 +322,6 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
             nursery.start_soon(hurry)
             await worker.shutdown()
             nursery.cancel_scope.cancel()
-        metrics_nursery.cancel_scope.cancel()
 
 
 async def run_models(settings: LlmSettings) -> None:
@@ -349,24 +346,6 @@ def run_migrate(url: str) -> int:
     return 0
 
 
-def _fatal(args: argparse.Namespace, exc: BaseException) -> None:
-    """The one line a failed server or worker ends with: a JSON record with
-    --log-format json (every line is JSON), else `error: ...`."""
-    if args.log_format == "json":
-        logging.getLogger("runtime.cli").error("error: %s", exc, extra={"error": str(exc)})
-    else:
-        print(f"error: {exc}", file=sys.stderr)
-
-
-def _tracer_provider(args: argparse.Namespace, service: str) -> Any:
-    """The tracer provider --otel or the OTEL_* variables ask for (None: no tracing);
-    a usage error if the SDK is missing."""
-    try:
-        return configure_tracing(service, flag=args.otel)
-    except RuntimeError as exc:
-        command_parser(build_parser(), args.command).error(str(exc))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     top = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -386,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = server_config(args)
         except ValueError as exc:
             parser.error(str(exc))
-        provider = _tracer_provider(args, "trio-a2a-server")
+        provider = tracer_provider(parser, "trio-a2a-server", args.otel)
         config = attrs.evolve(config, tracer_provider=provider)
         if args.log_level != "debug":
             # The embedded workers' per-task lines (session started, task released)
@@ -396,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             trio.run(run_server, config)
         except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
-            _fatal(args, exc)
+            log_fatal(args.log_format, exc)
             return 1
         finally:
             if provider is not None:
@@ -407,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = worker_config(args)
         except ValueError as exc:
             parser.error(str(exc))
-        provider = _tracer_provider(args, "trio-a2a-worker")
+        provider = tracer_provider(parser, "trio-a2a-worker", args.otel)
         if provider is not None:
             config = attrs.evolve(config,
                                   sessions=Tracing(provider).session_config(config.sessions))
@@ -435,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (WorkerRejected, ValueError) as exc:
             # The flags were checked above: what fails once the worker runs (the server
             # refusing it, a provider's settings) is an error, not a usage problem.
-            _fatal(args, exc)
+            log_fatal(args.log_format, exc)
             return 1
         finally:
             if provider is not None:

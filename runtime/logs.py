@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["BANNER_LOGGER", "JsonLogFormatter", "TextLogFormatter", "banner", "setup_logging",
-           "structured_fields"]
+__all__ = ["BANNER_LOGGER", "JsonLogFormatter", "TextLogFormatter", "banner", "log_fatal",
+           "setup_logging", "structured_fields"]
 
 BANNER_LOGGER = "runtime.banner"
 """The start banner's logger: it logs at INFO whatever --log-level says, so the line
@@ -110,6 +110,15 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger(BANNER_LOGGER).setLevel(logging.INFO)
+
+
+def log_fatal(fmt: str, exc: BaseException) -> None:
+    """The one line a failed server or worker ends with: a JSON record with
+    --log-format json (every line is JSON), else `error: ...`."""
+    if fmt == "json":
+        logging.getLogger("runtime.cli").error("error: %s", exc, extra={"error": str(exc)})
+    else:
+        print(f"error: {exc}", file=sys.stderr)
 
 
 def banner(message: str, **fields: Any) -> None:

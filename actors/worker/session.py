@@ -41,7 +41,8 @@ import attrs
 import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
-from actors.trace_port import NO_SPAN, CurrentTraceparent, SessionSpan
+from actors.trace_port import CurrentTraceparent, SessionSpan, traced_session
+from actors.worker.grant_context import claim_context
 from actors.worker.link_port import AttemptLost, LinkSlot
 from actors.worker.output_guard import OutputGuard, OutputRefused
 from actors.worker.output_streamer import OutputConfig, OutputStreamer
@@ -79,25 +80,6 @@ def _text(message: Message | None) -> str:
     if message is None:
         return ""
     return "\n".join(p.text for p in message.parts if p.text is not None)
-
-
-def claim_context(grant: ClaimReply) -> TaskContext:
-    """The agent's view of a granted claim."""
-    if grant.task is None:
-        raise ValueError("a granted claim carries the task")
-    task = grant.task
-    history = list(grant.history if grant.history is not None else task.history or [])
-    message = grant.message
-    if message is None:
-        if not history:
-            raise ValueError(f"claim of task {task.id} carries no message to answer")
-        message = history.pop()
-    elif history and history[-1].message_id == message.message_id:
-        history.pop()
-    return TaskContext(task_id=task.id, context_id=task.context_id, message=message,
-                       history=history, task=task, metadata=dict(grant.metadata or {}),
-                       accepted_output_modes=tuple(grant.accepted_output_modes or ()),
-                       principal=grant.principal or "", context=tuple(grant.context or ()))
 
 
 class SessionActor:
@@ -236,10 +218,8 @@ class SessionConfig:
     registering) applies too, the smaller wins. None: the server's alone."""
     max_event_bytes: int = 1 << 20
     """Artifact chunks larger than this (JSON bytes) are cut into several."""
-    span: SessionSpan | None = None
-    """Tracing on: the span each session runs in, continuing the grant's trace."""
-    traceparent: CurrentTraceparent | None = None
-    """Tracing on: the current trace context, stamped on the session's frames."""
+    span: SessionSpan | None = None  # tracing on: each session's span, under the grant's
+    traceparent: CurrentTraceparent | None = None  # tracing on: stamped on its frames
 
 
 @attrs.frozen
@@ -249,8 +229,7 @@ class SessionsStatistics:
     started: int
     outcomes: Mapping[str, int]
     """Finished sessions by outcome; "lost" for those stopped without a release."""
-    coalesced: int = 0
-    """Text chunks the sessions' output streamers folded into the chunk before."""
+    coalesced: int = 0  # text chunks the output streamers folded into the one before
 
 
 @attrs.define(eq=False)
@@ -314,11 +293,11 @@ class Sessions:
         return None if run is None else run.actor
 
     def statistics(self) -> SessionsStatistics:
-        coalesced = self._coalesced + sum(r.streamer.statistics().coalesced
-                                          for r in self._running.values())
         return SessionsStatistics(running=len(self._running), concurrency=self.concurrency,
                                   started=self._started, outcomes=dict(self._outcomes),
-                                  coalesced=coalesced)
+                                  coalesced=self._coalesced + sum(
+                                      r.streamer.statistics().coalesced
+                                      for r in self._running.values()))
 
     async def wait_changed(self) -> None:
         """Until a session starts or ends."""
@@ -419,10 +398,8 @@ class Sessions:
 
     async def _run(self, run: _Running) -> None:
         outcome = "lost"
-        span = self._config.span
         try:
-            with run.scope, (NO_SPAN if span is None else
-                             span(run.task_id, run.attempt_id, run.traceparent)):
+            with run.scope, traced_session(self._config.span, run):
                 async with trio.open_nursery() as nursery:
                     # No start() handshakes: the reporter's "claimed" is a report the
                     # streamer takes whenever it comes, and the session's events wait in

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 from importlib import metadata
+from typing import Any
 
 from runtime.flags.env import _bool_env, _env, _port_type
 
-__all__ = ["add_ops_arguments", "add_version_arguments", "command_parser", "version"]
+__all__ = ["add_ops_arguments", "add_version_arguments", "command_parser", "tracer_provider",
+           "version"]
 
 
 def version() -> str:
@@ -38,6 +40,17 @@ def command_parser(parser: argparse.ArgumentParser, command: str | None
                    ) -> argparse.ArgumentParser:
     """The subcommand's own parser (its usage on a usage error), else the top level."""
     return _subparsers(parser).get(command or "", parser)
+
+
+def tracer_provider(parser: argparse.ArgumentParser, service: str, flag: bool) -> Any:
+    """The tracer provider --otel or the OTEL_* variables ask for (None: no tracing);
+    a usage error of `parser` if the SDK is missing."""
+    from runtime.observe import configure_tracing
+
+    try:
+        return configure_tracing(service, flag=flag)
+    except RuntimeError as exc:
+        parser.error(str(exc))
 
 
 def add_ops_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:

@@ -9,7 +9,8 @@ endpoint is a minimal one: `GET /metrics` (or `/`), one request per connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import trio
@@ -20,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from runtime.observe.server_metrics import LATENCY_BUCKETS
 
-__all__ = ["WorkerMetrics", "serve_metrics"]
+__all__ = ["WorkerMetrics", "open_metrics_endpoint", "serve_metrics"]
 
 
 class _WorkerCollector(Collector):
@@ -126,6 +127,18 @@ async def _answer_one(stream: trio.SocketStream, render: Callable[[], bytes]) ->
             b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype + b"\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
             + (b"" if head_only else body))
+
+
+@contextlib.asynccontextmanager
+async def open_metrics_endpoint(metrics: WorkerMetrics, statistics: Callable[[], Any],
+                                host: str, port: int) -> AsyncIterator[str]:
+    """`metrics` (reading the worker's `statistics()`) served at the URL handed back,
+    until the block exits."""
+    metrics.watch(statistics)
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(serve_metrics, metrics.render, host, port)
+        yield f"http://{host}:{bound}/metrics"
+        nursery.cancel_scope.cancel()
 
 
 async def serve_metrics(render: Callable[[], bytes], host: str, port: int, *,
