@@ -32,7 +32,6 @@ from actors.a2a_service import A2AService, ServiceSettings
 from actors.agent import AgentSpec
 from actors.dispatcher import Dispatcher
 from actors.push_delivery import PushDelivery
-from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.limits import Limits
@@ -55,7 +54,7 @@ from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
 from runtime.observe import ServerObservability
 from runtime.security import SecurityConfig, open_security
-from runtime.store import open_memory_backend, open_sqlite_backend
+from runtime.store.choose import open_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 
@@ -254,29 +253,6 @@ class RunningServer:
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
-
-
-@contextlib.asynccontextmanager
-async def open_backend(config: ServerConfig) -> AsyncIterator[TaskBackend]:
-    if config.store == "memory":
-        async with open_memory_backend() as backend:
-            yield backend
-    elif config.store == "sqlite":
-        path = Path(config.data_dir) / "tasks.sqlite3"
-        async with open_sqlite_backend(path, synchronous=config.sqlite_synchronous) as backend:
-            yield backend
-    elif config.store == "postgres":
-        if not config.database_url:
-            raise ValueError("store 'postgres' needs a database URL (--database-url or "
-                             "TRIO_A2A_DATABASE_URL)")
-        # imported here: psycopg is a cost only a server on PostgreSQL pays
-        from runtime.store.postgres import open_postgres_backend
-
-        async with open_postgres_backend(config.database_url,
-                                         pool_size=config.database_pool_size) as backend:
-            yield backend
-    else:
-        raise ValueError(f"unknown store {config.store!r}: use 'sqlite', 'memory' or 'postgres'")
 
 
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
