@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -129,6 +129,11 @@ class ServerConfig:
     every third of it). With several replicas, one whose replica died is taken over by
     another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
     security: SecurityConfig = SecurityConfig()  # identities, limits... (docs/security.md)
+    access_log: bool = False
+    """Log one line per HTTP request (logger `runtime.access`)."""
+    tracer_provider: Any = None
+    """An OpenTelemetry TracerProvider: spans of requests, store writes and the
+    embedded workers' sessions (`runtime.observe.tracing`). None: no tracing, at no cost."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:

@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IO_LIBS = {"trio", "httpx", "quart", "quart_trio", "hypercorn", "trio_websocket", "sqlite3",
            "h11", "anyio", "asyncio", "socket"}
-FRAMEWORKS = {"quart", "quart_trio", "hypercorn", "httpx", "sqlite3", "h11", "werkzeug"}
+FRAMEWORKS = {"quart", "quart_trio", "hypercorn", "httpx", "sqlite3", "h11", "werkzeug",
+              "prometheus_client", "opentelemetry"}  # metrics and traces: runtime.observe
 
 
 def imported_roots(package: str) -> dict[str, set[str]]:
@@ -164,13 +165,14 @@ RUNTIME_IMPORTS = {
     "runtime.secrets": (),
     "runtime.link": ("runtime.http.common", "runtime.http.auth", "runtime.http.sse",
                      "runtime.supervisor"),
-    "runtime.worker": ("runtime.agents", "runtime.supervisor"),
+    "runtime.observe": (),
+    "runtime.worker": ("runtime.agents", "runtime.supervisor", "runtime.observe"),
     "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard",
                     "runtime.http.gate", "runtime.http.signing_settings"),
-    "runtime.providers": ("runtime.secrets",),
+    "runtime.providers": ("runtime.secrets", "runtime.observe"),
     "runtime.tools": ("runtime.secrets",),
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
-                       "runtime.client"),
+                       "runtime.client", "runtime.observe"),
     "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
                      "runtime.http.gate", "runtime.supervisor"),
 }

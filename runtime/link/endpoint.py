@@ -44,12 +44,13 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
 from actors.dispatcher import Dispatcher
 from actors.task_store import ServerTaskStore
+from actors.trace_port import SessionSpan
 from protocol import worker_link as wl
 from runtime.http.auth import TokenAuth
 from runtime.link.connection import LinkConnection, PushSink
@@ -100,6 +101,10 @@ class WorkerLinkEndpoint:
         self._warned_open = False
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
+        self.http_links: Any = None
+        """The HTTP binding's links (`runtime.link.http.WorkerHttpLinks`), once mounted."""
+        self.frame_span: SessionSpan | None = None
+        """Tracing on: the span of each output, status and release frame (`LinkState`)."""
         self.connections: set[LinkConnection] = set()
         """The open WebSocket and HTTP-binding connections."""
         self.going_away: str | None = None

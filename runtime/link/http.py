@@ -281,6 +281,7 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
                                 keepalive: float = 15.0) -> WorkerHttpLinks:
     """Add ``GET /worker/link`` and ``POST /worker/link/<op>`` served by `endpoint`."""
     links = WorkerHttpLinks(endpoint, keepalive=keepalive)
+    endpoint.http_links = links  # its statistics(), for the server's metrics
     unauthorized = endpoint.unauthorized
 
     async def authenticate() -> tuple[str | None, str]:
