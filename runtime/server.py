@@ -154,6 +154,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     outcome: dict[str, object] = {"graceful": False}
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
     obs = ServerObservability(config.tracer_provider, access_log=config.access_log)
+    if grpc is not None and obs.tracing is not None:
+        grpc.request_span = obs.tracing.request
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
         # The first start serves the socket bound above; a restart binds it again.

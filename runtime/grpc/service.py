@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, NoReturn
 
 import grpc
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 EVENT_ID_KEY = "a2a-event-id"
 LAST_EVENT_ID_KEY = "last-event-id"
 _VERSIONS = ("1.0", "1.0.0")
+RequestSpan = Callable[[str | None, str], AbstractContextManager[Any]]
+"""Opens a call's tracing span: (the caller's traceparent, span name) (`runtime.observe`)."""
+
 UNAUTHENTICATED = ("a valid bearer token is required: send metadata "
                    "'authorization: Bearer <token>'")
 
@@ -72,9 +76,11 @@ class _Refused(Exception):
 class A2AGrpcService:
     """`lf.a2a.v1.A2AService` over the server's `AppState`, as grpcio method handlers."""
 
-    def __init__(self, state: AppState, bridge: TrioBridge) -> None:
+    def __init__(self, state: AppState, bridge: TrioBridge,
+                 request_span: RequestSpan | None = None) -> None:
         self._state = state
         self._bridge = bridge
+        self._span = request_span
 
     def handler(self) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -123,7 +129,7 @@ class A2AGrpcService:
         """Check the call's metadata and params, start it in trio, and cancel it
         there whenever it ends here (the client cancelled, or stopped reading)."""
         try:
-            authorization, last_event_id = self._metadata(shape, context)
+            authorization, last_event_id, traceparent = self._metadata(shape, context)
             params = params_from_proto(request)
             self._state.limits.check(params)
         except _Refused as refused:
@@ -131,7 +137,7 @@ class A2AGrpcService:
         except A2AError as err:
             _abort(context, err)
         handle = self._bridge.open_call(functools.partial(
-            self._run, shape.name, method, params, authorization, last_event_id))
+            self._run, shape.name, method, params, authorization, last_event_id, traceparent))
         if handle is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         if not context.add_callback(handle.cancel):
@@ -142,7 +148,7 @@ class A2AGrpcService:
             handle.cancel()
 
     def _metadata(self, shape: RpcShape, context: grpc.ServicerContext
-                  ) -> tuple[str | None, int | None]:
+                  ) -> tuple[str | None, int | None, str | None]:
         metadata = context.invocation_metadata() or ()
         values: dict[str, list[str]] = {}
         for key, value in metadata:
@@ -167,13 +173,25 @@ class A2AGrpcService:
                 raise InvalidParamsError(
                     f"metadata last-event-id {raw[-1]!r} is not an event id of this "
                     "server (an integer)") from None
-        return authorization, last_event_id
+        traceparent = values.get("traceparent", [None])[-1]
+        return authorization, last_event_id, traceparent
 
     # --- in trio ----------------------------------------------------------------------
 
     async def _run(self, name: str, method: Method, params: dict[str, Any],
                    authorization: str | None, last_event_id: int | None,
-                   send: trio.MemorySendChannel[Any]) -> None:
+                   traceparent: str | None, send: trio.MemorySendChannel[Any]) -> None:
+        if self._span is None:
+            await self._answer(name, method, params, authorization, last_event_id, send)
+            return
+        # the call's span, continuing the caller's traceparent metadata, as an HTTP
+        # request's does: the store's and the worker link's spans go under it
+        with self._span(traceparent, f"A2A gRPC {name}"):
+            await self._answer(name, method, params, authorization, last_event_id, send)
+
+    async def _answer(self, name: str, method: Method, params: dict[str, Any],
+                      authorization: str | None, last_event_id: int | None,
+                      send: trio.MemorySendChannel[Any]) -> None:
         state = self._state
         # The last send of a call is its last checkpoint: once the gRPC thread has the
         # answer, nothing is left to cancel (the statistics count real cancellations).

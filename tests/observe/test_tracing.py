@@ -126,3 +126,33 @@ def test_tracing_is_off_unless_asked_for() -> None:
     assert exporters(console) == [ConsoleSpanExporter]
     for provider in (on, by_env, console):
         provider.shutdown()
+
+
+async def test_a_grpc_call_continues_the_callers_trace() -> None:
+    """The gRPC binding's calls are spans too: the caller's `traceparent` metadata is
+    the parent, and the store's writes of the task go under the call's span."""
+    import grpc
+    from a2a.types import a2a_pb2, a2a_pb2_grpc
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    config = ServerConfig(port=0, store="memory", grpc_port=0, tracer_provider=provider)
+
+    def send(target: str) -> Any:
+        with grpc.insecure_channel(target) as channel:
+            stub = a2a_pb2_grpc.A2AServiceStub(channel)
+            return stub.SendMessage(a2a_pb2.SendMessageRequest(message=a2a_pb2.Message(
+                message_id="m-1", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text="hi")])),
+                metadata=(("traceparent", f"00-{TRACE_ID}-{CALLER_SPAN}-01"),), timeout=10)
+
+    with trio.fail_after(20):
+        async with open_server(config) as srv:
+            assert srv.grpc is not None
+            reply = await trio.to_thread.run_sync(send, srv.grpc.url)
+    assert reply.task.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    spans = list(exporter.get_finished_spans())
+    call = _one(spans, "A2A gRPC SendMessage")
+    assert format(call.context.trace_id, "032x") == TRACE_ID
+    assert _parent(call) == int(CALLER_SPAN, 16) and call.parent.is_remote
+    assert _parent(_one(spans, "store.create")) == call.context.span_id
