@@ -81,3 +81,26 @@ gated = AgentSpec(
     description="Benchmark agent: 'stream N' waits for the gate, then streams N events; "
     "anything else is echoed.",
 )
+
+
+def _install_memory_probe() -> None:
+    """With BENCH_TRACEMALLOC=DIR, trace allocations from import on and write a
+    snapshot to DIR/<n>.snap on each SIGUSR2: the per-subscriber memory profile of
+    `python -m bench subscribers --tracemalloc`, without touching the server."""
+    out = os.environ.get("BENCH_TRACEMALLOC")
+    if not out:
+        return
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(8)
+    count = [0]
+
+    def dump(_sig: int, _frame: object) -> None:
+        count[0] += 1
+        tracemalloc.take_snapshot().dump(os.path.join(out, f"{count[0]}.snap"))
+
+    signal.signal(signal.SIGUSR2, dump)
+
+
+_install_memory_probe()

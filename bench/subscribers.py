@@ -21,6 +21,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,36 @@ def _read_lines(proc: subprocess.Popen, kind: str, out: list[dict]) -> None:
             return
 
 
+def _snapshot(args: argparse.Namespace, server: subprocess.Popen, data_dir: Path,
+              n: int) -> None:
+    """Have the server dump its tracemalloc snapshot n (bench.stream_agent's probe)."""
+    if not args.tracemalloc:
+        return
+    server.send_signal(signal.SIGUSR2)
+    path = data_dir / f"{n}.snap"
+    for _ in range(600):
+        if path.exists():
+            time.sleep(2)  # written to the end
+            return
+        time.sleep(0.1)
+    raise RuntimeError("no tracemalloc snapshot from the server")
+
+
+def _compare(data_dir: Path, top: int) -> list[str]:
+    import tracemalloc
+
+    a = tracemalloc.Snapshot.load(str(data_dir / "1.snap"))
+    b = tracemalloc.Snapshot.load(str(data_dir / "2.snap"))
+    stats = b.compare_to(a, "lineno")
+    total = sum(st.size_diff for st in stats)
+    lines = [f"total {total / 1024:+.0f} KiB"]
+    for st in stats[:top]:
+        fr = st.traceback[0]
+        lines.append(f"{st.size_diff / 1024:+8.0f} KiB {st.count_diff:+7d} blocks  "
+                     f"{fr.filename}:{fr.lineno}")
+    return lines
+
+
 def measure(args: argparse.Namespace, data_dir: Path) -> dict:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the children
@@ -121,13 +152,16 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict:
             "--store", args.store, "--data-dir", str(data_dir / "store"), "--agent", AGENT,
             "--max-concurrent-tasks", str(args.tasks + 64), "--log-level", "warning"]
     env = {**os.environ, "BENCH_GATE": str(gate)}
+    if args.tracemalloc:
+        env["BENCH_TRACEMALLOC"] = str(data_dir)
     res: dict = {"command": " ".join(argv), "args": vars(args)}
     with open(logf, "w") as lf:
         server = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True)
     loadgens: list[subprocess.Popen] = []
     try:
-        wait_http_ok(server, port, "/.well-known/agent-card.json", 20, logf)
+        wait_http_ok(server, port, "/.well-known/agent-card.json",
+                     120 if args.tracemalloc else 20, logf)
         conn = http.client.HTTPConnection(HOST, port, timeout=60)
         t0 = time.monotonic()
         ids = [_send(conn, f"stream {args.events}", wait=False)["id"]
@@ -139,6 +173,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict:
         before = _control(port, args.control_rate, None, args.control_seconds)
         time.sleep(args.settle)
         res["rss_before_kib"] = rss_kib(server.pid)
+        _snapshot(args, server, data_dir, 1)
         streams = args.tasks * args.subscribers
         log(f"opening {streams} streams from {args.processes} process(es)")
         opened: list[dict] = []
@@ -164,6 +199,9 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict:
         log(f"streams open in {res['open_streams_s']:.1f}s; settling {args.settle}s")
         time.sleep(args.settle)
         res["rss_after_kib"] = rss_kib(server.pid)
+        if args.tracemalloc:
+            _snapshot(args, server, data_dir, 2)
+            res["tracemalloc_top"] = _compare(data_dir, args.tracemalloc)
         done: list[dict] = []
         all_done = threading.Event()
 
@@ -263,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=3.0, help="seconds before an RSS reading")
     p.add_argument("--max-seconds", type=float, default=600.0)
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--tracemalloc", type=int, default=0, metavar="N",
+                   help="trace the server's allocations and print the N biggest growths "
+                   "while the streams open (slows the server: not for the figures)")
     return p
 
 
@@ -279,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = checks(res, args)
     res["checks"] = [{"check": n, "pass": ok, "value": v} for n, ok, v in verdicts]
     print(render(res, verdicts))
+    if res.get("tracemalloc_top"):
+        print("\nserver allocations grown while the streams opened (tracemalloc):")
+        print("\n".join(res["tracemalloc_top"]))
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
