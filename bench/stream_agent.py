@@ -3,9 +3,10 @@
 `gated` (``--agent bench.stream_agent:gated``) behaves like a streaming agent
 whose output is held back until the benchmark says go, so that every subscriber
 can be connected before the first event flows. A message whose text is
-``stream N`` makes a task that waits at the gate (the file named by the
-``BENCH_GATE`` environment variable appearing), then emits N events: a working
-status with a message, N - 2 chunks of one text artifact, the completion. Any
+``stream N [SECONDS]`` makes a task that waits at the gate (the file named by
+the ``BENCH_GATE`` environment variable appearing), then emits N events: a
+working status with a message, N - 2 chunks of one text artifact (SECONDS, 0 by
+default, before each: the pace of a model's output), the completion. Any
 other text is echoed at once (the control client's blocking SendMessage).
 
 All waiting tasks share one poller per gate path: 1,000 tasks polling the file
@@ -60,15 +61,17 @@ async def wait_gate(path: str) -> None:
 
 async def run_gated(ctx: TaskContext, emit: Emitter) -> None:
     words = ctx.text.split()
-    if len(words) != 2 or words[0] != "stream" or not words[1].isdigit():
+    if len(words) not in (2, 3) or words[0] != "stream" or not words[1].isdigit():
         await run_echo(ctx, emit)
         return
     n = max(int(words[1]), 2)
+    interval = float(words[2]) if len(words) == 3 else 0.0
     await wait_gate(os.environ.get("BENCH_GATE", "/nonexistent/bench-gate"))
     await emit.working("streaming")
     artifact_id = None
     chunks = n - 2
     for i in range(chunks):
+        await trio.sleep(interval)
         artifact_id = await emit.artifact_text(
             f"chunk {i} ", artifact_id=artifact_id, name="stream", append=i > 0,
             last_chunk=i == chunks - 1)

@@ -164,7 +164,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict:
                      120 if args.tracemalloc else 20, logf)
         conn = http.client.HTTPConnection(HOST, port, timeout=60)
         t0 = time.monotonic()
-        ids = [_send(conn, f"stream {args.events}", wait=False)["id"]
+        ids = [_send(conn, f"stream {args.events} {args.interval}", wait=False)["id"]
                for _ in range(args.tasks)]
         conn.close()
         res["open_tasks_s"] = time.monotonic() - t0
@@ -266,6 +266,8 @@ def render(res: dict, verdicts: list[tuple[str, bool, str]]) -> str:
     rows = [
         ("subscribers", f"{res['streams']} ({res['args']['tasks']} tasks x "
                         f"{res['args']['subscribers']}), store {res['args']['store']}"),
+        ("events per task", f"{res['args']['events']}, "
+                            f"{res['args']['interval']:g} s before each chunk"),
         ("server RSS before streams", f"{res['rss_before_kib'] / 1024:.1f} MiB"),
         ("server RSS with streams", f"{res['rss_after_kib'] / 1024:.1f} MiB"),
         ("server RSS after streaming", f"{res['rss_end_kib'] / 1024:.1f} MiB"),
@@ -293,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=int, default=1000)
     p.add_argument("--subscribers", type=int, default=10, help="streams per task")
     p.add_argument("--events", type=int, default=20, help="events each task streams (>= 2)")
+    p.add_argument("--interval", type=float, default=0.0,
+                   help="seconds before each artifact chunk of a task (0: at once)")
     p.add_argument("--store", choices=["memory", "sqlite"], default="memory")
     p.add_argument("--processes", type=int, default=2, help="load generator processes")
     p.add_argument("--control-rate", type=float, default=20.0, help="control requests/s")
