@@ -31,7 +31,16 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.procs import HOST, free_port, log, rss_kib, stop_group, tail, wait_http_ok
+from bench.procs import (
+    HOST,
+    cpu_seconds,
+    free_port,
+    log,
+    rss_kib,
+    stop_group,
+    tail,
+    wait_http_ok,
+)
 
 __all__ = ["main"]
 
@@ -217,9 +226,11 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict:
         threading.Thread(target=collect, daemon=True).start()
         log("releasing the tasks; control during")
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(server.pid) or 0.0
         gate.write_text("go\n")
         during = _control(port, args.control_rate, all_done, 0)
         res["stream_s"] = time.monotonic() - t0
+        res["stream_cpu_s"] = (cpu_seconds(server.pid) or 0.0) - cpu0
         res["rss_end_kib"] = rss_kib(server.pid)
         res["done"] = done
         res["streams"] = streams
@@ -276,6 +287,9 @@ def render(res: dict, verdicts: list[tuple[str, bool, str]]) -> str:
                               f"({res['open_failed']} failed to open)"),
         ("events delivered", f"{res['events']} in {res['stream_s']:.1f} s "
                              f"({res['events'] / max(res['stream_s'], 1e-9):.0f}/s)"),
+        ("server CPU while streaming", f"{res['stream_cpu_s']:.1f} s, "
+                                       f"{res['stream_cpu_s'] / max(res['events'], 1) * 1e6:.0f}"
+                                       " µs per event delivered"),
         ("bad streams", json.dumps(res["bad"]) if res["bad"] else "none"),
         ("control before p50/p99", f"{cb['p50_ms']:.1f} / {cb['p99_ms']:.1f} ms "
                                    f"(n={cb['n']}, errors {cb['errors']})"),
