@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         "subprocess on 127.0.0.1; the load generator runs in another. "
         "`python -m bench idle-workers --help`: the idle-workers mode; "
         "`python -m bench hostile --help`: hostile traffic, the hardening acceptance check; "
-        "`python -m bench replicas --help`: PostgreSQL replicas, throughput and latencies.",
+        "`python -m bench replicas --help`: PostgreSQL replicas, throughput and latencies; "
+        "`python -m bench subscribers --help`: many SSE subscribers on one server.",
     )
     ap.add_argument(
         "--targets",
@@ -427,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.replica_latency import replicas_main
 
         return replicas_main(argv[1:])
+    if argv[:1] == ["subscribers"]:
+        from bench.subscribers import main as subscribers_main
+
+        return subscribers_main(argv[1:])
     if argv[:1] == ["hostile"]:
         from bench.hostile import main as hostile_main
 

@@ -101,6 +101,13 @@ def _token_file(flag: str, file: str | None) -> dict[str, str]:
         raise ValueError(f"{flag}: {exc}") from None
 
 
+def _server_agent(spec: str) -> Any:
+    try:
+        return load_agent(spec, AGENTS)
+    except AgentLoadError as exc:
+        raise ValueError(f"--agent: {exc}") from None
+
+
 def server_config(args: argparse.Namespace) -> ServerConfig:
     """The ServerConfig of the server flags; ValueError naming the flag if one is bad."""
     if args.local_workers < 0:
@@ -177,6 +184,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,
+        agent=_server_agent(args.agent),
         lease_ttl=args.lease_ttl,
         reap_interval=args.reap_interval,
         store_poll_interval=args.store_poll_interval,

@@ -284,3 +284,12 @@ def test_server_refuses_bad_request_limits(
     argv: list[str], why: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert why in _usage_error(["server", "--store", "memory", *argv], capsys)
+
+
+def test_server_agent_is_loaded_by_name_or_import_path() -> None:
+    assert server_config(_parse(["server", "--store", "memory"])).agent.name == "echo"
+    given = server_config(_parse(["server", "--store", "memory",
+                                  "--agent", "bench.stream_agent:gated"]))
+    assert given.agent.name == "gated-stream"
+    with pytest.raises(ValueError, match="--agent: agent 'nope:x': no module named 'nope'"):
+        server_config(_parse(["server", "--store", "memory", "--agent", "nope:x"]))

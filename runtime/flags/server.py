@@ -253,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
         "workers [TRIO_A2A_LOCAL_WORKERS] (default 1)",
     )
     s.add_argument(
+        "--agent",
+        default=_env("SERVER_AGENT", "echo"),
+        metavar="AGENT",
+        help="the agent the local workers run: a built-in name or an import path "
+        "'package.module:attribute' naming an AgentSpec, as for `worker --agent` "
+        "[TRIO_A2A_SERVER_AGENT] (default echo)",
+    )
+    s.add_argument(
         "--lease-ttl",
         type=_number_type(float, "LEASE_TTL"),
         default=_number_env("LEASE_TTL", 90),

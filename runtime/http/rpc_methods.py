@@ -81,12 +81,33 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _render10(event: StreamResponse) -> bytes:
-    return _json(event)
+class _Rendered:
+    """The bytes of recently rendered events, by identity.
+
+    Every subscriber of a task is handed the same logged event objects (the store's
+    tail), so with this the event is serialized once, not once per subscriber. An
+    entry keeps its event alive, so the id it is found by is never reused meanwhile;
+    logged events are never changed, so their bytes stay right.
+    """
+
+    def __init__(self, render: Callable[[StreamResponse], bytes], size: int = 4096) -> None:
+        self._render = render
+        self._size = size
+        self._cache: dict[int, tuple[StreamResponse, bytes]] = {}
+
+    def __call__(self, event: StreamResponse) -> bytes:
+        hit = self._cache.get(id(event))
+        if hit is not None and hit[0] is event:
+            return hit[1]
+        data = self._render(event)
+        if len(self._cache) >= self._size:
+            del self._cache[next(iter(self._cache))]  # the oldest entry
+        self._cache[id(event)] = (event, data)
+        return data
 
 
-def _render03(event: StreamResponse) -> bytes:
-    return _dumps(v03.stream_response_to_v03(event))
+_render10 = _Rendered(_json)
+_render03 = _Rendered(lambda event: _dumps(v03.stream_response_to_v03(event)))
 
 
 # --- A2A 1.0 ---------------------------------------------------------------------
