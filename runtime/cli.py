@@ -161,6 +161,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_string=args.max_string,
         max_items=args.max_items,
         header_timeout=args.header_timeout,
+        shutdown_grace=args.shutdown_grace,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,
