@@ -8,8 +8,9 @@ readiness through `nursery.start` (the dispatcher re-queues what a previous run
 left unfinished), and hands back the bound address. Leaving the block stops everything,
 gracefully: the dispatcher drains (no offers, no claims); new client requests get 503
 and those in flight get `shutdown_grace` to finish (`runtime.http.grace`: then streams
-end with a final notice, blocking sends answer with the task as it stands); the embedded workers stop and
-their tasks are queued again at once (for the other replicas on a shared database),
+end with a final notice, blocking sends answer with the task as it stands); the
+embedded workers stop and their tasks are queued again at once (for the other replicas
+on a shared database),
 remote workers are told to move to another replica (``goaway``) and given
 `handover_timeout` to do so, then the tree stops. The server logs one line when it stops.
 """
