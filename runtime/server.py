@@ -316,9 +316,9 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         how = ("handed over: {requeued} task(s) queued again, {workers_moved} worker(s) "
                "moved".format(**outcome) if outcome.get("graceful") else "without handing over")
         if "streams_closed" in outcome:
-            how += ("; client calls: {requests_finished} request(s) and {streams_finished} "
-                    "stream(s) finished in the grace, {requests_answered} request(s) answered "
-                    "as the task stood and {streams_closed} stream(s) closed at its end, "
+            how += ("; client calls in the grace: {requests_finished} request(s) and "
+                    "{streams_finished} stream(s) finished, {requests_answered} request(s) "
+                    "answered as the task stood, {streams_closed} stream(s) closed, "
                     "{requests_refused} refused".format(**outcome))
         log.info("server stopped, %s", how, extra={"replica_id": replica_id, "url": base_url,
                                                    **outcome})

@@ -130,8 +130,8 @@ async def test_calls_finish_within_the_grace_when_their_tasks_end(
     assert calls.results["blocking"]["result"]["task"]["status"]["state"] == \
         "TASK_STATE_COMPLETED"
     assert calls.results["rest"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
-    assert ("client calls: 2 request(s) and 2 stream(s) finished in the grace, 0 request(s) "
-            "answered as the task stood and 0 stream(s) closed at its end, 1 refused") in stopped
+    assert ("client calls in the grace: 2 request(s) and 2 stream(s) finished, 0 request(s) "
+            "answered as the task stood, 0 stream(s) closed, 1 refused") in stopped
 
 
 async def test_at_the_end_of_the_grace_streams_close_and_blocking_sends_answer(
@@ -146,8 +146,8 @@ async def test_at_the_end_of_the_grace_streams_close_and_blocking_sends_answer(
     assert calls.results["blocking"]["result"]["task"]["status"]["state"] == \
         "TASK_STATE_WORKING"
     assert calls.results["rest"]["task"]["status"]["state"] == "TASK_STATE_WORKING"
-    assert ("0 request(s) and 0 stream(s) finished in the grace, 2 request(s) answered as "
-            "the task stood and 2 stream(s) closed at its end, 1 refused") in stopped
+    assert ("client calls in the grace: 0 request(s) and 0 stream(s) finished, 2 request(s) "
+            "answered as the task stood, 2 stream(s) closed, 1 refused") in stopped
 
 
 async def test_the_grace_runs_out_on_virtual_time(autojump_clock: trio.testing.MockClock
