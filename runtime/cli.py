@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import trio
@@ -99,6 +99,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--push-lease-ttl", args.push_lease_ttl)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
     _check_seconds("--header-timeout", args.header_timeout)
+    if not (args.shutdown_grace >= 0 and math.isfinite(args.shutdown_grace)):
+        raise ValueError(f"--shutdown-grace must be 0 or more seconds, not {args.shutdown_grace}")
     if args.max_attempts < 1:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
@@ -260,7 +262,8 @@ def tune_gc() -> None:
 
 
 async def run_server(config: ServerConfig) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, \
+            trio.open_nursery() as nursery:
         async with open_server(config) as server:
             print(
                 f"trio-a2a server on {server.url} (store: {config.store}, agent: "
@@ -271,6 +274,14 @@ async def run_server(config: ServerConfig) -> None:
             )
             async for _ in signals:
                 break
+            # leaving the block is the graceful stop; a second signal cuts its grace short
+            nursery.start_soon(_hurry, signals, server.hurry)
+        nursery.cancel_scope.cancel()
+
+
+async def _hurry(signals: AsyncIterator[int], hurry: Callable[[], None]) -> None:
+    async for _ in signals:
+        hurry()
 
 
 async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:

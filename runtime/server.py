@@ -90,6 +90,12 @@ class RunningServer:
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
     grpc: GrpcChild | None = attrs.field(default=None, repr=False)
     """The gRPC binding (`grpc.port`, `grpc.monitor.statistics()`) when it is on."""
+    calls: GracefulCalls | None = attrs.field(default=None, repr=False)
+
+    def hurry(self) -> None:
+        """Cut a graceful stop's `shutdown_grace` short (a second SIGTERM)."""
+        if self.calls is not None:
+            self.calls.hurry()
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -297,7 +303,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept, grpc=grpc)
+                                    push=push, supervisor=tree, accept=accept, grpc=grpc,
+                                    calls=calls)
                 # Client calls first, while the workers still run their tasks: no new
                 # claims here meanwhile, new requests refused, those in flight get the grace.
                 dispatcher.drain(HANDOVER_REASON)

@@ -181,3 +181,29 @@ async def test_the_grace_runs_out_on_virtual_time(autojump_clock: trio.testing.M
     start = trio.current_time()
     await idle.stop(20.0)
     assert trio.current_time() == start
+
+
+async def test_a_second_signal_cuts_the_grace_short(autojump_clock: trio.testing.MockClock
+                                                   ) -> None:
+    """`hurry()` (the CLI's second SIGTERM) lets go of the calls at once, mid-grace."""
+    release = CallRelease()
+    entered = trio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        entered.set()
+        with release.hold():
+            await trio.sleep_forever()
+
+    calls = GracefulCalls(app, release)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(calls, {"type": "http", "path": "/message:send"}, None, None)
+        await entered.wait()
+        start = trio.current_time()
+
+        async def second_signal() -> None:
+            await trio.sleep(3)
+            calls.hurry()
+        nursery.start_soon(second_signal)
+        counts = await calls.stop(20.0)
+        assert trio.current_time() - start == 3.0 and counts["requests_answered"] == 1
+    assert release.released
