@@ -62,13 +62,16 @@ class Calls:
 
     def __init__(self) -> None:
         self.results: dict[str, Any] = {}
+        self.opened: dict[str, trio.Event] = {}
 
     async def stream(self, http: httpx.AsyncClient, name: str, path: str, body: str,
                      headers: dict[str, str]) -> None:
         raw = b""
+        opened = self.opened.setdefault(name, trio.Event())
         async with http.stream("POST", path, content=body, headers=headers) as response:
             async for chunk in response.aiter_bytes():
                 raw += chunk
+                opened.set()  # its first event (the task) has come
         self.results[name] = raw
 
     async def blocking(self, http: httpx.AsyncClient, name: str, path: str, body: str,
@@ -83,7 +86,7 @@ def _events(raw: bytes) -> list[dict[str, Any]]:
 
 async def _run(grace: float, open_gate: bool, caplog: pytest.LogCaptureFixture
                ) -> tuple[Calls, httpx.Response, str]:
-    controls = Started(4)
+    controls = Started(5)
     config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
                           shutdown_grace=grace, local_workers=1, max_concurrent_tasks=8)
     calls = Calls()
@@ -101,7 +104,19 @@ async def _run(grace: float, open_gate: bool, caplog: pytest.LogCaptureFixture
                 nursery.start_soon(calls.blocking, http, "rest", "/message:send",
                                    json.dumps({"message": user_message("wait")}),
                                    {"Content-Type": "application/json"})
+                submitted = (await http.post("/", headers=V1, content=json.dumps({
+                    "jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                    "params": {"message": user_message("wait"),
+                               "configuration": {"returnImmediately": True}}}))).json()
+                task_id = submitted["result"]["task"]["id"]
                 await controls.all_started.wait()
+                nursery.start_soon(calls.stream, http, "subscribe", "/", json.dumps({
+                    "jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask",
+                    "params": {"id": task_id}}), V1)
+                nursery.start_soon(calls.stream, http, "rest_subscribe",
+                                   f"/tasks/{task_id}:subscribe", "", {})
+                for name in ("subscribe", "rest_subscribe"):
+                    await calls.opened.setdefault(name, trio.Event()).wait()
 
                 async def during_the_grace() -> None:
                     await _draining(http)
@@ -121,16 +136,17 @@ async def test_calls_finish_within_the_grace_when_their_tasks_end(
     calls, refused, stopped = await _run(30.0, True, caplog)
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert "shutting down" in refused.json()["error"]["message"]
-    for name in ("stream", "stream03"):
+    for name in ("stream", "stream03", "subscribe", "rest_subscribe"):
         raw = calls.results[name]
         assert FINAL_FRAME not in raw
         last = _events(raw)[-1]
-        status = last["result"].get("statusUpdate", last["result"]).get("status")
+        last = last.get("result", last)  # HTTP+JSON: no JSON-RPC envelope
+        status = last.get("statusUpdate", last).get("status")
         assert status["state"] in ("TASK_STATE_COMPLETED", "completed")
     assert calls.results["blocking"]["result"]["task"]["status"]["state"] == \
         "TASK_STATE_COMPLETED"
     assert calls.results["rest"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
-    assert ("client calls in the grace: 2 request(s) and 2 stream(s) finished, 0 request(s) "
+    assert ("client calls in the grace: 2 request(s) and 4 stream(s) finished, 0 request(s) "
             "answered as the task stood, 0 stream(s) closed, 1 refused") in stopped
 
 
@@ -138,7 +154,7 @@ async def test_at_the_end_of_the_grace_streams_close_and_blocking_sends_answer(
         caplog: pytest.LogCaptureFixture) -> None:
     calls, refused, stopped = await _run(0.5, False, caplog)
     assert refused.status_code == 503
-    for name in ("stream", "stream03"):
+    for name in ("stream", "stream03", "subscribe", "rest_subscribe"):
         raw = calls.results[name]
         assert raw.endswith(FINAL_FRAME), raw[-300:]
         assert all("error" not in event for event in _events(raw))  # the task is not failed
@@ -147,7 +163,7 @@ async def test_at_the_end_of_the_grace_streams_close_and_blocking_sends_answer(
         "TASK_STATE_WORKING"
     assert calls.results["rest"]["task"]["status"]["state"] == "TASK_STATE_WORKING"
     assert ("client calls in the grace: 0 request(s) and 0 stream(s) finished, 2 request(s) "
-            "answered as the task stood, 2 stream(s) closed, 1 refused") in stopped
+            "answered as the task stood, 4 stream(s) closed, 1 refused") in stopped
 
 
 async def test_the_grace_runs_out_on_virtual_time(autojump_clock: trio.testing.MockClock

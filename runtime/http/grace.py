@@ -85,7 +85,7 @@ class GracefulCalls:
             await self.app(scope, receive, send)
             return
         if self.stopping:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         call = _Call()
 
@@ -105,15 +105,18 @@ class GracefulCalls:
             self._calls.discard(call)
             self._changed.set()
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, scope: dict[str, Any], send: Any) -> None:
         self.refused += 1
         body = json.dumps({"error": {
             "code": 503, "status": "UNAVAILABLE",
             "message": "the server is shutting down: retry the request on another replica",
         }}).encode()
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"retry-after", RETRY_AFTER.encode()),
-            (b"connection", b"close"), (b"content-length", str(len(body)).encode())]})
+        headers = [(b"content-type", b"application/json"),
+                   (b"retry-after", RETRY_AFTER.encode()),
+                   (b"content-length", str(len(body)).encode())]
+        if scope.get("http_version", "1.1") in ("1.0", "1.1"):  # HTTP/2 forbids the header
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _until_idle(self) -> None:
