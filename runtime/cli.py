@@ -262,21 +262,21 @@ def tune_gc() -> None:
 
 
 async def run_server(config: ServerConfig) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, \
-            trio.open_nursery() as nursery:
-        async with open_server(config) as server:
-            print(
-                f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
-                + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
-                file=sys.stderr,
-                flush=True,
-            )
-            async for _ in signals:
-                break
-            # leaving the block is the graceful stop; a second signal cuts its grace short
-            nursery.start_soon(_hurry, signals, server.hurry)
-        nursery.cancel_scope.cancel()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            async with open_server(config) as server:
+                print(
+                    f"trio-a2a server on {server.url} (store: {config.store}, agent: "
+                    f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
+                    + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                async for _ in signals:
+                    break
+                # leaving the block is the graceful stop; a second signal cuts its grace short
+                nursery.start_soon(_hurry, signals, server.hurry)
+            nursery.cancel_scope.cancel()
 
 
 async def _hurry(signals: AsyncIterator[int], hurry: Callable[[], None]) -> None:
