@@ -32,9 +32,11 @@ from actors.task_store import *  # noqa: F403
 from actors.task_store import __all__ as _store
 from actors.task_sync import *  # noqa: F403
 from actors.task_sync import __all__ as _sync
+from actors.trace_port import *  # noqa: F403
+from actors.trace_port import __all__ as _trace
 
 __all__ = [
     *_service, *_admin, *_agent, *_approval, *_client_ids, *_dispatcher, *_push_claims,
     *_push_configs, *_push, *_release,
-    *_port, *_commit, *_store, *_sync,
+    *_port, *_commit, *_store, *_sync, *_trace,
 ]

@@ -75,6 +75,7 @@ class ServiceSettings:
     default_page_size: int = 50
     keepalive: float = 15.0
     """Seconds of silence after which a stream gets a keep-alive (SSE comment)."""
+    traceparent: Callable[[], str | None] | None = None  # tracing on: kept for the worker
     release: CallRelease = attrs.field(factory=CallRelease, eq=False)
     """A stopping server's end of the grace: blocking sends answer with the task as it is."""
 
@@ -156,6 +157,7 @@ class A2AService:
         push_cfg = cfg.task_push_notification_config if cfg else None
         if push_cfg is not None:
             self.push_configs.require_enabled()
+        trace_parent = self.settings.traceparent() if self.settings.traceparent else None
         if msg.task_id:
             record = await self._visible(msg.task_id, principal)
             task = record.task
@@ -211,6 +213,7 @@ class A2AService:
             dispatch = DispatchState(
                 route=route, request_metadata=dict(req.metadata) if req.metadata else None,
                 accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
+                trace_parent=trace_parent,
             )
             record = await self._store.create_task(task, owner=principal, push_configs=configs,
                                                    dispatch=dispatch)
@@ -221,7 +224,7 @@ class A2AService:
                 task_id=record.task_id,
                 metadata=dict(req.metadata or {}),
                 accepted_output_modes=tuple(cfg.accepted_output_modes or ()) if cfg else (),
-                principal=principal,
+                principal=principal, trace_parent=trace_parent,
             )
         )
         return record

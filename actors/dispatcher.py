@@ -137,7 +137,9 @@ class Dispatcher(Handover, AdminOps):
         return DispatcherStatistics(
             queued=len(self._queue), leased=len(leases), workers=len(self._workers),
             claims=leases.claims, expired=leases.expired, stale_writes=leases.stale_writes,
-            rescans=self._follower.rescans,
+            rescans=self._follower.rescans, retries=leases.retries,
+            queued_by_agent=self._queue.depth_by_agent(),
+            worker_load=self._workers.load(),
         )
 
     def _wake(self) -> None:
@@ -195,8 +197,10 @@ class Dispatcher(Handover, AdminOps):
             return
         dispatch = record.dispatch
         wanted = attrs.evolve(dispatch, request_metadata=dict(req.metadata) or None,
-                              accepted_output_modes=tuple(req.accepted_output_modes))
-        if (req.metadata or req.accepted_output_modes) and wanted != dispatch:
+                              accepted_output_modes=tuple(req.accepted_output_modes),
+                              trace_parent=req.trace_parent or dispatch.trace_parent)
+        if (req.metadata or req.accepted_output_modes or req.trace_parent) and (
+                wanted != dispatch or wanted.trace_parent != dispatch.trace_parent):
             dispatch = wanted  # a continuation brought new request metadata
             await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
         self._enqueue(req.task_id, dispatch.route)

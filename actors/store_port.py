@@ -148,6 +148,9 @@ class DispatchState:
     repeat it, and a lease that runs out ends the task canceled rather than queued
     again. Stored with the task so that it reaches every replica and survives a
     restart. Reset by each claim."""
+    trace_parent: str | None = attrs.field(default=None, eq=False)
+    """The W3C `traceparent` of the request that (re)started the run (tracing on):
+    the grant carries it to the worker, whose session continues that trace."""
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self, recurse=True)
@@ -177,6 +180,7 @@ class DispatchState:
                                       data.get("attempts", 0))),
             cancel_requested=bool(data.get("cancel_requested", False)),
             agent_state=data.get("agent_state"),  # type: ignore[arg-type]
+            trace_parent=data.get("trace_parent"),  # type: ignore[arg-type]
         )
 
 

@@ -156,8 +156,11 @@ class Committer:
     """
 
     def __init__(self, backend: TaskBackend, on_finished: Callable[[str], None], *,
-                 write_queue: int, max_batch: int) -> None:
+                 write_queue: int, max_batch: int,
+                 observe: Callable[[int, float], None] | None = None) -> None:
         self._backend = backend
+        self._observe = observe
+        """Told (writes, seconds) of each batch committed: the store's metrics."""
         self._on_finished = on_finished
         self._send, self._recv = trio.open_memory_channel[PendingWrite](write_queue)
         self._max_batch = max_batch
@@ -240,7 +243,10 @@ class Committer:
                 if not live:
                     return
                 self.biggest_batch = max(self.biggest_batch, len(live))
+                started = trio.current_time()
                 await self._store(live)
+                if self._observe is not None:
+                    self._observe(len(live), trio.current_time() - started)
 
     def _current(self, writes: list[PendingWrite]) -> list[PendingWrite]:
         """The writes still built on their task's state; the others (queued on top of

@@ -67,6 +67,7 @@ from actors.task_commit import (
 )
 from actors.task_sync import RemoteChanges, RemoteSync
 from actors.task_writes import DispatchChange, first_write, next_write
+from actors.trace_port import StoreSpan, span_or_nothing
 from protocol.models import Message, StreamResponse, Task
 from protocol.states import is_terminal
 
@@ -125,6 +126,8 @@ class ServerTaskStore:
         poll_interval: float = 5.0,
         feed: ChangeFeed | None = None,
         conflict_retries: int = 3,
+        observe_commit: Callable[[int, float], None] | None = None,
+        span: StoreSpan | None = None,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -134,7 +137,8 @@ class ServerTaskStore:
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._conflict_retries = conflict_retries
         self._committer = Committer(backend, self._remember_finished, write_queue=write_queue,
-                                    max_batch=max_batch)
+                                    max_batch=max_batch, observe=observe_commit)
+        self._span = span  # tracing on: a span around each create and waited-for write
         if feed is None and isinstance(backend, ChangeFeed):
             feed = backend
         self._sync = None if feed is None else RemoteSync(
@@ -162,6 +166,15 @@ class ServerTaskStore:
             remote_changes=0 if self._sync is None else self._sync.notified,
             found_by_poll=0 if self._sync is None else self._sync.found_by_poll,
         )
+
+    def tasks_by_state(self) -> dict[str, int]:
+        """The cached tasks by committed state (every unfinished task this process
+        serves, and the recently finished ones), counted when asked: for a scrape."""
+        counts: dict[str, int] = {}
+        for entry in self._entries.values():
+            state = entry.committed.state.value
+            counts[state] = counts.get(state, 0) + 1
+        return counts
 
     @property
     def shared(self) -> bool:
@@ -220,7 +233,8 @@ class ServerTaskStore:
         )
         self._entries[task.id] = entry
         try:
-            await self._committer.enqueue(entry, write, wait=True)
+            with span_or_nothing(self._span, "create", task.id):
+                await self._committer.enqueue(entry, write, wait=True)
         except BaseException:
             if (
                 entry.committed.seq == 1
@@ -279,7 +293,8 @@ class ServerTaskStore:
                                dispatch=dispatch)
             entry.head = write.record
             try:
-                await self._committer.enqueue(entry, write, wait=wait)
+                with span_or_nothing(self._span if wait else None, "write", task_id):
+                    await self._committer.enqueue(entry, write, wait=wait)
             except ConflictError as exc:
                 if attempt >= retries:
                     raise

@@ -1,6 +1,7 @@
 """Roles and permissions: the one table of what each role may do, sans-IO.
 
-Every operation of every binding names one permission (`OPERATIONS`); a role is a set
+Every operation of every binding names one permission (`OPERATIONS` for JSON-RPC and
+gRPC, whose rpcs are the 1.0 methods; `REST_OPERATIONS`; `MCP_OPERATIONS`); a role is a set
 of permissions (`ROLES`); an identity may do what any of its roles allows. Roles say
 what a credential may do with what its principal owns; which tasks it can see at all is
 decided by ownership (`protocol.identity.owner_key`), never by a role. docs/security.md
@@ -12,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "DEFAULT_ROLES",
     "OPERATIONS",
     "PERMISSIONS",
+    "MCP_OPERATIONS",
     "REST_OPERATIONS",
     "ROLES",
     "RoleTable",
@@ -44,14 +47,20 @@ _CLIENT = (*_READ, "message.send", "push.create", "push.delete", "token.manage")
 
 ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "operator": frozenset((*_CLIENT, "task.cancel")),
+    "operator": frozenset((*_CLIENT, "task.cancel", "admin")),
+    "client": frozenset((*_CLIENT, "task.cancel")),
     "agent": frozenset((*_CLIENT, "worker.link")),
     "observer": frozenset(_READ),
     "guest": frozenset(("card.public",)),
 }
-"""The built-in roles. operator: every client operation, cancel included; agent: a
-program that sends and follows tasks (no cancel) and may run as a worker; observer:
-reads; guest: the public card only."""
+"""The built-in roles. operator: every client operation, cancel included, and the admin
+API; client: every client operation, cancel included, on its own tasks only: the default
+of a token or JWT that names no roles (`DEFAULT_ROLES`), so a deployment's existing
+tokens do not gain the admin API; agent: a program that sends and follows tasks (no
+cancel) and may run as a worker; observer: reads; guest: the public card only."""
+
+DEFAULT_ROLES: tuple[str, ...] = ("client",)
+"""The roles of an identity whose token names none (`--default-roles` changes it)."""
 
 OPERATIONS: Mapping[str, str] = {
     # A2A 1.0 JSON-RPC
@@ -102,6 +111,18 @@ REST_OPERATIONS: Mapping[str, str] = {
     "card_v03": "card.extended",
 }
 """HTTP+JSON route name (`runtime.http.rest.ROUTES`) -> the permission it needs."""
+
+
+MCP_OPERATIONS: Mapping[str, str] = {
+    "send_task": "message.send",
+    "get_task": "task.get",
+    "list_tasks": "task.list",
+    "cancel_task": "task.cancel",
+    "list_agents": "card.extended",
+    "list_workers": "card.extended",
+}
+"""MCP tool (`runtime.mcp.tools`) -> the permission it needs. The agents and workers on
+offer are what the extended card tells, so the two listings need what it needs."""
 
 
 def permission_for_method(method: str) -> str | None:

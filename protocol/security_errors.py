@@ -11,7 +11,7 @@ import math
 from protocol.errors import A2AError
 
 __all__ = ["PermissionDeniedError", "RateLimitedError", "SignatureRequiredError",
-           "TenantMismatchError"]
+           "TenantMismatchError", "UnauthenticatedError"]
 
 
 class PermissionDeniedError(A2AError):
@@ -57,3 +57,14 @@ class SignatureRequiredError(A2AError):
     grpc_status = "UNAUTHENTICATED"
     http_status = 401
     default_message = "this caller's requests must be signed with its key"
+
+
+class UnauthenticatedError(A2AError):
+    """No valid credential (HTTP 401): what a binding without its own 401 answers
+    (gRPC's UNAUTHENTICATED, the token service's -32043); never says which check failed."""
+
+    code = -32043
+    reason = "UNAUTHENTICATED"
+    grpc_status = "UNAUTHENTICATED"
+    http_status = 401
+    default_message = "the credential is not valid"

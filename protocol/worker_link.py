@@ -131,7 +131,12 @@ class ClaimBody(LinkModel):
     task_id: _NonEmpty | None = None  # None: the next task waiting for this worker (a poll)
 
 
-class ClaimReply(LinkModel):
+class _Traced(LinkModel):
+    # W3C trace context (optional): a grant's is its request's, a frame's its session's
+    traceparent: str | None = None
+
+
+class ClaimReply(_Traced):
     granted: bool
     reason: str | None = None  # why not granted, e.g. NOT_CLAIMABLE
     attempt_id: str | None = None
@@ -163,7 +168,7 @@ class TokenUsage(LinkModel):
     output: int = Field(ge=0)
 
 
-class StatusBody(LinkModel):
+class StatusBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
     state: Literal["claimed", "working", "completed", "failed", "canceled", "input-required",
@@ -176,7 +181,7 @@ class StatusBody(LinkModel):
     partial_output: str | None = None
 
 
-class OutputBody(LinkModel):
+class OutputBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
     seq: int = Field(ge=1)  # per attempt, 1, 2, 3...: the server drops seq <= ackedThrough
@@ -188,7 +193,7 @@ class OutputReply(LinkModel):
     acked_through: int = Field(ge=0)  # highest seq held with no gap before it
 
 
-class ReleaseBody(LinkModel):
+class ReleaseBody(_Traced):
     task_id: _NonEmpty
     attempt_id: _NonEmpty
     # requeue: the worker gives the task back unfinished (it is stopping): queued again now

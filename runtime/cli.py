@@ -21,9 +21,10 @@ import os
 import signal
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from protocol.limits import DEPTH_CEILING
@@ -41,15 +42,28 @@ from runtime.agents.loader import AgentLoadError, load_agent
 from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
 from runtime.client.cli import run_client_command
 from runtime.client.signing import parse_hmac_key
-from runtime.flags import ENV_PREFIX, add_llm_arguments, add_worker_parser, build_parser
+from runtime.flags import (
+    ENV_PREFIX,
+    ConfigFileError,
+    add_llm_arguments,
+    add_worker_parser,
+    apply_config_file,
+    build_parser,
+    command_parser,
+)
+from runtime.flags.ops import tracer_provider
 from runtime.flags.security import security_config
 from runtime.grpc.child import grpc_missing
 from runtime.http.auth import load_tokens, parse_token_lines
 from runtime.http.card import CardSettings
 from runtime.http.card_file import CardFileError, load_card_settings
-from runtime.logs import JsonLogFormatter, setup_logging
+from runtime.logs import JsonLogFormatter, banner, log_fatal, setup_logging
+from runtime.observe import Tracing
+from runtime.observe.instruments import use_worker_metrics
+from runtime.observe.worker_metrics import WorkerMetrics, open_metrics_endpoint
 from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
+from runtime.supervisor import unwrap_single
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
 __all__ = [
@@ -176,6 +190,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_attempts=args.max_attempts,
         max_output_bytes=args.max_output_bytes or None,
         cancel_timeout=args.cancel_timeout,
+        access_log=args.access_log,
         security=security_config(args),
     )
     refusal = worker_link_refusal(config)
@@ -262,26 +277,22 @@ def tune_gc() -> None:
 
 
 async def run_server(config: ServerConfig) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # unwrap_single: a failed start reaches `main` as itself, not in the nursery's group
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, unwrap_single():
         async with trio.open_nursery() as nursery:
             async with open_server(config) as server:
-                print(
-                    f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                    f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
-                    + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
-                    file=sys.stderr,
-                    flush=True,
-                )
+                grpc = {"grpc_url": server.grpc.url} if server.grpc else {}
+                banner(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
+                       f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
+                       + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
+                       url=server.url, store=config.store, agent=config.agent.name,
+                       auth=bool(config.tokens), tracing=config.tracer_provider is not None,
+                       **grpc)
                 async for _ in signals:
                     break
                 # leaving the block is the graceful stop; a second signal cuts its grace short
-                nursery.start_soon(_hurry, signals, server.hurry)
+                nursery.start_soon(server.hurry_on, signals)
             nursery.cancel_scope.cancel()
-
-
-async def _hurry(signals: AsyncIterator[int], hurry: Callable[[], None]) -> None:
-    async for _ in signals:
-        hurry()
 
 
 async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
@@ -295,17 +306,20 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
             label = (f"llm: {settings.provider}/{settings.model}, approve "
                      f"{settings.approval.value}, workspace {settings.workspace}")
         signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        metrics = WorkerMetrics() if args.metrics_port is not None else None
+        stack.enter_context(use_worker_metrics(metrics))  # the sessions record into it
         worker = await stack.enter_async_context(open_worker(
             args.server, token=args.token, agent=agent, concurrency=args.concurrency,
             name=args.name, capabilities=[c.strip() for c in args.capability],
             list_models=list_models, config=config, transport=args.transport))
-        print(
-            f"trio-a2a worker {worker.worker_id} ({worker.name}) for {', '.join(args.server)} "
-            f"(agent: {label}, concurrency: {args.concurrency}, "
-            f"transport: {args.transport})",
-            file=sys.stderr,
-            flush=True,
-        )
+        fields: dict[str, Any] = {}
+        if metrics is not None:  # served until the worker has stopped
+            fields["metrics_url"] = await stack.enter_async_context(open_metrics_endpoint(
+                metrics, worker.statistics, args.metrics_host, args.metrics_port))
+        banner(f"trio-a2a worker {worker.worker_id} ({worker.name}) for "
+               f"{', '.join(args.server)} (agent: {label}, concurrency: {args.concurrency}, "
+               f"transport: {args.transport})", worker_id=worker.worker_id,
+               server=list(args.server), **fields)
         async for _ in signals:
             break
         # The graceful stop: running tasks get the grace to finish, then go back to the
@@ -342,16 +356,26 @@ def run_migrate(url: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    top = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = top.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
+    parser = command_parser(top, args.command)  # a usage error shows this command's usage
+    if args.command == "server" and args.config:
+        try:  # flags and environment win over the file
+            args = apply_config_file(args, parser, argv[argv.index("server") + 1:],
+                                     args.config, build_parser)
+        except ConfigFileError as exc:
+            parser.error(str(exc))
     setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     if args.command == "server":
         try:
             config = server_config(args)
         except ValueError as exc:
             parser.error(str(exc))
+        provider = tracer_provider(parser, "trio-a2a-server", args.otel)
+        config = attrs.evolve(config, tracer_provider=provider)
         if args.log_level != "debug":
             # The embedded workers' per-task lines (session started, task released)
             # repeat the server's own "task released over the link"; keep their warnings.
@@ -360,14 +384,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             trio.run(run_server, config)
         except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
-            print(f"error: {exc}", file=sys.stderr)
+            log_fatal(args.log_format, exc)
             return 1
+        finally:
+            if provider is not None:
+                provider.shutdown()  # exports the spans still batched
         return 0
     if args.command == "worker":
         try:
             config = worker_config(args)
         except ValueError as exc:
             parser.error(str(exc))
+        provider = tracer_provider(parser, "trio-a2a-worker", args.otel)
+        if provider is not None:
+            config = attrs.evolve(config,
+                                  sessions=Tracing(provider).session_config(config.sessions))
         # As with `python -m`, an --agent import path is found from the current
         # directory even when started through the `trio-a2a` console script.
         if "" not in sys.path and os.getcwd() not in sys.path:
@@ -392,8 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (WorkerRejected, ValueError) as exc:
             # The flags were checked above: what fails once the worker runs (the server
             # refusing it, a provider's settings) is an error, not a usage problem.
-            print(f"error: {exc}", file=sys.stderr)
+            log_fatal(args.log_format, exc)
             return 1
+        finally:
+            if provider is not None:
+                provider.shutdown()
         return 0
     if args.command == "migrate":
         if not args.database_url:

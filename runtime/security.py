@@ -7,7 +7,7 @@ setting is described in docs/security.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from runtime.http.card import CardDocument
 from runtime.http.card_signing import CardSigner
 from runtime.http.common import AppState, ASGIApp
 from runtime.http.cors import Cors, CorsSettings
-from runtime.http.identity import Authenticator, IdentityTokenAuth
+from runtime.http.identity import Authenticator
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
 from runtime.http.request_signing import SignatureCheck
@@ -30,7 +30,8 @@ from runtime.http.token_routes import token_methods, token_routes
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
 __all__ = ["Secured", "SecurityConfig", "build_authenticator", "build_rate_limiter",
-           "open_security", "open_token_service"]
+           "link_closed", "open_security", "open_token_service", "shared_state",
+           "worker_link_refusal"]
 
 
 @attrs.frozen
@@ -44,9 +45,9 @@ class SecurityConfig:
     """Accept JWT bearer tokens (an identity provider's, or signed with a shared secret)."""
     roles: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     """More roles, or built-in ones redefined: name -> permissions."""
-    default_roles: tuple[str, ...] = ("operator",)
+    default_roles: tuple[str, ...] = ("client",)
     """Roles of a static token without `roles=`."""
-    anonymous_roles: tuple[str, ...] = ("operator",)
+    anonymous_roles: tuple[str, ...] = ("client",)
     """Roles of every caller while auth is off."""
     rate_limit: RateLimit | None = None
     """Requests per principal (within its tenant); None: unlimited."""
@@ -60,9 +61,39 @@ class SecurityConfig:
     """HMAC request signatures: checked when present, required if so set; None: off."""
     card_signer: CardSigner | None = None
     """Sign the agent card (JWS in `signatures`); None: unsigned."""
+    worker_identities: bool = False
+    """Let identities (static tokens, JWTs, token-service tokens) whose roles grant
+    `worker.link` (agent, admin) and that have no tenant connect workers, beside the
+    worker tokens (`--worker-identities`)."""
 
     def role_table(self) -> RoleTable:
         return RoleTable(self.roles)
+
+
+def link_closed(config: Any) -> bool:
+    """Client auth is on and the worker link has no tokens of its own, nor leave to be
+    open: then it takes only identities holding `worker.link`, if configured to."""
+    client_auth = bool(config.tokens) or config.security.jwt is not None
+    return client_auth and not config.worker_tokens and not config.open_worker_link
+
+
+def worker_link_refusal(config: Any) -> str | None:
+    """Why the server must not start with this worker link (one line naming the
+    flags that fix it), or None.
+
+    With client auth on, a worker link without worker credentials would hand any
+    principal's task to whoever connects. When only remote workers could run the
+    tasks (no embedded ones), that is a configuration error; with embedded workers
+    the link stays closed to remote ones instead (`runtime.link.endpoint`)."""
+    if link_closed(config) and config.local_workers == 0 and not (
+            config.security.worker_identities):
+        return ("client tokens are set but no worker tokens, and without them anyone could "
+                "take tasks on the worker link: give worker tokens with --worker-tokens-file "
+                "(or TRIO_A2A_WORKER_TOKENS; ServerConfig.worker_tokens), let identities "
+                "holding 'worker.link' connect workers with --worker-identities, or pass "
+                "--open-worker-link (ServerConfig.open_worker_link) to leave the link open "
+                "on purpose")
+    return None
 
 
 def build_authenticator(security: SecurityConfig, tokens: Mapping[str, str],
@@ -83,20 +114,33 @@ def build_rate_limiter(security: SecurityConfig) -> RateLimiter | None:
     return RateLimiter(principal=security.rate_limit, tenant=security.tenant_rate_limit)
 
 
+def shared_state(store: str, backend: Any) -> Any:
+    """What the replicas of one database share for the security model (revocations,
+    nonces): `PostgresSecurityState` with --store postgres; None for a store of one
+    process (memory, SQLite), where this process's own state is the whole truth."""
+    if store != "postgres" or backend is None:
+        return None
+    from runtime.store.postgres_security import PostgresSecurityState  # psycopg: postgres only
+
+    return PostgresSecurityState(backend)
+
+
 @asynccontextmanager
 async def open_token_service(security: SecurityConfig, authenticator: Authenticator, *,
-                             store: str, sqlite_file: Path | None
+                             store: str, sqlite_file: Path | None, shared: Any = None
                              ) -> AsyncIterator[TokenService | None]:
-    """The token service, its revocations kept in the task store's database, and its
-    access tokens accepted by `authenticator`; None when it is off."""
+    """The token service, its revocations kept in the task store's database (`shared`
+    for PostgreSQL, else the SQLite file), and its access tokens accepted by
+    `authenticator`; None when it is off."""
     settings = security.token_service
     if settings is None:
         yield None
         return
-    if store == "postgres":
-        raise ValueError("the token service keeps its revocations in SQLite or memory for "
-                         "now; it cannot run with --store postgres")
-    async with open_revocations(sqlite_file if store == "sqlite" else None) as revocations:
+    if store == "postgres" and shared is None:
+        raise ValueError("the token service with --store postgres needs the store's "
+                         "database to keep its revocations in")
+    async with open_revocations(sqlite_file if store == "sqlite" else None,
+                                shared=shared) as revocations:
         service = TokenService(settings, revocations, authenticator.api_key)
         authenticator.issuers.append(service.identify)
         yield service
@@ -112,7 +156,10 @@ class Secured:
     authenticator: Authenticator
     tokens: TokenService | None
     token_auth: TokenAuth
-    """The principal-only view the gRPC and /mcp bindings use (`IdentityTokenAuth`)."""
+    """The static client tokens by principal alone (the worker link refuses them)."""
+    shared: Any = None
+    """What the replicas share (`shared_state`): request-signing nonces; None: this
+    process keeps its own."""
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +168,25 @@ class Secured:
     @property
     def auth_schemes(self) -> tuple[str, ...]:
         return ("bearer",) if self.enabled else ()
+
+    @property
+    def worker_identities(self) -> Callable[[str | None], Awaitable[str | None]] | None:
+        """The worker link's check of identities (`SecurityConfig.worker_identities`):
+        the principal of a credential whose roles grant `worker.link` and that has no
+        tenant (a worker runs every tenant's tasks), else None; None when off."""
+        authn = self.authenticator
+        if not self.security.worker_identities or not authn.enabled:
+            return None
+
+        async def principal(authorization: str | None) -> str | None:
+            identity = await authn.identify(authorization)
+            if identity is None or identity.via == "anonymous" or identity.tenant:
+                return None
+            if not authn.roles.allows(identity.roles, "worker.link"):
+                return None
+            return identity.principal
+
+        return principal
 
     def card(self, document: CardDocument) -> CardDocument:
         signer = self.security.card_signer
@@ -142,21 +208,23 @@ class Secured:
     def app(self, app: ASGIApp, max_body: int) -> ASGIApp:
         """`app` behind the request-signature check and CORS, when configured."""
         if self.security.request_signing is not None:
-            app = SignatureCheck(self.security.request_signing, app, max_body=max_body)
+            app = SignatureCheck(self.security.request_signing, app, max_body=max_body,
+                                 shared=self.shared)
         if self.security.cors is not None:
             app = Cors(self.security.cors, app)
         return app
 
 
 @asynccontextmanager
-async def open_security(config: Any) -> AsyncIterator[Secured]:
+async def open_security(config: Any, backend: Any = None) -> AsyncIterator[Secured]:
     """The security of a `ServerConfig` (its `security`, `tokens`, `worker_tokens`,
-    `store` and `data_dir`): ValueError for an unknown role; the token service open
-    while the block runs."""
+    `store` and `data_dir`) over the task store's `backend`: ValueError for an unknown
+    role; the token service open while the block runs."""
     authenticator = build_authenticator(config.security, config.tokens,
                                         TokenAuth(config.worker_tokens))
+    shared = shared_state(config.store, backend)
     async with open_token_service(config.security, authenticator, store=config.store,
-                                  sqlite_file=Path(config.data_dir) / "tasks.sqlite3"
-                                  ) as tokens:
+                                  sqlite_file=Path(config.data_dir) / "tasks.sqlite3",
+                                  shared=shared) as tokens:
         yield Secured(config.security, authenticator, tokens,
-                      IdentityTokenAuth(config.tokens, authenticator))
+                      TokenAuth(config.tokens), shared)

@@ -24,7 +24,6 @@ import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import attrs
 import trio
@@ -33,7 +32,6 @@ from actors.a2a_service import A2AService, ServiceSettings
 from actors.dispatcher import Dispatcher
 from actors.push_delivery import PushDelivery
 from actors.release import CallRelease
-from actors.store_port import TaskBackend
 from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.models import AgentSkill
@@ -45,6 +43,7 @@ from runtime.http.card import CardDocument, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
 from runtime.http.grace import GracefulCalls
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
+from runtime.http.listener import listen_socket as _listen  # (tests import it from here)
 from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
@@ -53,9 +52,10 @@ from runtime.link.handover import REASON as HANDOVER_REASON
 from runtime.link.handover import LocalStops, hand_over
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
-from runtime.security import open_security
-from runtime.server_config import ServerConfig, link_closed, worker_link_refusal
-from runtime.store import open_memory_backend, open_sqlite_backend
+from runtime.observe import ServerObservability
+from runtime.security import link_closed, open_security, worker_link_refusal
+from runtime.server_config import ServerConfig
+from runtime.store.choose import open_backend
 from runtime.supervisor import ChildSpec, Supervisor, unwrap_single
 from runtime.worker import RunningWorker, WorkerConfig, open_worker
 
@@ -97,49 +97,18 @@ class RunningServer:
         if self.calls is not None:
             self.calls.hurry()
 
+    async def hurry_on(self, signals: AsyncIterator[object]) -> None:
+        """`hurry()` on each of `signals` (the CLI's signals after the first)."""
+        async for _ in signals:
+            self.hurry()
+
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
 
 
-@contextlib.asynccontextmanager
-async def open_backend(config: ServerConfig) -> AsyncIterator[TaskBackend]:
-    if config.store == "memory":
-        async with open_memory_backend() as backend:
-            yield backend
-    elif config.store == "sqlite":
-        path = Path(config.data_dir) / "tasks.sqlite3"
-        async with open_sqlite_backend(path, synchronous=config.sqlite_synchronous) as backend:
-            yield backend
-    elif config.store == "postgres":
-        if not config.database_url:
-            raise ValueError("store 'postgres' needs a database URL (--database-url or "
-                             "TRIO_A2A_DATABASE_URL)")
-        # imported here: psycopg is a cost only a server on PostgreSQL pays
-        from runtime.store.postgres import open_postgres_backend
-
-        async with open_postgres_backend(config.database_url,
-                                         pool_size=config.database_pool_size) as backend:
-            yield backend
-    else:
-        raise ValueError(f"unknown store {config.store!r}: use 'sqlite', 'memory' or 'postgres'")
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
 async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
-                            workers: list[RunningWorker], stopping: LocalStops, index: int, *,
+                            workers: list[RunningWorker], stopping: LocalStops,
+                            obs: ServerObservability, index: int, *,
                             task_status: trio.TaskStatus[None]) -> None:
     """One embedded worker: `open_worker` over the in-process link, ready once registered.
     On a graceful stop it stops its sessions (the server then queues their tasks again)
@@ -151,8 +120,8 @@ async def _run_local_worker(config: ServerConfig, endpoint: WorkerLinkEndpoint,
                                              in_process=True),
         # No first-frame linger: with no network to save a round trip on, `working`
         # shows the moment the agent starts.
-        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=SessionConfig(
-            output=OutputConfig(first_frame_linger=0))),
+        config=WorkerConfig(reconnect=Backoff(base=0.05, max=1.0), sessions=obs.sessions(
+            SessionConfig(output=OutputConfig(first_frame_linger=0)))),
     ) as worker:
         if index < len(workers):
             workers[index] = worker
@@ -201,10 +170,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
     listening = [sock]
     outcome: dict[str, object] = {"graceful": False}
     accept = AcceptMonitor()  # one for the server's life: the listener may restart
+    obs = ServerObservability(config.tracer_provider, access_log=config.access_log)
+    if grpc is not None and obs.tracing is not None:
+        grpc.request_span = obs.tracing.request
 
     async def serve_http(app: ASGIApp, *, task_status: trio.TaskStatus[None]) -> None:
-        # The first start serves the socket bound above (its port is in the card);
-        # a restart binds the same address again.
+        # The first start serves the socket bound above; a restart binds it again.
         current = listening.pop() if listening else _listen(host, port)
         try:
             await serve_asgi(app, current, header_timeout=config.header_timeout,
@@ -216,9 +187,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
         # One failure, one exception: the tree giving up (SupervisorGaveUp) or what the
         # caller's block raised, not a group the caller has to take apart.
         with unwrap_single():
-            async with open_backend(config) as backend, open_security(config) as secured, \
+            async with open_backend(config) as backend, \
+                    open_security(config, backend) as secured, \
                     trio.open_nursery() as nursery:
-                store = ServerTaskStore(backend, poll_interval=config.store_poll_interval)
+                store = ServerTaskStore(backend, poll_interval=config.store_poll_interval,
+                                        **obs.store_ports())
                 dispatcher = Dispatcher(store, lease_ttl=config.lease_ttl,
                                         reap_interval=config.reap_interval,
                                         max_attempts=config.max_attempts,
@@ -228,7 +201,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 worker_auth = TokenAuth(config.worker_tokens)
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=secured.token_auth,
-                                              remote_open=not link_closed(config))
+                                              remote_open=not link_closed(config),
+                                              identities=secured.worker_identities)
                 workers: list[RunningWorker] = []
                 stopping = LocalStops()
                 sender = HttpxPushSender(timeout=config.push_timeout,
@@ -236,11 +210,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 push = PushDelivery(store, sender, max_attempts=config.push_max_attempts,
                                     replica_id=replica_id, claim_ttl=config.push_lease_ttl)
                 settings = ServiceSettings(
-                    push_notifications=config.push_notifications,
+                    push_notifications=config.push_notifications, keepalive=config.keepalive,
                     allow_private_push_urls=config.allow_private_push_urls,
-                    cancel_timeout=config.cancel_timeout,
-                    keepalive=config.keepalive, release=CallRelease(),
-                )
+                    cancel_timeout=config.cancel_timeout, traceparent=obs.traceparent,
+                    release=CallRelease())
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
                 card = LiveCard(render_card, dispatcher.worker_skills)
@@ -269,14 +242,14 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
 
                     mcp = McpEndpoint(McpTools(service, dispatcher.connected_workers,
                                                limits=config.limits),
-                                      secured.token_auth, worker_auth=worker_auth,
-                                      max_body=config.max_body)
+                                      state, max_body=config.max_body)
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
                 state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)
+                # inside the observing layer: the 503s of a stopping server are counted
                 calls = GracefulCalls(secured.app(create_asgi(state), config.max_body),
                                       settings.release)
-                app: ASGIApp = calls
+                app = obs.wrap(calls, dispatcher, store, push, workers, endpoint, grpc)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -285,7 +258,7 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                         ChildSpec("store", store.run),
                         ChildSpec("dispatcher", dispatcher.run),
                         *(ChildSpec(f"local-worker-{i}", functools.partial(
-                            _run_local_worker, config, endpoint, workers, stopping, i))
+                            _run_local_worker, config, endpoint, workers, stopping, obs, i))
                           for i in range(config.local_workers)),
                         ChildSpec("push", push.run),
                         ChildSpec("http", functools.partial(serve_http, app),

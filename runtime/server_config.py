@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -20,7 +20,7 @@ from runtime.agents import echo_agent
 from runtime.http.card import CardSettings
 from runtime.security import SecurityConfig
 
-__all__ = ["ServerConfig", "link_closed", "worker_link_refusal"]
+__all__ = ["ServerConfig"]
 
 _LIMITS = Limits()  # the defaults
 
@@ -133,6 +133,11 @@ class ServerConfig:
     every third of it). With several replicas, one whose replica died is taken over by
     another within about 4/3 of it; a replica that stops gracefully hands its over at once."""
     security: SecurityConfig = SecurityConfig()  # identities, limits... (docs/security.md)
+    access_log: bool = False
+    """Log one line per HTTP request (logger `runtime.access`)."""
+    tracer_provider: Any = None
+    """An OpenTelemetry TracerProvider: spans of requests, store writes and the
+    embedded workers' sessions (`runtime.observe.tracing`). None: no tracing, at no cost."""
 
     @port.validator
     def _port_in_range(self, _: attrs.Attribute[int], value: int) -> None:
@@ -165,26 +170,3 @@ class ServerConfig:
         shared = sorted(self.tokens.keys() & value.keys())
         if shared:
             raise ValueError(f"{len(shared)} token(s) are both client and worker tokens")
-
-
-def link_closed(config: ServerConfig) -> bool:
-    """Client auth is on and the link has no tokens of its own, nor leave to be open."""
-    client_auth = bool(config.tokens) or config.security.jwt is not None
-    return client_auth and not config.worker_tokens and not config.open_worker_link
-
-
-def worker_link_refusal(config: ServerConfig) -> str | None:
-    """Why the server must not start with this worker link (one line naming the
-    flags that fix it), or None.
-
-    With client auth on, a worker link without worker tokens would hand any
-    principal's task to whoever connects. When only remote workers could run the
-    tasks (no embedded ones), that is a configuration error; with embedded workers
-    the link stays closed to remote ones instead (`runtime.link.endpoint`)."""
-    if link_closed(config) and config.local_workers == 0:
-        return ("client tokens are set but no worker tokens, and without them anyone could "
-                "take tasks on the worker link: give worker tokens with --worker-tokens-file "
-                "(or TRIO_A2A_WORKER_TOKENS; ServerConfig.worker_tokens), or pass "
-                "--open-worker-link (ServerConfig.open_worker_link) to leave the link open "
-                "on purpose")
-    return None

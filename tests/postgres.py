@@ -64,7 +64,9 @@ def postgres_url(postgres_session_db: str) -> str:
     with psycopg.connect(postgres_session_db, autocommit=True) as conn:
         conn.execute(
             "DO $$ BEGIN IF to_regclass('tasks') IS NOT NULL THEN"
-            " TRUNCATE tasks, events, push_configs RESTART IDENTITY; END IF; END $$")
+            " TRUNCATE tasks, events, push_configs RESTART IDENTITY; END IF;"
+            " IF to_regclass('token_revocations') IS NOT NULL THEN"
+            " TRUNCATE token_revocations, request_nonces; END IF; END $$")
     return postgres_session_db
 
 

@@ -21,7 +21,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30  # each process starts Python and imports the runtime
 USAGE = "python -m runtime server: error: "  # argparse, on the subcommand's flags
-CHECK = "python -m runtime: error: "  # the checks after parsing
+CHECK = USAGE  # the checks after parsing: also the subcommand's usage
 
 
 async def _server_all(*cases: list[str], env: dict[str, str] | None = None,

@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IO_LIBS = {"trio", "httpx", "quart", "quart_trio", "hypercorn", "trio_websocket", "sqlite3",
            "h11", "anyio", "asyncio", "socket"}
-FRAMEWORKS = {"quart", "quart_trio", "hypercorn", "httpx", "sqlite3", "h11", "werkzeug"}
+FRAMEWORKS = {"quart", "quart_trio", "hypercorn", "httpx", "sqlite3", "h11", "werkzeug",
+              "prometheus_client", "opentelemetry"}  # metrics and traces: runtime.observe
 
 
 def imported_roots(package: str) -> dict[str, set[str]]:
@@ -157,21 +158,23 @@ def test_import_cycle_finder_sees_a_cycle() -> None:
 # "Where things live"); the top-level modules (server, cli, flags) wire everything.
 RUNTIME_IMPORTS = {
     "runtime.http": (),
-    "runtime.admin": ("runtime.http.common", "runtime.http.sse"),
+    "runtime.admin": ("runtime.http.common", "runtime.http.sse", "runtime.http.identity"),
     "runtime.client": (),
     "runtime.store": (),
     "runtime.supervisor": (),
     "runtime.secrets": (),
     "runtime.link": ("runtime.http.common", "runtime.http.auth", "runtime.http.sse",
                      "runtime.supervisor"),
-    "runtime.worker": ("runtime.agents", "runtime.supervisor"),
-    "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard"),
-    "runtime.providers": ("runtime.secrets",),
+    "runtime.observe": (),
+    "runtime.worker": ("runtime.agents", "runtime.supervisor", "runtime.observe"),
+    "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard",
+                    "runtime.http.gate", "runtime.http.signing_settings"),
+    "runtime.providers": ("runtime.secrets", "runtime.observe"),
     "runtime.tools": ("runtime.secrets",),
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
-                       "runtime.client"),
+                       "runtime.client", "runtime.observe"),
     "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
-                     "runtime.supervisor"),
+                     "runtime.http.gate", "runtime.supervisor"),
 }
 
 

@@ -128,6 +128,8 @@ class Leases:
         self._cancel_requested: set[str] = set()
         self.claims = 0
         self.expired = 0
+        self.retries = 0
+        """Expired leases whose task was queued again (a retry)."""
         self.stale_writes = 0
 
     # --- the index (per process) -----------------------------------------------------
@@ -426,9 +428,12 @@ class Leases:
             retry = f"{why}; retrying (attempt {tried + 1} of {self._max_attempts})"
             events = (*_rollback(head), _status(head, TaskState.WORKING, retry))
         try:
-            return await self._store.write(task_id, events, dispatch=dispatch, check=unchanged)
+            record = await self._store.write(task_id, events, dispatch=dispatch, check=unchanged)
         except IllegalTransition:
-            return await self._store.write(task_id, (), dispatch=dispatch, check=unchanged)
+            record = await self._store.write(task_id, (), dispatch=dispatch, check=unchanged)
+        if not is_terminal(record.state):
+            self.retries += 1
+        return record
 
 
 def _keep_state(dispatch: DispatchState, saved: dict[str, Any] | None) -> DispatchState:

@@ -156,6 +156,14 @@ class TaskQueue:
                 best, chosen = (neg_priority, arrival), task_id
         return chosen
 
+    def depth_by_agent(self) -> dict[str, int]:
+        """Queued tasks by the agent their route asks for ("" for any agent)."""
+        depths: dict[str, int] = {}
+        for _, _, route in self._entries.values():
+            key = route.agent or ""
+            depths[key] = depths.get(key, 0) + 1
+        return depths
+
     def count(self, accepts: Callable[[Route], bool]) -> int:
         """How many queued tasks `accepts` takes."""
         return sum(1 for _, _, route in self._entries.values() if accepts(route))

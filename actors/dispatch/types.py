@@ -9,7 +9,7 @@ apart so that each of those parts can name them without importing the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -44,6 +44,8 @@ class RunRequest:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     accepted_output_modes: Sequence[str] = ()
     principal: str = ""
+    trace_parent: str | None = None
+    """The W3C traceparent of the request (tracing on), for the worker's session."""
 
 
 class StaleAttempt(Exception):
@@ -177,3 +179,9 @@ class DispatcherStatistics:
     rescans: int = 0
     """Reconciliations of the queue and lease index with the store (the rebuild at
     start, then on a store other replicas share, the fallback rescans)."""
+    retries: int = 0
+    """Of the expired leases, those whose task was queued again."""
+    queued_by_agent: Mapping[str, int] = attrs.field(factory=dict)
+    """Queued tasks by the agent their route names ("" for any)."""
+    worker_load: tuple[tuple[str, int, int], ...] = ()
+    """(name, leases held, slots) of each connected worker."""

@@ -103,6 +103,11 @@ class ConnectedWorkers:
         """The connected workers, in the order they connected."""
         return [s.info for s in self._sessions.values()]
 
+    def load(self) -> tuple[tuple[str, int, int], ...]:
+        """(name or id, leases held, slots) of each connected worker."""
+        return tuple((s.info.name or s.info.worker_id, len(s.active), s.info.max_concurrent)
+                     for s in self._sessions.values())
+
     def __len__(self) -> int:
         return len(self._sessions)
 

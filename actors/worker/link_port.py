@@ -25,6 +25,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from actors.trace_port import CurrentTraceparent
 from protocol.worker_link import (
     INTERNAL,
     STALE_ATTEMPT,
@@ -98,10 +99,16 @@ class Backoff:
         return delay * (1 + self.jitter * rng.uniform(-1, 1))
 
 
-class LinkSlot:
-    """The worker's current registered connection, for actors that outlive it."""
+_TRACED_OPS = frozenset({"status", "output", "release"})
 
-    def __init__(self) -> None:
+
+class LinkSlot:
+    """The worker's current registered connection, for actors that outlive it.
+    `traceparent` (tracing on) stamps a session's status, output and release frames
+    with its trace context, so the server handles them in the session's trace."""
+
+    def __init__(self, traceparent: CurrentTraceparent | None = None) -> None:
+        self._traceparent = traceparent
         self._link: Link | None = None
         self._registration: RegisterReply | None = None
         self._up = trio.Event()
@@ -159,6 +166,8 @@ class LinkSlot:
         link = self._link
         if link is None:
             raise LinkDown("not connected to the server")
+        if self._traceparent is not None and op in _TRACED_OPS:
+            body = body.model_copy(update={"traceparent": self._traceparent()})
         try:
             return await link.request(op, body)
         except LinkDown:

@@ -41,6 +41,8 @@ import attrs
 import trio
 
 from actors.agent import AgentSpec, Emitter, TaskContext
+from actors.trace_port import CurrentTraceparent, SessionSpan, traced_session
+from actors.worker.grant_context import claim_context
 from actors.worker.link_port import AttemptLost, LinkSlot
 from actors.worker.output_guard import OutputGuard, OutputRefused
 from actors.worker.output_streamer import OutputConfig, OutputStreamer
@@ -78,25 +80,6 @@ def _text(message: Message | None) -> str:
     if message is None:
         return ""
     return "\n".join(p.text for p in message.parts if p.text is not None)
-
-
-def claim_context(grant: ClaimReply) -> TaskContext:
-    """The agent's view of a granted claim."""
-    if grant.task is None:
-        raise ValueError("a granted claim carries the task")
-    task = grant.task
-    history = list(grant.history if grant.history is not None else task.history or [])
-    message = grant.message
-    if message is None:
-        if not history:
-            raise ValueError(f"claim of task {task.id} carries no message to answer")
-        message = history.pop()
-    elif history and history[-1].message_id == message.message_id:
-        history.pop()
-    return TaskContext(task_id=task.id, context_id=task.context_id, message=message,
-                       history=history, task=task, metadata=dict(grant.metadata or {}),
-                       accepted_output_modes=tuple(grant.accepted_output_modes or ()),
-                       principal=grant.principal or "", context=tuple(grant.context or ()))
 
 
 class SessionActor:
@@ -235,6 +218,8 @@ class SessionConfig:
     registering) applies too, the smaller wins. None: the server's alone."""
     max_event_bytes: int = 1 << 20
     """Artifact chunks larger than this (JSON bytes) are cut into several."""
+    span: SessionSpan | None = None  # tracing on: each session's span, under the grant's
+    traceparent: CurrentTraceparent | None = None  # tracing on: stamped on its frames
 
 
 @attrs.frozen
@@ -244,6 +229,7 @@ class SessionsStatistics:
     started: int
     outcomes: Mapping[str, int]
     """Finished sessions by outcome; "lost" for those stopped without a release."""
+    coalesced: int = 0  # text chunks the output streamers folded into the one before
 
 
 @attrs.define(eq=False)
@@ -253,6 +239,7 @@ class _Running:
     actor: SessionActor
     streamer: OutputStreamer
     reporter: StatusReporter
+    traceparent: str | None = None
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
 
@@ -283,6 +270,7 @@ class Sessions:
         self._changed = trio.Event()
         self._started = 0
         self._outcomes: dict[str, int] = {}
+        self._coalesced = 0
 
     @property
     def agent_names(self) -> list[str]:
@@ -306,7 +294,10 @@ class Sessions:
 
     def statistics(self) -> SessionsStatistics:
         return SessionsStatistics(running=len(self._running), concurrency=self.concurrency,
-                                  started=self._started, outcomes=dict(self._outcomes))
+                                  started=self._started, outcomes=dict(self._outcomes),
+                                  coalesced=self._coalesced + sum(
+                                      r.streamer.statistics().coalesced
+                                      for r in self._running.values()))
 
     async def wait_changed(self) -> None:
         """Until a session starts or ends."""
@@ -365,7 +356,7 @@ class Sessions:
         reporter = StatusReporter(self._link, task_id=task_id, attempt_id=attempt_id,
                                   reports=rep_receive, output=streamer, provider=cfg.provider,
                                   model=cfg.model, config=cfg.status, rng=self._rng)
-        run = _Running(task_id, attempt_id, actor, streamer, reporter)
+        run = _Running(task_id, attempt_id, actor, streamer, reporter, grant.traceparent)
         self._running[task_id] = run
         self._started += 1
         log.info("session started", extra={"task_id": task_id, "attempt_id": attempt_id,
@@ -408,7 +399,7 @@ class Sessions:
     async def _run(self, run: _Running) -> None:
         outcome = "lost"
         try:
-            with run.scope:
+            with run.scope, traced_session(self._config.span, run):
                 async with trio.open_nursery() as nursery:
                     # No start() handshakes: the reporter's "claimed" is a report the
                     # streamer takes whenever it comes, and the session's events wait in
@@ -427,6 +418,7 @@ class Sessions:
                 log.error("session failed", extra=extra, exc_info=exc)
         finally:
             del self._running[run.task_id]
+            self._coalesced += run.streamer.statistics().coalesced
             self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
             self._wake()
 

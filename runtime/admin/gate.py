@@ -1,10 +1,15 @@
-"""Who may use the admin API: the holder of the server's admin token.
+"""Who may use the admin API: the holder of the server's admin token, or an identity
+whose roles grant the `admin` permission (the built-in operator and admin roles).
 
 The admin API is off unless the server has an admin token (`--admin-token`,
-`TRIO_A2A_ADMIN_TOKEN`): then every admin path answers 404 and every admin method
--32601, saying how to turn it on. With a token, a request without one is refused
-with 401 and a request with another token (a client's, a worker's) with 403; the
-messages never echo what was sent. Comparison is constant-time.
+`TRIO_A2A_ADMIN_TOKEN`) or client auth (tokens, JWTs, the token service), whose
+identities may hold `admin`: then every admin path answers 404 and every admin method
+-32601, saying how to turn it on. Anonymous callers (auth off) never pass. With it on,
+a request without a credential is refused with 401 and one whose credential is neither
+(a worker's, a client's without `admin`, a wrong one) with 403. The admin API sees and
+changes every tenant's tasks, so an identity with a tenant is refused (403) even with
+`admin`: it is for deployment-wide identities. The messages never echo what was sent;
+the admin token is compared in constant time.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from collections.abc import Sequence
 
 import attrs
 
-__all__ = ["AdminGate", "Refusal"]
+from runtime.http.identity import Authenticator, bearer_token
+
+__all__ = ["ADMIN_PERMISSION", "AdminGate", "Refusal"]
+
+ADMIN_PERMISSION = "admin"
 
 
 @attrs.frozen
@@ -37,37 +46,56 @@ class Refusal:
 
 OFF = Refusal(404, -32601, "NOT_FOUND",
               "the admin API is off: start the server with --admin-token "
-              "(or TRIO_A2A_ADMIN_TOKEN) to turn it on")
+              "(or TRIO_A2A_ADMIN_TOKEN), or with client auth and identities whose roles "
+              "grant 'admin', to turn it on")
 MISSING = Refusal(401, -32040, "UNAUTHENTICATED",
-                  "the admin API needs the admin token (Authorization: Bearer <admin token>)")
+                  "the admin API needs the admin token, or a credential whose roles grant "
+                  "'admin' (Authorization: Bearer <token>)")
 WRONG = Refusal(403, -32041, "PERMISSION_DENIED",
-                "the token sent is not the admin token")
+                "the credential sent is neither the admin token nor one whose roles grant "
+                "the 'admin' permission")
+TENANT = Refusal(403, -32041, "PERMISSION_DENIED",
+                 "the admin API acts on every tenant's tasks: it is not for an identity "
+                 "of one tenant")
 
 
 class AdminGate:
-    """Checks the Authorization header of an admin request against the admin token."""
+    """Checks the Authorization header of an admin request: the admin token, or an
+    identity of `authenticator` (the server's) with the `admin` permission."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, authenticator: Authenticator | None = None) -> None:
         self._token = token.encode() if token else None
+        self._authenticator = authenticator
 
     @property
     def enabled(self) -> bool:
-        return self._token is not None
+        return self._token is not None or self._identities
 
-    def refuse(self, authorizations: Sequence[str]) -> Refusal | None:
+    @property
+    def _identities(self) -> bool:
+        return self._authenticator is not None and self._authenticator.enabled
+
+    async def refuse(self, authorizations: Sequence[str]) -> Refusal | None:
         """None if the request may pass; else why not. `authorizations` are all of its
         Authorization headers (more than one is refused, as on the A2A paths)."""
-        if self._token is None:
+        if not self.enabled:
             return OFF
         if len(authorizations) > 1:
             return Refusal(400, -32600, "INVALID_ARGUMENT",
                            f"the request has {len(authorizations)} Authorization headers; "
                            "send exactly one")
-        if not authorizations:
+        credential = bearer_token(authorizations[0]) if authorizations else None
+        if credential is None:
             return MISSING
-        scheme, _, credential = authorizations[0].strip().partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            return MISSING
-        if not hmac.compare_digest(credential.strip().encode(), self._token):
+        if self._token is not None and hmac.compare_digest(credential.encode(), self._token):
+            return None
+        authn = self._authenticator
+        if authn is None or not self._identities:
             return WRONG
+        identity = await authn.identify(authorizations[0])
+        if identity is None or identity.via == "anonymous" or not authn.roles.allows(
+                identity.roles, ADMIN_PERMISSION):
+            return WRONG
+        if identity.tenant:
+            return TENANT
         return None

@@ -1,7 +1,8 @@
 """The admin API over HTTP+JSON (``/admin/v1/...``) and the dashboard's streams.
 
-Every route checks the admin token first (`runtime.admin.gate`), then merges the
-path, query and JSON body into the operation's params (`runtime.admin.ops`).
+Every route checks the caller first (the admin token or an identity with `admin`,
+`runtime.admin.gate`), then merges the path, query and JSON body into the operation's
+params (`runtime.admin.ops`).
 Errors are google.rpc.Status bodies as on the A2A binding: 400 INVALID_ARGUMENT
 for a bad parameter, 404 NOT_FOUND for an unknown task or a worker not connected
 here, 409 FAILED_PRECONDITION when the task's state does not allow the change.
@@ -57,15 +58,15 @@ def register_admin_routes(app: QuartTrio, admin: AdminService, gate: AdminGate, 
                           throughput: Throughput, interval: float = 1.0) -> None:
     """Add the admin routes and the dashboard's two SSE streams to `app`."""
 
-    def refused() -> Response | None:
-        refusal = gate.refuse(request.headers.getlist("Authorization"))
+    async def refused() -> Response | None:
+        refusal = await gate.refuse(request.headers.getlist("Authorization"))
         return None if refusal is None else _refused(refusal)
 
     def view_of(name: str) -> Any:
         op = OPERATIONS[name]
 
         async def view(**path: str) -> Response:
-            if (no := refused()) is not None:
+            if (no := await refused()) is not None:
                 return no
             params: dict[str, Any] = dict(request.args)
             if request.method == "POST":
@@ -89,12 +90,12 @@ def register_admin_routes(app: QuartTrio, admin: AdminService, gate: AdminGate, 
         app.add_url_rule(path, f"admin_{name}", view_of(name), methods=[method])
 
     async def stream() -> Response:
-        if (no := refused()) is not None:
+        if (no := await refused()) is not None:
             return no
         return sse_response(snapshots(admin, throughput, interval=interval))
 
     async def events(id: str) -> Response:
-        if (no := refused()) is not None:
+        if (no := await refused()) is not None:
             return no
         try:
             after = int(request.args.get("after", "0"))

@@ -57,7 +57,7 @@ class AdminRpc:
         if not isinstance(method, str) or not method.startswith(ADMIN_PREFIX):
             return None
         req_id = payload.get("id")
-        refusal = self._gate.refuse(authorizations)
+        refusal = await self._gate.refuse(authorizations)
         if refusal is not None:
             return refusal.status if refusal.status != 404 else 200, _error(
                 req_id, refusal.rpc_code, refusal.message)

@@ -55,6 +55,7 @@ from actors.approval import (
 )
 from protocol.agent_state import AGENT_STATE_KEY
 from protocol.models import AgentSkill, Part, Role, TaskState
+from runtime.observe.instruments import count_tokens, tool_call
 from runtime.providers.base import (
     ChatMessage,
     Provider,
@@ -209,6 +210,8 @@ class _Run:
                 elif isinstance(event, Usage):
                     self.totals["input"] += event.input_tokens
                     self.totals["output"] += event.output_tokens
+                    count_tokens(self.provider.name, self.cfg.model, event.input_tokens,
+                                 event.output_tokens)
                     await self.emit.status(TaskState.WORKING, metadata={USAGE_KEY: {
                         "provider": self.provider.name, "model": self.cfg.model,
                         "input": event.input_tokens, "output": event.output_tokens}})
@@ -233,6 +236,8 @@ class _Run:
                                       read_only=tool.read_only)
             decision = self.cfg.approval.decide(request)
             if isinstance(decision, Refused):
+                with tool_call(call.name) as outcome:
+                    outcome[0] = "refused"
                 await self._report(call, "refused", decision.message, error=True)
                 self._result(call, decision.message, error=True)
             elif isinstance(decision, AskUser):
@@ -246,11 +251,14 @@ class _Run:
         self.totals["toolCalls"] += 1
         await self._report(call, "start")
         invalid = call.invalid_arguments
-        if invalid is not None:
-            output, error = f"the arguments were not a JSON object: {invalid[:200]}", True
-        else:
-            result = await tool.run(call.arguments, self.ws)
-            output, error = result.output, result.is_error
+        with tool_call(call.name) as outcome:  # its span and its count
+            if invalid is not None:
+                outcome[0] = "invalid_arguments"
+                output, error = f"the arguments were not a JSON object: {invalid[:200]}", True
+            else:
+                result = await tool.run(call.arguments, self.ws)
+                output, error = result.output, result.is_error
+                outcome[0] = "error" if error else "ok"
             if not error and call.name in _WRITERS and "path" in call.arguments:
                 self.written.append(str(call.arguments["path"]))
         await self._report(call, "complete", output, error=error)

@@ -24,6 +24,7 @@ import attrs
 import httpx
 import pydantic
 import trio
+from opentelemetry.propagate import inject
 
 from protocol import models, v03
 from protocol.jsonrpc import format_validation_error
@@ -240,8 +241,13 @@ class A2AClient:
         return json.dumps(body, separators=(",", ":")).encode()
 
     def _headers(self, *, stream: bool = False) -> dict[str, str]:
-        return {**self._auth, "Content-Type": "application/json", "A2A-Version": self.protocol,
-                "Accept": "text/event-stream" if stream else "application/json"}
+        headers = {**self._auth, "Content-Type": "application/json",
+                   "A2A-Version": self.protocol,
+                   "Accept": "text/event-stream" if stream else "application/json"}
+        # The W3C `traceparent` of the caller's current span (a traced session relaying
+        # to another agent), so the remote server continues the trace; nothing if none.
+        inject(headers)
+        return headers
 
     def _parse_result(self, method: str, result: Any) -> Any:
         """The 1.0 model of a JSON-RPC result; A2AResponseError if it is malformed."""

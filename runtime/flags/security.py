@@ -49,12 +49,13 @@ def add_security_arguments(s: argparse.ArgumentParser) -> None:
                    help="claims naming the principal, tenant and roles; a dotted name reads "
                    "a nested claim (realm_access.roles) [TRIO_A2A_JWT_CLAIMS] "
                    "(default sub,tenant,roles)")
-    g.add_argument("--default-roles", default=_env("DEFAULT_ROLES", "operator"),
+    g.add_argument("--default-roles", default=_env("DEFAULT_ROLES", "client"),
                    help="roles of a static token without roles= and of a JWT without a roles "
-                   "claim [TRIO_A2A_DEFAULT_ROLES] (default operator)")
-    g.add_argument("--anonymous-roles", default=_env("ANONYMOUS_ROLES", "operator"),
+                   "claim [TRIO_A2A_DEFAULT_ROLES] (default client: every client operation, "
+                   "not the admin API)")
+    g.add_argument("--anonymous-roles", default=_env("ANONYMOUS_ROLES", "client"),
                    help="roles of every caller while auth is off [TRIO_A2A_ANONYMOUS_ROLES] "
-                   "(default operator)")
+                   "(default client)")
     g.add_argument("--roles-file", default=_env("ROLES_FILE"),
                    help="JSON object of more roles: name -> list of permissions "
                    "[TRIO_A2A_ROLES_FILE]")
@@ -78,6 +79,11 @@ def add_security_arguments(s: argparse.ArgumentParser) -> None:
     g.add_argument("--signing-keys-file", default=_env("SIGNING_KEYS_FILE"),
                    help="HMAC request-signing keys, one KEY_ID:SECRET per line (secrets of 32 "
                    "bytes or more); signed requests are checked [TRIO_A2A_SIGNING_KEYS_FILE]")
+    g.add_argument("--worker-identities", action="store_true",
+                   default=_env("WORKER_IDENTITIES") == "1",
+                   help="let credentials whose roles grant worker.link (agent, admin) and "
+                   "that have no tenant connect workers, beside --worker-tokens-file "
+                   "[TRIO_A2A_WORKER_IDENTITIES=1]")
     g.add_argument("--require-signed-requests", action="store_true",
                    default=_env("REQUIRE_SIGNED_REQUESTS") == "1",
                    help="refuse requests without a valid signature (the card and probes "
@@ -168,7 +174,7 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
                    if args.card_signing_key else None)
     config = SecurityConfig(token_entries=entries, jwt=jwt, roles=roles,
                             token_service=token_service, request_signing=signing,
-                            card_signer=card_signer,
+                            card_signer=card_signer, worker_identities=args.worker_identities,
                             default_roles=_list(args.default_roles),
                             anonymous_roles=_list(args.anonymous_roles),
                             rate_limit=limits[0], tenant_rate_limit=limits[1], cors=cors)

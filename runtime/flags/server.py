@@ -15,6 +15,7 @@ from runtime.flags.env import (
     _port_type,
     add_logging_arguments,
 )
+from runtime.flags.ops import add_ops_arguments, add_version_arguments
 from runtime.flags.security import add_security_arguments
 from runtime.flags.worker import add_database_arguments, add_worker_parser
 from runtime.http.mount import normalize_base_path
@@ -329,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_security_arguments(s)
     add_logging_arguments(s)
+    add_ops_arguments(s, server=True)
     add_worker_parser(sub)
     add_client_parsers(sub)
+    add_version_arguments(parser)  # last: every subcommand gets it
     return parser

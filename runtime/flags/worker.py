@@ -11,6 +11,7 @@ from runtime.flags.env import (
     _number_type,
     add_logging_arguments,
 )
+from runtime.flags.ops import add_ops_arguments
 from runtime.worker import AGENTS
 
 __all__ = ["add_database_arguments", "add_llm_arguments", "add_worker_parser"]
@@ -104,6 +105,7 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_llm_arguments(w)
     add_logging_arguments(w)
+    add_ops_arguments(w, server=False)
     g = sub.add_parser(
         "migrate", help="bring a PostgreSQL task store's schema up to date",
         description="Apply the schema migrations a PostgreSQL task store needs (a server "

@@ -19,6 +19,7 @@ from runtime.supervisor import ChildSpec
 
 if TYPE_CHECKING:
     from runtime.grpc.serve import GrpcListener, GrpcMonitor
+    from runtime.grpc.service import RequestSpan
 
 __all__ = ["GrpcChild", "grpc_missing", "grpc_url"]
 
@@ -58,6 +59,8 @@ class GrpcChild:
         self.port = self._unused[0].port
         self.url = grpc_url(host, self.port, base_url)
         self.monitor: GrpcMonitor = GrpcMonitor()
+        self.request_span: RequestSpan | None = None
+        """Set to trace each call (`runtime.observe.Tracing.request`); None: untraced."""
 
     def spec(self, state: AppState) -> ChildSpec:
         return ChildSpec("grpc", functools.partial(self._run, state), shutdown_timeout=10.0)
@@ -66,7 +69,8 @@ class GrpcChild:
         from runtime.grpc.serve import serve_grpc
 
         listener = self._unused.pop() if self._unused else self._bind(self.port)
-        await serve_grpc(state, listener, monitor=self.monitor, task_status=task_status)
+        await serve_grpc(state, listener, monitor=self.monitor, request_span=self.request_span,
+                         task_status=task_status)
 
     def close(self) -> None:
         """Release a listener the tree never served (open_server failed first)."""

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from runtime.grpc.bridge import BridgeStatistics, TrioBridge
 from runtime.grpc.codec import SERVICE_NAME
-from runtime.grpc.service import A2AGrpcService
+from runtime.grpc.service import A2AGrpcService, RequestSpan
 from runtime.http.common import AppState
 
 __all__ = ["GrpcListener", "GrpcMonitor", "bind_grpc", "serve_grpc"]
@@ -94,6 +94,7 @@ def _stop(listener: GrpcListener) -> None:
 
 async def serve_grpc(state: AppState, listener: GrpcListener, *, buffer: int = 8,
                      monitor: GrpcMonitor | None = None,
+                     request_span: RequestSpan | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `lf.a2a.v1.A2AService` on `listener` until cancelled."""
     async with trio.open_nursery() as calls:
@@ -102,7 +103,7 @@ async def serve_grpc(state: AppState, listener: GrpcListener, *, buffer: int = 8
             monitor.bridge = bridge
         try:
             listener.server.add_generic_rpc_handlers(
-                (A2AGrpcService(state, bridge).handler(),))
+                (A2AGrpcService(state, bridge, request_span).handler(),))
             # server reflection: tools such as grpcurl list and call the service without
             # a copy of a2a.proto (it is the public spec; served from the same pool)
             reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME),

@@ -2,13 +2,16 @@
 
 An rpc's request is turned into the `params` dict a JSON-RPC call carries, checked
 against the same request limits, and handed to the same method
-(`runtime.http.rpc_methods`) over the same `A2AService`, as the same principal the
-bearer token names: no second task model, no second store path. The gRPC thread
-does the decoding, the authentication and the limits (pure work, no trio state);
-the method runs in trio through `TrioBridge`.
+(`runtime.http.rpc_methods`) over the same `A2AService`, as the same identity the
+bearer token proves (`runtime.http.gate`: static tokens, JWTs, the token service's
+access tokens), checked against the same permission, tenant and rate limits: no
+second task model, no second store path, no second security model. The gRPC thread
+does the decoding and the limits (pure work, no trio state); the identity (which may
+fetch a JWKS) and the method run in trio through `TrioBridge`.
 
-Metadata: `authorization: Bearer <token>` (one; refused as UNAUTHENTICATED when
-auth is on and it is missing or wrong), `a2a-version` (missing or `1.0`; another
+Metadata: `authorization: Bearer <token>` (one; refused as UNAUTHENTICATED, with
+the A2A error details, when auth is on and it is missing or not valid; a role short
+of the rpc's permission is PERMISSION_DENIED), `a2a-version` (missing or `1.0`; another
 value is VersionNotSupported), and on SubscribeToTask `last-event-id: <n>` to
 replay the task's log after event n. Every streaming rpc sends its first event's
 id in the initial metadata `a2a-event-id`; the events that follow are numbered
@@ -20,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, NoReturn
 
 import grpc
@@ -28,6 +32,9 @@ import trio
 from google.protobuf.message import Message as ProtoMessage
 
 from protocol.errors import A2AError, InternalError, InvalidParamsError, VersionNotSupportedError
+from protocol.identity import owner_key
+from protocol.permissions import permission_for_method
+from protocol.security_errors import UnauthenticatedError
 from runtime.grpc.bridge import END, CallHandle, TrioBridge
 from runtime.grpc.codec import (
     SERVICE_NAME,
@@ -40,6 +47,7 @@ from runtime.grpc.codec import (
 )
 from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState
+from runtime.http.gate import authorize, identify
 from runtime.http.rpc_methods import METHODS, CallContext, Method, RpcStream
 
 __all__ = ["A2AGrpcService", "EVENT_ID_KEY", "LAST_EVENT_ID_KEY"]
@@ -49,6 +57,11 @@ log = logging.getLogger(__name__)
 EVENT_ID_KEY = "a2a-event-id"
 LAST_EVENT_ID_KEY = "last-event-id"
 _VERSIONS = ("1.0", "1.0.0")
+RequestSpan = Callable[[str | None, str], AbstractContextManager[Any]]
+"""Opens a call's tracing span: (the caller's traceparent, span name) (`runtime.observe`)."""
+
+UNAUTHENTICATED = ("a valid bearer token is required: send metadata "
+                   "'authorization: Bearer <token>'")
 
 
 class _Refused(Exception):
@@ -63,9 +76,11 @@ class _Refused(Exception):
 class A2AGrpcService:
     """`lf.a2a.v1.A2AService` over the server's `AppState`, as grpcio method handlers."""
 
-    def __init__(self, state: AppState, bridge: TrioBridge) -> None:
+    def __init__(self, state: AppState, bridge: TrioBridge,
+                 request_span: RequestSpan | None = None) -> None:
         self._state = state
         self._bridge = bridge
+        self._span = request_span
 
     def handler(self) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -114,7 +129,7 @@ class A2AGrpcService:
         """Check the call's metadata and params, start it in trio, and cancel it
         there whenever it ends here (the client cancelled, or stopped reading)."""
         try:
-            principal, last_event_id = self._metadata(shape, context)
+            authorization, last_event_id, traceparent = self._metadata(shape, context)
             params = params_from_proto(request)
             self._state.limits.check(params)
         except _Refused as refused:
@@ -122,7 +137,7 @@ class A2AGrpcService:
         except A2AError as err:
             _abort(context, err)
         handle = self._bridge.open_call(functools.partial(
-            self._run, shape.name, method, params, principal, last_event_id))
+            self._run, shape.name, method, params, authorization, last_event_id, traceparent))
         if handle is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         if not context.add_callback(handle.cancel):
@@ -133,7 +148,7 @@ class A2AGrpcService:
             handle.cancel()
 
     def _metadata(self, shape: RpcShape, context: grpc.ServicerContext
-                  ) -> tuple[str, int | None]:
+                  ) -> tuple[str | None, int | None, str | None]:
         metadata = context.invocation_metadata() or ()
         values: dict[str, list[str]] = {}
         for key, value in metadata:
@@ -144,11 +159,6 @@ class A2AGrpcService:
             authorization = one_authorization(values.get("authorization", []))
         except RepeatedAuthorization as exc:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        principal = self._state.auth.client_principal(authorization, self._state.worker_auth)
-        if principal is None:
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
-                           "a valid bearer token is required: send metadata "
-                           "'authorization: Bearer <token>'")
         version = ",".join(values.get("a2a-version", [])).strip()
         if version and version not in _VERSIONS:
             raise VersionNotSupportedError(
@@ -163,19 +173,39 @@ class A2AGrpcService:
                 raise InvalidParamsError(
                     f"metadata last-event-id {raw[-1]!r} is not an event id of this "
                     "server (an integer)") from None
-        return principal, last_event_id
+        traceparent = values.get("traceparent", [None])[-1]
+        return authorization, last_event_id, traceparent
 
     # --- in trio ----------------------------------------------------------------------
 
-    async def _run(self, name: str, method: Method, params: dict[str, Any], principal: str,
-                   last_event_id: int | None, send: trio.MemorySendChannel[Any]) -> None:
+    async def _run(self, name: str, method: Method, params: dict[str, Any],
+                   authorization: str | None, last_event_id: int | None,
+                   traceparent: str | None, send: trio.MemorySendChannel[Any]) -> None:
+        if self._span is None:
+            await self._answer(name, method, params, authorization, last_event_id, send)
+            return
+        # the call's span, continuing the caller's traceparent metadata, as an HTTP
+        # request's does: the store's and the worker link's spans go under it
+        with self._span(traceparent, f"A2A gRPC {name}"):
+            await self._answer(name, method, params, authorization, last_event_id, send)
+
+    async def _answer(self, name: str, method: Method, params: dict[str, Any],
+                      authorization: str | None, last_event_id: int | None,
+                      send: trio.MemorySendChannel[Any]) -> None:
         state = self._state
-        ctx = CallContext(principal=principal, version="1.0", last_event_id=last_event_id,
-                          extended_card=state.card.document.data if state.extended_card
-                          else None)
         # The last send of a call is its last checkpoint: once the gRPC thread has the
         # answer, nothing is left to cancel (the statistics count real cancellations).
         try:
+            identity = await identify(state, authorization)
+            if identity is None:
+                raise UnauthenticatedError(UNAUTHENTICATED)
+            tenant = params.get("tenant")
+            authorize(state, identity, permission_for_method(name), name,
+                      tenant if isinstance(tenant, str) else None)
+            ctx = CallContext(principal=owner_key(identity), version="1.0",
+                              last_event_id=last_event_id,
+                              extended_card=state.card.document.data if state.extended_card
+                              else None)
             result = await method(state.service, params, ctx)
             if isinstance(result, RpcStream):
                 await _stream_events(result, last_event_id, send)

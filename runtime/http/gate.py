@@ -22,12 +22,12 @@ async def identify(state: Any, authorization: str | None) -> Identity | None:
     """The caller of a request on the A2A endpoints; None to refuse it (401).
 
     An `AppState` built without an `Authenticator` keeps the principal-only rule of
-    `TokenAuth.client_principal`, its callers holding the operator role."""
+    `TokenAuth.client_principal`, its callers holding the client role."""
     authenticator: Authenticator | None = getattr(state, "authenticator", None)
     if authenticator is not None:
         return await authenticator.identify(authorization)
     principal = state.auth.client_principal(authorization, state.worker_auth)
-    return None if principal is None else Identity(principal, roles=frozenset({"operator"}),
+    return None if principal is None else Identity(principal, roles=frozenset({"client"}),
                                                    via="static")
 
 

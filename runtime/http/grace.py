@@ -5,7 +5,7 @@ in flight (a response of ``text/event-stream`` makes one a stream). `stop(grace)
 
 * every new client request gets ``503`` with ``Retry-After`` and ``Connection:
   close`` (a load balancer or client retries it on another replica); the probes,
-  the worker link and the admin API are served on, so workers finish their tasks
+  `/metrics`, the worker link and the admin API are served on, so workers finish their tasks
   and operators can watch;
 * the calls in flight get up to `grace` seconds: a blocking send returns when its
   task ends or pauses, a stream when its task does;
@@ -47,7 +47,7 @@ RETRY_AFTER = "1"
 """Seconds a refused client waits: another replica takes the retry at once."""
 CLOSE_WAIT = 2.0
 """Seconds released calls get to write their last response before the listener stops."""
-_EXEMPT = frozenset({"healthz", "readyz", "worker", "admin", "ui"})
+_EXEMPT = frozenset({"healthz", "readyz", "metrics", "worker", "admin", "ui"})
 """First path segments served on while stopping."""
 
 _current: ContextVar[CallRelease | None] = ContextVar("trio_a2a_release", default=None)

@@ -34,7 +34,7 @@ import trio
 
 from runtime.http.common import ASGIApp, Receive, Scope, Send, too_large_error
 
-__all__ = ["QuartGuard", "declared_length", "refuse"]
+__all__ = ["QuartGuard", "declared_length", "no_websocket_here", "refuse"]
 
 CLOSE = (b"connection", b"close")
 
@@ -150,3 +150,20 @@ class QuartGuard:
             if exchange.too_large and not exchange.started:  # (the rest is being dropped)
                 await _answer_closing(send, 413, too_large_error(self._max_body))
             nursery.cancel_scope.cancel()
+
+
+async def no_websocket_here(scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket handshake on a path that serves none: HTTP 404 with a JSON body
+    naming the path (a close before accepting where the server cannot send one)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    message = f"no WebSocket endpoint at {scope['path']}"
+    body = json.dumps({"error": {"code": 404, "status": "NOT_FOUND", "message": message}},
+                      separators=(",", ":")).encode()
+    await send({"type": "websocket.http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})

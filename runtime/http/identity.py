@@ -17,13 +17,13 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from protocol.identity import Identity, owner_key
-from protocol.permissions import PERMISSIONS, RoleTable
+from protocol.identity import Identity
+from protocol.permissions import RoleTable
 from protocol.security_errors import PermissionDeniedError, TenantMismatchError
 from runtime.http.auth import TokenAuth, TokenEntry
 from runtime.http.jwt_auth import JwtRejected, JwtVerifier, looks_like_jwt
 
-__all__ = ["Authenticator", "IdentityTokenAuth", "TokenIssuer", "bearer_token", "check_tenant"]
+__all__ = ["Authenticator", "TokenIssuer", "bearer_token", "check_tenant"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ class Authenticator:
     def __init__(self, tokens: Mapping[str, str | TokenEntry] | None = None, *,
                  workers: TokenAuth | None = None, jwt: JwtVerifier | None = None,
                  roles: RoleTable | None = None,
-                 default_roles: tuple[str, ...] = ("operator",),
-                 anonymous_roles: tuple[str, ...] = ("operator",)) -> None:
+                 default_roles: tuple[str, ...] = ("client",),
+                 anonymous_roles: tuple[str, ...] = ("client",)) -> None:
         self.roles = roles or RoleTable()
         self.roles.check_known(default_roles, "default roles")
         self.roles.check_known(anonymous_roles, "anonymous roles")
@@ -132,30 +132,3 @@ def check_tenant(identity: Identity, requested: str | None) -> None:
     if requested and identity.tenant and requested != identity.tenant:
         raise TenantMismatchError("the request names a tenant other than the caller's")
 
-
-
-CLIENT_PERMISSIONS = frozenset(p for p in PERMISSIONS
-                               if p.split(".")[0] in ("message", "task", "push"))
-"""What a credential must hold to be served where roles are not checked per operation."""
-
-
-class IdentityTokenAuth(TokenAuth):
-    """`TokenAuth` for the bindings that resolve only a principal (gRPC, /mcp): the owner
-    key of a static token's identity (its tenant included), and only for roles that hold
-    every client permission, since those bindings do not check one per operation; with
-    auth on by JWTs alone, every request there is refused rather than anonymous."""
-
-    def __init__(self, tokens: Mapping[str, str], authenticator: Authenticator) -> None:
-        super().__init__(tokens)
-        self._authenticator = authenticator
-
-    def client_principal(self, authorization: str | None,
-                         workers: TokenAuth | None) -> str | None:
-        authn = self._authenticator
-        if not authn.enabled:
-            return super().client_principal(authorization, workers)
-        token = bearer_token(authorization)
-        identity = authn.api_key(token) if token is not None else None
-        if identity is None or not CLIENT_PERMISSIONS <= authn.roles.permissions(identity.roles):
-            return None
-        return owner_key(identity)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -53,7 +53,7 @@ from runtime.http.common import (
 )
 from runtime.http.extension_methods import ANONYMOUS_CALLER, only_public
 from runtime.http.gate import authorize, identify
-from runtime.http.guard import refuse
+from runtime.http.guard import no_websocket_here, refuse
 from runtime.http.rpc_legacy import (
     GATEWAY_PATHS,
     METHODS,
@@ -119,10 +119,12 @@ async def dispatch(
     body: bytes,
     gateway_path: str | None = None,
     signed_by: str | None = None,
+    note: MutableMapping[str, Any] | None = None,  # runtime.observe's: method, outcome
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch); with
     `gateway_path` (``/tasks/send``...), only that path's method. `signed_by`: the
     key that signed the request (`runtime.http.request_signing`)."""
+    note = {} if note is None else note
     identity = await identify(state, authorization)
     version = negotiate_version(version_header)
     wire_version = version or "1.0"
@@ -140,6 +142,7 @@ async def dispatch(
             return unauthorized_reply()
         identity = ANONYMOUS_CALLER
     principal = owner_key(identity)
+    note["principal"] = principal
     ctx = _call_context(principal, wire_version, last_event_id,
                         state.card.document.data if state.extended_card else None,
                         gateway_path)
@@ -149,6 +152,7 @@ async def dispatch(
     async def run(item: RpcRequest | dict[str, Any], *, stream_ok: bool
                   ) -> bytes | RpcStream | None:
         if isinstance(item, dict):  # already an error response from parsing
+            note.setdefault("outcome", "client_error")
             return json.dumps(item, separators=(",", ":")).encode()
         try:
             if version is None:
@@ -180,9 +184,12 @@ async def dispatch(
                 raise refused[id(item)]
             result = await method(service, item.params, ctx)
         except A2AError as err:
+            note.setdefault("outcome", "server_error" if isinstance(err, InternalError)
+                            else "client_error")  # a JSON-RPC error answers 200
             out = _error_bytes(item.id, err, wire_version)
         except Exception:
             log.exception("internal error in JSON-RPC method", extra={"method": item.method})
+            note["outcome"] = "server_error"
             out = _error_bytes(item.id, InternalError("internal server error"), wire_version)
         else:
             if isinstance(result, RpcStream):
@@ -195,6 +202,8 @@ async def dispatch(
             return Reply(status=204)
         item = parsed.items[0]
         out = await run(item, stream_ok=True)
+        note["method"] = (item.method if isinstance(item, RpcRequest) and (
+            item.method in METHODS[wire_version] or item.method in extensions) else "invalid")
         if isinstance(out, RpcStream):
             req_id = item.id  # type: ignore[union-attr]
             render = out.render
@@ -227,6 +236,7 @@ async def dispatch(
     async with trio.open_nursery() as nursery:
         for i, item in enumerate(parsed.items):
             nursery.start_soon(run_at, i, item)
+    note["method"] = "batch"
     parts = [r for r in results if r is not None]
     if not parts:
         return Reply(status=204)
@@ -303,8 +313,10 @@ class JsonRpcASGI:
             if handler is not None:
                 await handler(scope, receive, send)
             else:
-                await _no_websocket_here(scope, receive, send)
+                await no_websocket_here(scope, receive, send)
             return
+        if (note := scope.get("a2a.notes")) is not None:  # runtime.observe's, in front
+            note["binding"] = "jsonrpc"
         headers: dict[bytes, bytes] = {}
         authorizations: list[str] = []
         for name, value in scope["headers"]:
@@ -355,6 +367,7 @@ class JsonRpcASGI:
             body=body,
             gateway_path=None if path == "/" else path,
             signed_by=scope.get(SIGNED_BY),
+            note=note,
         )
         if reply.stream is None:
             await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))
@@ -373,23 +386,6 @@ def _in_kind(reply: Reply, content_type: bytes | None) -> Reply:
             or content_type.split(b";", 1)[0].strip().lower() != b"application/a2a+json"):
         return reply
     return attrs.evolve(reply, headers=_A2A_JSON + reply.headers[1:])
-
-
-async def _no_websocket_here(scope: Scope, receive: Receive, send: Send) -> None:
-    """A WebSocket handshake on a path that serves none: HTTP 404 with a JSON body
-    naming the path (a close before accepting where the server cannot send one)."""
-    if (await receive())["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    message = f"no WebSocket endpoint at {scope['path']}"
-    body = json.dumps({"error": {"code": 404, "status": "NOT_FOUND", "message": message}},
-                      separators=(",", ":")).encode()
-    await send({"type": "websocket.http.response.start", "status": 404,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

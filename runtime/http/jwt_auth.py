@@ -58,7 +58,7 @@ class JwtSettings:
     leeway: float = 30.0
     """Clock skew allowed on exp, nbf and iat, in seconds."""
     claims: ClaimNames = ClaimNames()
-    default_roles: tuple[str, ...] = ("operator",)
+    default_roles: tuple[str, ...] = ("client",)
     """Roles of a token without a roles claim."""
     refetch_interval: float = 30.0
     """Least time between two JWKS fetches for an unknown kid."""

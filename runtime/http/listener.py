@@ -22,11 +22,12 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import socket
 
 import attrs
 import trio
 
-__all__ = ["AcceptMonitor", "AcceptStatistics", "PatientListener"]
+__all__ = ["AcceptMonitor", "AcceptStatistics", "PatientListener", "listen_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +135,18 @@ class PatientListener(trio.abc.Listener[trio.SocketStream]):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on host:port; OSError naming the address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

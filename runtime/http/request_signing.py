@@ -3,8 +3,10 @@ the A2A endpoints and the worker link alike (the card and the probes excepted).
 
 A request that carries signature headers is checked whatever the settings; with
 `required` every request must carry one. A refusal is 401 naming what was wrong with the
-signature (never a secret). Nonces are kept for the window, in this process: a replica
-does not see another's, which the window bounds (docs/security.md).
+signature (never a secret). Nonces are kept for twice the window: in this process with a
+store of one process (memory, SQLite), or in the database the replicas share
+(`SharedNonces`, PostgreSQL), so a request replayed to another replica within the window
+is refused there too (docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -20,7 +23,7 @@ from protocol.request_signing import SIGNED_HEADERS, SignatureRejected, check_si
 from runtime.http.common import ASGIApp, Receive, Scope, Send
 from runtime.http.signing_settings import SIGNED_BY, SigningSettings
 
-__all__ = ["NonceStore", "SignatureCheck"]
+__all__ = ["NonceStore", "SharedNonces", "SignatureCheck"]
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +53,44 @@ class NonceStore:
         return True
 
 
+class SharedNonces(Protocol):
+    """Nonces in a database every replica reads (`runtime.store.postgres_security`)."""
+
+    async def first_use(self, key_id: str, nonce: str, now: float, keep: float) -> bool:
+        """Record a nonce at `now`; False if it was seen within `keep` seconds."""
+        ...
+
+    async def prune_nonces(self, before: float) -> int: ...
+
+
+PRUNE_EVERY = 1024
+"""Nonces recorded in a shared store between two deletions of those past keeping."""
+REPLAYED = "the nonce was already used (a replayed request)"
+
+
 class SignatureCheck:
-    """ASGI middleware applying `SigningSettings` in front of `app`."""
+    """ASGI middleware applying `SigningSettings` in front of `app`; nonces in
+    `shared` when given, else in this process."""
 
     def __init__(self, settings: SigningSettings, app: ASGIApp, *, max_body: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 shared: SharedNonces | None = None) -> None:
         self.settings = settings
         self.app = app
         self._max_body = max_body
         self._clock = clock
         self.nonces = NonceStore(settings.window)
+        self._shared = shared
+        self._recorded = 0
+
+    async def _first_use_shared(self, key_id: str, nonce: str, now: float) -> bool:
+        assert self._shared is not None
+        keep = 2 * self.settings.window
+        first = await self._shared.first_use(key_id, nonce, now, keep)
+        self._recorded += 1
+        if self._recorded % PRUNE_EVERY == 0:
+            await self._shared.prune_nonces(now - keep)
+        return first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"].startswith(
@@ -89,11 +120,30 @@ class SignatureCheck:
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         now = self._clock()
+        verified: list[str] = []  # the nonce of a signature that verified (shared store)
+
+        def first_use(key: str, nonce: str) -> bool:
+            if self._shared is None:
+                return self.nonces.first_use(key, nonce, now)
+            verified.append(nonce)  # checked in the shared store below (async)
+            return True
+
         try:
             key_id = check_signature(
                 headers, scope.get("method", "GET"), target, body,
                 keys=self.settings.keys, now=now, window=self.settings.window,
-                first_use=lambda k, n: self.nonces.first_use(k, n, now))
+                first_use=first_use)
+            if verified:
+                try:
+                    first = await self._first_use_shared(key_id, verified[0], now)
+                except Exception:
+                    log.warning("request nonce not checked: the store cannot be reached",
+                                exc_info=True)
+                    await _refuse(scope, receive, send, "the request's nonce cannot be "
+                                  "checked now; retry", status=503)
+                    return
+                if not first:
+                    raise SignatureRejected(REPLAYED)
         except SignatureRejected as exc:
             log.info("request signature refused", extra={"reason": str(exc),
                                                          "path": scope["path"]})
@@ -130,7 +180,7 @@ async def _buffer(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, message: str,
                   status: int = 401) -> None:
-    name = "UNAUTHENTICATED" if status == 401 else "DEADLINE_EXCEEDED"
+    name = {401: "UNAUTHENTICATED", 503: "UNAVAILABLE"}.get(status, "DEADLINE_EXCEEDED")
     body = json.dumps({"error": {"code": status, "status": name,
                                  "message": message}}, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"),
@@ -142,7 +192,8 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, message: str,
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
             return
-        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
         return
     await send({"type": "http.response.start", "status": status, "headers": headers})

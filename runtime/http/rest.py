@@ -302,12 +302,26 @@ def _error(err: A2AError, version: str) -> Response:
                          headers=headers)
 
 
+# The A2A 1.0 method of each route, for metrics and traces (`runtime.observe`).
+METHOD_NAMES = {"send": "SendMessage", "stream": "SendStreamingMessage",
+                "list_tasks": "ListTasks", "get_task": "GetTask", "cancel": "CancelTask",
+                "subscribe": "SubscribeToTask", "create_push": "CreateTaskPushNotificationConfig",
+                "list_push": "ListTaskPushNotificationConfigs",
+                "get_push": "GetTaskPushNotificationConfig",
+                "delete_push": "DeleteTaskPushNotificationConfig",
+                "extended_card": "GetExtendedAgentCard", "card_v03": "GetExtendedAgentCard"}
+
+
 def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
           name: str) -> Operation:
     permission = REST_OPERATIONS[name]  # every route names its permission (KeyError if not)
+    method = METHOD_NAMES.get(name, name)
 
     async def view(**params: str) -> Response:
         version = "0.3" if v1_path else "1.0"
+        notes = request.scope.get("a2a.notes")  # runtime.observe's, when it is in front
+        if notes is not None:
+            notes["binding"], notes["method"] = "rest", method
         try:
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
@@ -315,6 +329,8 @@ def _view(state: AppState, op: Operation, *, v1_path: bool, has: frozenset[str],
         identity = await identify(state, authorization)
         if identity is None:
             return unauthorized()
+        if notes is not None:
+            notes["principal"] = owner_key(identity)
         try:
             version = _version(v1_path, has)
             tenant = params.pop("tenant", None) or ("v1" if v1_path and version == "1.0" else None)

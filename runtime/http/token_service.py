@@ -25,22 +25,12 @@ import jwt
 
 from protocol.errors import InvalidParamsError
 from protocol.identity import Identity
-from protocol.security_errors import PermissionDeniedError
+from protocol.security_errors import UnauthenticatedError
 from runtime.http.revocations import Revocations
 
 __all__ = ["TokenService", "TokenServiceSettings", "UnauthenticatedError"]
 
 log = logging.getLogger(__name__)
-
-
-class UnauthenticatedError(PermissionDeniedError):
-    """A credential given to the token service is not valid (-32043, HTTP 401)."""
-
-    code = -32043
-    reason = "UNAUTHENTICATED"
-    grpc_status = "UNAUTHENTICATED"
-    http_status = 401
-    default_message = "the credential is not valid"
 
 
 @attrs.frozen
@@ -106,7 +96,7 @@ class TokenService:
         """The identity of a valid, unrevoked access token of this service (the
         Authenticator's `TokenIssuer`); None for anything else."""
         claims = self._decode(token)
-        if claims is None or claims["typ"] != "access" or self._revocations.is_revoked(
+        if claims is None or claims["typ"] != "access" or await self._revocations.is_revoked(
                 claims["fam"]):
             return None
         return self._identity(claims)
@@ -124,7 +114,7 @@ class TokenService:
 
     async def refresh(self, params: dict[str, Any]) -> dict[str, Any]:
         claims = self._decode(_string(params, "refreshToken"))
-        if claims is None or claims["typ"] != "refresh" or self._revocations.is_revoked(
+        if claims is None or claims["typ"] != "refresh" or await self._revocations.is_revoked(
                 claims["fam"]):
             raise UnauthenticatedError("the refresh token is not valid")
         if not await self._revocations.spend(claims["jti"], float(claims["exp"])):
@@ -148,7 +138,7 @@ class TokenService:
 
     async def verify(self, params: dict[str, Any]) -> dict[str, Any]:
         claims = self._decode(_string(params, "token"))
-        if claims is None or self._revocations.is_revoked(claims["fam"]):
+        if claims is None or await self._revocations.is_revoked(claims["fam"]):
             return {"active": False}
         return {"active": True, "tokenType": claims["typ"], "principal": claims["sub"],
                 "tenant": claims.get("tenant") or "", "roles": claims.get("roles") or [],

@@ -43,6 +43,7 @@ from actors.dispatcher import (
 )
 from actors.store_port import TaskRecord
 from actors.task_store import ServerTaskStore
+from actors.trace_port import SessionSpan
 from protocol import worker_link as wl
 from protocol.models import StreamResponse
 from protocol.output_size import output_bytes
@@ -74,11 +75,16 @@ class LinkState(Protocol):
     store: ServerTaskStore
     grants: dict[tuple[str, str], wl.ClaimReply]
     """(worker id, task id) -> the grant, answered again to a resent claim."""
+    frame_span: SessionSpan | None
+    """Tracing on: a span (op, task id, the task's stored traceparent) around each
+    output, status and release frame, in the trace of the request that queued it."""
 
     def forget(self, task_id: str, attempt_id: str) -> None:
         """The attempt is over (released or stale): drop its grant."""
         ...
 
+
+_TRACED_OPS = frozenset({"output", "status", "release"})
 
 PushSink = Callable[[str, wl.LinkModel], Awaitable[None]]
 """Hands one push (op, body) to the worker's transport."""
@@ -142,7 +148,13 @@ class LinkConnection:
             if worker_id != self.worker_id:
                 raise Refused(wl.UNKNOWN_WORKER, f"this connection is registered as worker "
                                                   f"{self.worker_id!r}, not {worker_id!r}")
-            return await handler(body)
+            if self.ep.frame_span is None or op not in _TRACED_OPS:
+                return await handler(body)
+            traceparent = body.traceparent  # the worker's session's; else the request's
+            if traceparent is None and (head := self.ep.store.cached_head(body.task_id)):
+                traceparent = head.dispatch.trace_parent
+            with self.ep.frame_span(op, body.task_id, traceparent):
+                return await handler(body)
         except Refused as exc:
             code, message = exc.code, exc.message
         except (StaleAttempt, OutputLimitExceeded, IllegalOutput) as exc:

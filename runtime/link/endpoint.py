@@ -43,12 +43,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import trio
 
 from actors.dispatcher import Dispatcher
 from actors.task_store import ServerTaskStore
+from actors.trace_port import SessionSpan
 from protocol import worker_link as wl
 from runtime.http.auth import TokenAuth
 from runtime.link.connection import LinkConnection, PushSink
@@ -75,25 +77,34 @@ class WorkerLinkEndpoint:
 
     def __init__(self, dispatcher: Dispatcher, store: ServerTaskStore, *,
                  worker_auth: TokenAuth, client_auth: TokenAuth | None = None,
-                 remote_open: bool = True) -> None:
+                 remote_open: bool = True,
+                 identities: Callable[[str | None], Awaitable[str | None]] | None = None
+                 ) -> None:
         self.dispatcher = dispatcher
         self.store = store
         self._worker_auth = worker_auth
         self._client_auth = client_auth
+        self._identities = identities
         self._remote_open = remote_open or worker_auth.enabled
         self.unauthorized = (
+            "a valid worker token, or a credential whose roles grant 'worker.link', is "
+            "required (Authorization: Bearer <token>)" if identities is not None else
             "a valid worker token is required (Authorization: Bearer <token>)"
             if self._remote_open else
             "this server takes no remote workers: client auth is on and no worker tokens "
             "are set (start it with --worker-tokens-file, or --open-worker-link)")
         """Why a handshake is refused: the message of its UNAUTHORIZED error ack."""
-        if not self._remote_open:
+        if not self._remote_open and identities is None:
             log.warning("worker link closed to remote workers: client tokens but no worker "
                         "tokens (give --worker-tokens-file, or --open-worker-link)",
                         extra={"path": WS_PATH})
         self._warned_open = False
         self.grants: dict[tuple[str, str], wl.ClaimReply] = {}
         """(worker id, task id) -> the grant, answered again to a resent claim."""
+        self.http_links: Any = None
+        """The HTTP binding's links (`runtime.link.http.WorkerHttpLinks`), once mounted."""
+        self.frame_span: SessionSpan | None = None
+        """Tracing on: the span of each output, status and release frame (`LinkState`)."""
         self.connections: set[LinkConnection] = set()
         """The open WebSocket and HTTP-binding connections."""
         self.going_away: str | None = None
@@ -136,8 +147,17 @@ class WorkerLinkEndpoint:
                 closed += 1
         return closed
 
-    def authenticate(self, authorization: str | None) -> str | None:
-        """The worker principal of a handshake, or None to refuse it."""
+    async def authenticate(self, authorization: str | None) -> str | None:
+        """The worker principal of a handshake, or None to refuse it: a worker token, or
+        (when `identities` is given) a credential whose roles grant `worker.link`."""
+        if self._worker_auth.enabled and authorization:
+            found = self._worker_auth.principal(authorization)
+            if found is not None:
+                return found
+        if self._identities is not None and authorization:
+            found = await self._identities(authorization)
+            if found is not None:
+                return found
         if not self._remote_open:
             return None
         client = self._client_auth

@@ -55,7 +55,8 @@ def build_grant(claim: Claim, context: list[Message] | None) -> wl.ClaimReply:
         granted=True, attempt_id=claim.attempt_id, lease_expires_at=claim.lease_expires_at,
         task=snapshot, message=message, history=history, metadata=request.metadata,
         context=context, principal=request.principal or None,
-        accepted_output_modes=list(request.accepted_output_modes) or None)
+        accepted_output_modes=list(request.accepted_output_modes) or None,
+        traceparent=claim.record.dispatch.trace_parent)
 
 
 def run_input(task: Task, dispatch: DispatchState) -> tuple[Message | None, list[Message]]:

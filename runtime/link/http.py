@@ -281,18 +281,19 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
                                 keepalive: float = 15.0) -> WorkerHttpLinks:
     """Add ``GET /worker/link`` and ``POST /worker/link/<op>`` served by `endpoint`."""
     links = WorkerHttpLinks(endpoint, keepalive=keepalive)
+    endpoint.http_links = links  # its statistics(), for the server's metrics
     unauthorized = endpoint.unauthorized
 
-    def authenticate() -> tuple[str | None, str]:
+    async def authenticate() -> tuple[str | None, str]:
         """The worker principal of this request (None to refuse it), and why not."""
         try:
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
             return None, str(exc)
-        return endpoint.authenticate(authorization), unauthorized
+        return await endpoint.authenticate(authorization), unauthorized
 
     async def open_link() -> Response:
-        principal, why = authenticate()
+        principal, why = await authenticate()
         peer = _peer()
         if principal is None:
             log.warning("http worker link refused: bad or missing worker token",
@@ -309,7 +310,7 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
         return sse_response(links.stream(link))
 
     async def post_frame(op: str) -> Response:
-        principal, why = authenticate()
+        principal, why = await authenticate()
         if principal is None:
             return _refused(None, wl.UNAUTHORIZED, why)
         if op not in wl.WORKER_OPS and op != wl.ACK:

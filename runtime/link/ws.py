@@ -67,7 +67,7 @@ async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, rec
     peer = f"{client[0]}:{client[1]}" if client else ""
     why = endpoint.unauthorized
     try:
-        principal = endpoint.authenticate(one_authorization(
+        principal = await endpoint.authenticate(one_authorization(
             [v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"]))
     except RepeatedAuthorization as exc:
         principal, why = None, str(exc)

@@ -11,10 +11,13 @@ since everything a tool touches lives in the task store. So any replica on a
 shared database serves any request, and a restart loses no MCP session.
 Progress notifications ride each call's own SSE response.
 
-Auth is the server's: the bearer token of every request names the principal
-(401 with ``WWW-Authenticate: Bearer`` otherwise, or 400 for several
-Authorization headers), and every tool acts as that principal, so one
-principal never sees another's tasks. A request from a browser page of another
+Auth is the server's (`runtime.http.gate`, as on JSON-RPC and HTTP+JSON): the
+bearer token of every request proves an identity — a static token, a JWT, a
+token-service access token — (401 with ``WWW-Authenticate: Bearer`` otherwise, or
+400 for several Authorization headers); each tool call needs its permission
+(`protocol.permissions.MCP_OPERATIONS`), refused as a tool error
+(`PermissionDenied`), and acts as the identity's owner key, so one principal (or
+tenant) never sees another's tasks. A request from a browser page of another
 origin (an ``Origin`` header whose host is not the request's ``Host``) is
 refused with 403, as the MCP transport asks of servers against DNS rebinding.
 """
@@ -32,9 +35,13 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 
-from runtime.http.auth import RepeatedAuthorization, TokenAuth, one_authorization
+from protocol.identity import Identity, owner_key
+from protocol.security_errors import SignatureRequiredError
+from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import Receive, Scope, Send, too_large_error
+from runtime.http.gate import authorize, identify
 from runtime.http.guard import refuse
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.mcp.handlers import McpTools, UnknownTool
 from runtime.mcp.tools import TOOLS
 
@@ -43,8 +50,8 @@ __all__ = ["MCP_PATH", "McpEndpoint"]
 log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
-PRINCIPAL = "trio_a2a.principal"
-"""The ASGI scope key carrying the authenticated principal to the tool handler."""
+IDENTITY = "trio_a2a.identity"
+"""The ASGI scope key carrying the caller's `Identity` to the tool handler."""
 
 INSTRUCTIONS = (
     "Tools of an Agent2Agent (A2A) server: send_task runs a task on one of its agents and "
@@ -53,15 +60,14 @@ INSTRUCTIONS = (
 
 
 class McpEndpoint:
-    """``/mcp`` as an ASGI app, over `tools`, behind `auth` (and `worker_auth`: a
-    worker token is never a client's). `max_body` bounds a request's body."""
+    """``/mcp`` as an ASGI app, over `tools`, behind the checks of `runtime.http.gate`
+    on `security` (the server's `AppState`: its authenticator, rate limiter and
+    signing keys). `max_body` bounds a request's body."""
 
-    def __init__(self, tools: McpTools, auth: TokenAuth, *, worker_auth: TokenAuth | None = None,
-                 max_body: int = 10 * 1024 * 1024, name: str = "trio-a2a",
-                 version: str | None = None) -> None:
+    def __init__(self, tools: McpTools, security: Any, *, max_body: int = 10 * 1024 * 1024,
+                 name: str = "trio-a2a", version: str | None = None) -> None:
         self._tools = tools
-        self._auth = auth
-        self._worker_auth = worker_auth
+        self._security = security
         self._max_body = max_body
         self._name = name
         self._version = _package_version() if version is None else version
@@ -69,6 +75,7 @@ class McpEndpoint:
 
     def _server(self) -> Server[Any]:
         tools = self._tools
+        security = self._security
 
         async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None
                              ) -> types.ListToolsResult:
@@ -77,12 +84,18 @@ class McpEndpoint:
         async def call_tool(ctx: Any, params: types.CallToolRequestParams
                             ) -> types.CallToolResult:
             request = ctx.request
-            principal = request.scope.get(PRINCIPAL) if request is not None else None
-            if principal is None:  # not through our ASGI handler: never serve it
+            identity = request.scope.get(IDENTITY) if request is not None else None
+            if not isinstance(identity, Identity):  # not through our ASGI handler
                 raise MCPError(types.INVALID_REQUEST, "unauthenticated call")
+            signed_by = request.scope.get(SIGNED_BY)
+
+            def allow(permission: str) -> None:
+                authorize(security, identity, permission, f"tool {params.name}",
+                          signed_by=signed_by)
+
             try:
-                return await tools.call(params.name, params.arguments, principal,
-                                        ctx.session.report_progress)
+                return await tools.call(params.name, params.arguments, owner_key(identity),
+                                        ctx.session.report_progress, authorize=allow)
             except UnknownTool:
                 names = ", ".join(t.name for t in TOOLS)
                 raise MCPError(types.INVALID_PARAMS,
@@ -121,15 +134,21 @@ class McpEndpoint:
         authorizations = [v.decode("latin-1") for k, v in scope["headers"]
                           if k == b"authorization"]
         try:
-            principal = self._auth.client_principal(one_authorization(authorizations),
-                                                    self._worker_auth)
+            identity = await identify(self._security, one_authorization(authorizations))
         except RepeatedAuthorization as exc:
             await _answer(receive, send, 400, "INVALID_ARGUMENT", str(exc))
             return
-        if principal is None:
+        if identity is None:
             await _answer(receive, send, 401, "UNAUTHENTICATED",
                           "a valid bearer token is required (Authorization: Bearer <token>)",
                           ((b"www-authenticate", b'Bearer realm="a2a"'),))
+            return
+        signing = getattr(self._security, "signing", None)
+        try:
+            if signing is not None:
+                signing.check_caller(identity.principal, scope.get(SIGNED_BY))
+        except SignatureRequiredError as err:
+            await _answer(receive, send, 401, err.reason, err.message)
             return
         if not _same_origin(scope):
             await _answer(receive, send, 403, "PERMISSION_DENIED",
@@ -144,7 +163,7 @@ class McpEndpoint:
         if manager is None:
             await _answer(receive, send, 503, "UNAVAILABLE", "the MCP endpoint is starting; retry")
             return
-        scope[PRINCIPAL] = principal
+        scope[IDENTITY] = identity
         await manager.handle_request(scope, receive, send)
 
 

@@ -39,6 +39,7 @@ from protocol.models import (
     SendMessageRequest,
     StreamResponse,
 )
+from protocol.permissions import MCP_OPERATIONS
 from runtime.mcp.render import (
     agents_result,
     error_result,
@@ -120,6 +121,11 @@ def _progress_message(event: StreamResponse) -> str | None:
     return None
 
 
+def _a2a_error(err: A2AError) -> types.CallToolResult:
+    return error_result(err.message, code=type(err).__name__.removesuffix("Error"),
+                        data={"a2aCode": err.code, **err.metadata})
+
+
 class McpTools:
     """The tools over one `A2AService` and the dispatcher's list of workers."""
 
@@ -131,11 +137,19 @@ class McpTools:
         self._new_id = new_id
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None, principal: str,
-                   progress: Progress) -> types.CallToolResult:
+                   progress: Progress, *, authorize: Callable[[str], None] | None = None
+                   ) -> types.CallToolResult:
         """Run one tool call. A bad argument or a refused operation is a tool error
-        (`isError`, naming the argument or the A2A error); UnknownTool otherwise."""
+        (`isError`, naming the argument or the A2A error); UnknownTool otherwise.
+        `authorize(permission)` raises the caller's refusal (permission, rate) before
+        the arguments are looked at, so a refusal tells nothing about them."""
         if name not in TOOL_NAMES:
             raise UnknownTool(name)
+        if authorize is not None:
+            try:
+                authorize(MCP_OPERATIONS[name])
+            except A2AError as err:
+                return _a2a_error(err)
         try:
             self._limits.check(arguments or {}, where="arguments")
             args = parse_arguments(name, arguments)
@@ -166,8 +180,7 @@ class McpTools:
         except ToolArgumentError as exc:
             return error_result(str(exc), code="InvalidArguments")
         except A2AError as err:
-            return error_result(err.message, code=type(err).__name__.removesuffix("Error"),
-                                data={"a2aCode": err.code, **err.metadata})
+            return _a2a_error(err)
 
     async def _send(self, args: SendArgs, principal: str, progress: Progress
                     ) -> types.CallToolResult:

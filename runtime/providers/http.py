@@ -9,6 +9,7 @@ Secrets given to a provider are scrubbed from every message it raises.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ import httpx
 import trio
 
 from protocol.sse import SSEDecoder, SSEEvent
+from runtime.observe.instruments import ProviderCall
 from runtime.providers.base import ProviderAuthError, ProviderError, UnknownModelError
 from runtime.providers.retry import RetryPolicy, parse_retry_after
 
@@ -162,11 +164,26 @@ class HttpProvider:
         """POST `body` and yield the response's SSE events; errors become ProviderError.
 
         A stream that ends mid-event raises a retryable error; whether it may be
-        retried is the caller's call (see `retrying`).
+        retried is the caller's call (see `retrying`). Each call is timed and traced
+        (`runtime.observe.instruments.ProviderCall`).
         """
+        call = ProviderCall(self.name, model, url)
+        try:
+            async with contextlib.aclosing(
+                    self._open_sse(url, body, call.headers(dict(headers)), model)) as events:
+                async for event in events:
+                    yield event
+        except ProviderError as exc:
+            call.error = type(exc).__name__
+            raise
+        finally:
+            call.end()
+
+    async def _open_sse(self, url: str, body: Mapping[str, Any], headers: dict[str, str],
+                        model: str) -> AsyncIterator[SSEEvent]:
         try:
             async with self._client.stream("POST", url, json=dict(body),
-                                           headers=dict(headers)) as response:
+                                           headers=headers) as response:
                 if response.status_code >= 400:
                     raise self.error_from_response(response, await response.aread(), model)
                 ctype = response.headers.get("content-type", "")

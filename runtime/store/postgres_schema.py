@@ -85,10 +85,37 @@ CREATE INDEX push_configs_by_claim_owner ON push_configs (claim_owner)
     WHERE claim_owner IS NOT NULL;
 """
 
+# The token service's revocations and spent refresh tokens (runtime/http/revocations.py),
+# read by every replica: a family revoked on one is refused on all. Records are dropped
+# once the tokens they concern have expired (by expires_at).
+_V4 = """
+CREATE TABLE token_revocations (
+    kind       text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    expires_at double precision NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX token_revocations_by_expiry ON token_revocations (expires_at);
+"""
+
+# Request-signing nonces seen (runtime/http/request_signing.py), shared so a request
+# replayed to another replica within the window is refused there too; pruned by seen_at.
+_V5 = """
+CREATE TABLE request_nonces (
+    key_id  text COLLATE "C" NOT NULL,
+    nonce   text COLLATE "C" NOT NULL,
+    seen_at double precision NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+);
+CREATE INDEX request_nonces_by_time ON request_nonces (seen_at);
+"""
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("tasks, event logs and push configs", _V1),
     ("row versions: every write compares and sets", _V2),
     ("push delivery claims: one replica delivers each config", _V3),
+    ("token service revocations, shared by the replicas", _V4),
+    ("request-signing nonces, shared by the replicas", _V5),
 )
 """(description, SQL) of each version, in order: version n is MIGRATIONS[n - 1]."""
 

@@ -75,6 +75,8 @@ class WorkerStatistics:
     concurrency: int
     started: int
     outcomes: Mapping[str, int]
+    coalesced: int = 0
+    """Output text chunks folded into the one before them (none were dropped)."""
 
 
 class RunningWorker:
@@ -104,7 +106,7 @@ class RunningWorker:
             server=tree.server if tree else None, moves=tree.moves if tree else 0,
             connects=tree.connects if tree else 0,
             registrations=self.slot.attaches, running=s.running, concurrency=s.concurrency,
-            started=s.started, outcomes=s.outcomes)
+            started=s.started, outcomes=s.outcomes, coalesced=s.coalesced)
 
     def is_running(self, task_id: str) -> bool:
         """A session of this worker runs the task."""
@@ -228,7 +230,7 @@ async def open_worker(
                               context_history=any(a.context_history for a in agents)
                               if context_history is None else context_history,
                               skills=tuple(s for a in agents for s in a.card_skills()))
-    slot = LinkSlot()
+    slot = LinkSlot(traceparent=config.sessions.traceparent)
     sessions = Sessions(slot, agents, concurrency=concurrency, config=config.sessions, rng=rng)
     worker = RunningWorker(identity, sessions, slot, config)
 

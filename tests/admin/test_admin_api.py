@@ -14,6 +14,8 @@ import pytest
 import trio
 
 from runtime.admin import AdminSettings
+from runtime.http.auth import TokenEntry
+from runtime.security import SecurityConfig
 from runtime.server import RunningServer, ServerConfig, open_server
 from runtime.worker import RunningWorker, open_worker
 from tests.admin.helpers import TOKEN, Admin, AdminError
@@ -57,17 +59,20 @@ async def test_refused_without_or_with_a_wrong_token(admin: Admin, token: str | 
     e = err.value
     if token is None:
         assert (e.status, e.code) == (401, -32040 if admin.binding == "rpc" else "UNAUTHENTICATED")
-        assert "needs the admin token" in e.message
+        assert "needs the admin token" in e.message and "'admin'" in e.message
     else:
         assert (e.status, e.code) == (403, -32041 if admin.binding == "rpc"
                                       else "PERMISSION_DENIED")
-        assert e.message == "the token sent is not the admin token"
+        assert e.message == ("the credential sent is neither the admin token nor one whose "
+                             "roles grant the 'admin' permission")
         assert token not in e.message and TOKEN not in e.message
 
 
-async def test_a_client_token_is_not_the_admin_token(controls: Controls) -> None:
+async def test_a_client_token_without_admin_is_not_the_admin_token(controls: Controls) -> None:
+    entries = {"client-tok": TokenEntry("alice", ("agent",))}
     config = ServerConfig(port=0, store="memory", agent=scripted_agent(controls),
-                          tokens={"client-tok": "alice"}, admin=AdminSettings(token=TOKEN))
+                          tokens={"client-tok": "alice"}, admin=AdminSettings(token=TOKEN),
+                          security=SecurityConfig(token_entries=entries))
     with trio.fail_after(10):
         async with open_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as http:
             for binding in ("rest", "rpc"):

@@ -129,7 +129,7 @@ async def test_token_from_the_url_is_taken_out_of_it(
                 page = browser.new_page()  # a tab of its own: sessionStorage is per tab
                 page.set_default_timeout(15_000)
                 page.goto(f"{admin_server.url}/ui#token=not-the-token")
-                page.wait_for_selector("#login-error:text('not the admin token')")
+                page.wait_for_selector("#login-error:text('neither the admin token')")
                 return url, page.url
             finally:
                 browser.close()

@@ -126,8 +126,13 @@ def logged(proc: Proc, msg: str) -> list[dict[str, Any]]:
 
 
 def server_url(proc: Proc) -> str | None:
-    """The URL from a server's listening line, once it said it."""
+    """The URL from a server's start banner, once it said it: a JSON record with
+    --log-format json, else a text line."""
+    for record in proc.records:
+        if str(record.get("msg", "")).startswith("trio-a2a server on "):
+            return str(record["url"])
     for line in proc.stderr:
-        if line.startswith("trio-a2a server on "):
-            return line.split()[3]
+        _, found, rest = line.partition("trio-a2a server on ")
+        if found:
+            return rest.split()[0]
     return None

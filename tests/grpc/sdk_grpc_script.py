@@ -219,8 +219,23 @@ async def scenario_auth(s: Session, report: dict[str, Any]) -> None:
     await client.close()
 
 
+async def scenario_roles(s: Session, report: dict[str, Any]) -> None:
+    """TOKEN may send (operator); argv[4], of the same principal, only reads (observer)."""
+    client = await s.client(streaming=False)
+    own = await send(client, s, "echo mine")
+    report["own"] = own
+    reader = Session(s.url, sys.argv[4])
+    report["reader_send"] = await send(client, reader, "echo x")
+    await attempt(report, "reader_get", lambda: client.get_task(
+        GetTaskRequest(id=own[0]["id"]), context=reader.ctx), task_summary)
+    await attempt(report, "reader_cancel", lambda: client.cancel_task(
+        CancelTaskRequest(id=own[0]["id"]), context=reader.ctx), task_summary)
+    await client.close()
+
+
 SCENARIOS = {"methods": scenario_methods, "subscribe": scenario_subscribe,
-             "cancel_stream": scenario_cancel_stream, "auth": scenario_auth}
+             "cancel_stream": scenario_cancel_stream, "auth": scenario_auth,
+             "roles": scenario_roles}
 
 
 async def main(url: str, scenario: str, token: str | None) -> None:

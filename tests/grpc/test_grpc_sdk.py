@@ -191,6 +191,32 @@ async def test_auth_and_isolation_over_grpc() -> None:
         assert report["push_off"]["error"] == "PushNotificationNotSupportedError"
 
 
+async def test_roles_over_grpc_with_jwts() -> None:
+    """The SDK client with JWTs: an operator's sends, an observer's (same principal)
+    reads that task and is refused sending and cancelling, as PERMISSION_DENIED."""
+    from protocol.identity import ClaimNames
+    from runtime.http.jwt_auth import JwtSettings
+    from runtime.security import SecurityConfig
+    from tests.security.keys import AUDIENCE, ISSUER, SECRET, claims, hs_token
+
+    jwt = JwtSettings(issuer=ISSUER, audience=AUDIENCE, secret=SECRET, claims=ClaimNames())
+    cfg = config(Controls(), worker_tokens={"w": "worker"}, security=SecurityConfig(jwt=jwt))
+    operator = hs_token(claims("alice", roles=["operator"]))
+    observer = hs_token(claims("alice", roles=["observer"]))
+    async with open_server(cfg) as server:
+        report = await run_script(server, "roles", operator, observer)
+        assert report["own"][0]["state"] == "TASK_STATE_COMPLETED"
+        assert ok(report["reader_get"])["id"] == report["own"][0]["id"]
+        (failed,) = report["reader_send"]
+        for refused in (failed, report["reader_cancel"]):
+            # not one of A2A's own errors: the SDK's generic error, with the status
+            assert refused["error"] == "A2AClientError", refused
+            assert refused["message"].startswith("gRPC Error PERMISSION_DENIED: "), refused
+            assert observer not in refused["message"]
+        assert "message.send" in failed["message"]
+        assert "task.cancel" in report["reader_cancel"]["message"]
+
+
 def write_docs_example(into: Path) -> Path:
     """docs/grpc.md's Python example, as written, in a file."""
     doc = (Path(__file__).resolve().parents[2] / "docs" / "grpc.md").read_text()

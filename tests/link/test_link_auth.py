@@ -120,7 +120,7 @@ async def test_the_cli_refuses_in_one_line_naming_both_flags() -> None:
     assert proc.returncode == 2, err
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("python -m runtime: error: client tokens are set but no worker "
+    assert last.startswith("python -m runtime server: error: client tokens are set but no worker "
                            "tokens"), last
     assert all(flag in last for flag in FLAGS), last
     assert "ctok" not in err  # a token is never echoed

@@ -7,6 +7,7 @@ HTTP answers themselves (status, `WWW-Authenticate`) are checked with httpx.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 import trio
 from mcp.shared.exceptions import MCPError
 
-from runtime.http.auth import TokenAuth
+from runtime.http.identity import Authenticator
 from runtime.mcp import McpEndpoint, McpTools
 from runtime.server import RunningServer, ServerConfig, open_server
 from tests.agents import scripted_agent
@@ -110,7 +111,8 @@ async def test_no_mcp_leaves_the_endpoint_out() -> None:
 
 async def test_not_running_answers_503() -> None:
     """Between a restart of the MCP child and its start, requests are told to retry."""
-    endpoint = McpEndpoint(McpTools(None, list), TokenAuth({}))  # type: ignore[arg-type]
+    security = SimpleNamespace(authenticator=Authenticator())
+    endpoint = McpEndpoint(McpTools(None, list), security)  # type: ignore[arg-type]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_the_table_covers_every_operation_of_every_binding() -> None:
     assert set(RPC_OPERATIONS.values()) | set(REST_OPERATIONS.values()) <= set(PERMISSIONS)
     # the permissions no A2A binding carries are granted as documented
     assert {r for r in ROLES if "worker.link" in ROLES[r]} == {"admin", "agent"}
-    assert {r for r in ROLES if "admin" in ROLES[r]} == {"admin"}
+    assert {r for r in ROLES if "admin" in ROLES[r]} == {"admin", "operator"}
     assert ROLES["guest"] == {"card.public"}
     assert all("card.public" in perms for perms in ROLES.values())
 
