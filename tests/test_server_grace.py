@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -146,8 +147,10 @@ async def test_calls_finish_within_the_grace_when_their_tasks_end(
     assert calls.results["blocking"]["result"]["task"]["status"]["state"] == \
         "TASK_STATE_COMPLETED"
     assert calls.results["rest"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
-    assert ("client calls in the grace: 2 request(s) and 4 stream(s) finished, 0 request(s) "
-            "answered as the task stood, 0 stream(s) closed, 1 refused") in stopped
+    # 2 blocking sends (a 3rd, answered before the stop, may still be closing)
+    assert re.search(r"client calls in the grace: [23] request\(s\) and 4 stream\(s\) "
+                     r"finished, 0 request\(s\) answered as the task stood, 0 stream\(s\) "
+                     r"closed, 1 refused", stopped), stopped
 
 
 async def test_at_the_end_of_the_grace_streams_close_and_blocking_sends_answer(
@@ -162,8 +165,9 @@ async def test_at_the_end_of_the_grace_streams_close_and_blocking_sends_answer(
     assert calls.results["blocking"]["result"]["task"]["status"]["state"] == \
         "TASK_STATE_WORKING"
     assert calls.results["rest"]["task"]["status"]["state"] == "TASK_STATE_WORKING"
-    assert ("client calls in the grace: 0 request(s) and 0 stream(s) finished, 2 request(s) "
-            "answered as the task stood, 4 stream(s) closed, 1 refused") in stopped
+    assert re.search(r"client calls in the grace: [01] request\(s\) and 0 stream\(s\) "
+                     r"finished, 2 request\(s\) answered as the task stood, 4 stream\(s\) "
+                     r"closed, 1 refused", stopped), stopped
 
 
 async def test_the_grace_runs_out_on_virtual_time(autojump_clock: trio.testing.MockClock
