@@ -22,6 +22,8 @@ from actors.push_configs import *  # noqa: F403
 from actors.push_configs import __all__ as _push_configs
 from actors.push_delivery import *  # noqa: F403
 from actors.push_delivery import __all__ as _push
+from actors.release import *  # noqa: F403
+from actors.release import __all__ as _release
 from actors.store_port import *  # noqa: F403
 from actors.store_port import __all__ as _port
 from actors.task_commit import *  # noqa: F403
@@ -35,6 +37,6 @@ from actors.trace_port import __all__ as _trace
 
 __all__ = [
     *_service, *_admin, *_agent, *_approval, *_client_ids, *_dispatcher, *_push_claims,
-    *_push_configs, *_push,
+    *_push_configs, *_push, *_release,
     *_port, *_commit, *_store, *_sync, *_trace,
 ]

@@ -21,6 +21,7 @@ import trio
 
 from actors.dispatcher import RunRequest, route_from_metadata
 from actors.push_configs import PushConfigs, PushWatcher
+from actors.release import CallRelease
 from actors.store_port import DispatchState, StoredEvent, TaskQuery, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.errors import (
@@ -51,12 +52,7 @@ from protocol.models import (
 )
 from protocol.states import IllegalTransition, ends_stream, is_interrupted, is_terminal
 
-__all__ = [
-    "A2AService",
-    "Dispatcher",
-    "SendOutcome",
-    "ServiceSettings",
-]
+__all__ = ["A2AService", "Dispatcher", "SendOutcome", "ServiceSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +76,8 @@ class ServiceSettings:
     keepalive: float = 15.0
     """Seconds of silence after which a stream gets a keep-alive (SSE comment)."""
     traceparent: Callable[[], str | None] | None = None  # tracing on: kept for the worker
+    release: CallRelease = attrs.field(factory=CallRelease, eq=False)
+    """A stopping server's end of the grace: blocking sends answer with the task as it is."""
 
 
 @attrs.frozen
@@ -238,7 +236,8 @@ class A2AService:
         cfg = req.configuration
         history_length = cfg.history_length if cfg else None
         if not (cfg and cfg.return_immediately):
-            record = await self._store.wait_record(record.task_id, lambda r: ends_stream(r.state))
+            record = await self.settings.release.wait_record(
+                self._store, record.task_id, lambda r: ends_stream(r.state))
             reply = _direct_reply(record.task)
             if reply is not None:
                 return SendOutcome(record=record, message=reply)

@@ -63,6 +63,7 @@ from runtime.observe.instruments import use_worker_metrics
 from runtime.observe.worker_metrics import WorkerMetrics, open_metrics_endpoint
 from runtime.server import ServerConfig, open_server, worker_link_refusal
 from runtime.store import StoreOpenError
+from runtime.supervisor import unwrap_single
 from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, link_url, open_worker
 
 __all__ = [
@@ -119,6 +120,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _check_seconds("--push-lease-ttl", args.push_lease_ttl)
     _check_seconds("--cancel-timeout", args.cancel_timeout)
     _check_seconds("--header-timeout", args.header_timeout)
+    if not (args.shutdown_grace >= 0 and math.isfinite(args.shutdown_grace)):
+        raise ValueError(f"--shutdown-grace must be 0 or more seconds, not {args.shutdown_grace}")
     if args.max_attempts < 1:
         raise ValueError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.max_concurrent_tasks < 1:
@@ -181,6 +184,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_string=args.max_string,
         max_items=args.max_items,
         header_timeout=args.header_timeout,
+        shutdown_grace=args.shutdown_grace,
         keepalive=args.keepalive,
         max_concurrent_tasks=args.max_concurrent_tasks,
         local_workers=args.local_workers,
@@ -281,17 +285,22 @@ def tune_gc() -> None:
 
 
 async def run_server(config: ServerConfig) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_server(config) as server:
-            grpc = {"grpc_url": server.grpc.url} if server.grpc else {}
-            banner(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
-                   f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
-                   + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
-                   url=server.url, store=config.store, agent=config.agent.name,
-                   auth=bool(config.tokens), tracing=config.tracer_provider is not None,
-                   **grpc)
-            async for _ in signals:
-                break
+    # unwrap_single: a failed start reaches `main` as itself, not in the nursery's group
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, unwrap_single():
+        async with trio.open_nursery() as nursery:
+            async with open_server(config) as server:
+                grpc = {"grpc_url": server.grpc.url} if server.grpc else {}
+                banner(f"trio-a2a server on {server.url} (store: {config.store}, agent: "
+                       f"{config.agent.name}, auth: {'on' if config.tokens else 'off'})"
+                       + (f"; gRPC on {server.grpc.url}" if server.grpc else ""),
+                       url=server.url, store=config.store, agent=config.agent.name,
+                       auth=bool(config.tokens), tracing=config.tracer_provider is not None,
+                       **grpc)
+                async for _ in signals:
+                    break
+                # leaving the block is the graceful stop; a second signal cuts its grace short
+                nursery.start_soon(server.hurry_on, signals)
+            nursery.cancel_scope.cancel()
 
 
 async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:

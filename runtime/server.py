@@ -6,8 +6,11 @@ push delivery and the HTTP listener (quart-trio on hypercorn's
 trio worker). `open_server` starts them in dependency order, each reporting
 readiness through `nursery.start` (the dispatcher re-queues what a previous run
 left unfinished), and hands back the bound address. Leaving the block stops everything,
-gracefully: the dispatcher drains (no offers, no claims), the embedded workers stop and
-their tasks are queued again at once (for the other replicas on a shared database),
+gracefully: the dispatcher drains (no offers, no claims); new client requests get 503
+and those in flight get `shutdown_grace` to finish (`runtime.http.grace`: then streams
+end with a final notice, blocking sends answer with the task as it stands); the
+embedded workers stop and their tasks are queued again at once (for the other replicas
+on a shared database),
 remote workers are told to move to another replica (``goaway``) and given
 `handover_timeout` to do so, then the tree stops. The server logs one line when it stops.
 """
@@ -28,6 +31,7 @@ import trio
 from actors.a2a_service import A2AService, ServiceSettings
 from actors.dispatcher import Dispatcher
 from actors.push_delivery import PushDelivery
+from actors.release import CallRelease
 from actors.task_store import ServerTaskStore
 from actors.worker import Backoff, OutputConfig, SessionConfig
 from protocol.models import AgentSkill
@@ -37,12 +41,14 @@ from runtime.http.app import create_asgi
 from runtime.http.auth import TokenAuth
 from runtime.http.card import CardDocument, LiveCard, build_card
 from runtime.http.common import AppState, ASGIApp
+from runtime.http.grace import GracefulCalls
 from runtime.http.listener import AcceptMonitor, AcceptStatistics
 from runtime.http.listener import listen_socket as _listen  # (tests import it from here)
 from runtime.http.mount import normalize_base_path
 from runtime.http.push_sender import HttpxPushSender
 from runtime.http.serve import serve_asgi
 from runtime.link.endpoint import WorkerLinkEndpoint
+from runtime.link.handover import REASON as HANDOVER_REASON
 from runtime.link.handover import LocalStops, hand_over
 from runtime.link.local import open_in_process_link
 from runtime.link.mount import mount_worker_link
@@ -84,6 +90,17 @@ class RunningServer:
     accept: AcceptMonitor = attrs.field(factory=AcceptMonitor, repr=False)
     grpc: GrpcChild | None = attrs.field(default=None, repr=False)
     """The gRPC binding (`grpc.port`, `grpc.monitor.statistics()`) when it is on."""
+    calls: GracefulCalls | None = attrs.field(default=None, repr=False)
+
+    def hurry(self) -> None:
+        """Cut a graceful stop's `shutdown_grace` short (a second SIGTERM)."""
+        if self.calls is not None:
+            self.calls.hurry()
+
+    async def hurry_on(self, signals: AsyncIterator[object]) -> None:
+        """`hurry()` on each of `signals` (the CLI's signals after the first)."""
+        async for _ in signals:
+            self.hurry()
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(accept=self.accept.statistics())
@@ -195,7 +212,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 settings = ServiceSettings(
                     push_notifications=config.push_notifications, keepalive=config.keepalive,
                     allow_private_push_urls=config.allow_private_push_urls,
-                    cancel_timeout=config.cancel_timeout, traceparent=obs.traceparent)
+                    cancel_timeout=config.cancel_timeout, traceparent=obs.traceparent,
+                    release=CallRelease())
                 service = A2AService(store, dispatcher, push=push, settings=settings)
                 # the card lists the skills of the agents whose workers are connected
                 card = LiveCard(render_card, dispatcher.worker_skills)
@@ -228,8 +246,10 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                     state = mount_mcp(state, mcp)
                     mcp_children.append(ChildSpec("mcp", mcp.run))
                 state = mount_admin(state, config.admin, dispatcher, service, endpoint, replica_id)
-                app = obs.wrap(secured.app(create_asgi(state), config.max_body), dispatcher,
-                               store, push, workers, endpoint, grpc)
+                # inside the observing layer: the 503s of a stopping server are counted
+                calls = GracefulCalls(secured.app(create_asgi(state), config.max_body),
+                                      settings.release)
+                app = obs.wrap(calls, dispatcher, store, push, workers, endpoint, grpc)
                 # rest_for_one: a child depends on the ones before it; when one fails,
                 # it and everything started after it start again, in order.
                 tree = Supervisor(
@@ -256,7 +276,12 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                                                     "replica_id": replica_id})
                 yield RunningServer(url=base_url, host=host, port=port, service=service,
                                     store=store, dispatcher=dispatcher, workers=workers,
-                                    push=push, supervisor=tree, accept=accept, grpc=grpc)
+                                    push=push, supervisor=tree, accept=accept, grpc=grpc,
+                                    calls=calls)
+                # Client calls first, while the workers still run their tasks: no new
+                # claims here meanwhile, new requests refused, those in flight get the grace.
+                dispatcher.drain(HANDOVER_REASON)
+                outcome.update(await calls.stop(config.shutdown_grace))
                 outcome.update(await hand_over(
                     dispatcher, endpoint, stopping, local_workers=config.local_workers,
                     drain_timeout=config.drain_timeout,
@@ -270,6 +295,11 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
             grpc.close()
         how = ("handed over: {requeued} task(s) queued again, {workers_moved} worker(s) "
                "moved".format(**outcome) if outcome.get("graceful") else "without handing over")
+        if "streams_closed" in outcome:
+            how += ("; client calls in the grace: {requests_finished} request(s) and "
+                    "{streams_finished} stream(s) finished, {requests_answered} request(s) "
+                    "answered as the task stood, {streams_closed} stream(s) closed, "
+                    "{requests_refused} refused".format(**outcome))
         log.info("server stopped, %s", how, extra={"replica_id": replica_id, "url": base_url,
                                                    **outcome})
 

@@ -88,6 +88,10 @@ class ServerConfig:
     header_timeout: float = attrs.field(default=20.0)
     """Seconds a request head may take from its first byte; then the connection is
     closed (a client dribbling a header no longer holds a connection for long)."""
+    shutdown_grace: float = attrs.field(default=20.0)
+    """Seconds a stopping server gives in-flight blocking sends and open streams to
+    finish (below Kubernetes' 30 s before it kills); then streams end with a final
+    notice and blocking sends answer with the task as it stands (docs/deployment.md)."""
     keepalive: float = 15.0
     max_concurrent_tasks: int = 256
     """Agent runs in parallel per local worker."""
@@ -155,6 +159,11 @@ class ServerConfig:
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{attribute.name} must be a positive number of seconds, "
                              f"not {value}")
+
+    @shutdown_grace.validator
+    def _grace(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{attribute.name} must be 0 or more seconds, not {value}")
 
     @worker_tokens.validator
     def _tokens_disjoint(self, _: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:

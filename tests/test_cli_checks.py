@@ -150,6 +150,8 @@ def test_worker_error_after_start_is_not_a_usage_error(
     (["--queue-rescan-interval", "0"],
      "--queue-rescan-interval must be a positive number of seconds"),
     (["--push-lease-ttl", "0"], "--push-lease-ttl must be a positive number of seconds"),
+    (["--shutdown-grace", "-1"], "--shutdown-grace must be 0 or more seconds"),
+    (["--shutdown-grace", "inf"], "--shutdown-grace must be 0 or more seconds"),
 ])
 def test_server_refuses_bad_numbers(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
@@ -192,6 +194,14 @@ def test_server_header_timeout_reaches_the_config(monkeypatch: pytest.MonkeyPatc
     assert given.header_timeout == 5.0
     monkeypatch.setenv("TRIO_A2A_HEADER_TIMEOUT", "7.5")
     assert server_config(_parse(["server", "--store", "memory"])).header_timeout == 7.5
+
+
+def test_server_shutdown_grace_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert server_config(_parse(["server", "--store", "memory"])).shutdown_grace == 20.0
+    given = server_config(_parse(["server", "--store", "memory", "--shutdown-grace", "0"]))
+    assert given.shutdown_grace == 0.0  # let go of the calls at once
+    monkeypatch.setenv("TRIO_A2A_SHUTDOWN_GRACE", "12.5")
+    assert server_config(_parse(["server", "--store", "memory"])).shutdown_grace == 12.5
 
 
 def test_server_push_lease_ttl_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -232,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         "is closed [TRIO_A2A_HEADER_TIMEOUT] (default 20)",
     )
     s.add_argument(
+        "--shutdown-grace",
+        type=_number_type(float, "SHUTDOWN_GRACE"),
+        default=_number_env("SHUTDOWN_GRACE", 20),
+        help="seconds a stopping server (SIGTERM) gives in-flight blocking sends and open "
+        "streams to finish; then streams end with a final notice and blocking sends answer "
+        "with the task as it stands [TRIO_A2A_SHUTDOWN_GRACE] (default 20)",
+    )
+    s.add_argument(
         "--keepalive",
         type=_number_type(float, "KEEPALIVE"),
         default=_number_env("KEEPALIVE", 15),

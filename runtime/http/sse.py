@@ -4,6 +4,8 @@ Each frame's `id:` is the event's sequence number in the task's log, so a client
 that reconnects with `Last-Event-ID` resumes exactly after the last frame it saw.
 Idle streams get a comment line (keep-alive) every `ServiceSettings.keepalive`
 seconds. A client that goes away only cancels this response: the task runs on.
+A stopping server ends a stream still open at the end of its grace with
+`runtime.http.grace.FINAL_FRAME` (the task runs on there too).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from actors.store_port import StoredEvent
 from protocol.errors import A2AError, InternalError
 from protocol.models import StreamResponse
 from protocol.sse import encode_comment
+from runtime.http.grace import FINAL_FRAME, current_release
 
 __all__ = ["error_frame", "event_frames", "sse_response"]
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE = encode_comment("keep-alive")
+_END = object()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -55,12 +59,21 @@ async def event_frames(
     error response among the data events)."""
     if first is not None:
         yield _frame(render(first.event), seq=first.seq)
+    release = current_release()
     try:
-        async for ev in events:
+        while True:
+            # held only while waiting, never across a yield (a scope must not span one)
+            with release.hold() as held:
+                ev = await anext(events, _END)
+            if held.cancelled_caught:  # a stopping server's grace is over
+                yield FINAL_FRAME
+                return
+            if ev is _END:
+                return
             if ev is None:
                 yield KEEPALIVE
             else:
-                yield _frame(render(ev.event), seq=ev.seq)
+                yield _frame(render(ev.event), seq=ev.seq)  # type: ignore[union-attr]
     except A2AError as err:
         yield _frame(render_error(err), event=error_event)
     except Exception:

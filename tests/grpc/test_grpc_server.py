@@ -316,7 +316,8 @@ async def test_stopping_the_server_ends_open_streams_and_leaves_no_thread() -> N
         assert grpc_threads() == before  # stopped, and joined
     assert outcome["first"] == "task"
     assert outcome["code"] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-    assert outcome["send_code"] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    # a blocking send is answered with the task as it stands, not failed (runtime.http.grace)
+    assert outcome["sent"].WhichOneof("payload") == "task", outcome
 
 
 async def test_a_port_in_use_fails_the_start_naming_it() -> None:
