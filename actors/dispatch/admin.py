@@ -18,6 +18,7 @@ message for people.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -25,7 +26,7 @@ import trio
 from actors.dispatch.leases import Leases, _rollback, _status
 from actors.dispatch.routing import TaskQueue
 from actors.dispatch.workers import ConnectedWorkers
-from actors.store_port import DispatchState, Lease, Route, TaskRecord
+from actors.store_port import DispatchState, Lease, TaskRecord
 from actors.task_store import ServerTaskStore
 from protocol.models import TaskState
 from protocol.states import IllegalTransition, is_interrupted, is_terminal
@@ -74,14 +75,10 @@ class AdminOps:
     _queue: TaskQueue
     _workers: ConnectedWorkers
 
-    def _drop_lease(self, task_id: str, lease: Lease) -> None:
-        raise NotImplementedError
-
-    def _enqueue(self, task_id: str, route: Route, *, retry: bool = False) -> None:
-        raise NotImplementedError
-
-    def _wake(self) -> None:
-        raise NotImplementedError
+    # the dispatcher's own methods, which these parts call
+    _drop_lease: Callable[[str, Lease], None]
+    _enqueue: Callable[..., None]  # (task_id, route, *, retry=False)
+    _wake: Callable[[], None]
 
     def worker_views(self) -> list[WorkerView]:
         """The workers connected to this process, in the order they connected."""

@@ -9,11 +9,12 @@ write in `Leases.end` makes each lease end exactly once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from actors.dispatch.leases import Leases
 from actors.dispatch.routing import TaskQueue
 from actors.dispatch.workers import ConnectedWorkers
-from actors.store_port import Lease, Route
+from actors.store_port import Lease
 from protocol.states import ends_stream
 
 __all__ = ["Reaper"]
@@ -28,14 +29,10 @@ class Reaper:
     _queue: TaskQueue
     _workers: ConnectedWorkers
 
-    def _drop_lease(self, task_id: str, lease: Lease) -> None:
-        raise NotImplementedError
-
-    def _enqueue(self, task_id: str, route: Route, *, retry: bool = False) -> None:
-        raise NotImplementedError
-
-    def _wake(self) -> None:
-        raise NotImplementedError
+    # the dispatcher's own methods, which these parts call
+    _drop_lease: Callable[[str, Lease], None]
+    _enqueue: Callable[..., None]  # (task_id, route, *, retry=False)
+    _wake: Callable[[], None]
 
     async def reap(self) -> int:
         """Re-queue (or fail) tasks whose lease ran out; returns how many. On a shared

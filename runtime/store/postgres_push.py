@@ -18,7 +18,7 @@ instead of at their expiry. A config done with is released quietly.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any
 
 from actors.store_port import PushClaim, PushConfigRecord
 from protocol.states import TERMINAL_STATES
@@ -28,7 +28,6 @@ from runtime.store.postgres_driver import PgConnection
 
 __all__ = ["PostgresPushConfigs"]
 
-T = TypeVar("T")
 
 _TERMINAL = sql.text_array(s.value for s in TERMINAL_STATES)
 _CLAIM = (
@@ -93,8 +92,8 @@ class PostgresPushConfigs:
 
     origin: str
 
-    async def _call(self, fn: Callable[[PgConnection], Awaitable[T]]) -> T:
-        raise NotImplementedError
+    _call: Callable[[Callable[[PgConnection], Awaitable[Any]]], Awaitable[Any]]
+    """`PostgresBackend._call`: run `fn` on a pooled connection."""
 
     # --- configs and progress -------------------------------------------------------
 

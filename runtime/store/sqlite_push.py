@@ -12,8 +12,8 @@ rules as on PostgreSQL so that the backend test suite runs unchanged on both.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from actors.store_port import PushClaim, PushConfigRecord
 from protocol.models import TaskPushNotificationConfig
@@ -21,7 +21,6 @@ from protocol.states import TERMINAL_STATES
 
 __all__ = ["UPSERT_PUSH", "SQLitePushConfigs", "push_params"]
 
-T = TypeVar("T")
 
 # A replaced config keeps its row, so its creation order and its claim.
 UPSERT_PUSH = (
@@ -57,11 +56,9 @@ def push_params(push: PushConfigRecord) -> tuple[str, str, str, int, str]:
 class SQLitePushConfigs:
     """Push config methods of `SQLiteBackend` (see the module docstring)."""
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+    # `SQLiteBackend`'s: run `fn` on its writer / a reader connection, in a thread
+    _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+    _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
     # --- configs and progress -------------------------------------------------------
 
