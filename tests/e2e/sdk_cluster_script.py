@@ -23,7 +23,6 @@ often it was re-sent, and the task as GetTask returns it at the end.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import uuid
 from typing import Any
@@ -43,6 +42,7 @@ from a2a.types import (
     Task,
     TaskState,
 )
+from sdk_stream_script import emit, event_summary, parts_text  # beside this script
 
 STEP_TIMEOUT = 30.0
 POLL = 0.1
@@ -53,33 +53,6 @@ TERMINAL = {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED,
 
 def text(i: int) -> str:
     return f"cluster task {i:03d}: the quick brown fox jumps over the lazy dog"
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def parts_text(parts: Any) -> str:
-    return "".join(p.text for p in parts if p.WhichOneof("content") == "text")
-
-
-def event_summary(ev: StreamResponse) -> dict[str, Any]:
-    kind = ev.WhichOneof("payload")
-    out: dict[str, Any] = {"kind": kind}
-    if kind == "task":
-        out.update(task_id=ev.task.id, state=TaskState.Name(ev.task.status.state),
-                   artifacts=[{"artifact_id": a.artifact_id, "text": parts_text(a.parts)}
-                              for a in ev.task.artifacts])
-    elif kind == "status_update":
-        u = ev.status_update
-        out.update(task_id=u.task_id, state=TaskState.Name(u.status.state),
-                   status_text=parts_text(u.status.message.parts))
-    elif kind == "artifact_update":
-        a = ev.artifact_update
-        out.update(task_id=a.task_id, artifact_id=a.artifact.artifact_id,
-                   text=parts_text(a.artifact.parts), append=a.append)
-    return out
 
 
 def task_summary(t: Task) -> dict[str, Any]:
