@@ -11,9 +11,17 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from bench.targets import BASELINE, REPO_DIR, Check, js_sdk_version
+from bench.targets import BASELINE, REPO_DIR, js_sdk_version
 
-RATIO_KEY = "ratio_vs_" + BASELINE.replace("-", "_")
+# The column of req/s ratios shown besides the baseline's when that target ran.
+SECOND_BASELINE = "sdk-js"
+
+
+def ratio_key(baseline: str) -> str:
+    return "ratio_vs_" + baseline.replace("-", "_")
+
+
+RATIO_KEY = ratio_key(BASELINE)
 
 
 def combine_rounds(rounds: list[dict]) -> dict:
@@ -61,17 +69,19 @@ def combine_rounds(rounds: list[dict]) -> dict:
     return row
 
 
-def add_ratios(rows: list[dict]) -> None:
-    """req/s relative to the baseline at the same number of clients."""
-    base = {
-        r["clients"]: r["rps"]
-        for r in rows
-        if r["target"] == BASELINE and not r.get("skipped") and r.get("rps")
-    }
-    for r in rows:
-        if not r.get("skipped"):
-            b = base.get(r["clients"])
-            r[RATIO_KEY] = r["rps"] / b if b else None
+def add_ratios(rows: list[dict], baselines: tuple[str, ...] = (BASELINE, SECOND_BASELINE)) -> None:
+    """req/s relative to each baseline at the same number of clients
+    (``ratio_vs_<baseline>``, None where that baseline was not measured)."""
+    for baseline in baselines:
+        base = {
+            r["clients"]: r["rps"]
+            for r in rows
+            if r["target"] == baseline and not r.get("skipped") and r.get("rps")
+        }
+        for r in rows:
+            if not r.get("skipped"):
+                b = base.get(r["clients"])
+                r[ratio_key(baseline)] = r["rps"] / b if b else None
 
 
 def _cell(v, fmt: str) -> str:
@@ -94,17 +104,19 @@ def _grid(head: list[str], body: list[list[str]]) -> list[str]:
 
 def render_table(rows: list[dict], profiled: bool) -> str:
     """One table for rows measured at one number of clients, with its notes."""
+    second = any(r.get(ratio_key(SECOND_BASELINE)) is not None for r in rows)
     head = [
         "target", "req/s", "p50 ms", "p99 ms", "errors", f"vs {BASELINE}",
+        *([f"vs {SECOND_BASELINE}"] if second else []),
         "srv CPU ms/req", "srv CPU", "loadgen CPU",
     ]  # fmt: skip
     body = []
     for r in rows:
         if r.get("skipped"):
-            body.append([r["target"], "skipped", "", "", "", "", "", "", ""])
+            body.append([r["target"], "skipped"] + [""] * (len(head) - 2))
             continue
         lat = r.get("latency_ms", {})
-        ratio = r.get(RATIO_KEY)
+        ratios = [r.get(RATIO_KEY)] + ([r.get(ratio_key(SECOND_BASELINE))] if second else [])
         name = r["target"] + (" (profiled)" if r.get("profile") else "")
         body.append(
             [
@@ -113,7 +125,7 @@ def render_table(rows: list[dict], profiled: bool) -> str:
                 _cell(lat.get("p50"), ".2f"),
                 _cell(lat.get("p99"), ".2f"),
                 str(r["errors"]),
-                "-" if ratio is None else f"{ratio:.2f}x",
+                *("-" if x is None else f"{x:.2f}x" for x in ratios),
                 _cell(r.get("server_cpu_ms_per_req"), ".3f"),
                 "-" if r.get("server_cpu_util") is None else f"{r['server_cpu_util']:.0%}",
                 f"{r['loadgen_cpu_util']:.0%}",
@@ -159,56 +171,6 @@ def render_table(rows: list[dict], profiled: bool) -> str:
     if profiled:
         notes.append("* profiled targets ran under py-spy: their figures are perturbed")
     return "\n".join(_grid(head, body) + ([""] + notes if notes else []))
-
-
-def evaluate_checks(checks: dict[str, tuple[Check, ...]], rows: list[dict]) -> list[dict]:
-    """Each target's checks against the combined rows: PASS, FAIL or n/a (not measured)."""
-    by_key = {(r["target"], r["clients"]): r for r in rows if not r.get("skipped")}
-    out = []
-    for target, target_checks in checks.items():
-        for check in target_checks:
-            row = by_key.get((target, check.clients))
-            baseline = check.baseline or BASELINE
-            value = None
-            if row is not None:
-                if check.metric == "ratio" and check.baseline is None:
-                    value = row.get(RATIO_KEY)
-                elif check.metric == "ratio":
-                    base = by_key.get((baseline, check.clients))
-                    value = row["rps"] / base["rps"] if base and base.get("rps") else None
-                else:
-                    value = row.get("latency_ms", {}).get(check.metric)
-            if value is None:
-                verdict = "n/a"
-            elif check.metric == "ratio":
-                verdict = "PASS" if value >= check.limit else "FAIL"
-            else:
-                verdict = "PASS" if value <= check.limit else "FAIL"
-            entry = {"target": target, "check": check.label, "clients": check.clients,
-                     "metric": check.metric, "limit": check.limit, "value": value,
-                     "verdict": verdict, "measured": row is not None}
-            if check.metric == "ratio":
-                entry["baseline"] = baseline
-            if check.metric == "ratio" and row is not None:
-                entry["rps"] = row["rps"]
-            out.append(entry)
-    return out
-
-
-def render_checks(results: list[dict]) -> str:
-    lines = []
-    for c in results:
-        baseline = c.get("baseline", BASELINE)
-        if c["value"] is None and c.get("measured"):
-            got = f"{baseline} not measured at {c['clients']} clients"
-        elif c["value"] is None:
-            got = f"not measured (run with --clients including {c['clients']})"
-        elif c["metric"] == "ratio":
-            got = f"{c['rps']:,.0f} req/s = {c['value']:.2f}x {baseline}"
-        else:
-            got = f"{c['metric']} {c['value']:.2f} ms"
-        lines.append(f"  {c['verdict']:4}  {c['target']}: {c['check']}: {got}")
-    return "\n".join(lines)
 
 
 def _version(dist: str) -> str | None:

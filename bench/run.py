@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib
 import json
-import math
 import os
 import shlex
 import shutil
@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import pgdb
+from bench.checks import evaluate_checks, render_check_table, tally
+from bench.cli import build_parser
 from bench.loadgen import Shape
 from bench.procs import (
     HOST,
@@ -31,25 +33,9 @@ from bench.procs import (
     tree_cpu,
     wait_http_ok,
 )
-from bench.report import (
-    add_ratios,
-    combine_rounds,
-    environment,
-    evaluate_checks,
-    render_checks,
-    render_table,
-)
-from bench.targets import (
-    BASELINE,
-    BENCH_DIR,
-    DEFAULT_TARGETS,
-    REPO_DIR,
-    TARGETS,
-    Target,
-)
-
-RESULTS_DIR = BENCH_DIR / "results"
-
+from bench.profiling import RESULTS_DIR, finish_profile, start_profile
+from bench.report import add_ratios, combine_rounds, environment, render_table
+from bench.targets import BASELINE, BENCH_DIR, REPO_DIR, TARGETS, Target
 
 # ---------------------------------------------------------------- one target
 
@@ -218,7 +204,7 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
                 sys0 = system_busy_seconds()
                 db0 = _db_cpu(db_name)
                 if args.profile and target.ours:
-                    spy = _start_profile(target, proc.pid, args, stamp)
+                    spy = start_profile(target, proc.pid, args, stamp)
             elif line == "MEASURE_END":
                 split1 = tree_cpu(proc.pid)
                 cpu1 = sum(c for _, c in split1.values())
@@ -263,7 +249,7 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
                 f"server exited during the run (code {proc.returncode})"
             )
         if spy is not None:
-            res["profile"] = _finish_profile(spy)
+            res["profile"] = finish_profile(spy)
         return res
     finally:
         if spy is not None and spy[0].poll() is None:
@@ -284,169 +270,25 @@ def run_target(target: Target, args: argparse.Namespace, stamp: str, clients: in
                     log(f"{target.name}: could not drop database {db_name}: {exc}")
 
 
-# ---------------------------------------------------------------- profiling
+MODES = {
+    "idle-workers": ("bench.idle_workers", "main"),
+    "replicas": ("bench.replica_latency", "replicas_main"),
+    "subscribers": ("bench.subscribers", "main"),
+    "hostile": ("bench.hostile", "main"),
+    "startup": ("bench.startup", "main"),
+    "all": ("bench.acceptance", "main"),
+}
 
 
-_PROFILE_EXT = {"speedscope": "speedscope.json", "flamegraph": "svg", "raw": "txt"}
+class UsageError(Exception):
+    """A command line naming what does not exist: printed, exit code 2."""
 
 
-def _start_profile(target: Target, pid: int, args: argparse.Namespace, stamp: str):
-    pyspy = shutil.which("py-spy")
-    if pyspy is None:
-        log("--profile: py-spy not found (pip install py-spy); running without profiler")
-        return None
-    out = RESULTS_DIR / f"{stamp}-{target.name}.{_PROFILE_EXT[args.profile_format]}"
-    cmd = [
-        pyspy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
-        "--rate", str(args.profile_rate),
-        "--duration", str(max(1, math.ceil(args.duration))),
-        "--format", args.profile_format, "--output", str(out),
-    ]  # fmt: skip
-    log(f"{target.name}: profiling with py-spy -> {out}")
-    p = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
-    )
-    return p, out
-
-
-def _finish_profile(spy) -> dict:
-    p, out = spy
-    try:
-        text, _ = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        text, _ = p.communicate()
-    ok = p.returncode == 0 and out.exists()
-    if not ok:
-        log(f"py-spy failed (exit {p.returncode}): {text.strip()[-300:]}")
-    return {"file": str(out) if ok else None, "py_spy_output": text.strip()[-300:]}
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def _parse_added(spec: str) -> Target:
-    name, sep, cmd = spec.partition("=")
-    if not sep or not name.strip() or not cmd.strip():
-        raise argparse.ArgumentTypeError(f"--add-target wants NAME=COMMAND, got {spec!r}")
-    return Target(
-        name=name.strip(),
-        argv=shlex.split(cmd),
-        description=f"ad-hoc target: {cmd.strip()}",
-        ours=True,
-    )
-
-
-def _levels(spec: str) -> list[int]:
-    try:
-        levels = [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        levels = []
-    if not levels or any(n < 1 for n in levels):
-        raise argparse.ArgumentTypeError(
-            f"--clients wants positive integers separated by commas (e.g. 1,16), got {spec!r}"
-        )
-    return list(dict.fromkeys(levels))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Blocking SendMessage (JSON-RPC, A2A 1.0) throughput and latency, "
-        "side by side for several A2A servers. Each server runs in its own "
-        "subprocess on 127.0.0.1; the load generator runs in another. "
-        "`python -m bench idle-workers --help`: the idle-workers mode; "
-        "`python -m bench hostile --help`: hostile traffic, the hardening acceptance check; "
-        "`python -m bench replicas --help`: PostgreSQL replicas, throughput and latencies; "
-        "`python -m bench subscribers --help`: many SSE subscribers on one server.",
-    )
-    ap.add_argument(
-        "--targets",
-        default=",".join(DEFAULT_TARGETS),
-        help="comma-separated target names, or 'all' (default: %(default)s). See --list.",
-    )
-    ap.add_argument(
-        "--clients",
-        type=_levels,
-        default=[16],
-        metavar="N[,N...]",
-        help="concurrent clients; several levels separated by commas (e.g. 1,16) run every "
-        "target at each level and report one table per level (default 16)",
-    )
-    ap.add_argument(
-        "--duration", type=float, default=10.0, help="measured seconds per target (default 10)"
-    )
-    ap.add_argument(
-        "--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)"
-    )
-    ap.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="run the target list this many times, interleaved, and report medians "
-        "(default 3): the machine's speed drifts during a run, and interleaving spreads "
-        "that drift over every target",
-    )
-    ap.add_argument(
-        "--add-target",
-        action="append",
-        default=[],
-        metavar="NAME=COMMAND",
-        type=_parse_added,
-        help="extra target run after the selected ones: a server command line with "
-        "{python} {port} {host} {data_dir} {database_url} {bench} {repo} placeholders "
-        "({database_url}: a fresh PostgreSQL database on TRIO_A2A_BENCH_DATABASE_URL's "
-        "server, default postgresql://postgres@127.0.0.1:5432/postgres); it must serve "
-        "/.well-known/agent-card.json and A2A 1.0 JSON-RPC on POST /. Repeatable.",
-    )
-    ap.add_argument(
-        "--profile",
-        action="store_true",
-        help="record our (trio-a2a) targets with py-spy during the measured window",
-    )
-    ap.add_argument("--profile-format", choices=sorted(_PROFILE_EXT), default="speedscope")
-    ap.add_argument("--profile-rate", type=int, default=250, help="py-spy samples/s")
-    ap.add_argument(
-        "--pin",
-        action="store_true",
-        help="pin the server to CPU 0 and the load generator to the other CPUs",
-    )
-    ap.add_argument("--keep-data", action="store_true",
-                    help="keep each target's temp dir (and its PostgreSQL database)")
-    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
-    ap.add_argument("--list", action="store_true", help="list the targets and exit")
-    return ap
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["idle-workers"]:
-        from bench.idle_workers import main as idle_main
-
-        return idle_main(argv[1:])
-    if argv[:1] == ["replicas"]:
-        from bench.replica_latency import replicas_main
-
-        return replicas_main(argv[1:])
-    if argv[:1] == ["subscribers"]:
-        from bench.subscribers import main as subscribers_main
-
-        return subscribers_main(argv[1:])
-    if argv[:1] == ["hostile"]:
-        from bench.hostile import main as hostile_main
-
-        return hostile_main(argv[1:])
-    args = build_parser().parse_args(argv)
+def select_targets(args: argparse.Namespace) -> tuple[dict[str, Target], list[str]]:
+    """The target table (with --add-target's) and the names --targets selects."""
     table = dict(TARGETS)
     for t in args.add_target:
         table[t.name] = t
-    if args.list:
-        for t in table.values():
-            print(f"{t.name:18} {t.description}")
-            print(f"{'':18} $ {' '.join(t.argv)}")
-            for c in t.checks:
-                print(f"{'':18} check: {c.label}")
-        return 0
     names = (
         list(table)
         if args.targets == "all"
@@ -455,15 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     names += [t.name for t in args.add_target if t.name not in names]
     unknown = [n for n in names if n not in table]
     if unknown:
-        print(f"unknown target(s): {', '.join(unknown)}; known: {', '.join(table)}",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        raise UsageError(f"unknown target(s): {', '.join(unknown)}; known: {', '.join(table)}")
+    return table, names
+
+
+def measure_rows(args: argparse.Namespace, table: dict[str, Target], names: list[str],
+                 stamp: str) -> list[dict]:
+    """Every target at every level, --rounds times interleaved; one combined row per
+    target and level, with the ratios. KeyboardInterrupt goes to the caller."""
     if args.profile and not shutil.which("py-spy"):
         log("--profile: py-spy is not installed (pip install py-spy); profiling disabled")
         args.profile = False
-
-    now = datetime.now(UTC)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
     if args.profile or not args.no_save:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     levels: list[int] = args.clients
@@ -481,9 +325,6 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"{name}: SKIPPED - {exc}")
                     row = {"target": name, "clients": clients, "skipped": True,
                            "reason": str(exc).splitlines()[0], "detail": str(exc)}  # fmt: skip
-                except KeyboardInterrupt:
-                    log("interrupted")
-                    return 130
                 else:
                     lat = row["latency_ms"]
                     log(
@@ -494,40 +335,83 @@ def main(argv: list[str] | None = None) -> int:
                 runs[(name, clients)].append(row)
     rows = [combine_rounds(runs[(n, c)]) for c in levels for n in names]
     add_ratios(rows)
-    checks = evaluate_checks({n: table[n].checks for n in names if table[n].checks}, rows)
+    return rows
 
-    for clients in levels:
-        print()
-        print(
-            f"A2A blocking SendMessage, JSON-RPC, {clients} client{'s' * (clients != 1)}, "
+
+def target_checks(table: dict[str, Target], names: list[str], rows: list[dict]) -> list[dict]:
+    return evaluate_checks({n: table[n].checks for n in names if table[n].checks}, rows)
+
+
+def render_tables(args: argparse.Namespace, rows: list[dict]) -> str:
+    """One table per number of clients, each under a line saying how it was measured."""
+    out = []
+    for clients in args.clients:
+        out.append(
+            f"\nA2A blocking SendMessage, JSON-RPC, {clients} client{'s' * (clients != 1)}, "
             f"{args.duration:g}s measured after {args.warmup:g}s warmup, "
             + (f"median of {args.rounds} interleaved rounds, " if args.rounds > 1 else "")
             + f"{os.cpu_count()} CPUs shared by server and load generator"
             + (" (pinned)" if args.pin else "")
         )
-        print(render_table([r for r in rows if r["clients"] == clients], args.profile))
+        out.append(render_table([r for r in rows if r["clients"] == clients], args.profile))
+    return "\n".join(out)
+
+
+def throughput_doc(args: argparse.Namespace, now: datetime, names: list[str],
+                   rows: list[dict], checks: list[dict]) -> dict:
+    """The JSON the throughput bench saves: settings, environment, rows, checks."""
+    return {
+        "timestamp": now.isoformat(),
+        "benchmark": "A2A blocking SendMessage over JSON-RPC",
+        "settings": {
+            "clients": args.clients,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "pinned": args.pin,
+            "profiled": args.profile,
+            "targets": names,
+        },
+        "environment": environment(),
+        "baseline": BASELINE,
+        "results": rows,
+        "checks": checks,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in MODES:
+        module, func = MODES[argv[0]]
+        return getattr(importlib.import_module(module), func)(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        table, names = select_targets(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.list:
+        for t in table.values():
+            print(f"{t.name:18} {t.description}")
+            print(f"{'':18} $ {' '.join(t.argv)}")
+            for c in t.checks:
+                print(f"{'':18} check: {c.label}")
+        return 0
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    try:
+        rows = measure_rows(args, table, names, stamp)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    checks = target_checks(table, names, rows)
+    print(render_tables(args, rows))
     if checks:
-        print("\nTarget checks:")
-        print(render_checks(checks))
+        print(f"\nTarget checks ({tally(checks)}):")
+        print(render_check_table(checks))
     if not args.no_save:
         out = RESULTS_DIR / f"{stamp}.json"
-        doc = {
-            "timestamp": now.isoformat(),
-            "benchmark": "A2A blocking SendMessage over JSON-RPC",
-            "settings": {
-                "clients": levels,
-                "duration_s": args.duration,
-                "warmup_s": args.warmup,
-                "rounds": args.rounds,
-                "pinned": args.pin,
-                "profiled": args.profile,
-                "targets": names,
-            },
-            "environment": environment(),
-            "baseline": BASELINE,
-            "results": rows,
-            "checks": checks,
-        }
+        doc = throughput_doc(args, now, names, rows, checks)
         out.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nresults written to {out.relative_to(REPO_DIR)}")
     return 0
