@@ -35,6 +35,10 @@ def figure(row: dict, name: str) -> float | None:
     return (row.get("latency_ms") or {}).get(name)
 
 
+def _at(clients: int) -> str:
+    return f"at {clients} client{'s' * (clients != 1)}"
+
+
 def _fmt(value: float, unit: str) -> str:
     return f"{value:,.0f} {unit}" if unit == "req/s" else f"{value:.2f} {unit}"
 
@@ -54,11 +58,11 @@ def evaluate_one(target: str, check: Check, by_key: dict[tuple[str, int], dict])
         base = figure(base_row, fig) if base_row is not None else None
         entry["figure"], entry["baseline_figure"] = own, base
         if row is None:
-            text = f"{target} not measured at {check.clients} clients"
+            text = f"{target} not measured {_at(check.clients)}"
         elif own is None:
-            text = f"{target} has no {fig} figure at {check.clients} clients"
+            text = f"{target} has no {fig} figure {_at(check.clients)}"
         elif base is None:
-            text = f"{baseline} not measured at {check.clients} clients"
+            text = f"{baseline} not measured {_at(check.clients)}"
         else:
             entry["value"] = own / base
             text = (f"{_fmt(own, unit)} = {entry['value']:.2f}x {baseline}'s "
@@ -66,7 +70,7 @@ def evaluate_one(target: str, check: Check, by_key: dict[tuple[str, int], dict])
     else:
         entry["value"] = own
         if row is None:
-            text = f"{target} not measured at {check.clients} clients"
+            text = f"{target} not measured {_at(check.clients)}"
         elif own is None:
             text = f"{target} has no {fig} figure"
         else:

@@ -265,7 +265,7 @@ TARGETS: dict[str, Target] = {
             description="trio-a2a server, durable sqlite task store (WAL, synchronous=normal, "
             "the server's default) in a fresh temp dir",
             ours=True,
-            checks=_issue14(0.8, note=" (durable, synchronous=normal: server default)"),
+            checks=_issue14(0.8, note=" (synchronous=normal, the default)"),
         ),
         Target(
             name="trio-remote4",
