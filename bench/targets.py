@@ -37,6 +37,7 @@ REPO_DIR = BENCH_DIR.parent
 JS_DIR = BENCH_DIR / "js"
 
 A2A_1_0 = {"A2A-Version": "1.0"}
+CHECK_METRICS = ("p50", "p99", "ratio", "cpu_ratio", "p99_ratio")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Check:
     baseline: str | None = None
 
     def __post_init__(self) -> None:
-        if self.metric not in ("p50", "p99", "ratio", "cpu_ratio", "p99_ratio"):
+        if self.metric not in CHECK_METRICS:
             raise ValueError(f"Check {self.label!r}: unknown metric {self.metric!r}")
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from bench import startup
 from bench.acceptance import _scale, render_summary, subscriber_verdicts
-from bench.checks import evaluate_checks, render_check_table, tally
+from bench.checks import METRICS, evaluate_checks, render_check_table, tally
 from bench.report import add_ratios
-from bench.targets import TARGETS, Check
+from bench.targets import CHECK_METRICS, TARGETS, Check
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,6 +84,7 @@ def test_not_measured_is_neither_pass_nor_fail() -> None:
 def test_unknown_metric_is_refused_when_the_check_is_declared() -> None:
     with pytest.raises(ValueError, match="unknown metric 'rps'"):
         Check("x", clients=16, metric="rps", limit=1.0)
+    assert set(METRICS) == set(CHECK_METRICS)  # every metric a Check takes is evaluated
 
 
 def issue_rows(**trio: dict) -> list[dict]:
