@@ -103,7 +103,7 @@ def test_importing_the_packages_loads_none_of_their_names() -> None:
 
 def test_the_packages_names_import_on_first_use() -> None:
     """`from runtime import *` (and protocol's, runtime.client's) binds every exported
-    name, each the object of the module that defines it."""
+    name, each the object of the module that defines it; a submodule is an attribute."""
     code = """
 import json
 import protocol, runtime, runtime.client
@@ -117,6 +117,8 @@ for package in (runtime, runtime.client, protocol):
     found[package.__name__] = sorted(n for n in package.__all__ if n not in namespace)
 assert runtime.open_server is open_server and protocol.Task is Task
 assert runtime.client.open_a2a_client is open_a2a_client
+# submodules, which importing the packages used to bind along the way, still resolve
+assert runtime.worker.AGENTS and runtime.client.card_verify.CardKeys and protocol.v03_rest
 print(json.dumps(found))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(),

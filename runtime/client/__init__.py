@@ -51,12 +51,23 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """A public name of `runtime.client.client`, imported on first use (PEP 562)."""
+    """A public name of `runtime.client.client`, imported on first use; or a submodule,
+    which `import runtime.client` used to bind along the way (PEP 562)."""
     if name not in __all__:
-        raise AttributeError(f"module 'runtime.client' has no attribute {name!r}")
+        return _submodule(name)
     value = getattr(importlib.import_module("runtime.client.client"), name)
     globals()[name] = value
     return value
+
+
+def _submodule(name: str) -> Any:
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
