@@ -20,26 +20,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
-import trio
-
-from runtime.agents.a2a_relay import a2a_relay_agent
-from runtime.agents.llm_config import (
-    ConfigError,
-    LlmSettings,
-    format_models,
-    open_llm_agent,
-)
-from runtime.agents.loader import AgentLoadError, load_agent
-from runtime.cli_configs import (
-    llm_settings,
-    server_config,
-    worker_config,
-)
-from runtime.client.cli import COMMANDS as CLIENT_COMMANDS
-from runtime.client.cli import run_client_command
+from runtime.client.cli_flags import COMMANDS as CLIENT_COMMANDS
 from runtime.flags import (
     ENV_PREFIX,
     ConfigFileError,
@@ -49,15 +32,13 @@ from runtime.flags import (
     build_parser,
     command_parser,
 )
-from runtime.flags.ops import tracer_provider
 from runtime.logs import JsonLogFormatter, banner, log_fatal, setup_logging
-from runtime.observe import Tracing
-from runtime.observe.instruments import use_worker_metrics
-from runtime.observe.worker_metrics import WorkerMetrics, open_metrics_endpoint
-from runtime.server import ServerConfig, open_server
-from runtime.store import StoreOpenError
-from runtime.supervisor import unwrap_single
-from runtime.worker import AGENTS, WorkerConfig, WorkerRejected, open_worker
+
+if TYPE_CHECKING:
+    from runtime.agents.llm_config import LlmSettings
+    from runtime.cli_configs import server_config, worker_config
+    from runtime.server import ServerConfig
+    from runtime.worker import WorkerConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -70,6 +51,16 @@ __all__ = [
     "setup_logging",
     "worker_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`server_config` and `worker_config`, imported on first use (PEP 562): they
+    import the server and the worker, which `--help` and `send` do without."""
+    if name in ("server_config", "worker_config"):
+        from runtime import cli_configs
+
+        return getattr(cli_configs, name)
+    raise AttributeError(f"module 'runtime.cli' has no attribute {name!r}")
 
 
 def tune_gc() -> None:
@@ -88,6 +79,11 @@ def tune_gc() -> None:
 
 
 async def run_server(config: ServerConfig) -> None:
+    import trio
+
+    from runtime.server import open_server
+    from runtime.supervisor import unwrap_single
+
     # unwrap_single: a failed start reaches `main` as itself, not in the nursery's group
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, unwrap_single():
         async with trio.open_nursery() as nursery:
@@ -107,6 +103,13 @@ async def run_server(config: ServerConfig) -> None:
 
 
 async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
+    import trio
+
+    from runtime.agents.llm_config import open_llm_agent
+    from runtime.observe.instruments import use_worker_metrics
+    from runtime.observe.worker_metrics import WorkerMetrics, open_metrics_endpoint
+    from runtime.worker import open_worker
+
     settings: LlmSettings | None = getattr(args, "llm", None)
     async with contextlib.AsyncExitStack() as stack:
         agent: Any = getattr(args, "agent_spec", None) or args.agent
@@ -145,6 +148,8 @@ async def run_worker(args: argparse.Namespace, config: WorkerConfig) -> None:
 
 
 async def run_models(settings: LlmSettings) -> None:
+    from runtime.agents.llm_config import format_models, open_llm_agent
+
     async with open_llm_agent(settings) as (_, list_models):
         models = await list_models()
     print(format_models(models, [c.name for c in settings.providers]))
@@ -152,6 +157,9 @@ async def run_models(settings: LlmSettings) -> None:
 
 def run_migrate(url: str) -> int:
     """`python -m runtime migrate`: the schema brought up to date, or one line why not."""
+    import trio
+
+    from runtime.store import StoreOpenError
     from runtime.store.postgres import migrate  # psycopg only for the commands that use it
     from runtime.store.postgres_driver import display_url
 
@@ -167,10 +175,14 @@ def run_migrate(url: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, then import what the command runs (and only that): `--help` and the client
+    commands start without the server stack."""
     top = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = top.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
+        from runtime.client.cli import run_client_command
+
         return run_client_command(args)
     parser = command_parser(top, args.command)  # a usage error shows this command's usage
     if args.command == "server" and args.config:
@@ -181,78 +193,113 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
     setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     if args.command == "server":
-        try:
-            config = server_config(args)
-        except ValueError as exc:
-            parser.error(str(exc))
-        provider = tracer_provider(parser, "trio-a2a-server", args.otel)
-        config = attrs.evolve(config, tracer_provider=provider)
-        if args.log_level != "debug":
-            # The embedded workers' per-task lines (session started, task released)
-            # repeat the server's own "task released over the link"; keep their warnings.
-            logging.getLogger("actors.worker").setLevel(logging.WARNING)
-        tune_gc()
-        try:
-            trio.run(run_server, config)
-        except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
-            log_fatal(args.log_format, exc)
-            return 1
-        finally:
-            if provider is not None:
-                provider.shutdown()  # exports the spans still batched
-        return 0
+        return _server(args, parser)
     if args.command == "worker":
-        try:
-            config = worker_config(args)
-        except ValueError as exc:
-            parser.error(str(exc))
-        provider = tracer_provider(parser, "trio-a2a-worker", args.otel)
-        if provider is not None:
-            config = attrs.evolve(config,
-                                  sessions=Tracing(provider).session_config(config.sessions))
-        # As with `python -m`, an --agent import path is found from the current
-        # directory even when started through the `trio-a2a` console script.
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        try:  # before anything starts: a bad --agent or config is a usage error
-            if args.provider == "a2a":  # a remote A2A agent does the work: relay to it
-                if not args.base_url:
-                    parser.error("--provider a2a needs --base-url: the remote agent's URL")
-                args.llm = None
-                args.agent_spec = a2a_relay_agent(args.base_url)
-                args.agent = f"a2a relay to {args.base_url}"
-            else:
-                args.llm = llm_settings(args)
-                if args.llm is None:
-                    args.agent_spec = load_agent(args.agent, AGENTS)
-        except AgentLoadError as exc:
-            parser.error(f"--agent: {exc}")
-        except ConfigError as exc:
-            parser.error(str(exc))
-        try:
-            trio.run(run_worker, args, config)
-        except (WorkerRejected, ValueError) as exc:
-            # The flags were checked above: what fails once the worker runs (the server
-            # refusing it, a provider's settings) is an error, not a usage problem.
-            log_fatal(args.log_format, exc)
-            return 1
-        finally:
-            if provider is not None:
-                provider.shutdown()
-        return 0
+        return _worker(args, parser)
     if args.command == "migrate":
         if not args.database_url:
             parser.error("--database-url (or TRIO_A2A_DATABASE_URL) is required")
         return run_migrate(args.database_url)
     if args.command == "models":
-        try:
-            settings = llm_settings(args)
-        except ConfigError as exc:
-            parser.error(str(exc))
-        if settings is None:
-            parser.error("no provider configured: give --provider (and --model), or --config "
-                         "with [[providers]]")
-        trio.run(run_models, settings)
-        return 0
+        return _models(args, parser)
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import attrs
+    import trio
+
+    from runtime.cli_configs import server_config
+    from runtime.flags.ops import tracer_provider
+    from runtime.store import StoreOpenError
+
+    try:
+        config = server_config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    provider = tracer_provider(parser, "trio-a2a-server", args.otel)
+    config = attrs.evolve(config, tracer_provider=provider)
+    if args.log_level != "debug":
+        # The embedded workers' per-task lines (session started, task released)
+        # repeat the server's own "task released over the link"; keep their warnings.
+        logging.getLogger("actors.worker").setLevel(logging.WARNING)
+    tune_gc()
+    try:
+        trio.run(run_server, config)
+    except (OSError, StoreOpenError) as exc:  # the port is taken, the store unusable
+        log_fatal(args.log_format, exc)
+        return 1
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports the spans still batched
+    return 0
+
+
+def _worker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import attrs
+    import trio
+
+    from runtime.agents.a2a_relay import a2a_relay_agent
+    from runtime.agents.llm_config import ConfigError
+    from runtime.agents.loader import AgentLoadError, load_agent
+    from runtime.cli_configs import llm_settings, worker_config
+    from runtime.flags.ops import tracer_provider
+    from runtime.observe import Tracing
+    from runtime.worker import AGENTS, WorkerRejected
+
+    try:
+        config = worker_config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    provider = tracer_provider(parser, "trio-a2a-worker", args.otel)
+    if provider is not None:
+        config = attrs.evolve(config,
+                              sessions=Tracing(provider).session_config(config.sessions))
+    # As with `python -m`, an --agent import path is found from the current
+    # directory even when started through the `trio-a2a` console script.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:  # before anything starts: a bad --agent or config is a usage error
+        if args.provider == "a2a":  # a remote A2A agent does the work: relay to it
+            if not args.base_url:
+                parser.error("--provider a2a needs --base-url: the remote agent's URL")
+            args.llm = None
+            args.agent_spec = a2a_relay_agent(args.base_url)
+            args.agent = f"a2a relay to {args.base_url}"
+        else:
+            args.llm = llm_settings(args)
+            if args.llm is None:
+                args.agent_spec = load_agent(args.agent, AGENTS)
+    except AgentLoadError as exc:
+        parser.error(f"--agent: {exc}")
+    except ConfigError as exc:
+        parser.error(str(exc))
+    try:
+        trio.run(run_worker, args, config)
+    except (WorkerRejected, ValueError) as exc:
+        # The flags were checked above: what fails once the worker runs (the server
+        # refusing it, a provider's settings) is an error, not a usage problem.
+        log_fatal(args.log_format, exc)
+        return 1
+    finally:
+        if provider is not None:
+            provider.shutdown()
+    return 0
+
+
+def _models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import trio
+
+    from runtime.agents.llm_config import ConfigError
+    from runtime.cli_configs import llm_settings
+
+    try:
+        settings = llm_settings(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if settings is None:
+        parser.error("no provider configured: give --provider (and --model), or --config "
+                     "with [[providers]]")
+    trio.run(run_models, settings)
+    return 0

@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from protocol.jcs import card_signing_payload
 from runtime.client.errors import A2AResponseError
+
+if TYPE_CHECKING:
+    import jwt
 
 __all__ = ["CardKeys", "verify_card"]
 
@@ -24,6 +25,8 @@ class CardKeys:
 
     def __init__(self, key: Any = None, *, kid: str | None = None,
                  jwks: Mapping[str, Any] | None = None) -> None:
+        import jwt  # PyJWT and cryptography only for a client given keys: `send` starts faster
+
         self._keys: list[tuple[str | None, jwt.PyJWK]] = []
         if jwks is not None:
             for k in jwt.PyJWKSet.from_dict(dict(jwks)).keys:
@@ -55,6 +58,8 @@ def _alg_of(key: Any) -> str:
 
 def verify_card(data: Mapping[str, Any], keys: CardKeys, url: str) -> None:
     """A2AResponseError unless one of the card's signatures verifies with `keys`."""
+    import jwt
+
     payload = card_signing_payload(dict(data))
     signatures = data.get("signatures")
     if not isinstance(signatures, list) or not signatures:

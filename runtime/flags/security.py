@@ -7,17 +7,13 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from protocol.identity import ClaimNames
 from runtime.flags.env import ENV_PREFIX, _env, _number_env, _number_type
-from runtime.http.auth import TokenEntry, load_token_entries
-from runtime.http.card_signing import load_card_signer
-from runtime.http.cors import CorsSettings
-from runtime.http.jwt_auth import JwtSettings
-from runtime.http.rate_limit import RateLimit
-from runtime.http.signing_settings import SigningSettings
-from runtime.http.token_service import TokenServiceSettings
-from runtime.security import SecurityConfig
+
+if TYPE_CHECKING:
+    from runtime.http.auth import TokenEntry
+    from runtime.security import SecurityConfig
 
 __all__ = ["add_security_arguments", "security_config"]
 
@@ -109,6 +105,17 @@ def add_security_arguments(s: argparse.ArgumentParser) -> None:
 
 def security_config(args: argparse.Namespace) -> SecurityConfig:
     """The SecurityConfig of the flags; ValueError naming the flag if one is bad."""
+    # Imported here, not with the parser: `--help` has no use for JWT and crypto libraries.
+    from protocol.identity import ClaimNames
+    from runtime.http.auth import load_token_entries
+    from runtime.http.card_signing import load_card_signer
+    from runtime.http.cors import CorsSettings
+    from runtime.http.jwt_auth import JwtSettings
+    from runtime.http.rate_limit import RateLimit
+    from runtime.http.signing_settings import SigningSettings
+    from runtime.http.token_service import TokenServiceSettings
+    from runtime.security import SecurityConfig
+
     entries: dict[str, TokenEntry] = {}
     if args.tokens_file:
         try:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from protocol.limits import DEPTH_CEILING
-from runtime.client.cli import add_client_parsers
+from runtime.client.cli_flags import add_client_parsers
 from runtime.flags.env import (
     _bool_env,
     _env,

@@ -12,9 +12,13 @@ from runtime.flags.env import (
     add_logging_arguments,
 )
 from runtime.flags.ops import add_ops_arguments
-from runtime.worker import AGENTS
 
-__all__ = ["add_database_arguments", "add_llm_arguments", "add_worker_parser"]
+__all__ = ["BUILTIN_AGENT_NAMES", "add_database_arguments", "add_llm_arguments",
+           "add_worker_parser"]
+
+BUILTIN_AGENT_NAMES = ("echo",)  # sorted
+"""The names of `runtime.worker.AGENTS`, for `--help`: importing the agents would load
+the worker stack into every command (tests/test_cli_startup.py keeps the two equal)."""
 
 
 def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,7 +56,7 @@ def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--agent",
         default=_env("AGENT", "echo"),
         metavar="AGENT",
-        help=f"the agent this worker runs: a built-in name ({', '.join(sorted(AGENTS))}) or "
+        help=f"the agent this worker runs: a built-in name ({', '.join(BUILTIN_AGENT_NAMES)}) or "
         "an import path 'package.module:attribute' naming an AgentSpec, looked up from the "
         "current directory and PYTHONPATH [TRIO_A2A_AGENT] (default echo)",
     )

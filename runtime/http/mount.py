@@ -18,8 +18,10 @@ limits are the app's, so a path answers exactly as its root twin does.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from runtime.http.common import ASGIApp, Receive, Scope, Send
+if TYPE_CHECKING:  # `normalize_base_path` checks a flag: no server stack for that
+    from runtime.http.common import ASGIApp, Receive, Scope, Send
 
 __all__ = ["PathMount", "normalize_base_path"]
 

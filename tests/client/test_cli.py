@@ -1,8 +1,8 @@
 """`python -m runtime send|get|list|cancel|card` against a real server opened in the test.
 
 The exit codes, the stdout/stderr split and "never a traceback" are checked on
-real processes. Every process start-up costs about a second of CPU (the runtime
-package imports its server), so the output of each command is checked in-process
+real processes. Every process start-up costs a few tenths of a second of CPU
+(trio, httpx and the models), so the output of each command is checked in-process
 too: `run_client_command` on a worker thread, with its own `trio.run`.
 """
 
