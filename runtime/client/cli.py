@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import uuid
 from typing import Any, TextIO
@@ -330,6 +331,22 @@ def _hint(exc: BaseException, args: argparse.Namespace) -> str:
     return ""
 
 
+def _reader_gone(exc: BaseException, out: TextIO) -> bool:
+    """True when output failed only because its reader closed the pipe (`... | head`):
+    the command stops quietly, as a Unix filter does, instead of a traceback. Output
+    still buffered is pointed at /dev/null so the interpreter's final flush cannot
+    fail again."""
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(BrokenPipeError)
+        if matched is None or rest is not None:
+            return False
+    elif not isinstance(exc, BrokenPipeError):
+        return False
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    return True
+
+
 def run_client_command(args: argparse.Namespace, out: TextIO | None = None,
                        err: TextIO | None = None) -> int:
     """Run a parsed client subcommand; the exit code."""
@@ -348,6 +365,8 @@ def run_client_command(args: argparse.Namespace, out: TextIO | None = None,
         print("interrupted", file=err)
         return 130
     except BaseException as exc:  # only the errors above are for people; a bug still shows
+        if _reader_gone(exc, out):
+            return 1
         known = _client_error(exc)
         if known is None:
             raise

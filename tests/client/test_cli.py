@@ -213,3 +213,17 @@ async def test_https_against_plain_http_says_so(server: RunningServer) -> None:
         code, _, err = await run("send", https, "hello")
     assert code == 2
     assert "does not speak TLS there" in err and server.url in err, err
+
+
+async def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
+        server: RunningServer) -> None:
+    """`python -m runtime card URL | head -1`: the reader closes the pipe before the
+    card is printed. The command stops with exit code 1 and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    with os.fdopen(write_end, "w") as out:
+        err = io.StringIO()
+        parsed = build_parser().parse_args(["card", server.url])
+        code = await trio.to_thread.run_sync(run_client_command, parsed, out, err)
+    assert code == 1
+    assert "Traceback" not in err.getvalue() and "BrokenPipe" not in err.getvalue()
