@@ -151,6 +151,8 @@ class OutputStreamer:
         self._pending: deque[tuple[StreamResponse, int]] = deque()
         """Events not yet in a frame, each with its `encoded_bound`."""
         self._pending_bytes = 0
+        self._carry: StreamResponse | None = None
+        """An event taken by `_take_ready` that did not fit the buffer yet."""
         self._input_closed = False
         self._changed = trio.Event()
         self._flushed = trio.Event()
@@ -175,7 +177,8 @@ class OutputStreamer:
         """Until the session's channel is closed and every output frame before the
         last acknowledged; the last one, unsent, for the release (None: no events
         were left)."""
-        await self._flushed.wait()
+        if not self._flushed.is_set():
+            await self._flushed.wait()
         return self.final
 
     @property
@@ -193,15 +196,48 @@ class OutputStreamer:
         self._changed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read)
-            task_status.started()
+        # What the session emitted already is taken without a schedule point: a short
+        # session has ended before its streamer starts, and then its whole output is
+        # here, the channel closed, and no reader task, linger or wake-up is needed.
+        self._take_ready()
+        task_status.started()
+        if self._input_closed:
             await self._send_all()
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read)
+                await self._send_all()
         self._flushed.set()
+
+    def _take_ready(self) -> None:
+        """Take the events waiting in the channel, as `_read` would, while they fit
+        the buffer (one that does not is `_carry`, for `_read` to take first)."""
+        cfg = self._config
+        while True:
+            try:
+                event = self._events.receive_nowait()
+            except trio.WouldBlock:
+                return
+            except trio.EndOfChannel:
+                self._events.close()
+                self._end_of_input()
+                return
+            weight = encoded_bound(event)
+            if not self._fold(event, weight):
+                if self._pending and (len(self._pending) >= cfg.max_buffered or
+                                      self._pending_bytes + weight > cfg.max_buffered_bytes):
+                    self._carry = event
+                    return
+                self._pending.append((event, weight))
+                self._pending_bytes += weight
+            self._received += 1
 
     async def _read(self) -> None:
         events = self._events
         with events:
+            if self._carry is not None:
+                event, self._carry = self._carry, None
+                await self._take(event)
             async for event in events:
                 await self._take(event)
                 while True:  # what else is there already, in the same step
@@ -261,7 +297,7 @@ class OutputStreamer:
         return events
 
     async def _send_all(self) -> None:
-        if self._config.first_frame_linger > 0:
+        if self._config.first_frame_linger > 0 and not self._input_closed:
             with trio.move_on_after(self._config.first_frame_linger):
                 await self._closed_event.wait()
         while True:

@@ -149,16 +149,24 @@ class StatusReporter:
     async def _wait_result(self) -> SessionResult | None:
         reports = self._reports
         with reports:
-            async for report in reports:
-                while True:
-                    if isinstance(report, SessionResult):
-                        return report
+            while True:
+                try:  # no schedule point for a report already there (a short session's)
+                    report = reports.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        report = await reports.receive()
+                    except trio.EndOfChannel:
+                        return None
+                except trio.EndOfChannel:
+                    return None
+                while not isinstance(report, SessionResult):
                     try:  # the result may be there already: no report of working then
                         report = reports.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                else:
+                    return report
                 self._output.report(self._status("working"))
-        return None
 
     def _status(self, state: Literal["claimed", "working"]) -> StatusBody:
         return StatusBody(task_id=self.task_id, attempt_id=self.attempt_id, state=state,
