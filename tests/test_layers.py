@@ -174,7 +174,8 @@ RUNTIME_IMPORTS = {
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
                        "runtime.client", "runtime.observe"),
     "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
-                     "runtime.http.gate", "runtime.supervisor"),
+                     "runtime.http.gate", "runtime.http.request_signing",
+                     "runtime.supervisor"),
 }
 
 

@@ -25,8 +25,6 @@ from runtime.http.signing_settings import SigningSettings
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from runtime.http.request_signing import RequestVerifier
-
 __all__ = [
     "ASGIApp",
     "AppState",
@@ -89,9 +87,10 @@ class AppState:
     signing: SigningSettings | None = None
     """Request-signing keys bound to principals, for `gate.authorize` (the signatures
     themselves are checked by `request_signing.SignatureCheck` in front of the app)."""
-    signature_verifier: RequestVerifier | None = None
-    """Checks signatures and records their nonces, for the bindings outside the ASGI
-    app (gRPC's call metadata); the same one `SignatureCheck` uses."""
+    signature_verifier: Any = None
+    """A `request_signing.RequestVerifier` (untyped here: that module imports this one):
+    checks signatures and records their nonces for the bindings outside the ASGI app
+    (gRPC's call metadata); the same one `SignatureCheck` uses. None: signing off."""
     extension_methods: Mapping[str, ExtensionMethod] = attrs.field(factory=dict)
     """JSON-RPC methods beside A2A's, in both generations (the token service)."""
     extension_rpc: ExtensionRpc | None = None
