@@ -11,6 +11,10 @@ changes every tenant's tasks, so an identity with a tenant is refused (403) even
 `admin`: it is for deployment-wide identities. The messages never echo what was sent;
 the admin token is compared in constant time.
 
+An identity bound to a request-signing key it must use (`principal=P required` in the
+signing keys) must sign its admin requests with it too, as its A2A calls: else 401
+(-32044 `SIGNATURE_REQUIRED`).
+
 A request that passes is then taken from the server's rate limits (`--rate-limit`,
 `--tenant-rate-limit`, the same buckets as the A2A calls): an identity's own bucket, the
 admin token's holder one bucket of its own (`ADMIN_TOKEN_PRINCIPAL`). Over the limit it
@@ -26,8 +30,9 @@ from typing import Any
 import attrs
 
 from protocol.identity import Identity
-from protocol.security_errors import RateLimitedError
+from protocol.security_errors import RateLimitedError, SignatureRequiredError
 from runtime.http.identity import Authenticator, bearer_token
+from runtime.http.signing_settings import SigningSettings
 
 __all__ = ["ADMIN_PERMISSION", "ADMIN_TOKEN_PRINCIPAL", "AdminGate", "Refusal"]
 
@@ -86,8 +91,9 @@ class AdminGate:
     identity of `authenticator` (the server's) with the `admin` permission."""
 
     def __init__(self, token: str | None, authenticator: Authenticator | None = None,
-                 limiter: Any = None) -> None:
+                 limiter: Any = None, signing: SigningSettings | None = None) -> None:
         self._token = token.encode() if token else None
+        self._signing = signing
         self._authenticator = authenticator
         self._limiter = limiter  # the server's RateLimiter (runtime.http); None: unlimited
 
@@ -99,11 +105,12 @@ class AdminGate:
     def _identities(self) -> bool:
         return self._authenticator is not None and self._authenticator.enabled
 
-    async def refuse(self, authorizations: Sequence[str]) -> Refusal | None:
+    async def refuse(self, authorizations: Sequence[str], signed_by: str | None = None
+                     ) -> Refusal | None:
         """None if the request may pass (and is taken from the rate limits); else why
         not. `authorizations` are all of its Authorization headers (more than one is
-        refused, as on the A2A paths)."""
-        identity, refusal = await self._identify(authorizations)
+        refused, as on the A2A paths); `signed_by` the key that signed it."""
+        identity, refusal = await self._identify(authorizations, signed_by)
         if refusal is not None or identity is None or self._limiter is None:
             return refusal
         try:
@@ -112,7 +119,7 @@ class AdminGate:
             return Refusal.rate_limited(err)
         return None
 
-    async def _identify(self, authorizations: Sequence[str]
+    async def _identify(self, authorizations: Sequence[str], signed_by: str | None
                         ) -> tuple[Identity | None, Refusal | None]:
         if not self.enabled:
             return None, OFF
@@ -129,6 +136,11 @@ class AdminGate:
         if authn is None or not self._identities:
             return None, WRONG
         identity = await authn.identify(authorizations[0])
+        if identity is not None and identity.via != "anonymous" and self._signing:
+            try:
+                self._signing.check_caller(identity.principal, signed_by)
+            except SignatureRequiredError as err:
+                return None, Refusal(401, err.code, err.reason, err.message)
         if identity is None or identity.via == "anonymous" or not authn.roles.allows(
                 identity.roles, ADMIN_PERMISSION):
             return None, WRONG

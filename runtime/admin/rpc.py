@@ -46,8 +46,8 @@ class AdminRpc:
         self._admin = admin
         self._gate = gate
 
-    async def __call__(self, authorizations: list[str], body: bytes
-                       ) -> tuple[int, bytes] | None:
+    async def __call__(self, authorizations: list[str], body: bytes,
+                       signed_by: str | None = None) -> tuple[int, bytes] | None:
         if _MARK not in body:
             return None  # the common case costs one search of the body
         try:
@@ -60,7 +60,7 @@ class AdminRpc:
         if not isinstance(method, str) or not method.startswith(ADMIN_PREFIX):
             return None
         req_id = payload.get("id")
-        refusal = await self._gate.refuse(authorizations)
+        refusal = await self._gate.refuse(authorizations, signed_by)
         if refusal is not None:  # over the rate limit: 200, as the A2A methods answer
             return refusal.status if refusal.status not in (404, 429) else 200, _error(
                 req_id, refusal.rpc_code, refusal.message, refusal.rpc_data)

@@ -43,8 +43,9 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-ExtensionRpc = Callable[[list[str], bytes], Awaitable[tuple[int, bytes] | None]]
-"""(the request's Authorization headers, its body) -> (HTTP status, JSON body) or None."""
+ExtensionRpc = Callable[[list[str], bytes, str | None], Awaitable[tuple[int, bytes] | None]]
+"""(the request's Authorization headers, its body, the key that signed it or None) ->
+(HTTP status, JSON body) or None."""
 
 SUPPORTED_VERSIONS = ("1.0", "0.3")
 JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
