@@ -7,6 +7,7 @@ setting is described in docs/security.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,14 +24,14 @@ from runtime.http.cors import Cors, CorsSettings
 from runtime.http.identity import Authenticator
 from runtime.http.jwt_auth import JwtSettings, JwtVerifier
 from runtime.http.rate_limit import RateLimit, RateLimiter
-from runtime.http.request_signing import SignatureCheck
+from runtime.http.request_signing import RequestVerifier, SignatureCheck
 from runtime.http.revocations import open_revocations
 from runtime.http.signing_settings import SigningSettings
 from runtime.http.token_routes import token_methods, token_routes
 from runtime.http.token_service import TokenService, TokenServiceSettings
 
 __all__ = ["Secured", "SecurityConfig", "build_authenticator", "build_rate_limiter",
-           "link_closed", "open_security", "open_token_service", "shared_state",
+           "link_closed", "nonce_state", "open_security", "open_token_service", "shared_state",
            "worker_link_refusal"]
 
 
@@ -114,6 +115,19 @@ def build_rate_limiter(security: SecurityConfig) -> RateLimiter | None:
     return RateLimiter(principal=security.rate_limit, tenant=security.tenant_rate_limit)
 
 
+def nonce_state(store: str, backend: Any, shared: Any) -> Any:
+    """Where request-signing nonces are kept: in the database the replicas share
+    (`shared`), in the SQLite store's file (`SQLiteNonces`, across restarts), or, for
+    the memory store (whose tasks vanish on restart too), None: in this process."""
+    if shared is not None:
+        return shared
+    if store != "sqlite" or backend is None:
+        return None
+    from runtime.store.sqlite_security import SQLiteNonces
+
+    return SQLiteNonces(backend)
+
+
 def shared_state(store: str, backend: Any) -> Any:
     """What the replicas of one database share for the security model (revocations,
     nonces): `PostgresSecurityState` with --store postgres; None for a store of one
@@ -158,8 +172,9 @@ class Secured:
     token_auth: TokenAuth
     """The static client tokens by principal alone (the worker link refuses them)."""
     shared: Any = None
-    """What the replicas share (`shared_state`): request-signing nonces; None: this
-    process keeps its own."""
+    """Where request-signing nonces are kept (`nonce_state`); None: this process."""
+    verifier: RequestVerifier | None = None
+    """The request-signature check of every binding (HTTP and gRPC); None: off."""
 
     @property
     def enabled(self) -> bool:
@@ -198,6 +213,7 @@ class Secured:
         state = attrs.evolve(state, authenticator=self.authenticator,
                              rate_limiter=build_rate_limiter(self.security),
                              signing=self.security.request_signing,
+                             signature_verifier=self.verifier,
                              extension_methods=token_methods(tokens) if tokens else {})
         if tokens is None:
             return state
@@ -209,7 +225,7 @@ class Secured:
         """`app` behind the request-signature check and CORS, when configured."""
         if self.security.request_signing is not None:
             app = SignatureCheck(self.security.request_signing, app, max_body=max_body,
-                                 shared=self.shared)
+                                 shared=self.shared, verifier=self.verifier)
         if self.security.cors is not None:
             app = Cors(self.security.cors, app)
         return app
@@ -226,5 +242,12 @@ async def open_security(config: Any, backend: Any = None) -> AsyncIterator[Secur
     async with open_token_service(config.security, authenticator, store=config.store,
                                   sqlite_file=Path(config.data_dir) / "tasks.sqlite3",
                                   shared=shared) as tokens:
+        nonces = nonce_state(config.store, backend, shared)
+        signing = config.security.request_signing
+        verifier = None
+        if signing is not None:
+            if nonces is not None:  # what earlier runs left past keeping
+                await nonces.prune_nonces(time.time() - 2 * signing.window)
+            verifier = RequestVerifier(signing, shared=nonces)
         yield Secured(config.security, authenticator, tokens,
-                      TokenAuth(config.tokens), shared)
+                      TokenAuth(config.tokens), nonces, verifier)

@@ -158,7 +158,8 @@ def test_import_cycle_finder_sees_a_cycle() -> None:
 # "Where things live"); the top-level modules (server, cli, flags) wire everything.
 RUNTIME_IMPORTS = {
     "runtime.http": (),
-    "runtime.admin": ("runtime.http.common", "runtime.http.sse", "runtime.http.identity"),
+    "runtime.admin": ("runtime.http.common", "runtime.http.sse", "runtime.http.identity",
+                      "runtime.http.signing_settings"),
     "runtime.client": (),
     "runtime.store": (),
     "runtime.supervisor": (),
@@ -174,7 +175,8 @@ RUNTIME_IMPORTS = {
     "runtime.agents": ("runtime.providers", "runtime.tools", "runtime.secrets",
                        "runtime.client", "runtime.observe"),
     "runtime.grpc": ("runtime.http.common", "runtime.http.auth", "runtime.http.rpc_methods",
-                     "runtime.http.gate", "runtime.supervisor"),
+                     "runtime.http.gate", "runtime.http.request_signing",
+                     "runtime.supervisor"),
 }
 
 

@@ -41,7 +41,7 @@ def mount_admin(state: AppState, settings: AdminSettings, dispatcher: Dispatcher
     """`state` serving the admin API over the dispatcher, the service's store and
     the worker link `links`, and the dashboard."""
     admin = AdminService(dispatcher, service.store, service, links, replica_id=replica_id)
-    gate = AdminGate(settings.token, state.authenticator)
+    gate = AdminGate(settings.token, state.authenticator, state.rate_limiter, state.signing)
     throughput = Throughput(admin.store)
 
     def add_routes(app: QuartTrio) -> None:

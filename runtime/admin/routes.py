@@ -21,6 +21,7 @@ from runtime.admin.feed import Throughput, snapshots, task_events
 from runtime.admin.gate import AdminGate, Refusal
 from runtime.admin.ops import OPERATIONS, BadParams
 from runtime.http.common import json_response
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import sse_response
 
 __all__ = ["ADMIN_ROUTES", "register_admin_routes"]
@@ -59,7 +60,8 @@ def register_admin_routes(app: QuartTrio, admin: AdminService, gate: AdminGate, 
     """Add the admin routes and the dashboard's two SSE streams to `app`."""
 
     async def refused() -> Response | None:
-        refusal = await gate.refuse(request.headers.getlist("Authorization"))
+        refusal = await gate.refuse(request.headers.getlist("Authorization"),
+                                    request.scope.get(SIGNED_BY))
         return None if refusal is None else _refused(refusal)
 
     def view_of(name: str) -> Any:

@@ -8,7 +8,8 @@ admin calls get -32601 from the A2A methods' table): send admin calls one by one
 Errors: -32602 for a bad parameter (naming it), -32001 for a task not found and
 -32044 for a worker not connected here, -32049 when the task's state does not allow
 the change, -32040 (HTTP 401) without the admin token, -32041 (HTTP 403) with
-another token, -32601 when the admin API is off.
+another token, -32042 (HTTP 200, as on the A2A methods) over the rate limit, -32601
+when the admin API is off.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ _MARK = ADMIN_PREFIX.encode()
 _CODES = {"task_not_found": -32001, "worker_not_found": -32044, "conflict": -32049}
 
 
-def _error(req_id: Any, code: int, message: str) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": req_id,
-                       "error": {"code": code, "message": message}},
+def _error(req_id: Any, code: int, message: str, data: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return json.dumps({"jsonrpc": "2.0", "id": req_id, "error": error},
                       separators=(",", ":")).encode()
 
 
@@ -43,8 +46,8 @@ class AdminRpc:
         self._admin = admin
         self._gate = gate
 
-    async def __call__(self, authorizations: list[str], body: bytes
-                       ) -> tuple[int, bytes] | None:
+    async def __call__(self, authorizations: list[str], body: bytes,
+                       signed_by: str | None = None) -> tuple[int, bytes] | None:
         if _MARK not in body:
             return None  # the common case costs one search of the body
         try:
@@ -57,10 +60,10 @@ class AdminRpc:
         if not isinstance(method, str) or not method.startswith(ADMIN_PREFIX):
             return None
         req_id = payload.get("id")
-        refusal = await self._gate.refuse(authorizations)
-        if refusal is not None:
-            return refusal.status if refusal.status != 404 else 200, _error(
-                req_id, refusal.rpc_code, refusal.message)
+        refusal = await self._gate.refuse(authorizations, signed_by)
+        if refusal is not None:  # over the rate limit: 200, as the A2A methods answer
+            return refusal.status if refusal.status not in (404, 429) else 200, _error(
+                req_id, refusal.rpc_code, refusal.message, refusal.rpc_data)
         name = method[len(ADMIN_PREFIX):]
         op = OPERATIONS.get(name)
         if op is None:

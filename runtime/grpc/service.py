@@ -13,7 +13,9 @@ Metadata: `authorization: Bearer <token>` (one; refused as UNAUTHENTICATED, with
 the A2A error details, when auth is on and it is missing or not valid; a role short
 of the rpc's permission is PERMISSION_DENIED), `a2a-version` (missing or `1.0`; another
 value is VersionNotSupported), and on SubscribeToTask `last-event-id: <n>` to
-replay the task's log after event n. Every streaming rpc sends its first event's
+replay the task's log after event n; `x-a2a-key-id`, `x-a2a-timestamp`, `x-a2a-nonce`,
+`x-a2a-signature` sign the call as the HTTP headers sign a request (`runtime.grpc.signing`:
+the body signed is the request's wire bytes). Every streaming rpc sends its first event's
 id in the initial metadata `a2a-event-id`; the events that follow are numbered
 one by one from it (the same numbers as the SSE `id:` of the HTTP bindings).
 """
@@ -27,8 +29,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, NoReturn
 
+import attrs
 import grpc
 import trio
+from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
 from protocol.errors import A2AError, InternalError, InvalidParamsError, VersionNotSupportedError
@@ -45,6 +49,7 @@ from runtime.grpc.codec import (
     service_methods,
     status_trailer,
 )
+from runtime.grpc.signing import NoncesUnavailable, signature_metadata, verify_call
 from runtime.http.auth import RepeatedAuthorization, one_authorization
 from runtime.http.common import AppState
 from runtime.http.gate import authorize, identify
@@ -62,6 +67,17 @@ RequestSpan = Callable[[str | None, str], AbstractContextManager[Any]]
 
 UNAUTHENTICATED = ("a valid bearer token is required: send metadata "
                    "'authorization: Bearer <token>'")
+
+
+@attrs.frozen
+class _Metadata:
+    """What a call's metadata says, beside its request."""
+
+    authorization: str | None
+    last_event_id: int | None
+    traceparent: str | None
+    signature: dict[str, str]
+    """The request-signature values (`runtime.grpc.signing`); empty: unsigned."""
 
 
 class _Refused(Exception):
@@ -89,27 +105,29 @@ class A2AGrpcService:
             if shape.streaming:
                 handlers[shape.name] = grpc.unary_stream_rpc_method_handler(
                     functools.partial(self._stream, shape, method),
-                    request_deserializer=shape.request.FromString,
+                    request_deserializer=None,  # the wire bytes: a signature covers them
                     response_serializer=shape.response.SerializeToString)
             else:
                 handlers[shape.name] = grpc.unary_unary_rpc_method_handler(
                     functools.partial(self._unary, shape, method),
-                    request_deserializer=shape.request.FromString,
+                    request_deserializer=None,
                     response_serializer=shape.response.SerializeToString)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
     # --- in the gRPC thread -----------------------------------------------------------
 
-    def _unary(self, shape: RpcShape, method: Method, request: ProtoMessage,
+    def _unary(self, shape: RpcShape, method: Method, request: bytes,
                context: grpc.ServicerContext) -> ProtoMessage:
         with self._call(shape, method, request, context) as handle:
             for item in handle:
                 if isinstance(item, A2AError):
                     _abort(context, item)
+                if isinstance(item, _Refused):
+                    context.abort(item.code, item.message)
                 return proto_from_json(item, shape.response)
         _abort_cut_short(context)
 
-    def _stream(self, shape: RpcShape, method: Method, request: ProtoMessage,
+    def _stream(self, shape: RpcShape, method: Method, request: bytes,
                 context: grpc.ServicerContext) -> Iterator[ProtoMessage]:
         with self._call(shape, method, request, context) as handle:
             for item in handle:
@@ -117,6 +135,8 @@ class A2AGrpcService:
                     return
                 if isinstance(item, A2AError):
                     _abort(context, item)
+                if isinstance(item, _Refused):
+                    context.abort(item.code, item.message)
                 if isinstance(item, int):  # the first event's id, before any event
                     context.send_initial_metadata(((EVENT_ID_KEY, str(item)),))
                     continue
@@ -124,12 +144,17 @@ class A2AGrpcService:
         _abort_cut_short(context)
 
     @contextlib.contextmanager
-    def _call(self, shape: RpcShape, method: Method, request: ProtoMessage,
+    def _call(self, shape: RpcShape, method: Method, raw: bytes,
               context: grpc.ServicerContext) -> Iterator[CallHandle]:
         """Check the call's metadata and params, start it in trio, and cancel it
         there whenever it ends here (the client cancelled, or stopped reading)."""
         try:
-            authorization, last_event_id, traceparent = self._metadata(shape, context)
+            meta = self._metadata(shape, context)
+            try:
+                request = shape.request.FromString(raw)
+            except DecodeError:
+                raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a "
+                               f"valid {shape.request.DESCRIPTOR.full_name}") from None
             params = params_from_proto(request)
             self._state.limits.check(params)
         except _Refused as refused:
@@ -137,7 +162,7 @@ class A2AGrpcService:
         except A2AError as err:
             _abort(context, err)
         handle = self._bridge.open_call(functools.partial(
-            self._run, shape.name, method, params, authorization, last_event_id, traceparent))
+            self._run, shape.name, method, params, meta, raw))
         if handle is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         if not context.add_callback(handle.cancel):
@@ -147,8 +172,7 @@ class A2AGrpcService:
         finally:
             handle.cancel()
 
-    def _metadata(self, shape: RpcShape, context: grpc.ServicerContext
-                  ) -> tuple[str | None, int | None, str | None]:
+    def _metadata(self, shape: RpcShape, context: grpc.ServicerContext) -> _Metadata:
         metadata = context.invocation_metadata() or ()
         values: dict[str, list[str]] = {}
         for key, value in metadata:
@@ -173,35 +197,35 @@ class A2AGrpcService:
                 raise InvalidParamsError(
                     f"metadata last-event-id {raw[-1]!r} is not an event id of this "
                     "server (an integer)") from None
-        traceparent = values.get("traceparent", [None])[-1]
-        return authorization, last_event_id, traceparent
+        return _Metadata(authorization, last_event_id, values.get("traceparent", [None])[-1],
+                         signature_metadata(values))
 
     # --- in trio ----------------------------------------------------------------------
 
-    async def _run(self, name: str, method: Method, params: dict[str, Any],
-                   authorization: str | None, last_event_id: int | None,
-                   traceparent: str | None, send: trio.MemorySendChannel[Any]) -> None:
+    async def _run(self, name: str, method: Method, params: dict[str, Any], meta: _Metadata,
+                   raw: bytes, send: trio.MemorySendChannel[Any]) -> None:
         if self._span is None:
-            await self._answer(name, method, params, authorization, last_event_id, send)
+            await self._answer(name, method, params, meta, raw, send)
             return
         # the call's span, continuing the caller's traceparent metadata, as an HTTP
         # request's does: the store's and the worker link's spans go under it
-        with self._span(traceparent, f"A2A gRPC {name}"):
-            await self._answer(name, method, params, authorization, last_event_id, send)
+        with self._span(meta.traceparent, f"A2A gRPC {name}"):
+            await self._answer(name, method, params, meta, raw, send)
 
     async def _answer(self, name: str, method: Method, params: dict[str, Any],
-                      authorization: str | None, last_event_id: int | None,
-                      send: trio.MemorySendChannel[Any]) -> None:
+                      meta: _Metadata, raw: bytes, send: trio.MemorySendChannel[Any]) -> None:
         state = self._state
+        last_event_id = meta.last_event_id
         # The last send of a call is its last checkpoint: once the gRPC thread has the
         # answer, nothing is left to cancel (the statistics count real cancellations).
         try:
-            identity = await identify(state, authorization)
+            signed_by = await verify_call(state, name, meta.signature, raw)
+            identity = await identify(state, meta.authorization)
             if identity is None:
                 raise UnauthenticatedError(UNAUTHENTICATED)
             tenant = params.get("tenant")
             authorize(state, identity, permission_for_method(name), name,
-                      tenant if isinstance(tenant, str) else None)
+                      tenant if isinstance(tenant, str) else None, signed_by)
             ctx = CallContext(principal=owner_key(identity), version="1.0",
                               last_event_id=last_event_id,
                               extended_card=state.card.document.data if state.extended_card
@@ -214,6 +238,8 @@ class A2AGrpcService:
                 await send.send(result)
         except A2AError as err:
             await send.send(err)
+        except NoncesUnavailable as exc:
+            await send.send(_Refused(grpc.StatusCode.UNAVAILABLE, str(exc)))
         except Exception:
             log.exception("internal error in gRPC method", extra={"method": name})
             await send.send(InternalError("internal server error"))

@@ -43,8 +43,9 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-ExtensionRpc = Callable[[list[str], bytes], Awaitable[tuple[int, bytes] | None]]
-"""(the request's Authorization headers, its body) -> (HTTP status, JSON body) or None."""
+ExtensionRpc = Callable[[list[str], bytes, str | None], Awaitable[tuple[int, bytes] | None]]
+"""(the request's Authorization headers, its body, the key that signed it or None) ->
+(HTTP status, JSON body) or None."""
 
 SUPPORTED_VERSIONS = ("1.0", "0.3")
 JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc")
@@ -87,6 +88,10 @@ class AppState:
     signing: SigningSettings | None = None
     """Request-signing keys bound to principals, for `gate.authorize` (the signatures
     themselves are checked by `request_signing.SignatureCheck` in front of the app)."""
+    signature_verifier: Any = None
+    """A `request_signing.RequestVerifier` (untyped here: that module imports this one):
+    checks signatures and records their nonces for the bindings outside the ASGI app
+    (gRPC's call metadata); the same one `SignatureCheck` uses. None: signing off."""
     extension_methods: Mapping[str, ExtensionMethod] = attrs.field(factory=dict)
     """JSON-RPC methods beside A2A's, in both generations (the token service)."""
     extension_rpc: ExtensionRpc | None = None

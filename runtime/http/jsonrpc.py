@@ -350,7 +350,7 @@ class JsonRpcASGI:
             return  # the client went away
         extension = self._state.extension_rpc
         if extension is not None:  # the admin methods: their own auth (runtime.admin)
-            answered = await extension(authorizations, body)
+            answered = await extension(authorizations, body, scope.get(SIGNED_BY))
             if answered is not None:
                 await _send_reply(send, _json(answered[1], answered[0]))
                 return

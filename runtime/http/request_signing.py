@@ -3,10 +3,12 @@ the A2A endpoints and the worker link alike (the card and the probes excepted).
 
 A request that carries signature headers is checked whatever the settings; with
 `required` every request must carry one. A refusal is 401 naming what was wrong with the
-signature (never a secret). Nonces are kept for twice the window: in this process with a
-store of one process (memory, SQLite), or in the database the replicas share
-(`SharedNonces`, PostgreSQL), so a request replayed to another replica within the window
-is refused there too (docs/security.md).
+signature (never a secret). Nonces are kept for twice the window in the task store's
+database (`SharedNonces`): the SQLite file, so a request replayed after a restart within
+the window is refused, or the PostgreSQL database the replicas share, so one replayed to
+another replica is refused there too; with the memory store (whose tasks do not outlive
+the process either) in this process (docs/security.md). The same `RequestVerifier`
+checks the gRPC binding's signatures (`runtime.grpc.signing`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import trio
@@ -23,7 +25,8 @@ from protocol.request_signing import SIGNED_HEADERS, SignatureRejected, check_si
 from runtime.http.common import ASGIApp, Receive, Scope, Send
 from runtime.http.signing_settings import SIGNED_BY, SigningSettings
 
-__all__ = ["NonceStore", "SharedNonces", "SignatureCheck"]
+__all__ = ["NonceStore", "NoncesUnavailable", "RequestVerifier", "SharedNonces",
+           "SignatureCheck"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,9 @@ class NonceStore:
 
 
 class SharedNonces(Protocol):
-    """Nonces in a database every replica reads (`runtime.store.postgres_security`)."""
+    """Nonces in the task store's database: the file of a SQLite store
+    (`runtime.store.sqlite_security`), kept across restarts, or the PostgreSQL database
+    every replica reads (`runtime.store.postgres_security`)."""
 
     async def first_use(self, key_id: str, nonce: str, now: float, keep: float) -> bool:
         """Record a nonce at `now`; False if it was seen within `keep` seconds."""
@@ -68,22 +73,25 @@ PRUNE_EVERY = 1024
 REPLAYED = "the nonce was already used (a replayed request)"
 
 
-class SignatureCheck:
-    """ASGI middleware applying `SigningSettings` in front of `app`; nonces in
+class NoncesUnavailable(Exception):
+    """The store could not record a verified signature's nonce: the request is refused
+    (503), never let through unchecked."""
+
+
+class RequestVerifier:
+    """Checks one request's signature and records its nonce, for every binding (the
+    HTTP paths through `SignatureCheck`, gRPC from its call metadata); nonces in
     `shared` when given, else in this process."""
 
-    def __init__(self, settings: SigningSettings, app: ASGIApp, *, max_body: int,
-                 clock: Callable[[], float] = time.time,
+    def __init__(self, settings: SigningSettings, *, clock: Callable[[], float] = time.time,
                  shared: SharedNonces | None = None) -> None:
         self.settings = settings
-        self.app = app
-        self._max_body = max_body
         self._clock = clock
         self.nonces = NonceStore(settings.window)
         self._shared = shared
         self._recorded = 0
 
-    async def _first_use_shared(self, key_id: str, nonce: str, now: float) -> bool:
+    async def first_use_shared(self, key_id: str, nonce: str, now: float) -> bool:
         assert self._shared is not None
         keep = 2 * self.settings.window
         first = await self._shared.first_use(key_id, nonce, now, keep)
@@ -91,6 +99,51 @@ class SignatureCheck:
         if self._recorded % PRUNE_EVERY == 0:
             await self._shared.prune_nonces(now - keep)
         return first
+
+    async def verify(self, headers: Mapping[str, str], method: str, target: str,
+                     body: bytes) -> str:
+        """The key id of a valid signature whose nonce is new; `SignatureRejected`
+        saying why not, `NoncesUnavailable` if the nonce cannot be recorded now."""
+        now = self._clock()
+        verified: list[str] = []  # the nonce of a signature that verified (shared store)
+
+        def first_use(key: str, nonce: str) -> bool:
+            if self._shared is None:
+                return self.nonces.first_use(key, nonce, now)
+            verified.append(nonce)  # checked in the shared store below (async)
+            return True
+
+        key_id = check_signature(headers, method, target, body, keys=self.settings.keys,
+                                 now=now, window=self.settings.window, first_use=first_use)
+        if verified:
+            try:
+                first = await self.first_use_shared(key_id, verified[0], now)
+            except Exception as exc:
+                log.warning("request nonce not checked: the store cannot be reached",
+                            exc_info=True)
+                raise NoncesUnavailable("the request's nonce cannot be checked now; "
+                                        "retry") from exc
+            if not first:
+                raise SignatureRejected(REPLAYED)
+        return key_id
+
+
+class SignatureCheck:
+    """ASGI middleware applying `SigningSettings` in front of `app` with `verifier`
+    (made here, nonces in `shared` when given, else in this process, if not given)."""
+
+    def __init__(self, settings: SigningSettings, app: ASGIApp, *, max_body: int,
+                 clock: Callable[[], float] = time.time,
+                 shared: SharedNonces | None = None,
+                 verifier: RequestVerifier | None = None) -> None:
+        self.settings = settings
+        self.app = app
+        self._max_body = max_body
+        self.verifier = verifier or RequestVerifier(settings, clock=clock, shared=shared)
+        self.nonces = self.verifier.nonces
+
+    async def _first_use_shared(self, key_id: str, nonce: str, now: float) -> bool:
+        return await self.verifier.first_use_shared(key_id, nonce, now)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"].startswith(
@@ -119,31 +172,12 @@ class SignatureCheck:
         target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        now = self._clock()
-        verified: list[str] = []  # the nonce of a signature that verified (shared store)
-
-        def first_use(key: str, nonce: str) -> bool:
-            if self._shared is None:
-                return self.nonces.first_use(key, nonce, now)
-            verified.append(nonce)  # checked in the shared store below (async)
-            return True
-
         try:
-            key_id = check_signature(
-                headers, scope.get("method", "GET"), target, body,
-                keys=self.settings.keys, now=now, window=self.settings.window,
-                first_use=first_use)
-            if verified:
-                try:
-                    first = await self._first_use_shared(key_id, verified[0], now)
-                except Exception:
-                    log.warning("request nonce not checked: the store cannot be reached",
-                                exc_info=True)
-                    await _refuse(scope, receive, send, "the request's nonce cannot be "
-                                  "checked now; retry", status=503)
-                    return
-                if not first:
-                    raise SignatureRejected(REPLAYED)
+            key_id = await self.verifier.verify(headers, scope.get("method", "GET"), target,
+                                                body)
+        except NoncesUnavailable as exc:
+            await _refuse(scope, receive, send, str(exc), status=503)
+            return
         except SignatureRejected as exc:
             log.info("request signature refused", extra={"reason": str(exc),
                                                          "path": scope["path"]})

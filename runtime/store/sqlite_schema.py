@@ -18,7 +18,7 @@ __all__ = ["SCHEMA_VERSION", "prepare_schema"]
 
 logger = logging.getLogger("runtime.store.sqlite")  # the backend's log: one place to look
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Stored in PRAGMA user_version; bump it and add a migration step when the schema changes."""
 
 _SCHEMA = """
@@ -64,6 +64,15 @@ CREATE TABLE push_configs (
     claim_expires REAL,
     UNIQUE (task_id, config_id)
 );
+-- Request-signing nonces seen (runtime/store/sqlite_security.py), so a signed request
+-- replayed after a restart, within its window, is refused as on PostgreSQL.
+CREATE TABLE request_nonces (
+    key_id  TEXT NOT NULL,
+    nonce   TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX request_nonces_by_time ON request_nonces (seen_at);
 """
 
 _MIGRATIONS = {
@@ -78,6 +87,10 @@ _MIGRATIONS = {
     3: ["ALTER TABLE push_configs ADD COLUMN claim_owner TEXT",
         "ALTER TABLE push_configs ADD COLUMN claim_token TEXT",
         "ALTER TABLE push_configs ADD COLUMN claim_expires REAL"],
+    # v4 -> v5: the request-signing nonces seen, kept across restarts
+    4: ["CREATE TABLE IF NOT EXISTS request_nonces (key_id TEXT NOT NULL, nonce TEXT NOT NULL,"
+        " seen_at REAL NOT NULL, PRIMARY KEY (key_id, nonce)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS request_nonces_by_time ON request_nonces (seen_at)"],
 }
 
 

@@ -14,7 +14,9 @@ and a last `{"report": {...}}`. SDK errors are recorded as `{"error": class name
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -233,9 +235,32 @@ async def scenario_roles(s: Session, report: dict[str, Any]) -> None:
     await client.close()
 
 
+async def scenario_signed(s: Session, report: dict[str, Any]) -> None:
+    """Calls signed by our grpc.aio interceptor (key `TRIO_A2A_TEST_SIGNING_KEY`,
+    KEY_ID:SECRET) in the SDK's channel, streaming and not; then unsigned ones."""
+    from runtime.client.grpc_signing import aio_signing_interceptors
+    from runtime.client.signing import parse_hmac_key
+
+    key = parse_hmac_key(os.environ["TRIO_A2A_TEST_SIGNING_KEY"])
+    for streaming in (False, True):
+        config = ClientConfig(streaming=streaming, supported_protocol_bindings=["GRPC"],
+                              grpc_channel_factory=lambda url: grpc.aio.insecure_channel(
+                                  url, interceptors=aio_signing_interceptors(key)))
+        client = await create_client(s.url, client_config=config)
+        report["transport"] = transport_name(client)
+        name = "signed_stream" if streaming else "signed"
+        report[name] = await send(client, s, f"echo {name}")
+        await attempt(report, f"{name}_list", functools.partial(
+            client.list_tasks, ListTasksRequest(), context=s.ctx), lambda r: len(r.tasks))
+        await client.close()
+    plain = await s.client(streaming=False)
+    report["unsigned"] = await send(plain, s, "echo x")
+    await plain.close()
+
+
 SCENARIOS = {"methods": scenario_methods, "subscribe": scenario_subscribe,
              "cancel_stream": scenario_cancel_stream, "auth": scenario_auth,
-             "roles": scenario_roles}
+             "roles": scenario_roles, "signed": scenario_signed}
 
 
 async def main(url: str, scenario: str, token: str | None) -> None:

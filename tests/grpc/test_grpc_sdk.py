@@ -9,6 +9,7 @@ was dropped) the script prints a progress line and the test acts on it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -42,7 +43,8 @@ async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
 
 
 async def run_script(server: RunningServer, scenario: str, *args: str,
-                     on_progress: Progress | None = None) -> dict[str, Any]:
+                     on_progress: Progress | None = None,
+                     env: dict[str, str] | None = None) -> dict[str, Any]:
     cmd = [sys.executable, str(SCRIPT), server.url, scenario, *args]
     report: dict[str, Any] | None = None
     stderr = bytearray()
@@ -50,7 +52,7 @@ async def run_script(server: RunningServer, scenario: str, *args: str,
         async with trio.open_nursery() as nursery:
             proc = await nursery.start(partial(
                 trio.run_process, cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                check=False))
+                check=False, env={**os.environ, **(env or {})}))
             nursery.start_soon(_drain, proc.stderr, stderr)
             buf = b""
             async for chunk in proc.stdout:
@@ -237,3 +239,29 @@ async def test_the_docs_example_runs(tmp_path: Path) -> None:
     out = done.stdout.decode()
     assert out.startswith("task ") and "status_update" in out and "hello over gRPC" in out
     assert [t.status.state.value for t in listed.tasks] == ["TASK_STATE_COMPLETED"]
+
+
+async def test_signed_calls_from_the_sdk_client() -> None:
+    """The SDK client with our grpc.aio signing interceptor in its channel: alice's key
+    is required of her, so her signed calls (streaming and not) pass and unsigned ones
+    are refused as UNAUTHENTICATED."""
+    from runtime.http.signing_settings import SigningSettings
+    from runtime.security import SecurityConfig
+
+    secret = "k" * 40
+    signing = SigningSettings(keys={"alice-key": secret.encode()},
+                              principals={"alice-key": "alice"},
+                              required_keys=frozenset({"alice-key"}))
+    cfg = config(Controls(), tokens={"tok-alice": "alice"}, worker_tokens={"w": "worker"},
+                 security=SecurityConfig(request_signing=signing))
+    async with open_server(cfg) as server:
+        report = await run_script(server, "signed", "tok-alice",
+                                  env={"TRIO_A2A_TEST_SIGNING_KEY": f"alice-key:{secret}"})
+        assert report["transport"] == "GrpcTransport"
+        for name in ("signed", "signed_stream"):
+            assert report[name][-1].get("state") == "TASK_STATE_COMPLETED", report
+        assert report["signed_list"] == 1 and report["signed_stream_list"] == 2
+        (failed,) = report["unsigned"]
+        assert failed["error"] == "A2AClientError"
+        assert "UNAUTHENTICATED" in failed["message"], failed
+        assert "must be signed" in failed["message"], failed

@@ -1,6 +1,7 @@
 """Request-signing nonces in the store: on PostgreSQL shared by the replicas, so a signed
 request replayed to another replica within the window is refused there too; kept for
-twice the window, then pruned; a single-process store keeps its own as before."""
+twice the window, then pruned; a single-process store refuses a replay too (in its
+file for SQLite, across restarts: test_signing_sqlite.py; in the process for memory)."""
 
 from __future__ import annotations
 

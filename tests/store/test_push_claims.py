@@ -232,7 +232,7 @@ async def test_sqlite_migrates_a_v3_file_to_claims(tmp_path: Path) -> None:
             assert await claim(db, "a", "tok") is not None
             assert await db.set_push_delivered("t1", "p", 2, token="tok") is True
         conn = sqlite3.connect(path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         conn.close()
 
 
