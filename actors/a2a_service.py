@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -30,6 +29,7 @@ from protocol.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from protocol.ids import new_uuid
 from protocol.models import (
     CancelTaskRequest,
     DeleteTaskPushNotificationConfigRequest,
@@ -120,7 +120,7 @@ class A2AService:
         *,
         push: PushWatcher | None = None,
         settings: ServiceSettings = ServiceSettings(),
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 import attrs
@@ -55,6 +54,7 @@ from actors.dispatch.types import Push as Push  # for runtime.link.connection; s
 from actors.dispatch.workers import ConnectedWorkers, WorkerSession
 from actors.store_port import Lease, Route, TaskRecord
 from actors.task_store import ServerTaskStore
+from protocol.ids import new_uuid
 from protocol.models import AgentSkill, StreamResponse
 
 __all__ = [
@@ -111,7 +111,7 @@ class Dispatcher(Handover, AdminOps):
         offer_timeout: float | None = None,
         rescan_interval: float = 10.0,
         replica_id: str | None = None,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid,
         max_output_bytes: int | None = None,
     ) -> None:
         self._store = store

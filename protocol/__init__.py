@@ -13,6 +13,8 @@ from protocol.errors import *  # noqa: F403
 from protocol.errors import __all__ as _errors
 from protocol.identity import *  # noqa: F403
 from protocol.identity import __all__ as _identity
+from protocol.ids import *  # noqa: F403
+from protocol.ids import __all__ as _ids
 from protocol.jcs import *  # noqa: F403
 from protocol.jcs import __all__ as _jcs
 from protocol.jsonrpc import *  # noqa: F403
@@ -34,6 +36,6 @@ from protocol.sse import __all__ as _sse
 from protocol.states import *  # noqa: F403
 from protocol.states import __all__ as _states
 
-__all__ = ["legacy", "v03", *_agent_state, *_errors, *_identity, *_jcs, *_jsonrpc, *_limits,
+__all__ = ["legacy", "v03", *_agent_state, *_errors, *_identity, *_ids, *_jcs, *_jsonrpc, *_limits,
            *_models, *_output_size, *_permissions, *_request_signing, *_security_errors,
            *_sse, *_states]
