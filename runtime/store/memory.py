@@ -131,10 +131,18 @@ class MemoryBackend:
         record = write.record
         task_id = record.task_id
         old = self._tasks.get(task_id)
-        if old is not None:
-            self._unindex(old)
         self._tasks[task_id] = record
-        self._index(record)
+        if old is None:
+            self._index(record)
+        elif old.status_at != record.status_at or old.owner != record.owner or (
+                old.task.context_id != record.task.context_id):
+            self._unindex(old)
+            self._index(record)
+        elif old.state != record.state:  # same key, same owner and context: one index moves
+            key = (record.status_at, task_id)
+            _drop(self._by_state, old.state, key)
+            self._by_state.setdefault(record.state, SortedList()).add(key)
+        # else: every index already holds this record's key where it belongs
         log = self._events.setdefault(task_id, [])
         log.extend(write.events)
         self._event_count += len(write.events)
