@@ -91,7 +91,9 @@ def _json(body: bytes | dict[str, Any], status: int = 200,
 
 
 def _envelope(req_id: Any, result: bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","id":' + json.dumps(req_id).encode() + b',"result":' + result + b"}"
+    # an int id (most clients send one) is its own JSON text, without json.dumps
+    rid = str(req_id).encode() if type(req_id) is int else json.dumps(req_id).encode()
+    return b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + result + b"}"
 
 
 def _error_bytes(req_id: Any, err: A2AError, version: str) -> bytes:
