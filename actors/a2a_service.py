@@ -242,7 +242,9 @@ class A2AService:
             if reply is not None:
                 return SendOutcome(record=record, message=reply)
         task = shape_task(record.task, history_length)
-        return SendOutcome(record=attrs.evolve(record, task=task))
+        if task is not record.task:
+            record = attrs.evolve(record, task=task)
+        return SendOutcome(record=record)
 
     async def send_streaming(
         self, req: SendMessageRequest, principal: str = "", new_task_id: str | None = None

@@ -196,13 +196,13 @@ class Dispatcher(Handover, AdminOps):
         if record is None:
             return
         dispatch = record.dispatch
-        wanted = attrs.evolve(dispatch, request_metadata=dict(req.metadata) or None,
-                              accepted_output_modes=tuple(req.accepted_output_modes),
-                              trace_parent=req.trace_parent or dispatch.trace_parent)
-        if (req.metadata or req.accepted_output_modes or req.trace_parent) and (
-                wanted != dispatch or wanted.trace_parent != dispatch.trace_parent):
-            dispatch = wanted  # a continuation brought new request metadata
-            await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
+        if req.metadata or req.accepted_output_modes or req.trace_parent:
+            wanted = attrs.evolve(dispatch, request_metadata=dict(req.metadata) or None,
+                                  accepted_output_modes=tuple(req.accepted_output_modes),
+                                  trace_parent=req.trace_parent or dispatch.trace_parent)
+            if wanted != dispatch or wanted.trace_parent != dispatch.trace_parent:
+                dispatch = wanted  # a continuation brought new request metadata
+                await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
         self._enqueue(req.task_id, dispatch.route)
 
     async def cancel(self, task_id: str) -> bool:
