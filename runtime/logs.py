@@ -78,6 +78,8 @@ _needs_quotes = re.compile('[ "=\n]').search
 
 
 def _text_value(value: object) -> str:
+    if value is None:  # most optional fields, most of the time
+        return "None"
     if isinstance(value, str):
         return value if value and _needs_quotes(value) is None else json.dumps(value)
     if isinstance(value, list | tuple | dict | set | frozenset):
@@ -99,7 +101,7 @@ class TextLogFormatter(logging.Formatter):
         fields = structured_fields(record)
         if not fields:
             return line
-        pairs = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
+        pairs = " ".join([f"{k}={_text_value(v)}" for k, v in fields.items()])
         head, sep, tail = line.partition("\n")  # a traceback stays below the fields
         return f"{head} {pairs}{sep}{tail}"
 
