@@ -22,9 +22,8 @@ The parts are in `actors.dispatch` (its docstring says which holds what);
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import attrs
 import trio
@@ -397,9 +396,12 @@ class Dispatcher(Handover, AdminOps):
         (`OutputLimitExceeded`); so it does if they break the task lifecycle
         (`IllegalOutput`, naming the transition).
         """
-        async with self._failing_on_breach(task_id, attempt_id):
+        try:
             return await self._leases.write(task_id, attempt_id, events, wait=wait,
                                             output_seq=output_seq, output_bytes=output_bytes)
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            await self._fail_on_breach(task_id, attempt_id, exc)
+            raise
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = (), *, wait: bool = True,
@@ -414,30 +416,31 @@ class Dispatcher(Handover, AdminOps):
         (`IllegalOutput`), unless the task had already ended: then only the lease is
         dropped.
         """
-        async with self._failing_on_breach(task_id, attempt_id):
+        try:
             lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
                                                output_seq=output_seq, output_bytes=output_bytes)
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            await self._fail_on_breach(task_id, attempt_id, exc)
+            raise
         if lease is None:
             return True
         self._queue.release_place(task_id)
         self._drop_lease(task_id, lease)
         return False
 
-    @contextlib.asynccontextmanager
-    async def _failing_on_breach(self, task_id: str, attempt_id: str) -> AsyncIterator[None]:
+    async def _fail_on_breach(self, task_id: str, attempt_id: str,
+                              exc: OutputLimitExceeded | IllegalOutput) -> None:
         """A write that breaks the output cap or the lifecycle fails the task with the
         reason and ends its lease at once (no retry: the same agent would do the same
-        again; no wait for the lease to expire, whose reason would hide this one)."""
-        try:
-            yield
-        except (OutputLimitExceeded, IllegalOutput) as exc:
-            lease = await self._leases.fail(task_id, attempt_id, str(exc))
-            if lease is not None:
-                log.warning("task failed: %s", exc, extra={
-                    "task_id": task_id, "attempt_id": attempt_id, "worker_id": lease.worker_id})
-                self._queue.release_place(task_id)
-                self._drop_lease(task_id, lease)
-            raise
+        again; no wait for the lease to expire, whose reason would hide this one).
+        (A plain try/except at the two callers, not a context manager: they are on
+        every task's path.)"""
+        lease = await self._leases.fail(task_id, attempt_id, str(exc))
+        if lease is not None:
+            log.warning("task failed: %s", exc, extra={
+                "task_id": task_id, "attempt_id": attempt_id, "worker_id": lease.worker_id})
+            self._queue.release_place(task_id)
+            self._drop_lease(task_id, lease)
 
     def _drop_lease(self, task_id: str, lease: Lease) -> None:
         self._leases.ended(task_id)
