@@ -72,6 +72,13 @@ def check_write(write: TaskWrite) -> None:
             raise ValueError(f"write for task {task_id!r}: push config with wrong task id or no id")
 
 
+def _put(table: dict[K, SortedList], value: K, key: _Key) -> None:
+    index = table.get(value)
+    if index is None:  # not setdefault(value, SortedList()): that builds one every time
+        index = table[value] = SortedList()
+    index.add(key)
+
+
 def _drop(table: dict[K, SortedList], value: K, key: _Key) -> None:
     index = table[value]
     index.discard(key)
@@ -146,7 +153,7 @@ class MemoryBackend:
         elif old.state != record.state:  # same key, same owner and context: one index moves
             key = (record.status_at, task_id)
             _drop(self._by_state, old.state, key)
-            self._by_state.setdefault(record.state, SortedList()).add(key)
+            _put(self._by_state, record.state, key)
         # else: every index already holds this record's key where it belongs
         log = self._events.setdefault(task_id, [])
         log.extend(write.events)
@@ -157,9 +164,9 @@ class MemoryBackend:
     def _index(self, record: TaskRecord) -> None:
         key = (record.status_at, record.task_id)
         self._all.add(key)
-        self._by_owner.setdefault(record.owner, SortedList()).add(key)
-        self._by_context.setdefault(record.task.context_id, SortedList()).add(key)
-        self._by_state.setdefault(record.state, SortedList()).add(key)
+        _put(self._by_owner, record.owner, key)
+        _put(self._by_context, record.task.context_id, key)
+        _put(self._by_state, record.state, key)
 
     def _unindex(self, record: TaskRecord) -> None:
         key = (record.status_at, record.task_id)
