@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -30,6 +29,7 @@ from protocol.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from protocol.ids import new_uuid
 from protocol.models import (
     CancelTaskRequest,
     DeleteTaskPushNotificationConfigRequest,
@@ -120,7 +120,7 @@ class A2AService:
         *,
         push: PushWatcher | None = None,
         settings: ServiceSettings = ServiceSettings(),
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -242,7 +242,9 @@ class A2AService:
             if reply is not None:
                 return SendOutcome(record=record, message=reply)
         task = shape_task(record.task, history_length)
-        return SendOutcome(record=attrs.evolve(record, task=task))
+        if task is not record.task:
+            record = attrs.evolve(record, task=task)
+        return SendOutcome(record=record)
 
     async def send_streaming(
         self, req: SendMessageRequest, principal: str = "", new_task_id: str | None = None

@@ -20,13 +20,13 @@ had moved on.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
 import trio
 
+from protocol.ids import new_uuid
 from protocol.models import (
     AgentSkill,
     Artifact,
@@ -158,7 +158,7 @@ class Emitter:
             )
         parts = [Part(text=content)] if isinstance(content, str) else list(content)
         return Message(
-            message_id=str(uuid.uuid4()),
+            message_id=new_uuid(),
             role=Role.AGENT,
             parts=parts,
             task_id=self.task_id,
@@ -244,7 +244,7 @@ class Emitter:
         if self._state is not None and is_terminal(self._state):
             raise AgentProtocolError("artifacts cannot follow the end of a task")
         art = Artifact(
-            artifact_id=artifact_id or str(uuid.uuid4()),
+            artifact_id=artifact_id or new_uuid(),
             name=name,
             description=description,
             parts=list(parts),

@@ -22,10 +22,8 @@ The parts are in `actors.dispatch` (its docstring says which holds what);
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import attrs
 import trio
@@ -55,6 +53,7 @@ from actors.dispatch.types import Push as Push  # for runtime.link.connection; s
 from actors.dispatch.workers import ConnectedWorkers, WorkerSession
 from actors.store_port import Lease, Route, TaskRecord
 from actors.task_store import ServerTaskStore
+from protocol.ids import new_uuid
 from protocol.models import AgentSkill, StreamResponse
 
 __all__ = [
@@ -111,7 +110,7 @@ class Dispatcher(Handover, AdminOps):
         offer_timeout: float | None = None,
         rescan_interval: float = 10.0,
         replica_id: str | None = None,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid,
         max_output_bytes: int | None = None,
     ) -> None:
         self._store = store
@@ -196,13 +195,13 @@ class Dispatcher(Handover, AdminOps):
         if record is None:
             return
         dispatch = record.dispatch
-        wanted = attrs.evolve(dispatch, request_metadata=dict(req.metadata) or None,
-                              accepted_output_modes=tuple(req.accepted_output_modes),
-                              trace_parent=req.trace_parent or dispatch.trace_parent)
-        if (req.metadata or req.accepted_output_modes or req.trace_parent) and (
-                wanted != dispatch or wanted.trace_parent != dispatch.trace_parent):
-            dispatch = wanted  # a continuation brought new request metadata
-            await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
+        if req.metadata or req.accepted_output_modes or req.trace_parent:
+            wanted = attrs.evolve(dispatch, request_metadata=dict(req.metadata) or None,
+                                  accepted_output_modes=tuple(req.accepted_output_modes),
+                                  trace_parent=req.trace_parent or dispatch.trace_parent)
+            if wanted != dispatch or wanted.trace_parent != dispatch.trace_parent:
+                dispatch = wanted  # a continuation brought new request metadata
+                await self._store.write(req.task_id, (), dispatch=dispatch, wait=False)
         self._enqueue(req.task_id, dispatch.route)
 
     async def cancel(self, task_id: str) -> bool:
@@ -397,9 +396,12 @@ class Dispatcher(Handover, AdminOps):
         (`OutputLimitExceeded`); so it does if they break the task lifecycle
         (`IllegalOutput`, naming the transition).
         """
-        async with self._failing_on_breach(task_id, attempt_id):
+        try:
             return await self._leases.write(task_id, attempt_id, events, wait=wait,
                                             output_seq=output_seq, output_bytes=output_bytes)
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            await self._fail_on_breach(task_id, attempt_id, exc)
+            raise
 
     async def release(self, task_id: str, attempt_id: str,
                       events: Sequence[StreamResponse] = (), *, wait: bool = True,
@@ -414,30 +416,31 @@ class Dispatcher(Handover, AdminOps):
         (`IllegalOutput`), unless the task had already ended: then only the lease is
         dropped.
         """
-        async with self._failing_on_breach(task_id, attempt_id):
+        try:
             lease = await self._leases.release(task_id, attempt_id, events, wait=wait,
                                                output_seq=output_seq, output_bytes=output_bytes)
+        except (OutputLimitExceeded, IllegalOutput) as exc:
+            await self._fail_on_breach(task_id, attempt_id, exc)
+            raise
         if lease is None:
             return True
         self._queue.release_place(task_id)
         self._drop_lease(task_id, lease)
         return False
 
-    @contextlib.asynccontextmanager
-    async def _failing_on_breach(self, task_id: str, attempt_id: str) -> AsyncIterator[None]:
+    async def _fail_on_breach(self, task_id: str, attempt_id: str,
+                              exc: OutputLimitExceeded | IllegalOutput) -> None:
         """A write that breaks the output cap or the lifecycle fails the task with the
         reason and ends its lease at once (no retry: the same agent would do the same
-        again; no wait for the lease to expire, whose reason would hide this one)."""
-        try:
-            yield
-        except (OutputLimitExceeded, IllegalOutput) as exc:
-            lease = await self._leases.fail(task_id, attempt_id, str(exc))
-            if lease is not None:
-                log.warning("task failed: %s", exc, extra={
-                    "task_id": task_id, "attempt_id": attempt_id, "worker_id": lease.worker_id})
-                self._queue.release_place(task_id)
-                self._drop_lease(task_id, lease)
-            raise
+        again; no wait for the lease to expire, whose reason would hide this one).
+        (A plain try/except at the two callers, not a context manager: they are on
+        every task's path.)"""
+        lease = await self._leases.fail(task_id, attempt_id, str(exc))
+        if lease is not None:
+            log.warning("task failed: %s", exc, extra={
+                "task_id": task_id, "attempt_id": attempt_id, "worker_id": lease.worker_id})
+            self._queue.release_place(task_id)
+            self._drop_lease(task_id, lease)
 
     def _drop_lease(self, task_id: str, lease: Lease) -> None:
         self._leases.ended(task_id)

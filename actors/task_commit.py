@@ -238,7 +238,11 @@ class Committer:
         """Store a batch (shielded: once handed to the backend, a write's outcome must
         reach its writer) and finish each write with its outcome."""
         with trio.CancelScope(shield=True):
-            async with self._lock:
+            try:  # a free lock taken without a schedule point: the usual case
+                self._lock.acquire_nowait()
+            except trio.WouldBlock:  # a reload holds it
+                await self._lock.acquire()
+            try:
                 live = self._current(batch)
                 if not live:
                     return
@@ -247,6 +251,8 @@ class Committer:
                 await self._store(live)
                 if self._observe is not None:
                     self._observe(len(live), trio.current_time() - started)
+            finally:
+                self._lock.release()
 
     def _current(self, writes: list[PendingWrite]) -> list[PendingWrite]:
         """The writes still built on their task's state; the others (queued on top of

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time, `__getattr
     from protocol.agent_state import *  # noqa: F403
     from protocol.errors import *  # noqa: F403
     from protocol.identity import *  # noqa: F403
+    from protocol.ids import *  # noqa: F403
     from protocol.jcs import *  # noqa: F403
     from protocol.jsonrpc import *  # noqa: F403
     from protocol.limits import *  # noqa: F403
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time, `__getattr
     from protocol.sse import *  # noqa: F403
     from protocol.states import *  # noqa: F403
 
-_REEXPORTED = ("agent_state", "errors", "identity", "jcs", "jsonrpc", "limits", "models",
+_REEXPORTED = ("agent_state", "errors", "identity", "ids", "jcs", "jsonrpc", "limits", "models",
                "output_size", "permissions", "request_signing", "security_errors", "sse",
                "states")
 """The modules whose `__all__` the package re-exports, in the order of `__all__`."""

@@ -5,16 +5,19 @@ Sans-IO on purpose: the HTTP shell hands over the raw body and gets back a
 responses, in the order they arrived. Executing the requests (concurrently, for
 a batch) and putting the body back together with `ParsedPayload.response_body`
 is the caller's job. This is the hot path of every call, so the body is decoded
-once by a prebuilt `json.JSONDecoder` and valid requests are checked with a few type tests.
+once (by orjson, or a prebuilt `json.JSONDecoder` where orjson would read it differently)
+and valid requests are checked with a few type tests.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import orjson
 import pydantic
 
 from .errors import A2AError, InvalidParamsError, InvalidRequestError, ParseError
@@ -100,6 +103,29 @@ def _reject_constant(name: str) -> Any:
 # Built once: json.loads(..., parse_constant=...) would build a decoder per call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
+# orjson decodes a request body about three times faster than the stdlib decoder
+# and gives the same values, except where these guards send the body to the stdlib
+# decoder: integers of 19 digits or more (orjson reads those beyond 64 bits as
+# floats), nesting past what the stdlib decoder's recursion allows (orjson reads
+# deeper), and whatever orjson refuses (a BOM, NaN, lone surrogates, bad UTF-8,
+# huge exponents), for which the stdlib decoder gives the result or error it
+# always did.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}").search
+_ORJSON_MAX_OPEN = 200  # "[" and "{" bytes: far below any recursion limit
+
+
+def _decode(body: bytes | str) -> Any:
+    if (isinstance(body, bytes) and _LONG_NUMBER(body) is None
+            and body.count(b"[") + body.count(b"{") <= _ORJSON_MAX_OPEN):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib decoder answers, with its own message
+    text = body if isinstance(body, str) else body.decode("utf-8")  # JSON is UTF-8
+    if text[:1] == "\ufeff":  # RFC 8259 lets a parser ignore a leading BOM
+        text = text[1:]
+    return _DECODER.decode(text)
+
 
 def parse_payload(body: bytes | str, *, version: str = "1.0") -> ParsedPayload:
     """Parse a JSON-RPC request body (single call or batch).
@@ -109,10 +135,7 @@ def parse_payload(body: bytes | str, *, version: str = "1.0") -> ParsedPayload:
     A2A `version` the request was made with.
     """
     try:
-        text = body if isinstance(body, str) else body.decode("utf-8")  # JSON is UTF-8
-        if text[:1] == "\ufeff":  # RFC 8259 lets a parser ignore a leading BOM
-            text = text[1:]
-        obj = _DECODER.decode(text)
+        obj = _decode(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         err = ParseError(f"Invalid JSON payload: {exc}")
         return ParsedPayload(False, (error_response(None, err, version=version),))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -30,11 +31,20 @@ def structured_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _SKIP and not k.startswith("_")}
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _utc_ms(record: logging.LogRecord) -> str:
     """2026-12-07T18:59:01.123Z: UTC, milliseconds, and the zone, so lines from
-    processes in different zones sort and compare."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + (
-        f".{int(record.msecs):03d}Z")
+    processes in different zones sort and compare. A busy server logs many lines a
+    second: the second's text is formatted once (one tuple, so threads logging
+    at once never pair one second with another's text)."""
+    global _second
+    second = int(record.created)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int(record.msecs):03d}Z"
 
 
 def _json_default(value: object) -> object:
@@ -64,9 +74,14 @@ class JsonLogFormatter(logging.Formatter):
                                for k, v in out.items()})
 
 
+_needs_quotes = re.compile('[ "=\n]').search
+
+
 def _text_value(value: object) -> str:
+    if value is None:  # most optional fields, most of the time
+        return "None"
     if isinstance(value, str):
-        return value if value and not any(c in value for c in ' "=\n') else json.dumps(value)
+        return value if value and _needs_quotes(value) is None else json.dumps(value)
     if isinstance(value, list | tuple | dict | set | frozenset):
         return json.dumps(value, default=_json_default, separators=(",", ":"))
     return str(value)
@@ -86,7 +101,7 @@ class TextLogFormatter(logging.Formatter):
         fields = structured_fields(record)
         if not fields:
             return line
-        pairs = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
+        pairs = " ".join([f"{k}={_text_value(v)}" for k, v in fields.items()])
         head, sep, tail = line.partition("\n")  # a traceback stays below the fields
         return f"{head} {pairs}{sep}{tail}"
 

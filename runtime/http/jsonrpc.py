@@ -91,7 +91,8 @@ def _json(body: bytes | dict[str, Any], status: int = 200,
 
 
 def _envelope(req_id: Any, result: bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","id":' + json.dumps(req_id).encode() + b',"result":' + result + b"}"
+    rid = str(req_id).encode() if type(req_id) is int else json.dumps(req_id).encode()  # int: as is
+    return b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + result + b"}"
 
 
 def _error_bytes(req_id: Any, err: A2AError, version: str) -> bytes:
@@ -335,13 +336,13 @@ class JsonRpcASGI:
         if expected is not None and expected > limit:
             await refuse(receive, send, 413, too_large_error(limit))
             return
-        try:
-            with trio.fail_after(BODY_TIMEOUT):
+        try:  # a bare deadline scope: fail_after wraps one in two generator context managers
+            with trio.CancelScope(deadline=trio.current_time() + BODY_TIMEOUT) as reading:
                 body = await _read_body(receive, limit, expected)
         except _BodyTooLarge:
             await refuse(receive, send, 413, too_large_error(limit))
             return
-        except trio.TooSlowError:
+        if reading.cancelled_caught:
             await refuse(receive, send, 408, {"error": {
                 "code": 408, "status": "DEADLINE_EXCEEDED",
                 "message": f"request body not received within {BODY_TIMEOUT:g} s"}})

@@ -316,3 +316,31 @@ def test_invalid_params_error() -> None:
     assert err.message == "params.message: field required"
     r = error_response(3, err, version="1.0")
     assert r["error"]["message"] == "params.message: field required"
+
+
+# --- the fast decoder reads every body as the stdlib decoder does -------------------
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"jsonrpc":"2.0","id":12345678901234567890123,"method":"GetTask","params":{"id":"t"}}',
+    b'{"jsonrpc":"2.0","id":-9999999999999999999,"method":"GetTask","params":{"id":"t"}}',
+    b'{"jsonrpc":"2.0","id":18446744073709551615,"method":"GetTask","params":{"id":"t"}}',
+    b'{"jsonrpc":"2.0","id":1.5e-7,"method":"GetTask","params":{"id":"t","n":-0.0}}',
+    b'{"jsonrpc":"2.0","id":"\\u00e9\\ud83d\\ude00","method":"GetTask","params":{"id":"\\ud800"}}',
+    b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t"}}',
+    b'{"jsonrpc":"2.0","id":1,"id":2,"method":"GetTask","params":{"id":"t","x":1e400}}',
+])
+def test_values_as_the_stdlib_decoder_reads_them(raw: bytes) -> None:
+    """Integers beyond 64 bits stay exact integers (orjson would make them floats),
+    lone surrogates, a BOM and huge exponents decode as they always did."""
+    expected = json.loads(raw.decode("utf-8-sig"))
+    item = parse_payload(raw).items[0]
+    assert isinstance(item, Request)
+    assert item.id == expected["id"] and type(item.id) is type(expected["id"])
+    assert json.dumps(item.params) == json.dumps(expected["params"])
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000, b'{"a":NaN}', b"\xff{}", b"{"])
+def test_what_the_stdlib_decoder_refuses_is_a_parse_error(raw: bytes) -> None:
+    (err,) = parse_payload(raw).items
+    assert isinstance(err, dict) and err["error"]["code"] == -32700
