@@ -9,20 +9,43 @@ on the wire, one syscall fewer. Streaming responses (SSE, chunked) are written
 as before, so a client sees their headers at once. An event that renders to no
 bytes (the end of a body with a Content-Length) is not written at all: hypercorn
 would still take its send lock and make an empty write for it.
+
+It also tells a streaming response that its client went away without the app
+having to watch ``receive`` in a task of its own (`runtime.http.disconnect`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import h11
 import hypercorn.protocol as hyper_protocol
-from hypercorn.events import RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
+
+from runtime.http.disconnect import ConnectionScopes, serving
 
 __all__ = ["CoalescingH11Protocol", "install"]
 
 
 class CoalescingH11Protocol(H11Protocol):
     _held_head: bytes | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scopes = ConnectionScopes()
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, Closed) and self.stream is not None:
+            self.scopes.closing()  # what the app would learn from http.disconnect
+        await super().handle(event)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        token = serving.set(self.scopes)  # the app task spawned here inherits it
+        try:
+            await super()._create_stream(request)
+        finally:
+            serving.reset(token)
 
     async def _send_h11_event(self, event: h11._events.Event) -> None:  # type: ignore[name-defined]
         if isinstance(event, h11.Response) and _has_length(event):

@@ -13,15 +13,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import trio
 from quart import Response
 
+from actors.event_feed import EventFeed
+from actors.release import CallRelease
 from actors.store_port import StoredEvent
 from protocol.errors import A2AError, InternalError
 from protocol.models import StreamResponse
 from protocol.sse import encode_comment
+from runtime.http.common import Receive, Scope, Send
+from runtime.http.disconnect import cancelled_on_disconnect
 from runtime.http.grace import FINAL_FRAME, current_release
 
-__all__ = ["error_frame", "event_frames", "sse_response"]
+__all__ = ["error_frame", "event_frames", "send_stream", "sse_response"]
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +59,18 @@ async def event_frames(
 ) -> AsyncIterator[bytes]:
     """SSE frames for an optional first event, then live events and keep-alives.
 
-    A failure ends the stream with one frame of `render_error`, as an `error_event`
-    event (None: an unnamed one, where A2A 0.3 JSON-RPC clients look for a JSON-RPC
-    error response among the data events)."""
+    From an `EventFeed`, every event a wake-up finds is yielded as one chunk of
+    frames (so written with one send). A failure ends the stream with one frame of
+    `render_error`, as an `error_event` event (None: an unnamed one, where A2A 0.3
+    JSON-RPC clients look for a JSON-RPC error response among the data events)."""
     if first is not None:
         yield _frame(render(first.event), seq=first.seq)
     release = current_release()
     try:
+        if isinstance(events, EventFeed):
+            async for chunk in _batched(events, render, release):
+                yield chunk
+            return
         while True:
             # held only while waiting, never across a yield (a scope must not span one)
             with release.hold() as held:
@@ -81,8 +91,69 @@ async def event_frames(
         yield _frame(render_error(InternalError("the event stream failed")), event=error_event)
 
 
+async def _batched(feed: EventFeed, render: Callable[[StreamResponse], bytes],
+                   release: CallRelease) -> AsyncIterator[bytes]:
+    """The frames of each batch of `feed` as one chunk, a keep-alive after every
+    `feed.keepalive` seconds without one. One cancel scope bounds each wait, for
+    both the keep-alive and a stopping server's release."""
+    while True:
+        with release.hold() as held:  # held only while waiting, never across a yield
+            held.deadline = trio.current_time() + feed.keepalive
+            more = await feed.wait()
+        if held.cancelled_caught:
+            if release.released:  # a stopping server's grace is over
+                yield FINAL_FRAME
+                return
+            yield KEEPALIVE
+            continue
+        if not more:
+            return
+        frames: list[bytes] = []
+        try:
+            for ev in feed.take():
+                frames.append(_frame(render(ev.event), seq=ev.seq))
+        except Exception:
+            if frames:  # the frames before a failure are sent, as one by one they were
+                yield b"".join(frames)
+            raise
+        yield b"".join(frames)
+
+
 def sse_response(frames: AsyncIterator[bytes]) -> Response:
     response = Response(frames, status=200, content_type="text/event-stream",
                         headers=SSE_HEADERS)
     response.timeout = None
     return response
+
+
+_SSE_START = [(b"content-type", b"text/event-stream"),
+              *((k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items())]
+
+
+async def send_stream(scope: Scope, receive: Receive, send: Send,
+                       frames: AsyncIterator[bytes]) -> None:
+    """Send SSE frames until the stream ends or the client disconnects.
+
+    A disconnect cancels only this response: the task goes on, and its events stay
+    in the log for the next subscriber. On HTTP/1.1 the connection cancels it
+    (`runtime.http.disconnect`); elsewhere a second task watches for it.
+    """
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_START})
+    with cancelled_on_disconnect(scope) as watched:
+        if watched is not None:
+            async for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+    async with trio.open_nursery() as nursery:
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_disconnect)
+        async for frame in frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        nursery.cancel_scope.cancel()

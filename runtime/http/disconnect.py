@@ -1,0 +1,64 @@
+"""A response's end when its HTTP/1.1 client goes away, without a task to watch for it.
+
+An ASGI app learns of a disconnect by receiving ``http.disconnect``; a response that
+streams (SSE) must keep reading while it writes, which takes a second task per
+stream (its frame, its nursery and cancel scope: about a tenth of what a waiting
+subscriber costs). On HTTP/1.1 under hypercorn the same moment is known where the
+message is made: when the connection's protocol handles ``Closed`` with a request
+in flight (the peer closed or reset, a write failed, or the server closed it).
+`runtime.http.coalesce.CoalescingH11Protocol` calls `closing` then, for the cancel
+scopes its current response registered with `cancelled_on_disconnect`, and sets
+the context this module reads (inherited by the app's task) when it starts one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import trio
+
+__all__ = ["ConnectionScopes", "cancelled_on_disconnect", "serving"]
+
+
+class ConnectionScopes:
+    """The cancel scopes of one HTTP/1.1 connection's response, ended on its close."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()
+        self.closed = False
+
+    def closing(self) -> None:
+        self.closed = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def hold(self, scope: trio.CancelScope) -> Iterator[None]:
+        if self.closed:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            yield
+        finally:
+            self._scopes.discard(scope)
+
+
+serving: ContextVar[ConnectionScopes | None] = ContextVar("trio_a2a_h11_connection",
+                                                          default=None)
+"""Set by the HTTP/1.1 protocol while it starts a request's app task."""
+
+
+@contextlib.contextmanager
+def cancelled_on_disconnect(scope: dict[str, Any]) -> Iterator[trio.CancelScope | None]:
+    """A cancel scope that is cancelled when the client of this HTTP/1.x request
+    goes away; None (and nothing is done) when the connection cannot tell, e.g.
+    an HTTP/2 stream or another ASGI server: read ``http.disconnect`` there."""
+    connection = serving.get()
+    if connection is None or scope.get("http_version") not in ("1.0", "1.1"):
+        yield None
+        return
+    with trio.CancelScope() as cancel_scope, connection.hold(cancel_scope):
+        yield cancel_scope
