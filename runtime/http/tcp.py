@@ -9,6 +9,15 @@ reading has stopped (the peer closed the connection, or the server did), so the
 timer ends at once instead of holding the connection open until it expires.
 The read loop is hypercorn's, with those two calls added.
 
+The chunks of a streamed response (SSE: `runtime.http.coalesce.StreamedData`)
+take a fast path: with no other write in progress, the bytes go to the socket
+with one non-blocking ``send`` and no trio checkpoint (hypercorn's
+`protocol_send` takes a lock, a shielded cancel scope and `send_all`, which
+yields to the scheduler after every successful send: for a stream of small SSE
+writes, the largest cost per frame). Whatever the socket does not take at once,
+and any error, goes the usual way, so partial writes, back-pressure and a broken
+connection behave exactly as before.
+
 Two more changes, for a bug in hypercorn (docs/http.md, "Known upstream issues"):
 
 * `TimedTCPServer._close` sends the EOF holding the connection's send lock, as
@@ -28,9 +37,10 @@ import math
 from typing import Any
 
 import trio
-from hypercorn.events import Closed, RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
+from runtime.http.coalesce import StreamedData
 from runtime.http.idle import IdleTimer
 
 __all__ = ["CLOSE_LOCK_WAIT", "TimedTCPServer", "serve_connection"]
@@ -50,6 +60,23 @@ class TimedTCPServer(TCPServer):
         super().__init__(*args)
         self.timer = IdleTimer(header_timeout)
         self.idle_task = self.timer  # type: ignore[assignment]
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, StreamedData) and not self.send_lock.locked():
+            sock = getattr(getattr(self.stream, "socket", None), "_sock", None)
+            if sock is not None:  # a plain TCP stream (TLS goes the usual way)
+                data = event.data
+                try:
+                    sent = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:  # closed or broken: the usual way says so to hypercorn
+                    sent = 0
+                if sent == len(data):
+                    return
+                if sent:
+                    event = RawData(data=data[sent:])
+        await super().protocol_send(event)
 
     async def _read_data(self) -> None:
         try:
