@@ -69,6 +69,11 @@ class EventFeed:
         out, self._pending = self._pending, []
         return out
 
+    async def aclose(self) -> None:
+        """End the feed (an async generator's `aclose`, for consumers that call it)."""
+        self._ended = True
+        self._pending = []
+
     def __aiter__(self) -> EventFeed:
         return self
 

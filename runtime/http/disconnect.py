@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["ConnectionScopes", "cancelled_on_disconnect", "serving"]
+__all__ = ["ConnectionScopes", "cancelled_on_disconnect", "connection_of", "serving"]
 
 
 class ConnectionScopes:
@@ -35,15 +35,14 @@ class ConnectionScopes:
         for scope in list(self._scopes):
             scope.cancel()
 
-    @contextlib.contextmanager
-    def hold(self, scope: trio.CancelScope) -> Iterator[None]:
+    def add(self, scope: trio.CancelScope) -> None:
+        """Cancel `scope` when the connection closes (at once if it has)."""
         if self.closed:
             scope.cancel()
         self._scopes.add(scope)
-        try:
-            yield
-        finally:
-            self._scopes.discard(scope)
+
+    def discard(self, scope: trio.CancelScope) -> None:
+        self._scopes.discard(scope)
 
 
 serving: ContextVar[ConnectionScopes | None] = ContextVar("trio_a2a_h11_connection",
@@ -51,14 +50,26 @@ serving: ContextVar[ConnectionScopes | None] = ContextVar("trio_a2a_h11_connecti
 """Set by the HTTP/1.1 protocol while it starts a request's app task."""
 
 
+def connection_of(scope: dict[str, Any]) -> ConnectionScopes | None:
+    """The connection of this HTTP/1.x request, if it can tell when its client goes
+    away (None for HTTP/2 or under another ASGI server: read ``http.disconnect``)."""
+    if scope.get("http_version") not in ("1.0", "1.1"):
+        return None
+    return serving.get()
+
+
 @contextlib.contextmanager
 def cancelled_on_disconnect(scope: dict[str, Any]) -> Iterator[trio.CancelScope | None]:
     """A cancel scope that is cancelled when the client of this HTTP/1.x request
     goes away; None (and nothing is done) when the connection cannot tell, e.g.
     an HTTP/2 stream or another ASGI server: read ``http.disconnect`` there."""
-    connection = serving.get()
-    if connection is None or scope.get("http_version") not in ("1.0", "1.1"):
+    connection = connection_of(scope)
+    if connection is None:
         yield None
         return
-    with trio.CancelScope() as cancel_scope, connection.hold(cancel_scope):
-        yield cancel_scope
+    with trio.CancelScope() as cancel_scope:
+        connection.add(cancel_scope)
+        try:
+            yield cancel_scope
+        finally:
+            connection.discard(cancel_scope)

@@ -17,32 +17,21 @@ import trio
 from quart import Response
 
 from actors.event_feed import EventFeed
-from actors.release import CallRelease
 from actors.store_port import StoredEvent
 from protocol.errors import A2AError, InternalError
 from protocol.models import StreamResponse
-from protocol.sse import encode_comment
 from runtime.http.common import Receive, Scope, Send
-from runtime.http.disconnect import cancelled_on_disconnect
+from runtime.http.disconnect import cancelled_on_disconnect, connection_of
 from runtime.http.grace import FINAL_FRAME, current_release
+from runtime.http.sse_feed import KEEPALIVE, FeedFrames
+from runtime.http.sse_feed import frame as _frame
 
 __all__ = ["error_frame", "event_frames", "send_stream", "sse_response"]
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE = encode_comment("keep-alive")
 _END = object()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _frame(data: bytes, *, seq: int | None = None, event: str | None = None) -> bytes:
-    # `data` is compact JSON: it has no line breaks, so one data line carries it.
-    head = b""
-    if event is not None:
-        head += b"event: " + event.encode() + b"\n"
-    if seq is not None:
-        head += b"id: " + str(seq).encode() + b"\n"
-    return head + b"data: " + data + b"\n\n"
 
 
 async def error_frame(data: bytes, event: str | None = "error") -> AsyncIterator[bytes]:
@@ -50,7 +39,7 @@ async def error_frame(data: bytes, event: str | None = "error") -> AsyncIterator
     yield _frame(data, event=event)
 
 
-async def event_frames(
+def event_frames(
     first: StoredEvent | None,
     events: AsyncIterator[StoredEvent | None],
     render: Callable[[StreamResponse], bytes],
@@ -59,18 +48,28 @@ async def event_frames(
 ) -> AsyncIterator[bytes]:
     """SSE frames for an optional first event, then live events and keep-alives.
 
-    From an `EventFeed`, every event a wake-up finds is yielded as one chunk of
-    frames (so written with one send). A failure ends the stream with one frame of
-    `render_error`, as an `error_event` event (None: an unnamed one, where A2A 0.3
-    JSON-RPC clients look for a JSON-RPC error response among the data events)."""
+    From an `EventFeed`, every event a wake-up finds is one chunk of frames (so
+    written with one send: `runtime.http.sse_feed.FeedFrames`). A failure ends the
+    stream with one frame of `render_error`, as an `error_event` event (None: an
+    unnamed one, where A2A 0.3 JSON-RPC clients look for a JSON-RPC error response
+    among the data events)."""
+    if isinstance(events, EventFeed):
+        head = None if first is None else _frame(render(first.event), seq=first.seq)
+        return FeedFrames(head, events, render, render_error, error_event)
+    return _event_frames(first, events, render, render_error, error_event)
+
+
+async def _event_frames(
+    first: StoredEvent | None,
+    events: AsyncIterator[StoredEvent | None],
+    render: Callable[[StreamResponse], bytes],
+    render_error: Callable[[A2AError], bytes],
+    error_event: str | None,
+) -> AsyncIterator[bytes]:
     if first is not None:
         yield _frame(render(first.event), seq=first.seq)
     release = current_release()
     try:
-        if isinstance(events, EventFeed):
-            async for chunk in _batched(events, render, release):
-                yield chunk
-            return
         while True:
             # held only while waiting, never across a yield (a scope must not span one)
             with release.hold() as held:
@@ -89,34 +88,6 @@ async def event_frames(
     except Exception:
         log.exception("task event stream failed")
         yield _frame(render_error(InternalError("the event stream failed")), event=error_event)
-
-
-async def _batched(feed: EventFeed, render: Callable[[StreamResponse], bytes],
-                   release: CallRelease) -> AsyncIterator[bytes]:
-    """The frames of each batch of `feed` as one chunk, a keep-alive after every
-    `feed.keepalive` seconds without one. One cancel scope bounds each wait, for
-    both the keep-alive and a stopping server's release."""
-    while True:
-        with release.hold() as held:  # held only while waiting, never across a yield
-            held.deadline = trio.current_time() + feed.keepalive
-            more = await feed.wait()
-        if held.cancelled_caught:
-            if release.released:  # a stopping server's grace is over
-                yield FINAL_FRAME
-                return
-            yield KEEPALIVE
-            continue
-        if not more:
-            return
-        frames: list[bytes] = []
-        try:
-            for ev in feed.take():
-                frames.append(_frame(render(ev.event), seq=ev.seq))
-        except Exception:
-            if frames:  # the frames before a failure are sent, as one by one they were
-                yield b"".join(frames)
-            raise
-        yield b"".join(frames)
 
 
 def sse_response(frames: AsyncIterator[bytes]) -> Response:
@@ -139,6 +110,13 @@ async def send_stream(scope: Scope, receive: Receive, send: Send,
     (`runtime.http.disconnect`); elsewhere a second task watches for it.
     """
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_START})
+    connection = connection_of(scope)
+    if isinstance(frames, FeedFrames) and connection is not None:
+        frames.connection = connection  # its waits end when the client goes away
+        async for frame in frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     with cancelled_on_disconnect(scope) as watched:
         if watched is not None:
             async for frame in frames:

@@ -33,7 +33,6 @@ Two more changes, for a bug in hypercorn (docs/http.md, "Known upstream issues")
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import trio
@@ -79,11 +78,15 @@ class TimedTCPServer(TCPServer):
         await super().protocol_send(event)
 
     async def _read_data(self) -> None:
+        read_timeout = self.config.read_timeout or None
         try:
             while True:
                 try:
-                    with trio.fail_after(self.config.read_timeout or math.inf):
+                    if read_timeout is None:  # no scope to hold while the connection waits
                         data = await self.stream.receive_some(MAX_RECV)
+                    else:
+                        with trio.fail_after(read_timeout):
+                            data = await self.stream.receive_some(MAX_RECV)
                 except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                     break
                 if data:
