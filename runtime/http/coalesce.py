@@ -46,7 +46,8 @@ class CoalescingH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.scopes = ConnectionScopes()
+        server = getattr(self.send, "__self__", None)  # runtime.http.tcp.TimedTCPServer
+        self.scopes = ConnectionScopes(getattr(server, "timer", None))
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, Closed) and self.stream is not None:

@@ -20,15 +20,24 @@ from typing import Any
 
 import trio
 
+from runtime.http.idle import IdleTimer
+
 __all__ = ["ConnectionScopes", "cancelled_on_disconnect", "connection_of", "serving"]
 
 
 class ConnectionScopes:
     """The cancel scopes of one HTTP/1.1 connection's response, ended on its close."""
 
-    def __init__(self) -> None:
+    def __init__(self, timer: IdleTimer | None = None) -> None:
         self._scopes: set[trio.CancelScope] = set()
+        self._timer = timer
         self.closed = False
+
+    def streaming(self) -> None:
+        """The response in flight is a stream: the connection's idle timer need not
+        wait alongside it (`IdleTimer.park`)."""
+        if self._timer is not None:
+            self._timer.park()
 
     def closing(self) -> None:
         self.closed = True

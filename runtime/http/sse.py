@@ -113,6 +113,7 @@ async def send_stream(scope: Scope, receive: Receive, send: Send,
     connection = connection_of(scope)
     if isinstance(frames, FeedFrames) and connection is not None:
         frames.connection = connection  # its waits end when the client goes away
+        connection.streaming()
         async for frame in frames:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
