@@ -25,6 +25,7 @@ from runtime.http.disconnect import cancelled_on_disconnect, connection_of
 from runtime.http.grace import FINAL_FRAME, current_release
 from runtime.http.sse_feed import KEEPALIVE, FeedFrames
 from runtime.http.sse_feed import frame as _frame
+from runtime.http.turns import Turn
 
 __all__ = ["error_frame", "event_frames", "send_stream", "sse_response"]
 
@@ -114,8 +115,10 @@ async def send_stream(scope: Scope, receive: Receive, send: Send,
     if isinstance(frames, FeedFrames) and connection is not None:
         frames.connection = connection  # its waits end when the client goes away
         connection.streaming()
+        turn = Turn()  # a burst of events does not starve other requests
         async for frame in frames:
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            async with turn:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     with cancelled_on_disconnect(scope) as watched:

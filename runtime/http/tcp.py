@@ -16,7 +16,8 @@ with one non-blocking ``send`` and no trio checkpoint (hypercorn's
 yields to the scheduler after every successful send: for a stream of small SSE
 writes, the largest cost per frame). Whatever the socket does not take at once,
 and any error, goes the usual way, so partial writes, back-pressure and a broken
-connection behave exactly as before.
+connection behave exactly as before (and a stream waiting for its client gives
+up its turn to write first: `runtime.http.turns`).
 
 Two more changes, for a bug in hypercorn (docs/http.md, "Known upstream issues"):
 
@@ -41,6 +42,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 from runtime.http.coalesce import StreamedData
 from runtime.http.idle import IdleTimer
+from runtime.http.turns import yield_turn
 
 __all__ = ["CLOSE_LOCK_WAIT", "TimedTCPServer", "serve_connection"]
 
@@ -61,20 +63,19 @@ class TimedTCPServer(TCPServer):
         self.idle_task = self.timer  # type: ignore[assignment]
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, StreamedData) and not self.send_lock.locked():
+        if isinstance(event, StreamedData):
             sock = getattr(getattr(self.stream, "socket", None), "_sock", None)
-            if sock is not None:  # a plain TCP stream (TLS goes the usual way)
+            if sock is not None and not self.send_lock.locked():  # plain TCP, no write on
                 data = event.data
                 try:
                     sent = sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:  # closed or broken: the usual way says so to hypercorn
+                except OSError:  # full, closed or broken: the usual way takes it from here
                     sent = 0
                 if sent == len(data):
                     return
                 if sent:
                     event = RawData(data=data[sent:])
+            yield_turn()  # about to wait for the client: let another stream write
         await super().protocol_send(event)
 
     async def _read_data(self) -> None:

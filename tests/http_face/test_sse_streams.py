@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 
 import trio
+import trio.testing
 
 from actors.event_feed import EventFeed
 from protocol.models import StreamResponse
@@ -88,3 +89,34 @@ async def test_feed_yields_events_one_by_one_to_other_consumers(
         _, events = await server.service.subscribe(task_id, last_event_id=int(full[0].id or 0))
         seqs = [ev.seq async for ev in events if ev is not None]
     assert [str(s) for s in seqs] == [e.id for e in full[1:]]
+
+
+async def test_streams_write_in_turns_and_a_waiting_one_gives_its_turn_up() -> None:
+    from runtime.http import turns
+
+    entered: list[int] = []
+    release = trio.Event()
+
+    async def write(i: int, stuck: bool) -> None:
+        async with turns.Turn():
+            entered.append(i)
+            if stuck:  # a full socket: the TCP layer gives the turn up before waiting
+                turns.yield_turn()
+            await release.wait()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for i in range(turns.TURNS):
+                nursery.start_soon(write, i, False)
+            nursery.start_soon(write, turns.TURNS, False)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(entered) == turns.TURNS  # one more waits for a turn
+            release.set()
+        entered.clear()
+        release = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for i in range(turns.TURNS + 5):
+                nursery.start_soon(write, i, True)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(entered) == turns.TURNS + 5  # stuck writers hold no turn
+            release.set()
