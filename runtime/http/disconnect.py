@@ -7,8 +7,10 @@ subscriber costs). On HTTP/1.1 under hypercorn the same moment is known where th
 message is made: when the connection's protocol handles ``Closed`` with a request
 in flight (the peer closed or reset, a write failed, or the server closed it).
 `runtime.http.coalesce.CoalescingH11Protocol` calls `closing` then, for the cancel
-scopes its current response registered with `cancelled_on_disconnect`, and sets
-the context this module reads (inherited by the app's task) when it starts one.
+scopes its current response registered (`cancelled_on_disconnect`, or each wait of
+`runtime.http.sse_feed.FeedFrames`), and sets the context this module reads
+(inherited by the app's task) when it starts one. `ConnectionScopes.streaming` also
+parks the connection's idle timer while a stream is open (`IdleTimer.park`).
 """
 
 from __future__ import annotations
