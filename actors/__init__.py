@@ -16,6 +16,8 @@ from actors.client_ids import *  # noqa: F403
 from actors.client_ids import __all__ as _client_ids
 from actors.dispatcher import *  # noqa: F403
 from actors.dispatcher import __all__ as _dispatcher
+from actors.event_feed import *  # noqa: F403
+from actors.event_feed import __all__ as _event_feed
 from actors.push_claims import *  # noqa: F403
 from actors.push_claims import __all__ as _push_claims
 from actors.push_configs import *  # noqa: F403
@@ -36,7 +38,8 @@ from actors.trace_port import *  # noqa: F403
 from actors.trace_port import __all__ as _trace
 
 __all__ = [
-    *_service, *_admin, *_agent, *_approval, *_client_ids, *_dispatcher, *_push_claims,
+    *_service, *_admin, *_agent, *_approval, *_client_ids, *_dispatcher, *_event_feed,
+    *_push_claims,
     *_push_configs, *_push, *_release,
     *_port, *_commit, *_store, *_sync, *_trace,
 ]

@@ -19,6 +19,7 @@ import attrs
 import trio
 
 from actors.dispatcher import RunRequest, route_from_metadata
+from actors.event_feed import EventFeed
 from actors.push_configs import PushConfigs, PushWatcher
 from actors.release import CallRelease
 from actors.store_port import DispatchState, StoredEvent, TaskQuery, TaskRecord
@@ -355,32 +356,14 @@ class A2AService:
             return first, _empty()
         return first, self.follow(task_id, record.seq, through_pauses=through_pauses)
 
-    async def follow(self, task_id: str, after_seq: int, *, through_pauses: bool = False
-                     ) -> AsyncIterator[StoredEvent | None]:
+    def follow(self, task_id: str, after_seq: int, *, through_pauses: bool = False
+               ) -> EventFeed:
         """Committed events after `after_seq` until the task ends (or, unless
-        `through_pauses`, pauses for input or auth).
-
-        Yields None after every `settings.keepalive` seconds without an event, so
-        a stream can send a keep-alive; the wait itself holds no state and is safe
-        to interrupt there.
-        """
-        ends = _terminal if through_pauses else _ends
-        cursor = after_seq
-        keepalive = self.settings.keepalive
-        while True:
-            events: list[StoredEvent] | None = None
-            with trio.move_on_after(keepalive):
-                events = await self._store.wait_events(task_id, cursor)
-            if events is None:
-                yield None
-                continue
-            if not events:
-                return
-            for ev in events:
-                cursor = ev.seq
-                yield ev
-                if ends(ev.event):
-                    return
+        `through_pauses`, pauses for input or auth): an `EventFeed`, which yields
+        None after every `settings.keepalive` seconds without an event, so a stream
+        can send a keep-alive, and hands a stream each commit's events at once."""
+        return EventFeed(self._store, task_id, after_seq, keepalive=self.settings.keepalive,
+                         through_pauses=through_pauses)
 
     # --- push configs (actors.push_configs) ---------------------------------------------
 
@@ -414,22 +397,6 @@ def _unleased(record: TaskRecord) -> None:
     may have claimed it since the dispatcher looked)."""
     if record.dispatch.lease is not None:
         raise _Leased
-
-
-def _ends(event: StreamResponse) -> bool:
-    if event.status_update is not None:
-        return ends_stream(event.status_update.status.state)
-    if event.task is not None:
-        return ends_stream(event.task.status.state)
-    return False
-
-
-def _terminal(event: StreamResponse) -> bool:
-    if event.status_update is not None:
-        return is_terminal(event.status_update.status.state)
-    if event.task is not None:
-        return is_terminal(event.task.status.state)
-    return False
 
 
 def _direct_reply(task: Task) -> Message | None:

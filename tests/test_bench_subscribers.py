@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.sub_clients import Stream, check
-from protocol.models import StreamResponse, Task, TaskState, TaskStatus
+from protocol.models import StreamResponse, Task, TaskState, TaskStatus, TaskStatusUpdateEvent
 from runtime.http.rpc_methods import _Rendered
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,14 +34,24 @@ def test_an_event_is_rendered_once_for_all_subscribers() -> None:
         return event.model_dump_json().encode()
 
     rendered = _Rendered(render, size=2)
-    events = [StreamResponse(task=Task(id=f"t{i}", context_id="c",
-                                       status=TaskStatus(state=TaskState.WORKING)))
-              for i in range(3)]
+    events = [StreamResponse(status_update=TaskStatusUpdateEvent(
+        task_id=f"t{i}", context_id="c", status=TaskStatus(state=TaskState.WORKING)))
+        for i in range(3)]
     first = rendered(events[0])
     assert rendered(events[0]) is first and len(calls) == 1
     rendered(events[1])
     rendered(events[2])  # pushes the oldest out
     assert rendered(events[0]) == first and len(calls) == 4
+
+
+def test_a_stream_snapshot_is_not_kept() -> None:
+    """Each stream's first event is its own task snapshot: caching it would only keep
+    one snapshot per subscriber alive."""
+    rendered = _Rendered(lambda event: event.model_dump_json().encode())
+    snapshot = StreamResponse(task=Task(id="t", context_id="c",
+                                        status=TaskStatus(state=TaskState.WORKING)))
+    assert rendered(snapshot) == snapshot.model_dump_json().encode()
+    assert rendered._cache == {}
 
 
 def test_subscribers_mode_end_to_end() -> None:

@@ -22,6 +22,12 @@ Two more rules, which hypercorn's timer does not have:
   held every connection its client had closed half-open, in CLOSE-WAIT, for 75 s.
 
 `runtime.http.tcp.TimedTCPServer` creates one per connection and feeds it.
+
+While an HTTP/1.1 connection streams a response (SSE) the timer has nothing to
+time, and its task would only wait, one per stream: `park` ends the task, and
+`restart` starts one again when the response is done. hypercorn itself closes an
+HTTP/1.1 connection whose response ends after shutdown began, which is all the
+timer would have done meanwhile.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class IdleTimer:
         self._lost = False  # the connection's read loop has ended
         self._idle = trio.Event()
         self._running = False
+        self._parked = False  # `park` asked the task to end
 
     def _move(self, deadline: float) -> None:
         self._deadline = deadline
@@ -84,6 +91,13 @@ class IdleTimer:
         self._head = True
         self._move(trio.current_time() + self._header_timeout)
 
+    def park(self) -> None:
+        """The request in flight is a long one (an HTTP/1.1 stream): end the timer's
+        task until the connection is idle again (`restart`). Nothing while idle."""
+        if self._busy and not self._lost and self._scope is not None:
+            self._parked = True
+            self._scope.cancel()
+
     def connection_lost(self) -> None:
         """The connection's read loop has ended (the peer closed, or the socket was
         closed): nothing is left to time."""
@@ -94,12 +108,19 @@ class IdleTimer:
 
     async def _watch(self, server: Any) -> None:
         try:
-            with trio.CancelScope(deadline=self._deadline) as scope:
-                self._scope = scope
-                if self._lost:
-                    scope.cancel()
-                await server.context.terminated.wait()
-            self._scope = None
+            while True:
+                with trio.CancelScope(deadline=self._deadline) as scope:
+                    self._scope = scope
+                    if self._lost:
+                        scope.cancel()
+                    await server.context.terminated.wait()
+                self._scope = None
+                if not self._parked:
+                    break
+                self._parked = False
+                if self._busy and not self._lost:
+                    return  # parked: `restart` starts a task again
+                # restarted (or lost) before the task got to end: watch on
             while self._busy and not self._lost:  # shutting down mid-request:
                 await self._idle.wait()  # close once it is answered
         finally:

@@ -62,7 +62,7 @@ from runtime.http.rpc_legacy import (
 )
 from runtime.http.rpc_methods import CallContext, RpcStream
 from runtime.http.signing_settings import SIGNED_BY
-from runtime.http.sse import SSE_HEADERS, error_frame, event_frames
+from runtime.http.sse import error_frame, event_frames, send_stream
 
 __all__ = ["JsonRpcASGI", "Reply", "dispatch"]
 
@@ -373,7 +373,7 @@ class JsonRpcASGI:
         if reply.stream is None:
             await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))
         else:
-            await _send_stream(receive, send, reply.stream)
+            await send_stream(scope, receive, send, reply.stream)
 
 
 _A2A_JSON = ((b"content-type", b"application/a2a+json"),)
@@ -418,28 +418,3 @@ async def _send_reply(send: Send, reply: Reply) -> None:
     headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
-
-
-_SSE_START = [(b"content-type", b"text/event-stream"),
-              *((k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items())]
-
-
-async def _send_stream(receive: Receive, send: Send, frames: AsyncIterator[bytes]) -> None:
-    """Send SSE frames until the stream ends or the client disconnects.
-
-    A disconnect cancels only this response: the task goes on, and its events stay
-    in the log for the next subscriber.
-    """
-    await send({"type": "http.response.start", "status": 200, "headers": _SSE_START})
-    async with trio.open_nursery() as nursery:
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(watch_disconnect)
-        async for frame in frames:
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        nursery.cancel_scope.cancel()

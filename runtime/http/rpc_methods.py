@@ -96,6 +96,8 @@ class _Rendered:
         self._cache: dict[int, tuple[StreamResponse, bytes]] = {}
 
     def __call__(self, event: StreamResponse) -> bytes:
+        if event.task is not None:  # a stream's snapshot: its own object, never shared
+            return self._render(event)
         hit = self._cache.get(id(event))
         if hit is not None and hit[0] is event:
             return hit[1]

@@ -13,31 +13,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import trio
 from quart import Response
 
+from actors.event_feed import EventFeed
 from actors.store_port import StoredEvent
 from protocol.errors import A2AError, InternalError
 from protocol.models import StreamResponse
-from protocol.sse import encode_comment
+from runtime.http.common import Receive, Scope, Send
+from runtime.http.disconnect import cancelled_on_disconnect, connection_of
 from runtime.http.grace import FINAL_FRAME, current_release
+from runtime.http.sse_feed import KEEPALIVE, FeedFrames
+from runtime.http.sse_feed import frame as _frame
+from runtime.http.turns import Turn
 
-__all__ = ["error_frame", "event_frames", "sse_response"]
+__all__ = ["error_frame", "event_frames", "send_stream", "sse_response"]
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE = encode_comment("keep-alive")
 _END = object()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _frame(data: bytes, *, seq: int | None = None, event: str | None = None) -> bytes:
-    # `data` is compact JSON: it has no line breaks, so one data line carries it.
-    head = b""
-    if event is not None:
-        head += b"event: " + event.encode() + b"\n"
-    if seq is not None:
-        head += b"id: " + str(seq).encode() + b"\n"
-    return head + b"data: " + data + b"\n\n"
 
 
 async def error_frame(data: bytes, event: str | None = "error") -> AsyncIterator[bytes]:
@@ -45,7 +40,7 @@ async def error_frame(data: bytes, event: str | None = "error") -> AsyncIterator
     yield _frame(data, event=event)
 
 
-async def event_frames(
+def event_frames(
     first: StoredEvent | None,
     events: AsyncIterator[StoredEvent | None],
     render: Callable[[StreamResponse], bytes],
@@ -54,9 +49,24 @@ async def event_frames(
 ) -> AsyncIterator[bytes]:
     """SSE frames for an optional first event, then live events and keep-alives.
 
-    A failure ends the stream with one frame of `render_error`, as an `error_event`
-    event (None: an unnamed one, where A2A 0.3 JSON-RPC clients look for a JSON-RPC
-    error response among the data events)."""
+    From an `EventFeed`, every event a wake-up finds is one chunk of frames (so
+    written with one send: `runtime.http.sse_feed.FeedFrames`). A failure ends the
+    stream with one frame of `render_error`, as an `error_event` event (None: an
+    unnamed one, where A2A 0.3 JSON-RPC clients look for a JSON-RPC error response
+    among the data events)."""
+    if isinstance(events, EventFeed):
+        head = None if first is None else _frame(render(first.event), seq=first.seq)
+        return FeedFrames(head, events, render, render_error, error_event)
+    return _event_frames(first, events, render, render_error, error_event)
+
+
+async def _event_frames(
+    first: StoredEvent | None,
+    events: AsyncIterator[StoredEvent | None],
+    render: Callable[[StreamResponse], bytes],
+    render_error: Callable[[A2AError], bytes],
+    error_event: str | None,
+) -> AsyncIterator[bytes]:
     if first is not None:
         yield _frame(render(first.event), seq=first.seq)
     release = current_release()
@@ -86,3 +96,46 @@ def sse_response(frames: AsyncIterator[bytes]) -> Response:
                         headers=SSE_HEADERS)
     response.timeout = None
     return response
+
+
+_SSE_START = [(b"content-type", b"text/event-stream"),
+              *((k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items())]
+
+
+async def send_stream(scope: Scope, receive: Receive, send: Send,
+                       frames: AsyncIterator[bytes]) -> None:
+    """Send SSE frames until the stream ends or the client disconnects.
+
+    A disconnect cancels only this response: the task goes on, and its events stay
+    in the log for the next subscriber. On HTTP/1.1 the connection cancels it
+    (`runtime.http.disconnect`); elsewhere a second task watches for it.
+    """
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_START})
+    connection = connection_of(scope)
+    if isinstance(frames, FeedFrames) and connection is not None:
+        frames.connection = connection  # its waits end when the client goes away
+        connection.streaming()
+        turn = Turn()  # a burst of events does not starve other requests
+        async for frame in frames:
+            async with turn:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    with cancelled_on_disconnect(scope) as watched:
+        if watched is not None:
+            async for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+    async with trio.open_nursery() as nursery:
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_disconnect)
+        async for frame in frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        nursery.cancel_scope.cancel()

@@ -195,3 +195,38 @@ async def test_real_keep_alive_connections() -> None:
                     assert (await get(busy)).startswith(b"HTTP/1.1 200")
                     await trio.sleep(0.2)
                 assert await idle.receive_some(4096) == b""  # closed by the server
+
+
+async def test_a_parked_timer_ends_its_task_and_times_again_once_idle(
+    autojump_clock: Any,
+) -> None:
+    """A stream parks the timer: no task waits alongside it; once the response is
+    done the keep-alive timeout runs again from then."""
+    server = FakeServer(keep_alive=10)
+    timer = IdleTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        await trio.sleep(1)
+        await timer.stop()  # a request (a stream) at t=1
+        timer.park()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(nursery.child_tasks) == 0  # the timer's task has ended
+        await trio.sleep(100)  # the stream runs past any timeout
+        assert server.closed_at == []
+        await timer.restart(Group(nursery), server._idle_timeout)  # done at t=101
+        assert len(nursery.child_tasks) == 1
+    assert server.closed_at == [111.0]
+
+
+async def test_a_timer_restarted_before_its_parked_task_ended_watches_on(
+    autojump_clock: Any,
+) -> None:
+    server = FakeServer(keep_alive=10)
+    timer = IdleTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(Group(nursery), server._idle_timeout)
+        await trio.sleep(1)
+        await timer.stop()
+        timer.park()  # and the response ends before the task has run again
+        await timer.restart(Group(nursery), server._idle_timeout)
+    assert server.closed_at == [11.0]
