@@ -37,6 +37,7 @@ from quart import Response, request
 from protocol import worker_link as wl
 from protocol.sse import encode_comment, encode_event
 from runtime.http.auth import RepeatedAuthorization, one_authorization
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import sse_response
 
 if TYPE_CHECKING:
@@ -285,12 +286,17 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
     unauthorized = endpoint.unauthorized
 
     async def authenticate() -> tuple[str | None, str]:
-        """The worker principal of this request (None to refuse it), and why not."""
+        """The worker principal of this request (None to refuse it), and why not: a
+        worker bound to a `required` signing key must sign every request."""
         try:
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
             return None, str(exc)
-        return await endpoint.authenticate(authorization), unauthorized
+        principal = await endpoint.authenticate(authorization)
+        if principal is None:
+            return None, unauthorized
+        unsigned = endpoint.signature_refusal(principal, request.scope.get(SIGNED_BY))
+        return (None, unsigned) if unsigned else (principal, unauthorized)
 
     async def open_link() -> Response:
         principal, why = await authenticate()
