@@ -302,8 +302,7 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
         principal, why = await authenticate()
         peer = _peer()
         if principal is None:
-            log.warning("http worker link refused: bad or missing worker token",
-                        extra={"peer": peer})
+            log.warning("http worker link refused", extra={"peer": peer, "reason": why})
             return _refused(None, wl.UNAUTHORIZED, why)
         if endpoint.going_away is not None:  # a worker should connect to another replica
             text = wl.error_ack(None, wl.INTERNAL, f"this server is stopping "
