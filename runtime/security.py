@@ -210,15 +210,17 @@ class Secured:
     def state(self, state: AppState) -> AppState:
         """`state` with the identities, limits, signing keys and token service."""
         tokens = self.tokens
+        limiter = build_rate_limiter(self.security)
         state = attrs.evolve(state, authenticator=self.authenticator,
-                             rate_limiter=build_rate_limiter(self.security),
+                             rate_limiter=limiter,
                              signing=self.security.request_signing,
                              signature_verifier=self.verifier,
-                             extension_methods=token_methods(tokens) if tokens else {})
+                             extension_methods=token_methods(tokens, limiter) if tokens
+                             else {})
         if tokens is None:
             return state
         served = attrs.evolve(state, routes=(*state.routes,
-                                             token_routes(tokens, lambda: served)))
+                                             token_routes(tokens, lambda: served, limiter)))
         return served
 
     def app(self, app: ASGIApp, max_body: int) -> ASGIApp:

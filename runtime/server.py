@@ -202,7 +202,8 @@ async def open_server(config: ServerConfig = ServerConfig()) -> AsyncIterator[Ru
                 endpoint = WorkerLinkEndpoint(dispatcher, store, worker_auth=worker_auth,
                                               client_auth=secured.token_auth,
                                               remote_open=not link_closed(config),
-                                              identities=secured.worker_identities)
+                                              identities=secured.worker_identities,
+                                              signing=config.security.request_signing)
                 workers: list[RunningWorker] = []
                 stopping = LocalStops()
                 sender = HttpxPushSender(timeout=config.push_timeout,

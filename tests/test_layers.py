@@ -165,7 +165,7 @@ RUNTIME_IMPORTS = {
     "runtime.supervisor": (),
     "runtime.secrets": (),
     "runtime.link": ("runtime.http.common", "runtime.http.auth", "runtime.http.sse",
-                     "runtime.supervisor"),
+                     "runtime.http.signing_settings", "runtime.supervisor"),
     "runtime.observe": (),
     "runtime.worker": ("runtime.agents", "runtime.supervisor", "runtime.observe"),
     "runtime.mcp": ("runtime.http.common", "runtime.http.auth", "runtime.http.guard",

@@ -32,12 +32,14 @@ async def identify(state: Any, authorization: str | None) -> Identity | None:
 
 
 def authorize(state: Any, identity: Identity, permission: str | None, what: str,
-              tenant: str | None = None, signed_by: str | None = None) -> None:
+              tenant: str | None = None, signed_by: str | None = None, *,
+              limit: bool = True) -> None:
     """Raise the precise refusal for this call, else take it from the rate limits.
 
     Checked in this order: the caller's own signing key when it must sign (401),
     permission (403), tenant (403), rate (429), so a caller that may not call at all
-    never uses up its budget. `signed_by`: the key that signed the request."""
+    never uses up its budget. `signed_by`: the key that signed the request. `limit`
+    False: the operation takes from the rate limits itself (the token service's login)."""
     signing: SigningSettings | None = getattr(state, "signing", None)
     if signing is not None:
         signing.check_caller(identity.principal, signed_by)
@@ -49,5 +51,5 @@ def authorize(state: Any, identity: Identity, permission: str | None, what: str,
             raise PermissionDeniedError(f"{what} needs permission {permission!r}")
     check_tenant(identity, tenant)
     limiter = getattr(state, "rate_limiter", None)
-    if limiter is not None:
+    if limiter is not None and limit:
         limiter.check(identity)

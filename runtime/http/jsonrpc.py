@@ -51,7 +51,7 @@ from runtime.http.common import (
     negotiate_version,
     too_large_error,
 )
-from runtime.http.extension_methods import ANONYMOUS_CALLER, only_public
+from runtime.http.extension_methods import ANONYMOUS_CALLER, client_address, only_public
 from runtime.http.gate import authorize, identify
 from runtime.http.guard import no_websocket_here, refuse
 from runtime.http.rpc_legacy import (
@@ -121,10 +121,12 @@ async def dispatch(
     gateway_path: str | None = None,
     signed_by: str | None = None,
     note: MutableMapping[str, Any] | None = None,  # runtime.observe's: method, outcome
+    address: str = "",
 ) -> Reply:
     """Answer one JSON-RPC payload (a request, a notification or a batch); with
     `gateway_path` (``/tasks/send``...), only that path's method. `signed_by`: the
-    key that signed the request (`runtime.http.request_signing`)."""
+    key that signed the request (`runtime.http.request_signing`); `address`: the
+    client's, for the extension methods that rate-limit by it (login)."""
     note = {} if note is None else note
     identity = await identify(state, authorization)
     version = negotiate_version(version_header)
@@ -168,8 +170,8 @@ async def dispatch(
             extension = extensions.get(item.method)
             if extension is not None:
                 authorize(state, identity, extension.permission, item.method,
-                          signed_by=signed_by)
-                out = _envelope(item.id, await extension(item.params, identity))
+                          signed_by=signed_by, limit=not extension.own_limits)
+                out = _envelope(item.id, await extension(item.params, identity, address))
                 return None if item.is_notification else out
             method = METHODS[wire_version].get(item.method)
             if method is None:
@@ -369,6 +371,7 @@ class JsonRpcASGI:
             gateway_path=None if path == "/" else path,
             signed_by=scope.get(SIGNED_BY),
             note=note,
+            address=client_address(scope),
         )
         if reply.stream is None:
             await _send_reply(send, _in_kind(reply, headers.get(b"content-type")))

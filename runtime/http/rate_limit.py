@@ -5,6 +5,11 @@ refills at `rate` per second; a call takes one from both, or is refused with
 `RateLimitedError` saying when one will be there again (JSON-RPC error; HTTP 429 with
 `Retry-After` on HTTP+JSON). The buckets live in this process: N replicas allow up to
 N times the configured rate until they share state.
+
+Logging in to the token service has no caller yet: a login with a valid API key takes
+from that key's principal's buckets, and failed logins from a bucket of the client's
+address (`check_guesses`, `failed_guess`), so one client cannot use up login for
+everyone, and guessing keys is limited per address.
 """
 
 from __future__ import annotations
@@ -80,6 +85,26 @@ class RateLimiter:
                  tenant: RateLimit | None = None) -> None:
         self._principal = _Buckets(principal) if principal else None
         self._tenant = _Buckets(tenant) if tenant else None
+        guesses = principal or tenant
+        self._guesses = _Buckets(guesses) if guesses else None
+        """Failed logins per client address, at the per-caller rate (else the tenant's)."""
+
+    def check_guesses(self, address: str) -> None:
+        """`RateLimitedError` while the failed logins from `address` have spent its
+        bucket: every login from there waits (a valid key too, or guessing would go on
+        through the answers of the valid ones); other addresses are not held up."""
+        if self._guesses is None:
+            return
+        wait = self._guesses.wait(address, trio.current_time())
+        if wait > 0:
+            log.info("rate limited", extra={"address": address, "scope": "failed logins"})
+            raise RateLimitedError(f"too many failed logins from this address; retry in "
+                                   f"{math.ceil(wait)} s", retry_after=wait)
+
+    def failed_guess(self, address: str) -> None:
+        """Count a failed login from `address` (after `check_guesses` let it through)."""
+        if self._guesses is not None:
+            self._guesses.take(address, trio.current_time())
 
     def check(self, identity: Identity) -> None:
         """Take one request from the caller's buckets, or raise `RateLimitedError`."""

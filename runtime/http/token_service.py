@@ -26,6 +26,7 @@ import jwt
 from protocol.errors import InvalidParamsError
 from protocol.identity import Identity
 from protocol.security_errors import UnauthenticatedError
+from runtime.http.rate_limit import RateLimiter
 from runtime.http.revocations import Revocations
 
 __all__ = ["TokenService", "TokenServiceSettings", "UnauthenticatedError"]
@@ -103,20 +104,39 @@ class TokenService:
 
     # --- operations ----------------------------------------------------------------------
 
-    async def login(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def login(self, params: dict[str, Any], *, limits: RateLimiter | None = None,
+                    address: str = "") -> dict[str, Any]:
+        """Tokens for a valid API key. With `limits`: from the key's principal's
+        buckets; a failed login from the bucket of the client's `address`, which once
+        spent refuses every login from there until it refills."""
         key = _string(params, "apiKey")
+        if limits is not None:
+            limits.check_guesses(address)
         identity = self._api_key(key)
         if identity is None:
+            if limits is not None:
+                limits.failed_guess(address)
             raise UnauthenticatedError("the API key is not valid")
+        if limits is not None:
+            limits.check(identity)
         log.info("token service login", extra={"principal": identity.principal,
                                                "tenant": identity.tenant})
         return self._issue(identity, uuid.uuid4().hex)
 
-    async def refresh(self, params: dict[str, Any]) -> dict[str, Any]:
-        claims = self._decode(_string(params, "refreshToken"))
+    async def refresh(self, params: dict[str, Any], *, limits: RateLimiter | None = None,
+                      address: str = "") -> dict[str, Any]:
+        """A new pair for a valid refresh token; `limits` as for `login`."""
+        token = _string(params, "refreshToken")
+        if limits is not None:
+            limits.check_guesses(address)
+        claims = self._decode(token)
         if claims is None or claims["typ"] != "refresh" or await self._revocations.is_revoked(
                 claims["fam"]):
+            if limits is not None:
+                limits.failed_guess(address)
             raise UnauthenticatedError("the refresh token is not valid")
+        if limits is not None:
+            limits.check(self._identity(claims))
         if not await self._revocations.spend(claims["jti"], float(claims["exp"])):
             await self._revocations.revoke(claims["fam"], self._family_end())
             log.warning("refresh token reused: its family is revoked",

@@ -52,7 +52,9 @@ from actors.dispatcher import Dispatcher
 from actors.task_store import ServerTaskStore
 from actors.trace_port import SessionSpan
 from protocol import worker_link as wl
+from protocol.security_errors import SignatureRequiredError
 from runtime.http.auth import TokenAuth
+from runtime.http.signing_settings import SigningSettings
 from runtime.link.connection import LinkConnection, PushSink
 
 __all__ = ["WS_PATH", "LinkConnection", "LinkSocket", "PushSink", "WorkerLinkEndpoint"]
@@ -78,9 +80,10 @@ class WorkerLinkEndpoint:
     def __init__(self, dispatcher: Dispatcher, store: ServerTaskStore, *,
                  worker_auth: TokenAuth, client_auth: TokenAuth | None = None,
                  remote_open: bool = True,
-                 identities: Callable[[str | None], Awaitable[str | None]] | None = None
-                 ) -> None:
+                 identities: Callable[[str | None], Awaitable[str | None]] | None = None,
+                 signing: SigningSettings | None = None) -> None:
         self.dispatcher = dispatcher
+        self._signing = signing
         self.store = store
         self._worker_auth = worker_auth
         self._client_auth = client_auth
@@ -169,6 +172,22 @@ class WorkerLinkEndpoint:
             log.warning("no worker tokens configured: the worker link accepts any connection",
                         extra={"path": WS_PATH})
         return self._worker_auth.principal(authorization)
+
+    def signature_refusal(self, principal: str, signed_by: str | None) -> str | None:
+        """Why `principal`'s link request must be refused for its signature (a worker
+        bound to a `required` signing key must sign with it, as on every binding:
+        `SigningSettings.check_caller`), or None. `signed_by`: the key that signed the
+        request (the handshake, each HTTP-link request), None if unsigned."""
+        if self._signing is None:
+            return None
+        try:
+            self._signing.check_caller(principal, signed_by)
+        except SignatureRequiredError as err:
+            log.warning("worker link refused: signature required",
+                        extra={"principal": principal, "signed_by": signed_by})
+            return (f"{err.reason}: {err.message} (worker --signing-key KEY_ID:SECRET, "
+                    "TRIO_A2A_WORKER_SIGNING_KEY)")
+        return None
 
     def forget(self, task_id: str, attempt_id: str) -> None:
         """The attempt is over (released or stale): drop its grant."""

@@ -37,6 +37,7 @@ from quart import Response, request
 from protocol import worker_link as wl
 from protocol.sse import encode_comment, encode_event
 from runtime.http.auth import RepeatedAuthorization, one_authorization
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.http.sse import sse_response
 
 if TYPE_CHECKING:
@@ -285,19 +286,23 @@ def register_worker_http_routes(app: QuartTrio, endpoint: WorkerLinkEndpoint, *,
     unauthorized = endpoint.unauthorized
 
     async def authenticate() -> tuple[str | None, str]:
-        """The worker principal of this request (None to refuse it), and why not."""
+        """The worker principal of this request (None to refuse it), and why not: a
+        worker bound to a `required` signing key must sign every request."""
         try:
             authorization = one_authorization(request.headers.getlist("Authorization"))
         except RepeatedAuthorization as exc:
             return None, str(exc)
-        return await endpoint.authenticate(authorization), unauthorized
+        principal = await endpoint.authenticate(authorization)
+        if principal is None:
+            return None, unauthorized
+        unsigned = endpoint.signature_refusal(principal, request.scope.get(SIGNED_BY))
+        return (None, unsigned) if unsigned else (principal, unauthorized)
 
     async def open_link() -> Response:
         principal, why = await authenticate()
         peer = _peer()
         if principal is None:
-            log.warning("http worker link refused: bad or missing worker token",
-                        extra={"peer": peer})
+            log.warning("http worker link refused", extra={"peer": peer, "reason": why})
             return _refused(None, wl.UNAUTHORIZED, why)
         if endpoint.going_away is not None:  # a worker should connect to another replica
             text = wl.error_ack(None, wl.INTERNAL, f"this server is stopping "

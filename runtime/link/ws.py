@@ -6,8 +6,9 @@ before the link saw it, a cost paid twice per task (claim, release) on the
 remote path. Here hypercorn's ASGI events are read and written directly.
 
 The handshake needs one ``Authorization: Bearer <worker token>`` header (see
-`WorkerLinkEndpoint.authenticate`; two are refused, as on every endpoint); a
-refused one is answered with HTTP 401 and a JSON error body before any upgrade.
+`WorkerLinkEndpoint.authenticate`; two are refused, as on every endpoint), signed
+when the worker's principal is bound to a `required` signing key; a refused one
+is answered with HTTP 401 and a JSON error body before any upgrade.
 After the upgrade each text (or binary) message is one frame of
 docs/worker-link.md, served by `WorkerLinkEndpoint.serve`.
 """
@@ -22,6 +23,7 @@ import trio
 
 from protocol import worker_link as wl
 from runtime.http.auth import RepeatedAuthorization, one_authorization
+from runtime.http.signing_settings import SIGNED_BY
 from runtime.link.endpoint import WS_PATH, WorkerLinkEndpoint
 
 __all__ = ["WS_PATH", "AsgiLinkSocket", "serve_worker_websocket"]
@@ -73,6 +75,9 @@ async def serve_worker_websocket(endpoint: WorkerLinkEndpoint, scope: Scope, rec
         principal, why = None, str(exc)
     if principal is None:
         log.warning("worker link refused: bad or missing worker token", extra={"peer": peer})
+    elif (unsigned := endpoint.signature_refusal(principal, scope.get(SIGNED_BY))):
+        principal, why = None, unsigned
+    if principal is None:
         body = wl.error_ack(None, wl.UNAUTHORIZED, why).encode()
         await send({"type": "websocket.http.response.start", "status": 401,
                     "headers": [*_REFUSAL_HEADERS, (b"content-length", str(len(body)).encode())]})
