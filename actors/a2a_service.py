@@ -340,6 +340,8 @@ class A2AService:
         """
         record = await self._visible(task_id, principal)
         if last_event_id is not None:
+            if last_event_id > record.seq:  # perhaps written by a replica not heard yet
+                record = await self._store.get_task_fresh(task_id) or record
             if last_event_id < 0 or last_event_id > record.seq:
                 raise InvalidParamsError(
                     f"Last-Event-ID {last_event_id} is not an event of task {task_id!r} "

@@ -362,6 +362,18 @@ class ServerTaskStore:
         entry = await self._entry(task_id)
         return None if entry is None else entry.committed
 
+    async def get_task_fresh(self, task_id: str) -> TaskRecord | None:
+        """The committed record as the backend has it now: for a decision that a cache
+        which has not heard of another process's commit yet would get wrong (a resume
+        from an event this replica has not seen). Read once, taken into the cache."""
+        entry = self._entries.get(task_id)
+        if entry is None:
+            return await self.get_task(task_id)  # not cached: read from the backend
+        record = await self._backend.get_task(task_id)
+        if record is not None and record.version > entry.known_version:
+            entry.known_version = record.version
+        return await self.get_task(task_id)  # reloaded (and readers woken) if stale
+
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         return await self._backend.list_tasks(query)
 
