@@ -18,7 +18,7 @@ import trio
 
 from actors.store_port import StoredEvent
 from actors.task_store import ServerTaskStore
-from protocol.models import StreamResponse
+from protocol.models import StreamResponse, TaskState
 from protocol.states import ends_stream, is_terminal
 
 __all__ = ["EventFeed"]
@@ -89,17 +89,20 @@ class EventFeed:
         return self._pending.pop(0)
 
 
-def _ends(event: StreamResponse) -> bool:
+def _state(event: StreamResponse) -> TaskState | None:
+    """The task state an event reports, if it reports one."""
     if event.status_update is not None:
-        return ends_stream(event.status_update.status.state)
+        return event.status_update.status.state
     if event.task is not None:
-        return ends_stream(event.task.status.state)
-    return False
+        return event.task.status.state
+    return None
+
+
+def _ends(event: StreamResponse) -> bool:
+    state = _state(event)
+    return state is not None and ends_stream(state)
 
 
 def _terminal(event: StreamResponse) -> bool:
-    if event.status_update is not None:
-        return is_terminal(event.status_update.status.state)
-    if event.task is not None:
-        return is_terminal(event.task.status.state)
-    return False
+    state = _state(event)
+    return state is not None and is_terminal(state)
